@@ -1,0 +1,101 @@
+"""gunicorn settings for streaming LLM output: ``gunicorn -c conf/gunicorn.conf.py wsgi:app``.
+
+Every setting says what it does and why. Command-line flags override this
+file (the tests use that for negative controls, e.g. ``-k sync``), and so
+do the GUNICORN_* environment variables read below. Keep the timeout
+budget in conf/README.md in mind when you change a number here.
+"""
+
+import os
+
+# ---------------------------------------------------------------------------
+# Server socket
+#
+#   bind - Where to listen. Loopback by default: put a proxy in front
+#          (conf/nginx.conf and friends) or set GUNICORN_BIND=0.0.0.0:8000
+#          in a container.
+#   backlog - Connections the kernel queues while workers are busy.
+# ---------------------------------------------------------------------------
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+backlog = 2048
+
+# ---------------------------------------------------------------------------
+# Worker processes
+#
+#   worker_class - gevent: each stream is a greenlet, so one process holds
+#          thousands of open streams, and a long stream never blocks the
+#          worker's heartbeat to the master. The sync worker would hold one
+#          stream per process and be killed after `timeout` seconds.
+#   workers - Processes. One per core is the usual rule, but the in-memory
+#          event log lives in one process: keep 1 unless clients never
+#          resume or you use a shared store.
+#   worker_connections - Most simultaneous clients per gevent worker;
+#          each open stream holds one.
+#   timeout - Under gevent this is the worker's heartbeat to the master,
+#          not a request limit: it fires only if something blocks the hub
+#          (CPU-bound work, an unpatched C socket). Streams may run far
+#          longer than this.
+#   graceful_timeout - On SIGTERM/SIGHUP a worker stops accepting and gives
+#          running streams this long to finish before cutting them. Keep it
+#          at or above WEBAPP_MAX_STREAM_SECONDS (default 300) so a deploy
+#          never cuts a stream that was allowed to run.
+#   keepalive - Seconds an idle client connection stays open between
+#          requests. Above the 60 s idle timeout of common load balancers,
+#          so the balancer, not gunicorn, closes idle connections (otherwise
+#          it may send a request on a connection gunicorn just closed: 502).
+#   max_requests - 0: never recycle workers on a request count; recycling
+#          would cut streams that the dying worker still holds.
+# ---------------------------------------------------------------------------
+
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+workers = int(os.environ.get("GUNICORN_WORKERS", "1"))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
+timeout = 30
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "310"))
+keepalive = 75
+max_requests = 0
+
+# ---------------------------------------------------------------------------
+# Application loading
+#
+#   preload_app - False. The gevent worker monkey-patches the standard
+#          library when it starts; preloading would import ssl, openai and
+#          truststore in the master before that, which breaks TLS or makes
+#          it silently block the whole worker. The app (and its model
+#          client) is built in each worker, after patching.
+# ---------------------------------------------------------------------------
+
+preload_app = False
+
+# ---------------------------------------------------------------------------
+# Logging
+#
+#   accesslog - "-" writes the access log to stdout; one line per request,
+#          written when the stream ends, with its duration.
+#   errorlog - "-" is stderr. The app's per-stream summary lines go there.
+# ---------------------------------------------------------------------------
+
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+# ---------------------------------------------------------------------------
+# Proxies
+#
+#   forwarded_allow_ips - Trust X-Forwarded-* only from the local proxy.
+# ---------------------------------------------------------------------------
+
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# ---------------------------------------------------------------------------
+# Control
+#
+#   control_socket_disable - gunicorn 23+ opens a control socket at one
+#          fixed path per user; two instances on one host (a blue/green
+#          deploy, the tests) would fight over it. Signals (TERM, HUP, TTIN)
+#          do everything this service needs.
+# ---------------------------------------------------------------------------
+
+control_socket_disable = True
