@@ -67,6 +67,8 @@ def create_app(
     _check_worker(worker, settings)
     handlers = check_sync_handlers(callbacks)
     model = chat_model or build_chat_model(settings)
+    if isinstance(model.callbacks, list):  # handlers attached to the model run on every call too
+        check_sync_handlers(model.callbacks)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

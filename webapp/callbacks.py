@@ -58,17 +58,18 @@ class SafeCallbackHandler(BaseCallbackHandler):
         self.run_inline = getattr(inner, "run_inline", False)
         self.failures = 0
 
-    def _forward(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _forward(self, event: str, /, *args: Any, **kwargs: Any) -> Any:
+        # Positional-only: LangChain passes keyword arguments such as name=.
         try:
-            return getattr(self.inner, name)(*args, **kwargs)
+            return getattr(self.inner, event)(*args, **kwargs)
         except NotImplementedError:
             # LangChain falls back from on_chat_model_start to on_llm_start on this.
-            if name == "on_chat_model_start":
+            if event == "on_chat_model_start":
                 raise
         except Exception:
             self.failures += 1
             if self.failures == 1:
-                log.exception("callback %s.%s raised; ignored so the stream goes on", type(self.inner).__name__, name)
+                log.exception("callback %s.%s raised; ignored so the stream goes on", type(self.inner).__name__, event)
         return None
 
     def __repr__(self) -> str:
@@ -76,7 +77,7 @@ class SafeCallbackHandler(BaseCallbackHandler):
 
 
 def _make_forwarder(name: str) -> Any:
-    def forward(self: SafeCallbackHandler, *args: Any, **kwargs: Any) -> Any:
+    def forward(self: SafeCallbackHandler, /, *args: Any, **kwargs: Any) -> Any:
         return self._forward(name, *args, **kwargs)
 
     forward.__name__ = name

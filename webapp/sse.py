@@ -62,7 +62,6 @@ class ServerSentEvent:
     event: str = "message"
     data: str = ""
     id: str | None = None
-    retry: int | None = None
 
     def json(self) -> Any:
         return json.loads(self.data)
@@ -81,14 +80,14 @@ class SSEParser:
     def __init__(self) -> None:
         self._buffer = ""
         self._decoder_tail = b""
+        self.retry: int | None = None  # the last reconnection delay the server advertised
         self._reset()
 
     def _reset(self) -> None:
         self._event: str | None = None
         self._data: list[str] = []
         self._id: str | None = None
-        self._retry: int | None = None
-        self._has_fields = False
+        self._has_data = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent | Comment]:
         raw = self._decoder_tail + chunk
@@ -115,24 +114,25 @@ class SSEParser:
 
     def _line(self, line: str) -> ServerSentEvent | Comment | None:
         if line == "":
-            if not self._has_fields:
-                return None
-            event = ServerSentEvent(event=self._event or "message", data="\n".join(self._data), id=self._id, retry=self._retry)
+            # As browsers do: a block without data lines dispatches nothing.
+            event = None
+            if self._has_data:
+                event = ServerSentEvent(event=self._event or "message", data="\n".join(self._data), id=self._id)
             self._reset()
             return event
         if line.startswith(":"):
             return Comment(line[1:].removeprefix(" "))
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
-        self._has_fields = True
         if name == "data":
+            self._has_data = True
             self._data.append(value)
         elif name == "event":
             self._event = value
         elif name == "id":
             self._id = value
         elif name == "retry" and value.isdigit():
-            self._retry = int(value)
+            self.retry = int(value)
         return None
 
 

@@ -1,0 +1,74 @@
+"""Fixtures shared by every layer of tests: app, client, upstream, gunicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.servers import ROOT, GunicornServer
+from webapp import create_app
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+# A fast scripted model so app-level tests take milliseconds, not seconds.
+FAST_SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5"}
+
+
+@pytest.fixture
+def app() -> Flask:
+    return create_app(FAST_SCRIPTED, environ={})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[OpenAIUpstream]:
+    with OpenAIUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def upstream(upstream_server: OpenAIUpstream) -> OpenAIUpstream:
+    upstream_server.reset()
+    return upstream_server
+
+
+@pytest.fixture
+def gunicorn(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., GunicornServer]]:
+    """Factory: ``gunicorn(env={...}, args=[...])`` starts a real server, stopped after the test."""
+    started: list[GunicornServer] = []
+
+    def start(env: dict[str, str] | None = None, args: list[str] | None = None, app: str = "wsgi:app") -> GunicornServer:
+        server = GunicornServer(artifacts, env=env, args=args or [], app=app, name=request.node.name.replace("/", "_"))
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def openai_env(upstream: OpenAIUpstream, **settings: str) -> dict[str, str]:
+    """Environment for the app to stream from the local upstream with the real ChatOpenAI."""
+    return {
+        "WEBAPP_PROVIDER": "openai",
+        "OPENAI_API_KEY": "test-key-not-secret",
+        "OPENAI_BASE_URL": upstream.base_url,
+        "WEBAPP_MODEL": "upstream-model",
+        "WEBAPP_UPSTREAM_MAX_RETRIES": "0",
+        **settings,
+    }

@@ -1,0 +1,100 @@
+"""Real gunicorn processes for end-to-end tests, started from the shipped config.
+
+Each server gets a free loopback port, a clean environment (no OPENAI_* or
+WEBAPP_* from the developer's shell), and a log file the failure message
+quotes. Readiness is polled on ``/healthz``; nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The current environment without settings that would change the app under test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBAPP_", "OPENAI_", "GUNICORN_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class GunicornServer:
+    """One gunicorn master and its workers."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        app: str = "wsgi:app",
+        name: str = "gunicorn",
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.command = [
+            sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+            "--bind", f"127.0.0.1:{self.port}", *args, app,
+        ]
+        self.env = clean_environ(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> "GunicornServer":
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not become ready in {timeout}s:\n{self.log()}")
+
+    def run_to_exit(self, timeout: float = 30.0) -> int:
+        """Start and wait for the master to exit by itself (for start-up failures)."""
+        with open(self.log_path, "wb") as log:
+            completed = subprocess.run(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        return completed.returncode
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)  # quick shutdown: tests do not wait for a graceful drain
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
