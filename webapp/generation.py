@@ -54,13 +54,15 @@ def chunk_text(chunk: Any) -> str:
 
 def error_body(exc: BaseException) -> dict[str, Any]:
     """What the client is told about a failure: a type, a safe message, and whether to retry."""
-    name = type(exc).__name__
+    # By class name through the MRO, so provider wrappers (langchain_openai's
+    # OpenAIConnectionError is an openai.APIConnectionError) classify as their bases.
+    names = {cls.__name__ for cls in type(exc).__mro__}
     status = getattr(exc, "status_code", None)
-    if name == "RateLimitError" or status == 429:
+    if "RateLimitError" in names or status == 429:
         kind, message, retryable = "rate_limited", "The model provider is rate limiting requests.", True
-    elif name in ("APITimeoutError", "ReadTimeout", "TimeoutError", "Timeout"):
+    elif names & {"APITimeoutError", "ReadTimeout", "TimeoutError", "Timeout"}:
         kind, message, retryable = "upstream_timeout", "The model provider did not answer in time.", True
-    elif name in ("APIConnectionError", "RemoteProtocolError", "ConnectError", "ConnectionError"):
+    elif names & {"APIConnectionError", "RemoteProtocolError", "ConnectError", "ConnectionError"}:
         kind, message, retryable = "upstream_unavailable", "The connection to the model provider failed.", True
     elif isinstance(status, int) and 400 <= status < 500:
         kind, message, retryable = "upstream_rejected", "The model provider rejected the request.", False
