@@ -23,9 +23,9 @@ from webapp.errors import register_error_handlers
 from webapp.providers import build_chat_model
 from webapp.relay import RelayOptions
 from webapp.server import detect_worker
-from webapp.streaming import EXTENSION_KEY, StreamingDefaults
+from webapp.streaming import Streaming, sse_response, text_response
 
-__all__ = ["create_app", "ConfigError", "Settings"]
+__all__ = ["create_app", "ConfigError", "Settings", "Streaming", "RelayOptions", "sse_response", "text_response"]
 
 log = logging.getLogger("webapp")
 
@@ -65,7 +65,6 @@ def create_app(
     _configure_logging(settings.log_level)
     worker = detect_worker()
     _check_worker(worker, settings)
-    handlers = check_sync_handlers(callbacks)
     model = chat_model or build_chat_model(settings)
     if isinstance(model.callbacks, list):  # handlers attached to the model run on every call too
         check_sync_handlers(model.callbacks)
@@ -74,15 +73,14 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, worker=worker)
-    app.extensions[EXTENSION_KEY] = StreamingDefaults(
-        options=RelayOptions(
-            heartbeat_seconds=settings.heartbeat_seconds,
-            retry_ms=settings.retry_ms,
-            max_stream_seconds=settings.max_stream_seconds,
-            watch_disconnect=settings.watch_disconnect,
-        ),
-        callbacks=tuple(handlers),
-        labels={"provider": settings.provider, "model": settings.model},
+    Streaming(
+        app,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        retry_ms=settings.retry_ms,
+        max_stream_seconds=settings.max_stream_seconds,
+        watch_disconnect=settings.watch_disconnect,
+        callbacks=callbacks,
+        metadata={"provider": settings.provider, "model": settings.model},
     )
     register_error_handlers(app)
 

@@ -14,7 +14,8 @@ import inspect
 import logging
 from typing import Any, Iterable, Sequence
 
-from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler, BaseCallbackManager
+from langchain_core.runnables import RunnableConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +98,21 @@ for _name in _IGNORE_FLAGS:
 def safe_handlers(handlers: Sequence[BaseCallbackHandler]) -> list[BaseCallbackHandler]:
     """Wrap each handler for one stream, so failures are counted per stream."""
     return [SafeCallbackHandler(handler) for handler in handlers]
+
+
+def with_safe_callbacks(config: RunnableConfig | None, handlers: Sequence[BaseCallbackHandler]) -> RunnableConfig:
+    """A copy of ``config`` whose callbacks (ours and any it had) are all sync-checked and wrapped.
+
+    Raises ``AsyncCallbackError`` before anything runs if one is async.
+    """
+    run_config: RunnableConfig = dict(config or {})  # type: ignore[assignment]
+    given = run_config.get("callbacks")
+    if isinstance(given, BaseCallbackManager):
+        manager = given.copy()
+        check_sync_handlers(manager.handlers)
+        for handler in safe_handlers(check_sync_handlers(handlers)):
+            manager.add_handler(handler, inherit=True)
+        run_config["callbacks"] = manager
+    else:
+        run_config["callbacks"] = safe_handlers(check_sync_handlers([*handlers, *(given or [])]))
+    return run_config

@@ -94,3 +94,10 @@ class MemoryEventLog:
                     return []
                 self._condition.wait(remaining)
             return self._events[seq + 1 :]
+
+
+class MemoryStore:
+    """Creates in-process event logs; the default store of ``Streaming``."""
+
+    def create(self, stream_id: str) -> MemoryEventLog:
+        return MemoryEventLog(stream_id)

@@ -40,6 +40,14 @@ class RelayOptions:
     max_stream_seconds: float | None = 300.0
     watch_disconnect: bool = True
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.heartbeat_seconds <= 300:
+            raise ValueError(f"heartbeat_seconds={self.heartbeat_seconds!r}: must be from 0 (off) to 300")
+        if not 0 <= self.retry_ms <= 600_000:
+            raise ValueError(f"retry_ms={self.retry_ms!r}: must be from 0 to 600000")
+        if self.max_stream_seconds is not None and not 0 < self.max_stream_seconds <= 86_400:
+            raise ValueError(f"max_stream_seconds={self.max_stream_seconds!r}: must be above 0 and at most 86400, or None")
+
 
 class Relay:
     """Couples one Generation to one response."""

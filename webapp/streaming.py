@@ -1,10 +1,17 @@
-"""Flask responses that stream any LangChain Runnable: ``sse_response`` and ``text_response``.
+"""Stream any LangChain Runnable from a Flask view: ``sse_response`` and ``text_response``.
 
-Call them from a view after reading the request: they decide everything
-(ids, options, callbacks, headers) before the first byte, and return a
-``Response`` whose body is a ``stream_with_context`` generator around the
-relay. Defaults come from the app (``app.extensions["webapp.streaming"]``,
-set by ``create_app``) or, in any other Flask app, from ``RelayOptions()``.
+Call them from a view after reading the request::
+
+    @app.post("/summarize")
+    def summarize():
+        doc = request.get_json()["doc"]
+        return sse_response(prompt | llm | StrOutputParser(), {"doc": doc})
+
+They decide everything (ids, options, callbacks, headers) before the first
+byte and return a ``Response`` whose body is a ``stream_with_context``
+generator around the relay. App-wide defaults come from the ``Streaming``
+extension when the app has one, else from ``RelayOptions()``: a plain
+``Flask(__name__)`` app that only imports these functions streams correctly.
 """
 
 from __future__ import annotations
@@ -13,22 +20,30 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
-from flask import Response, current_app, has_app_context, request, stream_with_context
+from flask import Flask, Response, current_app, has_app_context, request, stream_with_context
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from webapp.callbacks import check_sync_handlers, safe_handlers
+from webapp.callbacks import check_sync_handlers, with_safe_callbacks
 from webapp.concurrency import client_socket
-from webapp.eventlog import MemoryEventLog
+from webapp.eventlog import MemoryEventLog, MemoryStore
 from webapp.generation import Generation
 from webapp.relay import Relay, RelayOptions
+
+__all__ = ["Streaming", "RelayOptions", "sse_response", "text_response"]
 
 EXTENSION_KEY = "webapp.streaming"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 summary_log = logging.getLogger("webapp.stream")
+
+
+class EventLogStore(Protocol):
+    """Where a stream's events are kept; ``MemoryStore`` by default."""
+
+    def create(self, stream_id: str) -> MemoryEventLog: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +52,53 @@ class StreamingDefaults:
 
     options: RelayOptions = field(default_factory=RelayOptions)
     callbacks: tuple[BaseCallbackHandler, ...] = ()
-    labels: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    store: EventLogStore = field(default_factory=MemoryStore)
+
+
+# app.config key -> RelayOptions field, for the Flask-style configuration of the extension.
+CONFIG_KEYS = {
+    "STREAMING_HEARTBEAT_SECONDS": "heartbeat_seconds",
+    "STREAMING_RETRY_MS": "retry_ms",
+    "STREAMING_MAX_STREAM_SECONDS": "max_stream_seconds",
+    "STREAMING_WATCH_DISCONNECT": "watch_disconnect",
+}
+
+
+class Streaming:
+    """Flask extension: app-wide streaming defaults, so views call ``sse_response(chain, input)`` bare.
+
+    ``Streaming(app, heartbeat_seconds=10)`` or ``streaming.init_app(app)`` in
+    a factory. ``app.config`` keys ``STREAMING_HEARTBEAT_SECONDS``,
+    ``STREAMING_RETRY_MS``, ``STREAMING_MAX_STREAM_SECONDS`` and
+    ``STREAMING_WATCH_DISCONNECT`` override the constructor's values.
+    Callbacks run on every stream, wrapped so they cannot cut it; async
+    handlers are refused here, at start-up.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        heartbeat_seconds: float = 15.0,
+        retry_ms: int = 3000,
+        max_stream_seconds: float | None = 300.0,
+        watch_disconnect: bool = True,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+        metadata: Mapping[str, Any] | None = None,
+        store: EventLogStore | None = None,
+    ) -> None:
+        self.options = RelayOptions(heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect)
+        self.callbacks = tuple(check_sync_handlers(callbacks))
+        self.metadata = dict(metadata or {})
+        self.store = store or MemoryStore()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        overrides = {name: app.config[key] for key, name in CONFIG_KEYS.items() if key in app.config}
+        options = replace(self.options, **overrides)
+        app.extensions[EXTENSION_KEY] = StreamingDefaults(options, self.callbacks, self.metadata, self.store)
 
 
 def new_stream_id() -> str:
@@ -52,9 +113,9 @@ def _defaults() -> StreamingDefaults:
     return StreamingDefaults()
 
 
-def _log_summary(labels: dict[str, Any], surface: str) -> Any:
+def _log_summary(metadata: dict[str, Any], surface: str) -> Any:
     def report(summary: dict[str, Any]) -> None:
-        summary_log.info("stream_summary %s", json.dumps({**summary, "surface": surface, **labels}, sort_keys=True))
+        summary_log.info("stream_summary %s", json.dumps({**summary, "surface": surface, **metadata}, sort_keys=True, default=str))
 
     return report
 
@@ -66,16 +127,15 @@ def _relay(
     *,
     callbacks: Sequence[BaseCallbackHandler],
     config: RunnableConfig | None,
-    start_data: dict[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
     **option_overrides: Any,
 ) -> Relay:
     defaults = _defaults()
     options = replace(defaults.options, **{k: v for k, v in option_overrides.items() if v is not None})
-    handlers = [*defaults.callbacks, *check_sync_handlers(callbacks)]
-    run_config: RunnableConfig = dict(config or {})  # type: ignore[assignment]
-    run_config["callbacks"] = [*safe_handlers(handlers), *(run_config.get("callbacks") or [])]  # type: ignore[misc]
-    labels = {**defaults.labels, **(start_data or {})}
-    generation = Generation(runnable, input, MemoryEventLog(new_stream_id()), config=run_config, start_data=labels)
+    run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
+    labels = {**defaults.metadata, **(metadata or {})}
+    log = defaults.store.create(new_stream_id())
+    generation = Generation(runnable, input, log, config=run_config, start_data=labels)
     sock = client_socket(request.environ) if options.watch_disconnect else None
     return Relay(generation, options, client_socket=sock, on_finish=_log_summary(labels, surface))
 
@@ -92,15 +152,22 @@ def sse_response(
     *,
     callbacks: Sequence[BaseCallbackHandler] = (),
     config: RunnableConfig | None = None,
-    start_data: dict[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
     heartbeat_seconds: float | None = None,
     retry_ms: int | None = None,
     max_stream_seconds: float | None = None,
     watch_disconnect: bool | None = None,
 ) -> Response:
-    """Stream ``runnable.stream(input)`` as Server-Sent Events (start, token..., end | error)."""
+    """Stream ``runnable.stream(input)`` as Server-Sent Events: start, token..., then end or error.
+
+    Each chunk becomes a ``token`` event with its text: message chunks give
+    their text content, strings themselves, dicts their ``text``,
+    ``content``, ``answer`` or ``output`` value; chunks without text are
+    skipped. ``metadata`` adds fields to the ``start`` event and the summary
+    log line. Keyword options override the app's defaults for this response.
+    """
     relay = _relay(
-        runnable, input, "sse", callbacks=callbacks, config=config, start_data=start_data,
+        runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata,
         heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms,
         max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
     )
@@ -113,12 +180,17 @@ def text_response(
     *,
     callbacks: Sequence[BaseCallbackHandler] = (),
     config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
     max_stream_seconds: float | None = None,
     watch_disconnect: bool | None = None,
 ) -> Response:
-    """Stream ``runnable.stream(input)`` as plain text; a failure truncates the transfer."""
+    """Stream ``runnable.stream(input)`` as plain text; a failure truncates the transfer.
+
+    No heartbeats and no end marker: clients tell completion from a cut only
+    by the chunked terminator. Prefer ``sse_response`` where you can.
+    """
     relay = _relay(
-        runnable, input, "text", callbacks=callbacks, config=config, start_data=None,
+        runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata,
         max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
     )
     return _stream(relay.text_chunks(), "text/plain")

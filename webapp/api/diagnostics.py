@@ -62,4 +62,4 @@ def diagnostics_stream() -> ResponseReturnValue:
         pause_at=p["pause_at"],
         fail_at=p["fail_at"],
     )
-    return sse_response(model, [HumanMessage(content="diagnostics stream")], start_data={"model": "diagnostics"})
+    return sse_response(model, [HumanMessage(content="diagnostics stream")], metadata={"model": "diagnostics"})
