@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from typing import Any, Iterable, Sequence
 
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler, BaseCallbackManager
@@ -115,4 +116,51 @@ def with_safe_callbacks(config: RunnableConfig | None, handlers: Sequence[BaseCa
         run_config["callbacks"] = manager
     else:
         run_config["callbacks"] = safe_handlers(check_sync_handlers([*handlers, *(given or [])]))
+    return run_config
+
+
+class StreamCancelled(BaseException):
+    """Raised inside the model's stream to stop it; a BaseException so no library code swallows it."""
+
+
+# Events at which a cancelled stream is stopped: every token, and the start of any step.
+_CANCEL_POINTS = ("on_llm_new_token", "on_llm_start", "on_chat_model_start", "on_chain_start", "on_tool_start", "on_retriever_start")
+
+
+class CancelOnNextEvent(BaseCallbackHandler):
+    """Stops a run from the inside at its next token or step once ``cancelled`` is set.
+
+    Closing a chain's stream from outside is not enough: LangChain's
+    RunnableSequence answers ``GeneratorExit`` by draining its input, so the
+    model would run (and bill) to the end. An exception raised from a
+    callback inside the model's own loop unwinds every layer, and the
+    openai client closes the HTTP response on the way out. Under gevent the
+    producer is also killed where it blocks, which is faster still.
+    """
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self.cancelled = cancelled
+
+    def _check(self, *args: Any, **kwargs: Any) -> None:
+        if self.cancelled.is_set():
+            raise StreamCancelled()
+
+
+for _name in _CANCEL_POINTS:
+    setattr(CancelOnNextEvent, _name, CancelOnNextEvent._check)
+
+
+def with_handler(config: RunnableConfig, handler: BaseCallbackHandler) -> RunnableConfig:
+    """A copy of ``config`` with ``handler`` added, unwrapped, to its callbacks."""
+    run_config: RunnableConfig = dict(config)  # type: ignore[assignment]
+    given = run_config.get("callbacks")
+    if isinstance(given, BaseCallbackManager):
+        manager = given.copy()
+        manager.add_handler(handler, inherit=True)
+        run_config["callbacks"] = manager
+    else:
+        run_config["callbacks"] = [*(given or []), handler]
     return run_config

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from webapp.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
 from webapp.concurrency import Task, spawn
 from webapp.eventlog import MemoryEventLog
 
@@ -118,10 +119,10 @@ class Generation:
         self.runnable = runnable
         self.input = input
         self.log = log
-        self.config = config
+        self._cancel = threading.Event()
+        self.config = with_handler(config or {}, CancelOnNextEvent(self._cancel))
         self.stats = StreamStats()
         self.outcome: str | None = None
-        self._cancel = threading.Event()
         self._task: Task | None = None
         log.append("start", {"stream_id": log.stream_id, **(start_data or {})})
 
@@ -134,7 +135,7 @@ class Generation:
         return self
 
     def cancel(self) -> None:
-        """Stop generating: kill the producer where it blocks, and end the log."""
+        """Stop generating: kill the producer where it blocks (gevent), or at its next token, and end the log."""
         self._cancel.set()
         if self._task is not None:
             self._task.kill()
@@ -165,6 +166,8 @@ class Generation:
                 end = {"finish_reason": finish_reason or "stop", "tokens": self.stats.tokens, "usage": dict(usage or {})}
                 if self.log.finish("end", end):
                     self.outcome = "completed"
+        except StreamCancelled:
+            pass  # cancel() already ended the log
         except Exception as exc:  # noqa: BLE001 - every failure must become an error event
             if not self._cancel.is_set():
                 log.warning("stream %s: upstream failed: %s: %s", self.stream_id, type(exc).__name__, exc)
@@ -175,7 +178,7 @@ class Generation:
             if iterator is not None and hasattr(iterator, "close"):
                 try:
                     iterator.close()
-                except Exception:  # noqa: BLE001
+                except (Exception, StreamCancelled):  # noqa: BLE001
                     log.debug("stream %s: closing the model stream raised", self.stream_id, exc_info=True)
             if self.log.finish("error", CANCELLED):
                 self.outcome = self.outcome or "cancelled"

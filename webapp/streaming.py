@@ -56,13 +56,38 @@ class StreamingDefaults:
     store: EventLogStore = field(default_factory=MemoryStore)
 
 
-# app.config key -> RelayOptions field, for the Flask-style configuration of the extension.
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+# app.config key -> (RelayOptions field, converter), for the Flask-style configuration of the extension.
 CONFIG_KEYS = {
-    "STREAMING_HEARTBEAT_SECONDS": "heartbeat_seconds",
-    "STREAMING_RETRY_MS": "retry_ms",
-    "STREAMING_MAX_STREAM_SECONDS": "max_stream_seconds",
-    "STREAMING_WATCH_DISCONNECT": "watch_disconnect",
+    "STREAMING_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
+    "STREAMING_RETRY_MS": ("retry_ms", int),
+    "STREAMING_MAX_STREAM_SECONDS": ("max_stream_seconds", float),
+    "STREAMING_WATCH_DISCONNECT": ("watch_disconnect", _as_bool),
 }
+
+
+def _options_from_config(base: RelayOptions, config: Mapping[str, Any]) -> RelayOptions:
+    overrides = {}
+    for key, (name, convert) in CONFIG_KEYS.items():
+        if key in config:
+            try:
+                overrides[name] = convert(config[key])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"app.config[{key!r}]={config[key]!r}: {exc}") from None
+    try:
+        return replace(base, **overrides)
+    except ValueError as exc:
+        raise ValueError(f"app.config STREAMING_*: {exc}") from None
 
 
 class Streaming:
@@ -96,8 +121,7 @@ class Streaming:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        overrides = {name: app.config[key] for key, name in CONFIG_KEYS.items() if key in app.config}
-        options = replace(self.options, **overrides)
+        options = _options_from_config(self.options, app.config)
         app.extensions[EXTENSION_KEY] = StreamingDefaults(options, self.callbacks, self.metadata, self.store)
 
 

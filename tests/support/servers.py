@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Self, Sequence
 
 import httpx
 
@@ -36,36 +36,27 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class GunicornServer:
-    """One gunicorn master and its workers."""
+class ServerProcess:
+    """A server in its own process on a free loopback port, ready when ``ready_path`` answers 200."""
 
-    def __init__(
-        self,
-        log_dir: Path,
-        env: Mapping[str, str] | None = None,
-        args: Sequence[str] = (),
-        app: str = "wsgi:app",
-        name: str = "gunicorn",
-    ) -> None:
-        self.port = free_port()
+    def __init__(self, log_dir: Path, command: list[str], port: int, env: Mapping[str, str] | None, name: str, ready_path: str) -> None:
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}-{self.port}.log"
-        self.command = [
-            sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
-            "--bind", f"127.0.0.1:{self.port}", *args, app,
-        ]
+        self.command = command
         self.env = clean_environ(env)
+        self.ready_path = ready_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> "GunicornServer":
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+    def start(self, timeout: float = 30.0) -> Self:
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=1.0).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -98,3 +89,32 @@ class GunicornServer:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+class GunicornServer(ServerProcess):
+    """gunicorn started from conf/gunicorn.conf.py, with extra flags (``-k sync``...) on top."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        app: str = "wsgi:app",
+        name: str = "gunicorn",
+        ready_path: str = "/healthz",
+    ) -> None:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+            "--bind", f"127.0.0.1:{port}", *args, app,
+        ]
+        super().__init__(log_dir, command, port, env, name, ready_path)
+
+
+class FlaskDevServer(ServerProcess):
+    """``flask run``: the threaded Werkzeug development server."""
+
+    def __init__(self, log_dir: Path, app: str, env: Mapping[str, str] | None = None, name: str = "flask", ready_path: str = "/") -> None:
+        port = free_port()
+        command = [sys.executable, "-m", "flask", "--app", app, "run", "--host", "127.0.0.1", "--port", str(port)]
+        super().__init__(log_dir, command, port, env, name, ready_path)

@@ -229,3 +229,45 @@ def test_error_body_classifies_without_internals(name: str, status: int | None, 
     body = error_body(exc)["error"]
     assert (body["type"], body["retryable"]) == (kind, retryable)
     assert "secret" not in body["message"]
+
+
+class CountingModel(ScriptedChatModel):
+    """Counts the tokens the model actually produced."""
+
+    produced: Any = None  # Any: pydantic keeps the caller's list instead of copying it
+
+    def _stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        for chunk in super()._stream(*args, **kwargs):
+            if chunk.text:
+                self.produced.append(chunk.text)
+            yield chunk
+
+
+def counting_chain(produced: list) -> Any:
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+
+    model = CountingModel(tokens=200, ttft=0, interval=0.01, produced=produced)
+    return ChatPromptTemplate.from_messages([("user", "{doc}")]) | model | StrOutputParser()
+
+
+def test_cancelling_a_chain_stops_its_model_at_the_next_token_in_thread_mode() -> None:
+    produced: list = []
+    generation = Generation(counting_chain(produced), {"doc": "d"}, MemoryEventLog("s")).start()
+    while len(generation.log.read_after(-1, 1)) < 4:
+        pass
+    generation.cancel()
+    generation.join(5)
+    count = len(produced)
+    time.sleep(0.2)
+    assert 3 <= len(produced) == count < 10, f"the model produced {len(produced)} tokens, cancelled after 3"
+
+
+def test_negative_control_closing_a_chain_stream_drains_its_model() -> None:
+    """Why CancelOnNextEvent exists: LangChain's sequence answers close() by reading the model to the end."""
+    produced: list = []
+    iterator = iter(counting_chain(produced).stream({"doc": "d"}))
+    for _ in range(3):
+        next(iterator)
+    iterator.close()
+    assert len(produced) == 200

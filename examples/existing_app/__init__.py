@@ -1,0 +1,1 @@
+"""A small "existing" Flask app that adds LLM streaming with a few lines."""
