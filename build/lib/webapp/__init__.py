@@ -1,0 +1,97 @@
+"""The Flask service that streams LangChain chat-model output without cutoffs.
+
+``create_app()`` is the only place configuration comes together: defaults,
+then ``WEBAPP_*``/``OPENAI_*`` environment variables, then the ``config``
+overrides a test or an embedding app passes in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Mapping, Sequence
+
+from flask import Flask
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
+
+from webapp.api import STATE_KEY, ServiceState
+from webapp.callbacks import check_sync_handlers
+from webapp.config import ConfigError, Settings, describe, load_settings
+from webapp.errors import register_error_handlers
+from webapp.providers import build_chat_model
+from webapp.relay import RelayOptions
+from webapp.server import detect_worker
+from webapp.streaming import Streaming, sse_response, text_response
+
+__all__ = ["create_app", "ConfigError", "Settings", "Streaming", "RelayOptions", "sse_response", "text_response"]
+
+log = logging.getLogger("webapp")
+
+
+def _configure_logging(level: str) -> None:
+    """Our loggers write to stderr (gunicorn's error log) unless the host app set up logging."""
+    logger = logging.getLogger("webapp")
+    logger.setLevel(level)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _check_worker(worker: str, settings: Settings) -> None:
+    if worker != "sync":
+        return
+    message = (
+        "served by gunicorn's sync worker: it kills any stream longer than its timeout and holds one "
+        "stream per process. Use conf/gunicorn.conf.py (worker_class gevent)"
+    )
+    if not settings.allow_sync_worker:
+        raise ConfigError(message + ", or set WEBAPP_ALLOW_SYNC_WORKER=true to boot anyway.")
+    log.warning("UNSAFE: %s.", message)
+
+
+def create_app(
+    config: Mapping[str, str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    chat_model: BaseChatModel | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+) -> Flask:
+    """Build the app. ``config`` overrides the environment, by variable name."""
+    settings = load_settings({**(os.environ if environ is None else environ), **(config or {})})
+    _configure_logging(settings.log_level)
+    worker = detect_worker()
+    _check_worker(worker, settings)
+    model = chat_model or build_chat_model(settings)
+    if isinstance(model.callbacks, list):  # handlers attached to the model run on every call too
+        check_sync_handlers(model.callbacks)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, worker=worker)
+    Streaming(
+        app,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        retry_ms=settings.retry_ms,
+        max_stream_seconds=settings.max_stream_seconds,
+        watch_disconnect=settings.watch_disconnect,
+        callbacks=callbacks,
+        metadata={"provider": settings.provider, "model": settings.model},
+    )
+    register_error_handlers(app)
+
+    from webapp.api import chat, diagnostics, health
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(chat.bp)
+    app.register_blueprint(diagnostics.bp)
+
+    log.info("provider=%s model=%s worker=%s", settings.provider, settings.model, worker)
+    log.debug("settings %s", describe(settings))
+    if not settings.heartbeats_enabled:
+        log.warning("UNSAFE: heartbeats are off (WEBAPP_HEARTBEAT_SECONDS=0); idle proxies will cut paused streams.")
+    return app

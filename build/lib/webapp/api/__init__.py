@@ -1,0 +1,25 @@
+"""One blueprint per surface; ``service()`` gives views the app's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from langchain_core.language_models import BaseChatModel
+
+from webapp.config import Settings
+
+STATE_KEY = "webapp"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What the factory decided once, for every request."""
+
+    settings: Settings
+    chat_model: BaseChatModel
+    worker: str
+
+
+def service() -> ServiceState:
+    return current_app.extensions[STATE_KEY]

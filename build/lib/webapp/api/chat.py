@@ -1,0 +1,77 @@
+"""The chat surfaces: one answer (``/api/chat``), plain text and SSE streams.
+
+Each view reads and validates the whole request first, then hands the model
+and the messages to the relay; nothing after that touches ``request``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from webapp.api import service
+from webapp.chat_request import ChatLimits, InvalidChatRequest, parse_chat_body
+from webapp.errors import ApiError
+from webapp.generation import error_body
+from webapp.streaming import sse_response, text_response
+
+bp = Blueprint("chat", __name__, url_prefix="/api/chat")
+
+_MESSAGE_CLASSES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+
+
+def json_body() -> Any:
+    """The request's JSON, or a 415/400 ApiError that says what is wrong with it."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
+    return body
+
+
+def chat_messages(body: Any) -> list[BaseMessage]:
+    settings = service().settings
+    limits = ChatLimits(max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
+    try:
+        pairs = parse_chat_body(body, limits)
+    except InvalidChatRequest as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+    return [_MESSAGE_CLASSES[role](content=content) for role, content in pairs]
+
+
+def _request_messages() -> list[BaseMessage]:
+    if request.method == "GET":
+        if "message" not in request.args:
+            raise ApiError(400, "invalid_request", 'the "message" query parameter is required')
+        return chat_messages({"message": request.args["message"]})
+    return chat_messages(json_body())
+
+
+@bp.post("")
+def chat() -> ResponseReturnValue:
+    messages = chat_messages(json_body())
+    state = service()
+    try:
+        answer = state.chat_model.invoke(messages)
+    except Exception as exc:  # noqa: BLE001 - the provider's failure becomes a 502, not a 500
+        body = error_body(exc)
+        return jsonify(body), 502
+    return jsonify(
+        text=answer.text,
+        finish_reason=answer.response_metadata.get("finish_reason", "stop"),
+        usage=dict(getattr(answer, "usage_metadata", None) or {}),
+    )
+
+
+@bp.post("/stream")
+def chat_text_stream() -> ResponseReturnValue:
+    return text_response(service().chat_model, chat_messages(json_body()))
+
+
+@bp.route("/events", methods=["GET", "POST"])
+def chat_events() -> ResponseReturnValue:
+    return sse_response(service().chat_model, _request_messages())

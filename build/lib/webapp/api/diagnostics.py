@@ -1,0 +1,65 @@
+"""``GET /api/diagnostics/stream``: a free, scripted stream to test a deployment with.
+
+It builds a scripted model from the query and streams it through exactly
+the same path as chat, so "does a 70 s pause survive my load balancer?" is
+one ``curl -N`` away. Every parameter is bounded.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
+from langchain_core.messages import HumanMessage
+
+from webapp.errors import ApiError
+from webapp.scripted import ScriptedChatModel
+from webapp.streaming import sse_response
+
+bp = Blueprint("diagnostics", __name__, url_prefix="/api/diagnostics")
+
+# name -> (default, lowest, highest): integers only, so the bounds are exact.
+PARAMETERS: dict[str, tuple[int | None, int, int]] = {
+    "tokens": (20, 1, 10_000),
+    "interval_ms": (100, 0, 60_000),
+    "ttft_ms": (0, 0, 600_000),
+    "pause_s": (0, 0, 600),
+    "pause_at": (None, 0, 10_000),
+    "fail_at": (None, 0, 10_000),
+}
+
+
+def _parameters() -> dict[str, int | None]:
+    unknown = sorted(set(request.args) - set(PARAMETERS))
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown parameter {unknown[0]!r}; accepted: {', '.join(PARAMETERS)}")
+    values: dict[str, int | None] = {}
+    for name, (default, low, high) in PARAMETERS.items():
+        raw = request.args.get(name)
+        if raw is None:
+            values[name] = default
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise ApiError(400, "invalid_request", f"{name} must be a whole number from {low} to {high}")
+        values[name] = value
+    return values
+
+
+@bp.get("/stream")
+def diagnostics_stream() -> ResponseReturnValue:
+    p = _parameters()
+    if p["pause_s"] and p["pause_at"] is None:
+        p["pause_at"] = (p["tokens"] or 0) // 2
+    model = ScriptedChatModel(
+        model_name="diagnostics",
+        tokens=p["tokens"],
+        ttft=(p["ttft_ms"] or 0) / 1000,
+        interval=(p["interval_ms"] or 0) / 1000,
+        pause=float(p["pause_s"] or 0),
+        pause_at=p["pause_at"],
+        fail_at=p["fail_at"],
+    )
+    return sse_response(model, [HumanMessage(content="diagnostics stream")], metadata={"model": "diagnostics"})

@@ -1,0 +1,134 @@
+"""Greenlets under gevent, threads elsewhere, behind one small interface.
+
+gunicorn's gevent worker monkey-patches the standard library before it loads
+the app, so we decide per call, not at import: a producer started while
+gevent is patched is a greenlet that can be killed while it is blocked in a
+socket read (which is how a dropped client closes the upstream call at once);
+without gevent it is a daemon thread that stops at its next chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+from typing import Any, Callable, Protocol
+
+log = logging.getLogger(__name__)
+
+# How often the thread-mode socket watcher re-checks whether it should stop.
+_THREAD_WATCH_TICK_SECONDS = 1.0
+
+
+def under_gevent() -> bool:
+    """True when gevent has patched the socket module (gunicorn's gevent workers)."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a runtime dependency
+        return False
+    return bool(monkey.is_module_patched("socket"))
+
+
+class Task(Protocol):
+    def kill(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+    @property
+    def interruptible(self) -> bool: ...
+
+
+class _GreenletTask:
+    interruptible = True
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        import gevent
+
+        self._greenlet = gevent.spawn(fn, *args)
+
+    def kill(self) -> None:
+        self._greenlet.kill(block=False)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._greenlet.join(timeout)
+
+
+class _ThreadTask:
+    interruptible = False
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._thread = threading.Thread(target=fn, args=args, daemon=True, name=getattr(fn, "__name__", "task"))
+        self._thread.start()
+
+    def kill(self) -> None:
+        """Threads cannot be interrupted; the task notices its own stop flag."""
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+
+def spawn(fn: Callable[..., Any], *args: Any) -> Task:
+    """Run ``fn(*args)`` concurrently: a greenlet under gevent, else a thread."""
+    return _GreenletTask(fn, *args) if under_gevent() else _ThreadTask(fn, *args)
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """After the socket turned readable: True on EOF or reset, False if the peer sent data."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # reset, broken pipe, closed: the client is gone
+
+
+def _watch_gevent(sock: socket.socket, on_eof: Callable[[], None]) -> None:
+    from gevent.socket import wait_read
+
+    try:
+        wait_read(sock.fileno())
+    except OSError:
+        on_eof()
+        return
+    if _peer_closed(sock):
+        on_eof()
+
+
+def _watch_thread(sock: socket.socket, on_eof: Callable[[], None], stop: threading.Event) -> None:
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    except (OSError, ValueError):
+        return
+    while not stop.is_set():
+        if poller.poll(_THREAD_WATCH_TICK_SECONDS * 1000):
+            if not stop.is_set() and _peer_closed(sock):
+                on_eof()
+            return
+
+
+class SocketWatch:
+    """Calls ``on_eof`` once if the client closes its socket before ``stop()``.
+
+    A client that sends more bytes (a pipelined request) ends the watch
+    quietly: it is still there.
+    """
+
+    def __init__(self, sock: socket.socket, on_eof: Callable[[], None]) -> None:
+        self._stop = threading.Event()
+        if under_gevent():
+            self._task: Task = _GreenletTask(_watch_gevent, sock, on_eof)
+        else:
+            self._task = _ThreadTask(_watch_thread, sock, on_eof, self._stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._task.kill()
+
+
+def client_socket(environ: dict[str, Any]) -> socket.socket | None:
+    """The client's socket as the WSGI server exposes it, if it does."""
+    for key in ("gunicorn.socket", "gunicorn.sock", "werkzeug.socket"):
+        sock = environ.get(key)
+        if sock is not None and hasattr(sock, "fileno"):
+            return sock
+    return None

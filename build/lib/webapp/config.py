@@ -1,0 +1,158 @@
+"""Typed settings, read once from the environment and validated at start-up.
+
+This is the only module that knows the names of the environment variables.
+A bad value raises ``ConfigError`` naming the variable and what it accepts,
+so a misconfigured deploy stops at boot instead of cutting streams later.
+Imports nothing from Flask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+PROVIDERS = ("scripted", "openai")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _number(name: str, raw: str, low: float, high: float, *, integer: bool, hint: str = "") -> float | int:
+    kind = "a whole number" if integer else "a number"
+    accepted = f"must be {kind} from {low:g} to {high:g}{hint}"
+    try:
+        value: float | int = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: {accepted}") from None
+    if isinstance(value, float) and not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r}: {accepted}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: must be one of true/false, yes/no, on/off, 1/0")
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    value = raw.strip().upper() if upper else raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r}: must be one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one environment variable becomes one typed field."""
+
+    env: str
+    parse: Callable[[str, str], Any]
+    doc: str
+
+
+def _int(low: int, high: int, hint: str = "") -> Callable[[str, str], Any]:
+    return lambda name, raw: _number(name, raw, low, high, integer=True, hint=hint)
+
+
+def _float(low: float, high: float, hint: str = "") -> Callable[[str, str], Any]:
+    return lambda name, raw: _number(name, raw, low, high, integer=False, hint=hint)
+
+
+def _text(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"{name}: must not be empty when set")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service, with its safe default."""
+
+    provider: str = "scripted"
+    model: str = "scripted"
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    heartbeat_seconds: float = 15.0
+    retry_ms: int = 3000
+    max_stream_seconds: float = 300.0
+    watch_disconnect: bool = True
+    max_body_bytes: int = 1_048_576
+    max_messages: int = 100
+    max_message_chars: int = 32_000
+    upstream_timeout_seconds: float = 600.0
+    upstream_max_retries: int = 2
+    scripted_ttft_ms: int = 300
+    scripted_interval_ms: int = 40
+    allow_sync_worker: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def heartbeats_enabled(self) -> bool:
+        return self.heartbeat_seconds > 0
+
+
+# Field name -> environment variable, parser and the README's description.
+SETTINGS: dict[str, Setting] = {
+    "provider": Setting("WEBAPP_PROVIDER", lambda n, r: _choice(n, r, PROVIDERS),
+                        "`scripted` (embedded, no network) or `openai`. Default: `openai` when `OPENAI_API_KEY` is set, else `scripted`."),
+    "model": Setting("WEBAPP_MODEL", _text,
+                     f"Model name sent to the provider. Default: `scripted`, or `{DEFAULT_OPENAI_MODEL}` for openai."),
+    "openai_api_key": Setting("OPENAI_API_KEY", _text, "Key for the openai provider. Never logged."),
+    "openai_base_url": Setting("OPENAI_BASE_URL", _text, "Any OpenAI-compatible server, e.g. `http://127.0.0.1:9000/v1`."),
+    "heartbeat_seconds": Setting("WEBAPP_HEARTBEAT_SECONDS", _float(0, 300, " (0 turns heartbeats off: unsafe, for negative controls)"),
+                                 "SSE comment sent when no event was sent for this long. Keep it below every idle timeout in front of the app."),
+    "retry_ms": Setting("WEBAPP_RETRY_MS", _int(0, 600_000), "The SSE `retry:` reconnect delay advertised to clients."),
+    "max_stream_seconds": Setting("WEBAPP_MAX_STREAM_SECONDS", _float(1, 86_400),
+                                  "A stream still running after this long ends with an explicit `error` event (type `timeout`)."),
+    "watch_disconnect": Setting("WEBAPP_WATCH_DISCONNECT", _bool,
+                                "Watch the client socket for EOF so a dropped client cancels the upstream call within about a second."),
+    "max_body_bytes": Setting("WEBAPP_MAX_BODY_BYTES", _int(1024, 64 * 1_048_576), "Larger request bodies get 413."),
+    "max_messages": Setting("WEBAPP_MAX_MESSAGES", _int(1, 10_000), "Most messages accepted in one request."),
+    "max_message_chars": Setting("WEBAPP_MAX_MESSAGE_CHARS", _int(1, 10_000_000), "Longest message content accepted, in characters."),
+    "upstream_timeout_seconds": Setting("WEBAPP_UPSTREAM_TIMEOUT_SECONDS", _float(1, 3600),
+                                        "openai client timeout, including the longest silence between two chunks."),
+    "upstream_max_retries": Setting("WEBAPP_UPSTREAM_MAX_RETRIES", _int(0, 10),
+                                    "openai client retries before the first byte (429, 5xx, connection errors)."),
+    "scripted_ttft_ms": Setting("WEBAPP_SCRIPTED_TTFT_MS", _int(0, 600_000), "Scripted model: delay before the first token."),
+    "scripted_interval_ms": Setting("WEBAPP_SCRIPTED_INTERVAL_MS", _int(0, 60_000), "Scripted model: delay between tokens."),
+    "allow_sync_worker": Setting("WEBAPP_ALLOW_SYNC_WORKER", _bool,
+                                 "Boot under gunicorn's `sync` worker anyway (it kills streams longer than `timeout`). Default: refuse."),
+    "log_level": Setting("WEBAPP_LOG_LEVEL", lambda n, r: _choice(n, r, LOG_LEVELS, upper=True), "Level of the `webapp` loggers."),
+}
+
+assert set(SETTINGS) == {f.name for f in fields(Settings)}, "every field needs an environment variable"
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build validated settings from an environment mapping (unset or empty values keep defaults)."""
+    values: dict[str, Any] = {}
+    for name, setting in SETTINGS.items():
+        raw = environ.get(setting.env)
+        if raw is None or raw.strip() == "":
+            continue
+        values[name] = setting.parse(setting.env, raw)
+
+    if "provider" not in values:
+        values["provider"] = "openai" if values.get("openai_api_key") else "scripted"
+    if values["provider"] == "openai" and not values.get("openai_api_key"):
+        raise ConfigError("WEBAPP_PROVIDER=openai needs OPENAI_API_KEY (any non-empty value for a local OpenAI-compatible server)")
+    if "model" not in values:
+        values["model"] = DEFAULT_OPENAI_MODEL if values["provider"] == "openai" else "scripted"
+    return Settings(**values)
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The settings as a loggable dict, with secrets masked."""
+    shown = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    if shown["openai_api_key"]:
+        shown["openai_api_key"] = "***"
+    return shown

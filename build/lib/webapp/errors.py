@@ -1,0 +1,72 @@
+"""JSON errors for every failure a client can cause, and none of our internals.
+
+Every error body is ``{"error": {"type": ..., "message": ...}}`` with the
+right status; werkzeug's HTML error pages and stack traces never reach a
+client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# werkzeug exception name -> our error type, for the statuses clients cause.
+_TYPES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    """A request the service refuses, with the status and type to answer with."""
+
+    def __init__(self, status: int, type: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify({"error": {"type": type, "message": message}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    message = exc.description or exc.name
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers = {"Allow": ", ".join(sorted(exc.valid_methods))}  # type: ignore[attr-defined]
+    else:
+        headers = {}
+    if status == 400 and "JSON" in (exc.description or ""):
+        message = "The request body is not valid JSON."
+    return error_response(status, _TYPES.get(status, "http_error"), message, headers)
+
+
+def _api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.type, exc.message, exc.headers)
+
+
+def _unexpected(exc: Exception) -> Any:
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "The server failed to handle the request.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,220 @@
+"""Stream any LangChain Runnable from a Flask view: ``sse_response`` and ``text_response``.
+
+Call them from a view after reading the request::
+
+    @app.post("/summarize")
+    def summarize():
+        doc = request.get_json()["doc"]
+        return sse_response(prompt | llm | StrOutputParser(), {"doc": doc})
+
+They decide everything (ids, options, callbacks, headers) before the first
+byte and return a ``Response`` whose body is a ``stream_with_context``
+generator around the relay. App-wide defaults come from the ``Streaming``
+extension when the app has one, else from ``RelayOptions()``: a plain
+``Flask(__name__)`` app that only imports these functions streams correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Mapping, Protocol, Sequence
+
+from flask import Flask, Response, current_app, has_app_context, request, stream_with_context
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from webapp.callbacks import check_sync_handlers, with_safe_callbacks
+from webapp.concurrency import client_socket
+from webapp.eventlog import MemoryEventLog, MemoryStore
+from webapp.generation import Generation
+from webapp.relay import Relay, RelayOptions
+
+__all__ = ["Streaming", "RelayOptions", "sse_response", "text_response"]
+
+EXTENSION_KEY = "webapp.streaming"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+summary_log = logging.getLogger("webapp.stream")
+
+
+class EventLogStore(Protocol):
+    """Where a stream's events are kept; ``MemoryStore`` by default."""
+
+    def create(self, stream_id: str) -> MemoryEventLog: ...
+
+
+@dataclass(frozen=True)
+class StreamingDefaults:
+    """App-wide defaults for every streamed response."""
+
+    options: RelayOptions = field(default_factory=RelayOptions)
+    callbacks: tuple[BaseCallbackHandler, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    store: EventLogStore = field(default_factory=MemoryStore)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+# app.config key -> (RelayOptions field, converter), for the Flask-style configuration of the extension.
+CONFIG_KEYS = {
+    "STREAMING_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
+    "STREAMING_RETRY_MS": ("retry_ms", int),
+    "STREAMING_MAX_STREAM_SECONDS": ("max_stream_seconds", float),
+    "STREAMING_WATCH_DISCONNECT": ("watch_disconnect", _as_bool),
+}
+
+
+def _options_from_config(base: RelayOptions, config: Mapping[str, Any]) -> RelayOptions:
+    overrides = {}
+    for key, (name, convert) in CONFIG_KEYS.items():
+        if key in config:
+            try:
+                overrides[name] = convert(config[key])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"app.config[{key!r}]={config[key]!r}: {exc}") from None
+    try:
+        return replace(base, **overrides)
+    except ValueError as exc:
+        raise ValueError(f"app.config STREAMING_*: {exc}") from None
+
+
+class Streaming:
+    """Flask extension: app-wide streaming defaults, so views call ``sse_response(chain, input)`` bare.
+
+    ``Streaming(app, heartbeat_seconds=10)`` or ``streaming.init_app(app)`` in
+    a factory. ``app.config`` keys ``STREAMING_HEARTBEAT_SECONDS``,
+    ``STREAMING_RETRY_MS``, ``STREAMING_MAX_STREAM_SECONDS`` and
+    ``STREAMING_WATCH_DISCONNECT`` override the constructor's values.
+    Callbacks run on every stream, wrapped so they cannot cut it; async
+    handlers are refused here, at start-up.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        heartbeat_seconds: float = 15.0,
+        retry_ms: int = 3000,
+        max_stream_seconds: float | None = 300.0,
+        watch_disconnect: bool = True,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+        metadata: Mapping[str, Any] | None = None,
+        store: EventLogStore | None = None,
+    ) -> None:
+        self.options = RelayOptions(heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect)
+        self.callbacks = tuple(check_sync_handlers(callbacks))
+        self.metadata = dict(metadata or {})
+        self.store = store or MemoryStore()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        options = _options_from_config(self.options, app.config)
+        app.extensions[EXTENSION_KEY] = StreamingDefaults(options, self.callbacks, self.metadata, self.store)
+
+
+def new_stream_id() -> str:
+    return "s_" + secrets.token_hex(8)
+
+
+def _defaults() -> StreamingDefaults:
+    if has_app_context():
+        found = current_app.extensions.get(EXTENSION_KEY)
+        if isinstance(found, StreamingDefaults):
+            return found
+    return StreamingDefaults()
+
+
+def _log_summary(metadata: dict[str, Any], surface: str) -> Any:
+    def report(summary: dict[str, Any]) -> None:
+        summary_log.info("stream_summary %s", json.dumps({**summary, "surface": surface, **metadata}, sort_keys=True, default=str))
+
+    return report
+
+
+def _relay(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    surface: str,
+    *,
+    callbacks: Sequence[BaseCallbackHandler],
+    config: RunnableConfig | None,
+    metadata: Mapping[str, Any] | None,
+    **option_overrides: Any,
+) -> Relay:
+    defaults = _defaults()
+    options = replace(defaults.options, **{k: v for k, v in option_overrides.items() if v is not None})
+    run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
+    labels = {**defaults.metadata, **(metadata or {})}
+    log = defaults.store.create(new_stream_id())
+    generation = Generation(runnable, input, log, config=run_config, start_data=labels)
+    sock = client_socket(request.environ) if options.watch_disconnect else None
+    return Relay(generation, options, client_socket=sock, on_finish=_log_summary(labels, surface))
+
+
+def _stream(body: Iterator[bytes], mimetype: str) -> Response:
+    response = Response(stream_with_context(body), mimetype=mimetype, headers=STREAM_HEADERS)
+    response.direct_passthrough = True
+    return response
+
+
+def sse_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    heartbeat_seconds: float | None = None,
+    retry_ms: int | None = None,
+    max_stream_seconds: float | None = None,
+    watch_disconnect: bool | None = None,
+) -> Response:
+    """Stream ``runnable.stream(input)`` as Server-Sent Events: start, token..., then end or error.
+
+    Each chunk becomes a ``token`` event with its text: message chunks give
+    their text content, strings themselves, dicts their ``text``,
+    ``content``, ``answer`` or ``output`` value; chunks without text are
+    skipped. ``metadata`` adds fields to the ``start`` event and the summary
+    log line. Keyword options override the app's defaults for this response.
+    """
+    relay = _relay(
+        runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata,
+        heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms,
+        max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
+    )
+    return _stream(relay.sse_frames(), "text/event-stream")
+
+
+def text_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    max_stream_seconds: float | None = None,
+    watch_disconnect: bool | None = None,
+) -> Response:
+    """Stream ``runnable.stream(input)`` as plain text; a failure truncates the transfer.
+
+    No heartbeats and no end marker: clients tell completion from a cut only
+    by the chunked terminator. Prefer ``sse_response`` where you can.
+    """
+    relay = _relay(
+        runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata,
+        max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
+    )
+    return _stream(relay.text_chunks(), "text/plain")
