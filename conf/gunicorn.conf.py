@@ -99,3 +99,19 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1"
 # ---------------------------------------------------------------------------
 
 control_socket_disable = True
+
+# ---------------------------------------------------------------------------
+# Server hooks
+#
+#   post_worker_init - Lets the app see its worker begin a graceful shutdown
+#          (SIGTERM, or SIGHUP's rolling restart), so a stream that cannot
+#          finish within graceful_timeout ends with an explicit, retryable
+#          `server_shutdown` error event before the worker cuts it. Keep
+#          this hook if you write your own gunicorn config.
+# ---------------------------------------------------------------------------
+
+
+def post_worker_init(worker):
+    from webapp.shutdown import watch_gunicorn_worker
+
+    watch_gunicorn_worker(worker)

@@ -22,7 +22,7 @@ from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
 from webapp.providers import build_chat_model
 from webapp.relay import RelayOptions
-from webapp.server import detect_worker
+from webapp.server import detect_worker, ssl_imported_before_patching
 from webapp.streaming import Streaming, sse_response, text_response
 
 __all__ = ["create_app", "ConfigError", "Settings", "Streaming", "RelayOptions", "sse_response", "text_response"]
@@ -42,15 +42,29 @@ def _configure_logging(level: str) -> None:
 
 
 def _check_worker(worker: str, settings: Settings) -> None:
-    if worker != "sync":
-        return
-    message = (
-        "served by gunicorn's sync worker: it kills any stream longer than its timeout and holds one "
-        "stream per process. Use conf/gunicorn.conf.py (worker_class gevent)"
-    )
-    if not settings.allow_sync_worker:
-        raise ConfigError(message + ", or set WEBAPP_ALLOW_SYNC_WORKER=true to boot anyway.")
-    log.warning("UNSAFE: %s.", message)
+    """Refuse the worker set-ups that cut streams; warn about the ones that may."""
+    if worker == "sync":
+        message = (
+            "served by gunicorn's sync worker: it kills any stream longer than its timeout and holds one "
+            "stream per process. Use conf/gunicorn.conf.py (worker_class gevent)"
+        )
+        if not settings.allow_sync_worker:
+            raise ConfigError(message + ", or set WEBAPP_ALLOW_SYNC_WORKER=true to boot anyway.")
+        log.warning("UNSAFE: %s.", message)
+    if worker == "gevent-unpatched":
+        raise ConfigError(
+            "the app is being loaded by gunicorn's gevent worker class before gevent patched the standard "
+            "library (preload_app): ssl and the openai client would be built unpatched and block the worker. "
+            "Set preload_app = False (as conf/gunicorn.conf.py does), or call gevent.monkey.patch_all() "
+            "on the first lines of your gunicorn config."
+        )
+    early = ssl_imported_before_patching()
+    if early:
+        log.warning(
+            "ssl was imported before gevent patched it; these hold the unpatched SSLContext and may block "
+            "the worker or raise RecursionError: %s. Import nothing that uses ssl at the top of the gunicorn "
+            "config, or patch there first.", ", ".join(early[:10]),
+        )
 
 
 def create_app(
@@ -79,6 +93,7 @@ def create_app(
         retry_ms=settings.retry_ms,
         max_stream_seconds=settings.max_stream_seconds,
         watch_disconnect=settings.watch_disconnect,
+        shutdown_notice=settings.shutdown_notice,
         callbacks=callbacks,
         metadata={"provider": settings.provider, "model": settings.model},
     )

@@ -85,6 +85,7 @@ class Settings:
     retry_ms: int = 3000
     max_stream_seconds: float = 300.0
     watch_disconnect: bool = True
+    shutdown_notice: bool = True
     max_body_bytes: int = 1_048_576
     max_messages: int = 100
     max_message_chars: int = 32_000
@@ -115,6 +116,8 @@ SETTINGS: dict[str, Setting] = {
                                   "A stream still running after this long ends with an explicit `error` event (type `timeout`)."),
     "watch_disconnect": Setting("WEBAPP_WATCH_DISCONNECT", _bool,
                                 "Watch the client socket for EOF so a dropped client cancels the upstream call within about a second."),
+    "shutdown_notice": Setting("WEBAPP_SHUTDOWN_NOTICE", _bool,
+                               "When gunicorn drains a worker (SIGTERM, SIGHUP), end streams that cannot finish in time with a retryable `server_shutdown` error before the cut."),
     "max_body_bytes": Setting("WEBAPP_MAX_BODY_BYTES", _int(1024, 64 * 1_048_576), "Larger request bodies get 413."),
     "max_messages": Setting("WEBAPP_MAX_MESSAGES", _int(1, 10_000), "Most messages accepted in one request."),
     "max_message_chars": Setting("WEBAPP_MAX_MESSAGE_CHARS", _int(1, 10_000_000), "Longest message content accepted, in characters."),

@@ -20,8 +20,10 @@ from webapp import sse
 from webapp.concurrency import SocketWatch
 from webapp.eventlog import Event
 from webapp.generation import Generation
+from webapp.shutdown import SHUTDOWN
 
 TIMEOUT_BODY = {"error": {"type": "timeout", "message": "The stream reached its maximum duration.", "retryable": False}}
+SHUTDOWN_BODY = {"error": {"type": "server_shutdown", "message": "The server is restarting; retry to continue.", "retryable": True}}
 
 # Terminal error types that get an outcome of their own in the summary.
 _OUTCOME_BY_ERROR = {"timeout": "timeout", "server_shutdown": "server_shutdown", "cancelled": "cancelled"}
@@ -39,6 +41,7 @@ class RelayOptions:
     retry_ms: int = 3000
     max_stream_seconds: float | None = 300.0
     watch_disconnect: bool = True
+    shutdown_notice: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.heartbeat_seconds <= 300:
@@ -101,32 +104,41 @@ class Relay:
         """Lists of ready events; an empty list when a heartbeat is due. Ends after the terminal event."""
         watch = None
         log = self.generation.log
+        shutdown = SHUTDOWN if self.options.shutdown_notice else None
         try:
             self.generation.start()
             if self._socket is not None:
                 watch = SocketWatch(self._socket, self._client_left)
-            deadline = None
+            if shutdown is not None:
+                shutdown.register(log)
+            stream_deadline = None
             if self.options.max_stream_seconds:
-                deadline = time.monotonic() + self.options.max_stream_seconds
+                stream_deadline = time.monotonic() + self.options.max_stream_seconds
             seq = -1
+            last_sent = time.monotonic()
             while self.outcome is None:
-                timeout = heartbeat
-                if deadline is not None:
-                    remaining = max(0.0, deadline - time.monotonic())
-                    timeout = remaining if timeout is None else min(timeout, remaining)
+                deadline, ending = stream_deadline, TIMEOUT_BODY
+                cutoff = shutdown.cutoff if shutdown is not None else None
+                if cutoff is not None and (deadline is None or cutoff < deadline):
+                    deadline, ending = cutoff, SHUTDOWN_BODY
+                wake_at = [t for t in (deadline, last_sent + heartbeat if heartbeat else None) if t is not None]
+                timeout = max(0.0, min(wake_at) - time.monotonic()) if wake_at else None
                 events = log.read_after(seq, timeout)
                 if self._disconnected.is_set():
                     return  # the finally below records the disconnect
+                now = time.monotonic()
                 if not events:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        log.finish("error", TIMEOUT_BODY)
+                    if deadline is not None and now >= deadline:
+                        log.finish("error", ending)
                         self.generation.cancel()
-                    elif heartbeat is not None:
+                    elif heartbeat and now - last_sent >= heartbeat:
+                        last_sent = now
                         yield []
                     continue
                 seq = events[-1].seq
                 if events[-1].terminal:
                     self.outcome = self._outcome_of(events[-1])
+                last_sent = now
                 yield events
         except Exception:
             self.outcome = self.outcome or "server_error"
@@ -135,6 +147,8 @@ class Relay:
             # Closed early by the server (the client went away) or left by the watch.
             if watch is not None:
                 watch.stop()
+            if shutdown is not None:
+                shutdown.unregister(log)
             if self.outcome is None:
                 self.outcome = "client_disconnected"
             if self.outcome in ("client_disconnected", "server_error"):

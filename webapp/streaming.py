@@ -73,6 +73,7 @@ CONFIG_KEYS = {
     "STREAMING_RETRY_MS": ("retry_ms", int),
     "STREAMING_MAX_STREAM_SECONDS": ("max_stream_seconds", float),
     "STREAMING_WATCH_DISCONNECT": ("watch_disconnect", _as_bool),
+    "STREAMING_SHUTDOWN_NOTICE": ("shutdown_notice", _as_bool),
 }
 
 
@@ -109,11 +110,12 @@ class Streaming:
         retry_ms: int = 3000,
         max_stream_seconds: float | None = 300.0,
         watch_disconnect: bool = True,
+        shutdown_notice: bool = True,
         callbacks: Sequence[BaseCallbackHandler] = (),
         metadata: Mapping[str, Any] | None = None,
         store: EventLogStore | None = None,
     ) -> None:
-        self.options = RelayOptions(heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect)
+        self.options = RelayOptions(heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect, shutdown_notice)
         self.callbacks = tuple(check_sync_handlers(callbacks))
         self.metadata = dict(metadata or {})
         self.store = store or MemoryStore()

@@ -271,3 +271,28 @@ def test_negative_control_closing_a_chain_stream_drains_its_model() -> None:
         next(iterator)
     iterator.close()
     assert len(produced) == 200
+
+
+def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error() -> None:
+    from webapp.shutdown import ShutdownNotice
+    import webapp.relay as relay_module
+
+    notice = ShutdownNotice()
+    summaries: list[dict] = []
+    relay = relay_for(ScriptedChatModel(tokens=100, ttft=0, interval=0.05), summaries=summaries)
+    original, relay_module.SHUTDOWN = relay_module.SHUTDOWN, notice
+    try:
+        frames = relay.sse_frames()
+        next(frames)
+        threading.Timer(0.2, notice.begin, args=(1.5,)).start()  # margin 1 s: the error goes out ~0.5 s after
+        started = time.monotonic()
+        rest = list(frames)
+    finally:
+        relay_module.SHUTDOWN = original
+    events = [i for i in parse(rest) if isinstance(i, sse.ServerSentEvent)]
+    assert events[-1].event == "error"
+    assert json.loads(events[-1].data)["error"] == {
+        "type": "server_shutdown", "message": "The server is restarting; retry to continue.", "retryable": True
+    }
+    assert time.monotonic() - started < 1.5, "the error must leave before the worker's deadline"
+    assert summaries[0]["outcome"] == "server_shutdown"

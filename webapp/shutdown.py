@@ -1,0 +1,77 @@
+"""Tell open streams that the worker is shutting down, before it cuts them.
+
+On SIGTERM or SIGHUP a gunicorn worker stops accepting and gives running
+requests ``graceful_timeout`` seconds; then it kills what is left, and
+clients see a silent cut. ``watch_gunicorn_worker`` (called from the
+``post_worker_init`` hook in conf/gunicorn.conf.py) notices when the worker
+stops being alive and records the deadline here. Every relay still running
+shortly before that deadline ends its stream with an explicit, retryable
+``server_shutdown`` error instead. Streams that finish in time are left alone.
+Imports nothing from Flask.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any, Protocol
+
+from webapp.concurrency import spawn
+
+# How often the worker's liveness is polled (cheap: one attribute read).
+_POLL_SECONDS = 0.2
+
+
+class _Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class ShutdownNotice:
+    """Process-wide: when the worker will cut open streams, and who to wake then."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.margin = 0.0
+        self._lock = threading.Lock()
+        self._waiters: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+    def begin(self, graceful_seconds: float) -> None:
+        """The worker stopped accepting; it will cut streams ``graceful_seconds`` from now."""
+        with self._lock:
+            if self.deadline is not None:
+                return
+            # Send the error comfortably before the cut: a quarter of the drain
+            # time, between 1 and 5 seconds.
+            self.margin = min(5.0, max(1.0, graceful_seconds / 4))
+            self.deadline = time.monotonic() + graceful_seconds
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.wake()
+
+    @property
+    def cutoff(self) -> float | None:
+        """The monotonic time at which streams still open should end with ``server_shutdown``."""
+        return None if self.deadline is None else self.deadline - self.margin
+
+    def register(self, waiter: _Wakeable) -> None:
+        with self._lock:
+            self._waiters.add(waiter)
+
+    def unregister(self, waiter: _Wakeable) -> None:
+        with self._lock:
+            self._waiters.discard(waiter)
+
+
+SHUTDOWN = ShutdownNotice()
+
+
+def _watch(worker: Any, notice: ShutdownNotice) -> None:
+    while getattr(worker, "alive", False):
+        time.sleep(_POLL_SECONDS)
+    notice.begin(float(worker.cfg.graceful_timeout))
+
+
+def watch_gunicorn_worker(worker: Any, notice: ShutdownNotice = SHUTDOWN) -> None:
+    """Start watching a gunicorn worker (call from ``post_worker_init``); returns at once."""
+    spawn(_watch, worker, notice)
