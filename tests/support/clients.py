@@ -24,7 +24,12 @@ class StreamRecord:
     comments: list[tuple[float, Comment]] = field(default_factory=list)
     chunks: list[tuple[float, bytes]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    ended: float | None = None  # when the transfer ended, cleanly or not
     transport_error: Exception | None = None
+
+    @property
+    def duration(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
 
     def of_kind(self, kind: str) -> list[ServerSentEvent]:
         return [event for _, event in self.events if event.event == kind]
@@ -67,7 +72,7 @@ def read_stream(
             with client.stream(method, url, json=json, headers=headers) as response:
                 record.status = response.status_code
                 record.headers = dict(response.headers)
-                for chunk in response.iter_raw():
+                for chunk in response.iter_bytes():  # decoded (gzip), as it arrives
                     now = time.monotonic()
                     record.chunks.append((now, chunk))
                     if response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -78,4 +83,5 @@ def read_stream(
                         break
     except httpx.TransportError as exc:
         record.transport_error = exc
+    record.ended = time.monotonic()
     return record

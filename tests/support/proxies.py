@@ -38,11 +38,11 @@ def require_binary(name: str, package: str) -> str:
     pytest.skip(message)
 
 
-def substitute(text: str, old: str, new: str) -> str:
-    """Replace ``old`` (a literal) with ``new``; it must occur exactly once."""
+def substitute(text: str, old: str, new: str, *, every: bool = False) -> str:
+    """Replace ``old`` (a literal) with ``new``; it must occur exactly once (``every``: at least once)."""
     count = text.count(old)
-    if count != 1:
-        raise AssertionError(f"expected exactly one {old!r} in the shipped config, found {count}")
+    if count == 0 or (count > 1 and not every):
+        raise AssertionError(f"expected {'' if every else 'exactly '}one {old!r} in the shipped config, found {count}")
     return text.replace(old, new)
 
 
@@ -65,11 +65,12 @@ class Proxy:
     listen = ""  # the shipped listen address, replaced by a free port
     timeout_line = ""  # the shipped idle-timeout line; "{}" marks the seconds
 
-    def __init__(self, workdir: Path, app_port: int, variant: Variant | None = None) -> None:
+    def __init__(self, workdir: Path, app_port: int | None, variant: Variant | None = None) -> None:
+        """``app_port=None`` keeps the file exactly as shipped (for the config check)."""
         self.executable = require_binary(self.binary, self.package)
         self.workdir = workdir / f"{self.name}-{free_port()}"
         self.workdir.mkdir(parents=True)
-        self.port = free_port()
+        self.port = free_port() if app_port is not None else int(self.listen.rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.variant = variant or Variant()
         self.config_path = self.workdir / Path(self.conf_file).name
@@ -77,9 +78,11 @@ class Proxy:
         self.log_path = self.workdir / "proxy.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def render(self, app_port: int) -> str:
+    def render(self, app_port: int | None) -> str:
         text = (CONF / self.conf_file).read_text()
-        text = substitute(text, APP_ADDRESS, f"127.0.0.1:{app_port}")
+        if app_port is None:
+            return text
+        text = substitute(text, APP_ADDRESS, f"127.0.0.1:{app_port}", every=True)
         text = substitute(text, self.listen, f"127.0.0.1:{self.port}")
         if self.variant.idle_timeout_seconds is not None:
             shipped = re.escape(self.timeout_line).replace(r"\{\}", r"(\d+)")
@@ -184,7 +187,7 @@ class Apache(Proxy):
     listen = "127.0.0.1:8083"
     timeout_line = "ProxyTimeout {}"
 
-    def __init__(self, workdir: Path, app_port: int, variant: Variant | None = None) -> None:
+    def __init__(self, workdir: Path, app_port: int | None, variant: Variant | None = None) -> None:
         super().__init__(workdir, app_port, variant)
         modules = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in APACHE_MODULES)
         main = f"""
