@@ -17,6 +17,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 
 from webapp.api import STATE_KEY, ServiceState
+from webapp.auth import require_api_keys
 from webapp.callbacks import check_sync_handlers
 from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
@@ -94,16 +95,21 @@ def create_app(
         max_stream_seconds=settings.max_stream_seconds,
         watch_disconnect=settings.watch_disconnect,
         shutdown_notice=settings.shutdown_notice,
+        send_timeout_seconds=settings.send_timeout_seconds,
+        send_buffer_bytes=settings.send_buffer_bytes,
+        max_concurrent_streams=settings.max_concurrent_streams,
         callbacks=callbacks,
         metadata={"provider": settings.provider, "model": settings.model},
     )
     register_error_handlers(app)
+    require_api_keys(app, settings.api_keys)
 
-    from webapp.api import chat, diagnostics, health
+    from webapp.api import chat, diagnostics, health, openai_compat
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(diagnostics.bp)
+    app.register_blueprint(openai_compat.bp)
 
     log.info("provider=%s model=%s worker=%s", settings.provider, settings.model, worker)
     log.debug("settings %s", describe(settings))

@@ -66,6 +66,16 @@ def _float(low: float, high: float, hint: str = "") -> Callable[[str, str], Any]
     return lambda name, raw: _number(name, raw, low, high, integer=False, hint=hint)
 
 
+def _keys(name: str, candidates: list[str]) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in candidates if k.strip() and not k.strip().startswith("#"))
+    for key in keys:
+        if len(key) < 16 or any(c.isspace() or not c.isprintable() for c in key):
+            raise ConfigError(f"{name}: every key must be at least 16 printable characters without spaces")
+    if not keys:
+        raise ConfigError(f"{name}: no keys found")
+    return keys
+
+
 def _text(name: str, raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -89,6 +99,12 @@ class Settings:
     max_body_bytes: int = 1_048_576
     max_messages: int = 100
     max_message_chars: int = 32_000
+    max_tokens: int = 4096
+    max_concurrent_streams: int = 1000
+    send_timeout_seconds: float = 30.0
+    send_buffer_bytes: int = 65_536
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys_file: str | None = None
     upstream_timeout_seconds: float = 600.0
     upstream_max_retries: int = 2
     scripted_ttft_ms: int = 300
@@ -121,6 +137,17 @@ SETTINGS: dict[str, Setting] = {
     "max_body_bytes": Setting("WEBAPP_MAX_BODY_BYTES", _int(1024, 64 * 1_048_576), "Larger request bodies get 413."),
     "max_messages": Setting("WEBAPP_MAX_MESSAGES", _int(1, 10_000), "Most messages accepted in one request."),
     "max_message_chars": Setting("WEBAPP_MAX_MESSAGE_CHARS", _int(1, 10_000_000), "Longest message content accepted, in characters."),
+    "max_tokens": Setting("WEBAPP_MAX_TOKENS", _int(1, 1_000_000),
+                          "Ceiling on a request's `max_tokens` / `max_completion_tokens`; above it: 400."),
+    "max_concurrent_streams": Setting("WEBAPP_MAX_CONCURRENT_STREAMS", _int(0, 1_000_000),
+                                      "Open streams per worker process; one more gets an immediate `503` with `Retry-After`. `0`: no limit."),
+    "send_timeout_seconds": Setting("WEBAPP_SEND_TIMEOUT_SECONDS", _float(0, 3600, " (0 turns it off)"),
+                                    "A client that accepts no bytes for this long is dropped and its generation cancelled."),
+    "send_buffer_bytes": Setting("WEBAPP_SEND_BUFFER_BYTES", _int(0, 16 * 1_048_576, " (0 keeps the kernel's autotuning)"),
+                                 "Kernel send buffer per streaming socket, so a stalled client pins at most this much."),
+    "api_keys": Setting("WEBAPP_API_KEYS", lambda n, r: _keys(n, r.split(",")),
+                        "Comma-separated keys; when set (or a file is), every route but `/healthz` needs `Authorization: Bearer <key>`. Never logged."),
+    "api_keys_file": Setting("WEBAPP_API_KEYS_FILE", _text, "A file with one key per line (`#` comments), read at start-up."),
     "upstream_timeout_seconds": Setting("WEBAPP_UPSTREAM_TIMEOUT_SECONDS", _float(1, 3600),
                                         "openai client timeout, including the longest silence between two chunks."),
     "upstream_max_retries": Setting("WEBAPP_UPSTREAM_MAX_RETRIES", _int(0, 10),
@@ -150,6 +177,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError("WEBAPP_PROVIDER=openai needs OPENAI_API_KEY (any non-empty value for a local OpenAI-compatible server)")
     if "model" not in values:
         values["model"] = DEFAULT_OPENAI_MODEL if values["provider"] == "openai" else "scripted"
+    if "api_keys_file" in values:
+        try:
+            lines = open(values["api_keys_file"], encoding="utf-8").read().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"WEBAPP_API_KEYS_FILE={values['api_keys_file']!r}: cannot read it ({exc.strerror})") from None
+        values["api_keys"] = (*values.get("api_keys", ()), *_keys("WEBAPP_API_KEYS_FILE", lines))
     return Settings(**values)
 
 
@@ -158,4 +191,5 @@ def describe(settings: Settings) -> dict[str, Any]:
     shown = {f.name: getattr(settings, f.name) for f in fields(settings)}
     if shown["openai_api_key"]:
         shown["openai_api_key"] = "***"
+    shown["api_keys"] = f"{len(settings.api_keys)} keys"
     return shown

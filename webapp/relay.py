@@ -10,6 +10,7 @@ summary is reported whatever the outcome. Imports nothing from Flask.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from contextlib import closing
@@ -42,6 +43,8 @@ class RelayOptions:
     max_stream_seconds: float | None = 300.0
     watch_disconnect: bool = True
     shutdown_notice: bool = True
+    send_timeout_seconds: float | None = 30.0
+    send_buffer_bytes: int = 65_536
 
     def __post_init__(self) -> None:
         if not 0 <= self.heartbeat_seconds <= 300:
@@ -50,6 +53,10 @@ class RelayOptions:
             raise ValueError(f"retry_ms={self.retry_ms!r}: must be from 0 to 600000")
         if self.max_stream_seconds is not None and not 0 < self.max_stream_seconds <= 86_400:
             raise ValueError(f"max_stream_seconds={self.max_stream_seconds!r}: must be above 0 and at most 86400, or None")
+        if self.send_timeout_seconds is not None and not 0 <= self.send_timeout_seconds <= 3600:
+            raise ValueError(f"send_timeout_seconds={self.send_timeout_seconds!r}: must be from 0 (off) to 3600, or None")
+        if not 0 <= self.send_buffer_bytes <= 16 * 1_048_576:
+            raise ValueError(f"send_buffer_bytes={self.send_buffer_bytes!r}: must be from 0 (kernel default) to 16 MiB")
 
 
 class Relay:
@@ -66,26 +73,31 @@ class Relay:
         self.generation = generation
         self.options = options
         self.outcome: str | None = None
-        self._socket = client_socket if options.watch_disconnect else None
+        self._socket = client_socket
         self._on_finish = on_finish
         self._disconnected = threading.Event()
         self._heartbeats = 0
+        self._writing_since: float | None = None
 
     # -- the two surfaces -------------------------------------------------
 
-    def sse_frames(self) -> Iterator[bytes]:
-        """``retry`` and ``start`` at once, then events, heartbeats, and one terminal event."""
-        stream_id = self.generation.stream_id
-        prefix = sse.format_retry(self.options.retry_ms)
+    def frames(self, frame: Callable[[Event], bytes], prefix: bytes = b"") -> Iterator[bytes]:
+        """Each ready batch of events framed by ``frame`` into one write; heartbeat comments between."""
         heartbeat = self.options.heartbeat_seconds or None
         for events in self._batches(heartbeat):
             if not events:
                 self._heartbeats += 1
                 yield sse.HEARTBEAT
                 continue
-            frames = b"".join(sse.format_json_event(e.data, event=e.kind, id=f"{stream_id}:{e.seq}") for e in events)
-            yield prefix + frames
+            yield prefix + b"".join(frame(event) for event in events)
             prefix = b""
+
+    def sse_frames(self) -> Iterator[bytes]:
+        """``retry`` and ``start`` at once, then events, heartbeats, and one terminal event."""
+        return self.frames(self._sse_frame, sse.format_retry(self.options.retry_ms))
+
+    def _sse_frame(self, event: Event) -> bytes:
+        return sse.format_json_event(event.data, event=event.kind, id=f"{self.generation.stream_id}:{event.seq}")
 
     def text_chunks(self) -> Iterator[bytes]:
         """Token text only; an error ends the response without its chunked terminator."""
@@ -105,9 +117,10 @@ class Relay:
         watch = None
         log = self.generation.log
         shutdown = SHUTDOWN if self.options.shutdown_notice else None
+        restore_timeout = self._tune_socket()
         try:
             self.generation.start()
-            if self._socket is not None:
+            if self._socket is not None and self.options.watch_disconnect:
                 watch = SocketWatch(self._socket, self._client_left)
             if shutdown is not None:
                 shutdown.register(log)
@@ -133,13 +146,13 @@ class Relay:
                         self.generation.cancel()
                     elif heartbeat and now - last_sent >= heartbeat:
                         last_sent = now
-                        yield []
+                        yield from self._write([])
                     continue
                 seq = events[-1].seq
                 if events[-1].terminal:
                     self.outcome = self._outcome_of(events[-1])
                 last_sent = now
-                yield events
+                yield from self._write(events)
         except Exception:
             self.outcome = self.outcome or "server_error"
             raise
@@ -149,11 +162,45 @@ class Relay:
                 watch.stop()
             if shutdown is not None:
                 shutdown.unregister(log)
+            restore_timeout()
             if self.outcome is None:
-                self.outcome = "client_disconnected"
-            if self.outcome in ("client_disconnected", "server_error"):
+                self.outcome = "slow_client" if self._write_stalled() else "client_disconnected"
+            if self.outcome in ("client_disconnected", "slow_client", "server_error"):
                 self.generation.cancel()
             self._report()
+
+    def _write(self, events: list[Event]) -> Iterator[list[Event]]:
+        """Yield one batch to the server, timing how long its write takes."""
+        self._writing_since = time.monotonic()
+        yield events
+        self._writing_since = None
+
+    def _write_stalled(self) -> bool:
+        timeout = self.options.send_timeout_seconds
+        return bool(timeout) and self._writing_since is not None and time.monotonic() - self._writing_since >= 0.9 * timeout
+
+    def _tune_socket(self) -> Callable[[], None]:
+        """Bound the kernel's send buffer and make a stalled write fail; returns how to undo the timeout."""
+        sock = self._socket
+        if sock is None:
+            return lambda: None
+        try:
+            if self.options.send_buffer_bytes:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.options.send_buffer_bytes)
+            if not self.options.send_timeout_seconds:
+                return lambda: None
+            previous = sock.gettimeout()
+            sock.settimeout(self.options.send_timeout_seconds)
+        except OSError:
+            return lambda: None
+
+        def restore() -> None:
+            try:
+                sock.settimeout(previous)
+            except OSError:
+                pass
+
+        return restore
 
     def _client_left(self) -> None:
         self._disconnected.set()

@@ -67,6 +67,19 @@ def script_tokens(prompt: str, count: int | None) -> list[str]:
     return [word if i == 0 else " " + word for i, word in enumerate(words)]
 
 
+def _tokens_within(tokens: list[str], length: int) -> list[str]:
+    """The leading tokens, the last one trimmed, that make up the first ``length`` characters."""
+    kept, used = [], 0
+    for token in tokens:
+        if used + len(token) > length:
+            if length > used:
+                kept.append(token[: length - used])
+            break
+        kept.append(token)
+        used += len(token)
+    return kept
+
+
 class ScriptedChatModel(BaseChatModel):
     """A deterministic chat model with timing and fault knobs (all times in seconds)."""
 
@@ -94,6 +107,14 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         tokens = script_tokens(_last_user_text(messages), self.tokens)
+        finish_reason = "stop"
+        if stop:  # end before the first stop sequence, as providers do
+            text = "".join(tokens)
+            cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
+            tokens = _tokens_within(tokens, cut)
+        max_tokens = kwargs.get("max_tokens")
+        if isinstance(max_tokens, int) and len(tokens) > max_tokens:
+            tokens, finish_reason = tokens[:max_tokens], "length"
         time.sleep(self.ttft)
         for index, text in enumerate(tokens):
             if index == self.fail_at:
@@ -117,7 +138,7 @@ class ScriptedChatModel(BaseChatModel):
                     "output_tokens": len(tokens),
                     "total_tokens": prompt_tokens + len(tokens),
                 },
-                response_metadata={"finish_reason": "stop", "model_name": self.model_name},
+                response_metadata={"finish_reason": finish_reason, "model_name": self.model_name},
             )
         )
 

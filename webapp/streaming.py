@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from flask import Flask, Response, current_app, has_app_context, request, stream_with_context
 from langchain_core.callbacks import BaseCallbackHandler
@@ -30,6 +31,8 @@ from webapp.callbacks import check_sync_handlers, with_safe_callbacks
 from webapp.concurrency import client_socket
 from webapp.eventlog import MemoryEventLog, MemoryStore
 from webapp.generation import Generation
+from webapp.limits import StreamLimiter
+from webapp.openai_format import ChunkFormat
 from webapp.relay import Relay, RelayOptions
 
 __all__ = ["Streaming", "RelayOptions", "sse_response", "text_response"]
@@ -54,6 +57,7 @@ class StreamingDefaults:
     callbacks: tuple[BaseCallbackHandler, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     store: EventLogStore = field(default_factory=MemoryStore)
+    limiter: StreamLimiter = field(default_factory=lambda: StreamLimiter(0))
 
 
 def _as_bool(value: Any) -> bool:
@@ -74,6 +78,8 @@ CONFIG_KEYS = {
     "STREAMING_MAX_STREAM_SECONDS": ("max_stream_seconds", float),
     "STREAMING_WATCH_DISCONNECT": ("watch_disconnect", _as_bool),
     "STREAMING_SHUTDOWN_NOTICE": ("shutdown_notice", _as_bool),
+    "STREAMING_SEND_TIMEOUT_SECONDS": ("send_timeout_seconds", float),
+    "STREAMING_SEND_BUFFER_BYTES": ("send_buffer_bytes", int),
 }
 
 
@@ -111,11 +117,18 @@ class Streaming:
         max_stream_seconds: float | None = 300.0,
         watch_disconnect: bool = True,
         shutdown_notice: bool = True,
+        send_timeout_seconds: float | None = 30.0,
+        send_buffer_bytes: int = 65_536,
+        max_concurrent_streams: int = 0,
         callbacks: Sequence[BaseCallbackHandler] = (),
         metadata: Mapping[str, Any] | None = None,
         store: EventLogStore | None = None,
     ) -> None:
-        self.options = RelayOptions(heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect, shutdown_notice)
+        self.options = RelayOptions(
+            heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect, shutdown_notice,
+            send_timeout_seconds, send_buffer_bytes,
+        )
+        self.max_concurrent_streams = max_concurrent_streams
         self.callbacks = tuple(check_sync_handlers(callbacks))
         self.metadata = dict(metadata or {})
         self.store = store or MemoryStore()
@@ -124,7 +137,12 @@ class Streaming:
 
     def init_app(self, app: Flask) -> None:
         options = _options_from_config(self.options, app.config)
-        app.extensions[EXTENSION_KEY] = StreamingDefaults(options, self.callbacks, self.metadata, self.store)
+        limit = app.config.get("STREAMING_MAX_CONCURRENT_STREAMS", self.max_concurrent_streams)
+        try:
+            limiter = StreamLimiter(int(limit))
+        except (TypeError, ValueError):
+            raise ValueError(f"STREAMING_MAX_CONCURRENT_STREAMS={limit!r}: must be a whole number, 0 for no limit") from None
+        app.extensions[EXTENSION_KEY] = StreamingDefaults(options, self.callbacks, self.metadata, self.store, limiter)
 
 
 def new_stream_id() -> str:
@@ -155,20 +173,42 @@ def _relay(
     config: RunnableConfig | None,
     metadata: Mapping[str, Any] | None,
     **option_overrides: Any,
-) -> Relay:
+) -> tuple[Relay | None, Callable[[], None]]:
+    """A relay for one response and the release of its admission slot; no relay when the worker is full."""
     defaults = _defaults()
     options = replace(defaults.options, **{k: v for k, v in option_overrides.items() if v is not None})
     run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
+    release = defaults.limiter.try_acquire()
+    if release is None:
+        return None, lambda: None
     labels = {**defaults.metadata, **(metadata or {})}
     log = defaults.store.create(new_stream_id())
     generation = Generation(runnable, input, log, config=run_config, start_data=labels)
-    sock = client_socket(request.environ) if options.watch_disconnect else None
-    return Relay(generation, options, client_socket=sock, on_finish=_log_summary(labels, surface))
+    report = _log_summary(labels, surface)
+
+    def on_finish(summary: dict[str, Any]) -> None:
+        release()
+        report(summary)
+
+    return Relay(generation, options, client_socket=client_socket(request.environ), on_finish=on_finish), release
 
 
-def _stream(body: Iterator[bytes], mimetype: str) -> Response:
-    response = Response(stream_with_context(body), mimetype=mimetype, headers=STREAM_HEADERS)
+def busy_response(retry_ms: int) -> Response:
+    """503 with Retry-After: the worker holds as many streams as it may."""
+    response = Response(
+        json.dumps({"error": {"type": "overloaded", "message": "Too many open streams on this server; retry shortly."}}),
+        status=503, mimetype="application/json",
+    )
+    response.headers["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+    return response
+
+
+def _stream(relay: Relay | None, release: Callable[[], None], body: Callable[[Relay], Iterator[bytes]], mimetype: str) -> Response:
+    if relay is None:
+        return busy_response(_defaults().options.retry_ms)
+    response = Response(stream_with_context(body(relay)), mimetype=mimetype, headers=STREAM_HEADERS)
     response.direct_passthrough = True
+    response.call_on_close(release)  # also frees the slot of a response that was never iterated
     return response
 
 
@@ -192,12 +232,12 @@ def sse_response(
     skipped. ``metadata`` adds fields to the ``start`` event and the summary
     log line. Keyword options override the app's defaults for this response.
     """
-    relay = _relay(
+    relay, release = _relay(
         runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata,
         heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms,
         max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
     )
-    return _stream(relay.sse_frames(), "text/event-stream")
+    return _stream(relay, release, Relay.sse_frames, "text/event-stream")
 
 
 def text_response(
@@ -215,8 +255,26 @@ def text_response(
     No heartbeats and no end marker: clients tell completion from a cut only
     by the chunked terminator. Prefer ``sse_response`` where you can.
     """
-    relay = _relay(
+    relay, release = _relay(
         runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata,
         max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
     )
-    return _stream(relay.text_chunks(), "text/plain")
+    return _stream(relay, release, Relay.text_chunks, "text/plain")
+
+
+def openai_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    model: str,
+    include_usage: bool = False,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Response:
+    """Stream as OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]`` (heartbeats are comments)."""
+    relay, release = _relay(runnable, input, "openai", callbacks=callbacks, config=config, metadata=metadata)
+    if relay is None:
+        return _stream(relay, release, Relay.sse_frames, "text/event-stream")
+    chunks = ChunkFormat(f"chatcmpl-{relay.generation.stream_id}", model, int(time.time()), include_usage)
+    return _stream(relay, release, lambda r: r.frames(chunks.frame), "text/event-stream")

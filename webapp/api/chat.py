@@ -16,6 +16,7 @@ from webapp.api import service
 from webapp.chat_request import ChatLimits, InvalidChatRequest, parse_chat_body
 from webapp.errors import ApiError
 from webapp.generation import error_body
+from webapp.jsonbody import InvalidJSON, load_json
 from webapp.streaming import sse_response, text_response
 
 bp = Blueprint("chat", __name__, url_prefix="/api/chat")
@@ -27,10 +28,10 @@ def json_body() -> Any:
     """The request's JSON, or a 415/400 ApiError that says what is wrong with it."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
-    return body
+    try:
+        return load_json(request.get_data(cache=True))
+    except InvalidJSON as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from None
 
 
 def chat_messages(body: Any) -> list[BaseMessage]:

@@ -1,0 +1,76 @@
+"""The OpenAI-compatible surface: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Existing OpenAI clients (the official SDK, ChatOpenAI, anything speaking the
+protocol) use the service unchanged, and it can sit in front of any
+OpenAI-compatible backend. The request's ``model`` is echoed back; the
+service's configured model answers. Errors use OpenAI's body shape.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from webapp.api import service
+from webapp.api.chat import json_body
+from webapp.chat_request import ChatLimits
+from webapp.errors import ApiError
+from webapp.generation import error_body
+from webapp.openai_format import completion, openai_error
+from webapp.openai_request import CompletionRequest, InvalidCompletionRequest, parse_completion_request
+from webapp.streaming import openai_response
+
+bp = Blueprint("openai", __name__, url_prefix="/v1")
+
+_MESSAGE_CLASSES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+
+
+def _invalid(exc: InvalidCompletionRequest) -> Response:
+    response = jsonify({"error": {"message": str(exc), "type": "invalid_request_error", "param": exc.param, "code": None}})
+    response.status_code = 400
+    return response
+
+
+def _parse() -> CompletionRequest:
+    settings = service().settings
+    limits = ChatLimits(max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
+    return parse_completion_request(json_body(), limits, settings.max_tokens)
+
+
+@bp.get("/models")
+def models() -> ResponseReturnValue:
+    settings = service().settings
+    return jsonify(object="list", data=[{"id": settings.model, "object": "model", "created": 0, "owned_by": settings.provider}])
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> ResponseReturnValue:
+    try:
+        req = _parse()
+    except InvalidCompletionRequest as exc:
+        return _invalid(exc)
+    messages: list[BaseMessage] = [_MESSAGE_CLASSES[role](content=content) for role, content in req.messages]
+    model = service().chat_model.bind(**req.params) if req.params else service().chat_model
+    if req.stream:
+        return openai_response(model, messages, model=req.model, include_usage=req.include_usage)
+    try:
+        answer = model.invoke(messages)
+    except Exception as exc:  # noqa: BLE001 - a provider failure is the upstream's, not ours
+        body: dict[str, Any] = error_body(exc)["error"]
+        status = 429 if body["type"] == "rate_limited" else 502
+        return jsonify(openai_error(body)), status
+    finish = answer.response_metadata.get("finish_reason") or "stop"
+    return jsonify(completion("chatcmpl-" + secrets.token_hex(12), req.model, int(time.time()), answer.text, finish, answer.usage_metadata))
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> ResponseReturnValue:
+    """Body errors (415, invalid JSON) on this surface, in OpenAI's shape."""
+    response = jsonify({"error": {"message": exc.message, "type": "invalid_request_error", "param": None, "code": exc.type}})
+    response.status_code = exc.status
+    return response
