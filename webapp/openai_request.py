@@ -93,7 +93,7 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
         if not isinstance(message, dict):
             raise InvalidCompletionRequest(f"{where} must be an object", where)
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidCompletionRequest(f"{where}.role must be one of {', '.join(ROLES)} (tools are not supported)", f"{where}.role")
         pairs.append((ROLES[role], _content(message.get("content"), f"{where}.content", limits)))
 

@@ -1,0 +1,96 @@
+"""Property-based: whatever the body, no 5xx; a stream ends in end / [DONE], anything else is a JSON error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import FAST_SCRIPTED
+from webapp import create_app
+from webapp.sse import ServerSentEvent, parse_stream
+
+APP = create_app({**FAST_SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "0", "WEBAPP_MAX_MESSAGE_CHARS": "2000"}, environ={})
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+roles = st.sampled_from(["user", "system", "assistant", "developer", "tool", "", "USER"]) | json_values
+contents = st.text(max_size=60) | json_values | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=20)}), max_size=3)
+messages = st.lists(st.fixed_dictionaries({"role": roles, "content": contents}) | json_values, max_size=4)
+
+words = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF), min_size=1, max_size=60)
+valid_messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": words}), min_size=1, max_size=3)
+
+chat_bodies = st.one_of(
+    st.fixed_dictionaries({"message": words}),
+    st.fixed_dictionaries({"messages": valid_messages.map(lambda m: [*m, {"role": "user", "content": "q"}])}),
+    json_values,
+    st.fixed_dictionaries({"message": st.text(max_size=80) | json_values}),
+    st.fixed_dictionaries({"messages": messages}),
+    st.fixed_dictionaries({"message": st.text(max_size=20), "messages": messages}),
+)
+completion_bodies = st.one_of(
+    st.fixed_dictionaries({"model": words, "messages": valid_messages, "stream": st.booleans()},
+                          optional={"stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
+                                    "max_tokens": st.integers(1, 50)}),
+    json_values,
+    st.fixed_dictionaries(
+        {"model": st.text(max_size=10) | json_values, "messages": messages},
+        optional={
+            "stream": st.booleans() | json_values,
+            "stream_options": st.fixed_dictionaries({"include_usage": st.booleans() | json_values}) | json_values,
+            "max_tokens": st.integers(-5, 5000) | json_values,
+            "temperature": st.floats(-1, 3, allow_nan=False) | json_values,
+            "stop": st.text(max_size=5) | st.lists(st.text(max_size=5), max_size=6) | json_values,
+            "n": st.integers(0, 3) | json_values,
+        },
+    ),
+)
+
+
+def check_response(client: FlaskClient, path: str, data: bytes) -> None:
+    response = client.post(path, data=data, content_type="application/json")
+    event(f"{path} -> {response.status_code}")
+    assert response.status_code < 500, response.data[:300]
+    if response.status_code != 200:
+        body = response.json
+        assert isinstance(body["error"]["message"], str) and body["error"]["type"]
+        return
+    if response.mimetype == "application/json":
+        assert response.json["object"] == "chat.completion"
+    elif path == "/api/chat/events":
+        events = [e for e in parse_stream([response.data]) if isinstance(e, ServerSentEvent)]
+        assert events[0].event == "start" and events[-1].event == "end"
+    else:
+        frames = [f for f in response.data.decode().split("\n\n") if f]
+        assert frames[-1] == "data: [DONE]"
+        for frame in frames[:-1]:
+            json.loads(frame.removeprefix("data: "))
+
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(body=chat_bodies)
+def test_chat_events_answer_any_json_body(body: Any) -> None:
+    check_response(APP.test_client(), "/api/chat/events", json.dumps(body).encode())
+
+
+@SETTINGS
+@given(body=completion_bodies)
+def test_chat_completions_answer_any_json_body(body: Any) -> None:
+    check_response(APP.test_client(), "/v1/chat/completions", json.dumps(body).encode())
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=200))
+def test_any_bytes_get_a_json_error_not_a_crash(raw: bytes) -> None:
+    for path in ("/api/chat/events", "/v1/chat/completions", "/api/chat/stream", "/api/chat"):
+        check_response(APP.test_client(), path, raw)
