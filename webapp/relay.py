@@ -94,7 +94,7 @@ class Relay:
 
     def sse_frames(self) -> Iterator[bytes]:
         """``retry`` and ``start`` at once, then events, heartbeats, and one terminal event."""
-        return self.frames(self._sse_frame, sse.format_retry(self.options.retry_ms))
+        return self.frames(self._sse_frame, sse.retry_field(self.options.retry_ms))
 
     def _sse_frame(self, event: Event) -> bytes:
         return sse.format_json_event(event.data, event=event.kind, id=f"{self.generation.stream_id}:{event.seq}")

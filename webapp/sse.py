@@ -49,10 +49,19 @@ def format_comment(text: str) -> bytes:
 
 
 def format_retry(milliseconds: int) -> bytes:
-    """The reconnection delay a browser's EventSource will use."""
+    """The reconnection delay a browser's EventSource will use, as a block of its own."""
+    return retry_field(milliseconds) + b"\n"
+
+
+def retry_field(milliseconds: int) -> bytes:
+    """The ``retry`` line alone, to open the next event's block.
+
+    Inside an event's block no parser dispatches an extra empty event for it
+    (httpx-sse does for a ``retry``-only block; browsers do not).
+    """
     if milliseconds < 0:
         raise ValueError("retry must not be negative")
-    return f"retry: {milliseconds}\n\n".encode("ascii")
+    return f"retry: {milliseconds}\n".encode("ascii")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def test_sse_stream_follows_the_protocol(client: FlaskClient) -> None:
     assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
     assert response.headers["Cache-Control"] == "no-cache" and response.headers["X-Accel-Buffering"] == "no"
     assert "Content-Length" not in response.headers and "Content-Encoding" not in response.headers
-    assert response.data.startswith(b"retry: 3000\n\n")
+    assert response.data.startswith(b"retry: 3000\n")
     events = sse_events(response.data)
     kinds = [e.event for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds[1:-1]) == {"token"}

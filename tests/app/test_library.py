@@ -50,7 +50,7 @@ def test_a_plain_flask_app_streams_with_defaults() -> None:
     response = client.post("/summarize", json={"doc": "gevent"})
     assert response.status_code == 200 and response.mimetype == "text/event-stream"
     assert response.headers["X-Accel-Buffering"] == "no"
-    assert response.data.startswith(b"retry: 3000\n\n")
+    assert response.data.startswith(b"retry: 3000\n")
     got = events(response.data)
     assert [e.event for e in got] == ["start"] + ["token"] * 6 + ["end"]
     assert "".join(e.json()["text"] for e in got[1:-1]) == "".join(script_tokens("gevent", 6))
@@ -94,7 +94,7 @@ def test_extension_defaults_apply_without_view_arguments() -> None:
         return sse_response(chain(tokens=3, pause=0.5, pause_at=1), {"doc": "d"})
 
     body = app.test_client().get("/").data
-    assert body.startswith(b"retry: 1234\n\n") and body.count(HEARTBEAT) >= 2
+    assert body.startswith(b"retry: 1234\n") and body.count(HEARTBEAT) >= 2
     assert events(body)[0].json()["app"] == "summarizer"
 
 
@@ -108,7 +108,7 @@ def test_app_config_overrides_the_extension_in_init_app() -> None:
     def view():
         return sse_response(chain(tokens=1), {"doc": "d"})
 
-    assert app.test_client().get("/").data.startswith(b"retry: 777\n\n")
+    assert app.test_client().get("/").data.startswith(b"retry: 777\n")
 
 
 @pytest.mark.parametrize(("key", "value"), [("STREAMING_HEARTBEAT_SECONDS", "often"), ("STREAMING_HEARTBEAT_SECONDS", -1), ("STREAMING_WATCH_DISCONNECT", "maybe")])
@@ -128,7 +128,7 @@ def test_per_call_options_override_the_app_defaults() -> None:
         return sse_response(chain(tokens=3, pause=0.5, pause_at=1), {"doc": "d"}, heartbeat_seconds=0.1)
 
     body = app.test_client().get("/").data
-    assert body.startswith(b"retry: 1\n\n"), "the app default still applies where the call is silent"
+    assert body.startswith(b"retry: 1\n"), "the app default still applies where the call is silent"
     assert body.count(HEARTBEAT) >= 2, "the per-call heartbeat interval wins"
 
 

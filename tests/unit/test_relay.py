@@ -42,7 +42,7 @@ def test_first_write_carries_retry_and_start_before_any_token() -> None:
     relay = relay_for(ScriptedChatModel(tokens=3, ttft=0.3, interval=0))
     frames = relay.sse_frames()
     first = next(frames)
-    assert first.startswith(b"retry: 3000\n\nid: s_test:0\nevent: start\n")
+    assert first.startswith(b"retry: 3000\nid: s_test:0\nevent: start\n")
     assert b"token" not in first
     frames.close()
 

@@ -39,7 +39,7 @@ def test_line_breaks_in_id_or_event_are_refused(field: str) -> None:
 def test_comment_retry_and_heartbeat() -> None:
     assert sse.format_comment("ping") == b": ping\n\n"
     assert sse.format_comment("a\nb") == b": a\n: b\n\n"
-    assert sse.format_retry(3000) == b"retry: 3000\n\n"
+    assert sse.format_retry(3000) == b"retry: 3000\n\n" and sse.retry_field(5) == b"retry: 5\n"
     assert sse.HEARTBEAT == b": ping\n\n" and sse.HEARTBEAT.strip()
 
 
