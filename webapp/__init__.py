@@ -21,10 +21,11 @@ from webapp.auth import require_api_keys
 from webapp.callbacks import check_sync_handlers
 from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
+from webapp.eventlog import MemoryStore, StoreUnavailable
 from webapp.providers import build_chat_model
 from webapp.relay import RelayOptions
 from webapp.server import detect_worker, ssl_imported_before_patching
-from webapp.streaming import Streaming, sse_response, text_response
+from webapp.streaming import EventLogStore, Streaming, sse_response, text_response
 
 __all__ = ["create_app", "ConfigError", "Settings", "Streaming", "RelayOptions", "sse_response", "text_response"]
 
@@ -68,6 +69,24 @@ def _check_worker(worker: str, settings: Settings) -> None:
         )
 
 
+def build_store(settings: Settings) -> EventLogStore:
+    """The event-log store the settings name; a Redis that does not answer stops start-up."""
+    if settings.stream_store == "memory":
+        return MemoryStore(settings.stream_ttl_seconds, settings.memory_store_max_events)
+    from webapp.redis_store import RedisStore, masked
+
+    store = RedisStore(
+        settings.stream_store, settings.stream_ttl_seconds,
+        running_ttl_seconds=settings.max_stream_seconds + settings.stream_ttl_seconds,
+        max_events=settings.memory_store_max_events,
+    )
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        raise ConfigError(f"WEBAPP_STREAM_STORE={masked(settings.stream_store)}: {exc}") from None
+    return store
+
+
 def create_app(
     config: Mapping[str, str] | None = None,
     *,
@@ -98,18 +117,23 @@ def create_app(
         send_timeout_seconds=settings.send_timeout_seconds,
         send_buffer_bytes=settings.send_buffer_bytes,
         max_concurrent_streams=settings.max_concurrent_streams,
+        on_disconnect=settings.on_disconnect,
+        resume_grace_seconds=settings.resume_grace_seconds,
+        store=build_store(settings),
         callbacks=callbacks,
         metadata={"provider": settings.provider, "model": settings.model},
     )
     register_error_handlers(app)
     require_api_keys(app, settings.api_keys)
 
-    from webapp.api import chat, diagnostics, health, openai_compat
+    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(diagnostics.bp)
     app.register_blueprint(openai_compat.bp)
+    app.register_blueprint(streams.bp)
+    app.register_blueprint(playground.bp)
 
     log.info("provider=%s model=%s worker=%s", settings.provider, settings.model, worker)
     log.debug("settings %s", describe(settings))

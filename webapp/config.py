@@ -76,6 +76,15 @@ def _keys(name: str, candidates: list[str]) -> tuple[str, ...]:
     return keys
 
 
+def _store_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value.lower() == "memory":
+        return "memory"
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name}={raw!r}: must be memory or a redis://, rediss:// or unix:// URL")
+    return value
+
+
 def _text(name: str, raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -105,6 +114,11 @@ class Settings:
     send_buffer_bytes: int = 65_536
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     api_keys_file: str | None = None
+    stream_store: str = field(default="memory", repr=False)
+    stream_ttl_seconds: float = 300.0
+    memory_store_max_events: int = 500_000
+    on_disconnect: str = "continue"
+    resume_grace_seconds: float = 15.0
     upstream_timeout_seconds: float = 600.0
     upstream_max_retries: int = 2
     scripted_ttft_ms: int = 300
@@ -148,6 +162,16 @@ SETTINGS: dict[str, Setting] = {
     "api_keys": Setting("WEBAPP_API_KEYS", lambda n, r: _keys(n, r.split(",")),
                         "Comma-separated keys; when set (or a file is), every route but `/healthz` needs `Authorization: Bearer <key>`. Never logged."),
     "api_keys_file": Setting("WEBAPP_API_KEYS_FILE", _text, "A file with one key per line (`#` comments), read at start-up."),
+    "stream_store": Setting("WEBAPP_STREAM_STORE", lambda n, r: _store_url(n, r),
+                            "`memory` (one worker, or sticky sessions) or a Redis URL (`redis://host:6379/0`) so any worker on any host can resume any stream."),
+    "stream_ttl_seconds": Setting("WEBAPP_STREAM_TTL_SECONDS", _float(1, 86_400),
+                                  "How long a finished stream can still be resumed or replayed."),
+    "memory_store_max_events": Setting("WEBAPP_MEMORY_STORE_MAX_EVENTS", _int(1000, 100_000_000),
+                                       "Memory store bound: beyond this many events in all, the oldest finished streams are dropped first."),
+    "on_disconnect": Setting("WEBAPP_ON_DISCONNECT", lambda n, r: _choice(n, r, ("continue", "cancel")),
+                             "When an SSE client leaves: `continue` generating for `WEBAPP_RESUME_GRACE_SECONDS` so a reconnect finds it, or `cancel` the upstream call at once."),
+    "resume_grace_seconds": Setting("WEBAPP_RESUME_GRACE_SECONDS", _float(0, 3600),
+                                    "With `continue`: how long a stream nobody reads keeps generating before it is cancelled."),
     "upstream_timeout_seconds": Setting("WEBAPP_UPSTREAM_TIMEOUT_SECONDS", _float(1, 3600),
                                         "openai client timeout, including the longest silence between two chunks."),
     "upstream_max_retries": Setting("WEBAPP_UPSTREAM_MAX_RETRIES", _int(0, 10),
@@ -192,4 +216,6 @@ def describe(settings: Settings) -> dict[str, Any]:
     if shown["openai_api_key"]:
         shown["openai_api_key"] = "***"
     shown["api_keys"] = f"{len(settings.api_keys)} keys"
+    if "@" in shown["stream_store"]:
+        shown["stream_store"] = shown["stream_store"].split("://", 1)[0] + "://***@" + shown["stream_store"].rsplit("@", 1)[1]
     return shown

@@ -66,7 +66,21 @@ def _unexpected(exc: Exception) -> Any:
     return error_response(500, "internal_error", "The server failed to handle the request.")
 
 
+def _not_found(exc: Exception) -> Response:
+    return error_response(404, "stream_not_found", str(exc))
+
+
+def _store_unavailable(exc: Exception) -> Response:
+    log.warning("stream store unavailable: %s", exc)
+    return error_response(503, "store_unavailable", "The stream store is unavailable; retry shortly.", {"Retry-After": "3"})
+
+
 def register_error_handlers(app: Flask) -> None:
+    from webapp.eventlog import StoreUnavailable
+    from webapp.streaming import StreamNotFound
+
+    app.register_error_handler(StreamNotFound, _not_found)
+    app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 TERMINAL_KINDS = frozenset({"end", "error"})
 
 
 @dataclass(frozen=True)
 class Event:
-    """One numbered event of a stream."""
+    """One event of a stream; ``seq`` None marks a connection-level event that is not in the log."""
 
-    seq: int
+    seq: int | None
     kind: str
     data: dict[str, Any]
 
@@ -38,6 +39,28 @@ class LogClosedError(RuntimeError):
     """An event was appended after the terminal one."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The shared event store cannot be reached; the stream cannot continue safely."""
+
+
+STORE_UNAVAILABLE = {"error": {"type": "store_unavailable", "message": "The stream store is unavailable.", "retryable": True}}
+
+
+class EventLog(Protocol):
+    """What the producer and the relay need of a stream's log, wherever it is kept."""
+
+    stream_id: str
+
+    @property
+    def finished(self) -> bool: ...
+    def append(self, kind: str, data: dict[str, Any]) -> Event: ...
+    def finish(self, kind: str, data: dict[str, Any]) -> bool: ...
+    def wake(self) -> None: ...
+    def read_after(self, seq: int, timeout: float | None) -> list[Event]: ...
+    def count(self) -> int: ...
+    def last(self) -> Event | None: ...
+
+
 class MemoryEventLog:
     """An in-process event log for one stream."""
 
@@ -46,10 +69,17 @@ class MemoryEventLog:
         self._events: list[Event] = []
         self._condition = threading.Condition()
         self._wakeups = 0
+        self.finished_at: float | None = None
 
     @property
     def finished(self) -> bool:
         return bool(self._events) and self._events[-1].terminal
+
+    def count(self) -> int:
+        return len(self._events)
+
+    def last(self) -> Event | None:
+        return self._events[-1] if self._events else None
 
     def append(self, kind: str, data: dict[str, Any]) -> Event:
         """Add the next event and wake every reader."""
@@ -58,6 +88,8 @@ class MemoryEventLog:
                 raise LogClosedError(f"stream {self.stream_id} already ended")
             event = Event(len(self._events), kind, data)
             self._events.append(event)
+            if event.terminal:
+                self.finished_at = time.monotonic()
             self._condition.notify_all()
             return event
 
@@ -97,7 +129,50 @@ class MemoryEventLog:
 
 
 class MemoryStore:
-    """Creates in-process event logs; the default store of ``Streaming``."""
+    """In-process event logs: one worker (or sticky sessions) can resume its own streams.
+
+    Logs expire ``ttl_seconds`` after their terminal event; beyond
+    ``max_events`` in total, the oldest finished logs go first. Running
+    streams are never evicted.
+    """
+
+    shared = False
+
+    def __init__(self, ttl_seconds: float = 300.0, max_events: int = 500_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_events = max_events
+        self._logs: "OrderedDict[str, MemoryEventLog]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _new_log(self, stream_id: str) -> MemoryEventLog:
+        return MemoryEventLog(stream_id)
 
     def create(self, stream_id: str) -> MemoryEventLog:
-        return MemoryEventLog(stream_id)
+        log = self._new_log(stream_id)
+        with self._lock:
+            self._sweep()
+            self._logs[stream_id] = log
+        return log
+
+    def open(self, stream_id: str) -> MemoryEventLog | None:
+        """The stream's log if this process has it and it has not expired."""
+        with self._lock:
+            self._sweep()
+            return self._logs.get(stream_id)
+
+    def remote_reader(self, stream_id: str) -> bool:
+        return False  # nobody outside this process can read a memory log
+
+    def __len__(self) -> int:
+        return len(self._logs)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        expired = [sid for sid, log in self._logs.items() if log.finished_at is not None and now - log.finished_at > self.ttl_seconds]
+        for sid in expired:
+            del self._logs[sid]
+        total = sum(log.count() for log in self._logs.values())
+        for sid in [sid for sid, log in self._logs.items() if log.finished]:
+            if total <= self.max_events:
+                break
+            total -= self._logs.pop(sid).count()

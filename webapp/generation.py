@@ -13,13 +13,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from webapp.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
 from webapp.concurrency import Task, spawn
-from webapp.eventlog import MemoryEventLog
+from webapp.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
+from webapp.shutdown import SHUTDOWN
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     # OpenAIConnectionError is an openai.APIConnectionError) classify as their bases.
     names = {cls.__name__ for cls in type(exc).__mro__}
     status = getattr(exc, "status_code", None)
+    if "StoreUnavailable" in names:
+        return dict(STORE_UNAVAILABLE)
     if "RateLimitError" in names or status == 429:
         kind, message, retryable = "rate_limited", "The model provider is rate limiting requests.", True
     elif names & {"APITimeoutError", "ReadTimeout", "TimeoutError", "Timeout"}:
@@ -102,45 +105,115 @@ class StreamStats:
 
 
 CANCELLED = {"error": {"type": "cancelled", "message": "The stream was cancelled.", "retryable": False}}
+ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the stream.", "retryable": False}}
+DISCONNECT_POLICIES = ("continue", "cancel")
 
 
 class Generation:
-    """One run of a Runnable, feeding one event log."""
+    """One run of a Runnable, feeding one event log, and what happens when its readers leave.
+
+    Readers ``attach`` and ``detach``. When the last one leaves: with the
+    ``cancel`` policy (or a stream nobody can resume) the run stops at once;
+    with ``continue`` it goes on for ``grace_seconds`` so a reconnecting
+    client finds it, and stops if nobody (here, or in another worker through
+    a shared store) is reading by then.
+    """
 
     def __init__(
         self,
         runnable: Runnable[Any, Any],
         input: Any,
-        log: MemoryEventLog,
+        log: EventLog,
         *,
         config: RunnableConfig | None = None,
         start_data: dict[str, Any] | None = None,
+        on_disconnect: str = "cancel",
+        grace_seconds: float = 15.0,
+        remote_reader: Callable[[str], bool] = lambda stream_id: False,
     ) -> None:
+        if on_disconnect not in DISCONNECT_POLICIES:
+            raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
         self.runnable = runnable
         self.input = input
         self.log = log
+        self.on_disconnect = on_disconnect
+        self.grace_seconds = grace_seconds
+        self._remote_reader = remote_reader
         self._cancel = threading.Event()
         self.config = with_handler(config or {}, CancelOnNextEvent(self._cancel))
         self.stats = StreamStats()
         self.outcome: str | None = None
         self._task: Task | None = None
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._last_left = time.monotonic()
+        self._grace: Task | None = None
         log.append("start", {"stream_id": log.stream_id, **(start_data or {})})
 
     @property
     def stream_id(self) -> str:
         return self.log.stream_id
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self.log.finished
+
     def start(self) -> "Generation":
-        self._task = spawn(self._produce)
+        with self._lock:
+            if self._task is None:
+                self._task = spawn(self._produce)
+                SHUTDOWN.register_generation(self)
         return self
 
-    def cancel(self) -> None:
+    def attach(self) -> None:
+        """A reader starts following the stream (starting the run if it has not started)."""
+        with self._lock:
+            self._readers += 1
+        self.start()
+
+    def detach(self, *, resumable: bool) -> None:
+        """A reader left; apply the disconnect policy if it was the last."""
+        with self._lock:
+            self._readers -= 1
+            self._last_left = time.monotonic()
+            if self._readers > 0 or self.log.finished:
+                return
+        if self.on_disconnect == "cancel" or not resumable:
+            self.cancel()
+        else:
+            self.await_reader()
+
+    def await_reader(self) -> None:
+        """Keep running while a reader may come back; stop after ``grace_seconds`` without one."""
+        with self._lock:
+            if self._grace is None:
+                self._grace = spawn(self._watch_readers)
+
+    def _watch_readers(self) -> None:
+        while not self.log.finished:
+            with self._lock:
+                idle = self._readers == 0
+                wait = self._last_left + self.grace_seconds - time.monotonic()
+            if idle and wait <= 0:
+                if self._remote_reader(self.stream_id):
+                    self._last_left = time.monotonic()  # someone reads it through the shared store
+                    continue
+                log.info("stream %s: no reader for %gs; cancelling", self.stream_id, self.grace_seconds)
+                self.cancel(ABANDONED, outcome="abandoned")
+                return
+            time.sleep(max(0.05, wait if idle else self.grace_seconds))
+
+    def cancel(self, body: dict[str, Any] = CANCELLED, outcome: str = "cancelled") -> None:
         """Stop generating: kill the producer where it blocks (gevent), or at its next token, and end the log."""
         self._cancel.set()
         if self._task is not None:
             self._task.kill()
-        if self.log.finish("error", CANCELLED):
-            self.outcome = self.outcome or "cancelled"
+        try:
+            if self.log.finish("error", body):
+                self.outcome = self.outcome or outcome
+        except StoreUnavailable:
+            pass  # nobody can read the stream anyway
+        SHUTDOWN.unregister_generation(self)
 
     def join(self, timeout: float | None = None) -> None:
         if self._task is not None:
@@ -166,13 +239,13 @@ class Generation:
                 end = {"finish_reason": finish_reason or "stop", "tokens": self.stats.tokens, "usage": dict(usage or {})}
                 if self.log.finish("end", end):
                     self.outcome = "completed"
-        except StreamCancelled:
-            pass  # cancel() already ended the log
+        except (StreamCancelled, LogClosedError):
+            pass  # cancelled here, or the stream was ended elsewhere (a DELETE in another worker)
         except Exception as exc:  # noqa: BLE001 - every failure must become an error event
             if not self._cancel.is_set():
-                log.warning("stream %s: upstream failed: %s: %s", self.stream_id, type(exc).__name__, exc)
+                log.warning("stream %s: failed: %s: %s", self.stream_id, type(exc).__name__, exc)
                 if self.log.finish("error", error_body(exc)):
-                    self.outcome = "upstream_error"
+                    self.outcome = "store_unavailable" if isinstance(exc, StoreUnavailable) else "upstream_error"
         finally:
             # GreenletExit (a kill) lands here too: closing unwinds llm.stream() and its HTTP response.
             if iterator is not None and hasattr(iterator, "close"):
@@ -180,5 +253,9 @@ class Generation:
                     iterator.close()
                 except (Exception, StreamCancelled):  # noqa: BLE001
                     log.debug("stream %s: closing the model stream raised", self.stream_id, exc_info=True)
-            if self.log.finish("error", CANCELLED):
-                self.outcome = self.outcome or "cancelled"
+            try:
+                if self.log.finish("error", CANCELLED):
+                    self.outcome = self.outcome or "cancelled"
+            except StoreUnavailable:
+                pass
+            SHUTDOWN.unregister_generation(self)

@@ -1,11 +1,13 @@
-"""The consumer: turns a Generation's event log into the bytes of a response.
+"""The consumer: turns a stream's event log into the bytes of one response.
 
 It waits on the log with the heartbeat interval as its timeout: when the
 model is silent it writes a heartbeat, otherwise it writes every event that
 is ready in one chunk. It owns what happens at the edges of a stream: the
 first bytes go out at once, a client that closes its socket is noticed
 (socket watch), an over-long stream ends with an explicit error, and one
-summary is reported whatever the outcome. Imports nothing from Flask.
+summary is reported whatever the outcome. A relay may also follow a stream
+it did not start (a resume): it reads after a given sequence number and
+starts nothing. Imports nothing from Flask.
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ from typing import Any, Callable, Iterator
 
 from webapp import sse
 from webapp.concurrency import SocketWatch
-from webapp.eventlog import Event
+from webapp.eventlog import Event, EventLog
 from webapp.generation import Generation
 from webapp.shutdown import SHUTDOWN
 
 TIMEOUT_BODY = {"error": {"type": "timeout", "message": "The stream reached its maximum duration.", "retryable": False}}
-SHUTDOWN_BODY = {"error": {"type": "server_shutdown", "message": "The server is restarting; retry to continue.", "retryable": True}}
 
 # Terminal error types that get an outcome of their own in the summary.
-_OUTCOME_BY_ERROR = {"timeout": "timeout", "server_shutdown": "server_shutdown", "cancelled": "cancelled"}
+_OUTCOME_BY_ERROR = {
+    "timeout": "timeout", "server_shutdown": "server_shutdown", "cancelled": "cancelled", "store_unavailable": "store_unavailable",
+}
 
 
 class StreamAborted(RuntimeError):
@@ -45,6 +48,7 @@ class RelayOptions:
     shutdown_notice: bool = True
     send_timeout_seconds: float | None = 30.0
     send_buffer_bytes: int = 65_536
+    heartbeat_events: bool = False  # heartbeats as `event: heartbeat` (no id) for browsers, which hide comments
 
     def __post_init__(self) -> None:
         if not 0 <= self.heartbeat_seconds <= 300:
@@ -60,47 +64,64 @@ class RelayOptions:
 
 
 class Relay:
-    """Couples one Generation to one response."""
+    """Couples one event log (and, when this process runs it, its Generation) to one response."""
 
     def __init__(
         self,
-        generation: Generation,
+        log: EventLog,
         options: RelayOptions,
         *,
+        generation: Generation | None = None,
+        after: int = -1,
+        resumable: bool = False,
+        move_on_shutdown: bool = False,
         client_socket: Any = None,
         on_finish: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        self.log = log
         self.generation = generation
         self.options = options
+        self.after = after
+        self.resumable = resumable  # the client can reconnect to this stream (SSE with ids)
+        self.move_on_shutdown = move_on_shutdown  # ...on another worker too: a shared store
         self.outcome: str | None = None
         self._socket = client_socket
         self._on_finish = on_finish
         self._disconnected = threading.Event()
         self._heartbeats = 0
+        self._events_sent = 0
         self._writing_since: float | None = None
 
-    # -- the two surfaces -------------------------------------------------
+    @property
+    def stream_id(self) -> str:
+        return self.log.stream_id
+
+    # -- the surfaces -----------------------------------------------------
 
     def frames(self, frame: Callable[[Event], bytes], prefix: bytes = b"") -> Iterator[bytes]:
         """Each ready batch of events framed by ``frame`` into one write; heartbeat comments between."""
         heartbeat = self.options.heartbeat_seconds or None
+        beat = sse.HEARTBEAT_EVENT if self.options.heartbeat_events else sse.HEARTBEAT
         for events in self._batches(heartbeat):
             if not events:
                 self._heartbeats += 1
-                yield sse.HEARTBEAT
+                yield beat
                 continue
             yield prefix + b"".join(frame(event) for event in events)
             prefix = b""
+        if self.outcome == "server_shutdown" and self.move_on_shutdown:
+            yield sse.format_comment("server restarting: reconnect with Last-Event-ID to resume")
 
     def sse_frames(self) -> Iterator[bytes]:
         """``retry`` and ``start`` at once, then events, heartbeats, and one terminal event."""
         return self.frames(self._sse_frame, sse.retry_field(self.options.retry_ms))
 
     def _sse_frame(self, event: Event) -> bytes:
-        return sse.format_json_event(event.data, event=event.kind, id=f"{self.generation.stream_id}:{event.seq}")
+        event_id = None if event.seq is None else f"{self.stream_id}:{event.seq}"
+        return sse.format_json_event(event.data, event=event.kind, id=event_id)
 
     def text_chunks(self) -> Iterator[bytes]:
-        """Token text only; an error ends the response without its chunked terminator."""
+        """Token text only; an error or a cut ends the response without its chunked terminator."""
         with closing(self._batches(None)) as batches:
             for events in batches:
                 text = "".join(e.data["text"] for e in events if e.kind == "token")
@@ -108,32 +129,34 @@ class Relay:
                     yield text.encode("utf-8")
                 last = events[-1]
                 if last.kind == "error":
-                    raise StreamAborted(f"stream {self.generation.stream_id} failed: {last.data['error']['type']}")
+                    raise StreamAborted(f"stream {self.stream_id} failed: {last.data['error']['type']}")
+        if self.outcome != "completed":
+            raise StreamAborted(f"stream {self.stream_id} ended without completing: {self.outcome}")
 
-    # -- the loop both share ----------------------------------------------
+    # -- the loop they share ----------------------------------------------
 
     def _batches(self, heartbeat: float | None) -> Iterator[list[Event]]:
         """Lists of ready events; an empty list when a heartbeat is due. Ends after the terminal event."""
         watch = None
-        log = self.generation.log
+        log = self.log
         shutdown = SHUTDOWN if self.options.shutdown_notice else None
         restore_timeout = self._tune_socket()
         try:
-            self.generation.start()
+            if self.generation is not None:
+                self.generation.attach()
             if self._socket is not None and self.options.watch_disconnect:
                 watch = SocketWatch(self._socket, self._client_left)
             if shutdown is not None:
                 shutdown.register(log)
-            stream_deadline = None
+            deadline = None
             if self.options.max_stream_seconds:
-                stream_deadline = time.monotonic() + self.options.max_stream_seconds
-            seq = -1
+                deadline = time.monotonic() + self.options.max_stream_seconds
+            seq = self.after
             last_sent = time.monotonic()
             while self.outcome is None:
-                deadline, ending = stream_deadline, TIMEOUT_BODY
-                cutoff = shutdown.cutoff if shutdown is not None else None
-                if cutoff is not None and (deadline is None or cutoff < deadline):
-                    deadline, ending = cutoff, SHUTDOWN_BODY
+                if shutdown is not None and shutdown.deadline is not None and self.move_on_shutdown:
+                    self.outcome = "server_shutdown"  # the client resumes elsewhere; the run goes on
+                    return
                 wake_at = [t for t in (deadline, last_sent + heartbeat if heartbeat else None) if t is not None]
                 timeout = max(0.0, min(wake_at) - time.monotonic()) if wake_at else None
                 events = log.read_after(seq, timeout)
@@ -142,16 +165,19 @@ class Relay:
                 now = time.monotonic()
                 if not events:
                     if deadline is not None and now >= deadline:
-                        log.finish("error", ending)
-                        self.generation.cancel()
+                        log.finish("error", TIMEOUT_BODY)
+                        if self.generation is not None:
+                            self.generation.cancel()
                     elif heartbeat and now - last_sent >= heartbeat:
                         last_sent = now
                         yield from self._write([])
                     continue
-                seq = events[-1].seq
+                if events[-1].seq is not None:
+                    seq = events[-1].seq
                 if events[-1].terminal:
                     self.outcome = self._outcome_of(events[-1])
                 last_sent = now
+                self._events_sent += len(events)
                 yield from self._write(events)
         except Exception:
             self.outcome = self.outcome or "server_error"
@@ -165,8 +191,10 @@ class Relay:
             restore_timeout()
             if self.outcome is None:
                 self.outcome = "slow_client" if self._write_stalled() else "client_disconnected"
-            if self.outcome in ("client_disconnected", "slow_client", "server_error"):
-                self.generation.cancel()
+            if self.generation is not None:
+                if self.outcome == "server_error":
+                    self.generation.cancel()
+                self.generation.detach(resumable=self.resumable and self.outcome != "server_error")
             self._report()
 
     def _write(self, events: list[Event]) -> Iterator[list[Event]]:
@@ -204,8 +232,7 @@ class Relay:
 
     def _client_left(self) -> None:
         self._disconnected.set()
-        self.generation.cancel()
-        self.generation.log.wake()
+        self.log.wake()
 
     @staticmethod
     def _outcome_of(event: Event) -> str:
@@ -216,10 +243,8 @@ class Relay:
     def _report(self) -> None:
         if self._on_finish is None:
             return
-        summary = {
-            "stream_id": self.generation.stream_id,
-            "outcome": self.outcome,
-            **self.generation.stats.summary(),
-            "heartbeats": self._heartbeats,
-        }
+        summary: dict[str, Any] = {"stream_id": self.stream_id, "outcome": self.outcome}
+        if self.generation is not None:
+            summary.update(self.generation.stats.summary())
+        summary.update(heartbeats=self._heartbeats, events_sent=self._events_sent, resumed_after=self.after if self.after >= 0 else None)
         self._on_finish(summary)

@@ -7,6 +7,9 @@ clients see a silent cut. ``watch_gunicorn_worker`` (called from the
 stops being alive and records the deadline here. Every relay still running
 shortly before that deadline ends its stream with an explicit, retryable
 ``server_shutdown`` error instead. Streams that finish in time are left alone.
+With a shared store a resumable response need not wait for that: its relay
+ends the connection at once so the client resumes on another worker, while
+the run goes on here until it finishes or the cutoff ends it.
 Imports nothing from Flask.
 """
 
@@ -22,6 +25,8 @@ from webapp.concurrency import spawn
 # How often the worker's liveness is polled (cheap: one attribute read).
 _POLL_SECONDS = 0.2
 
+SHUTDOWN_BODY = {"error": {"type": "server_shutdown", "message": "The server is restarting; retry to continue.", "retryable": True}}
+
 
 class _Wakeable(Protocol):
     def wake(self) -> None: ...
@@ -35,6 +40,7 @@ class ShutdownNotice:
         self.margin = 0.0
         self._lock = threading.Lock()
         self._waiters: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._generations: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
     def begin(self, graceful_seconds: float) -> None:
         """The worker stopped accepting; it will cut streams ``graceful_seconds`` from now."""
@@ -48,6 +54,26 @@ class ShutdownNotice:
             waiters = list(self._waiters)
         for waiter in waiters:
             waiter.wake()
+        spawn(self._end_runs_at_cutoff)
+
+    def _end_runs_at_cutoff(self) -> None:
+        """At the cutoff, every run still going in this process ends with ``server_shutdown``."""
+        cutoff = self.cutoff
+        if cutoff is None:
+            return
+        time.sleep(max(0.0, cutoff - time.monotonic()))
+        with self._lock:
+            running = list(self._generations)
+        for generation in running:
+            generation.cancel(SHUTDOWN_BODY, outcome="server_shutdown")
+
+    def register_generation(self, generation: Any) -> None:
+        with self._lock:
+            self._generations.add(generation)
+
+    def unregister_generation(self, generation: Any) -> None:
+        with self._lock:
+            self._generations.discard(generation)
 
     @property
     def cutoff(self) -> float | None:

@@ -16,6 +16,8 @@ from typing import Any, Iterable, Iterator
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 HEARTBEAT = b": ping\n\n"
+# For browsers, whose EventSource hides comments: an event without an id, so Last-Event-ID is untouched.
+HEARTBEAT_EVENT = b"event: heartbeat\ndata: {}\n\n"
 
 
 def _check_field(name: str, value: str) -> None:

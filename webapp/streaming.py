@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -29,13 +30,16 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from webapp.callbacks import check_sync_handlers, with_safe_callbacks
 from webapp.concurrency import client_socket
-from webapp.eventlog import MemoryEventLog, MemoryStore
-from webapp.generation import Generation
+from webapp.eventlog import EventLog, MemoryStore
+from webapp.generation import CANCELLED, DISCONNECT_POLICIES, Generation
 from webapp.limits import StreamLimiter
 from webapp.openai_format import ChunkFormat
 from webapp.relay import Relay, RelayOptions
 
-__all__ = ["Streaming", "RelayOptions", "sse_response", "text_response"]
+__all__ = [
+    "Streaming", "RelayOptions", "StreamNotFound", "sse_response", "text_response",
+    "start_stream", "resume_response", "stream_status", "cancel_stream",
+]
 
 EXTENSION_KEY = "webapp.streaming"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -44,9 +48,17 @@ summary_log = logging.getLogger("webapp.stream")
 
 
 class EventLogStore(Protocol):
-    """Where a stream's events are kept; ``MemoryStore`` by default."""
+    """Where streams' events are kept: ``MemoryStore`` (this process) or ``RedisStore`` (shared)."""
 
-    def create(self, stream_id: str) -> MemoryEventLog: ...
+    shared: bool
+
+    def create(self, stream_id: str) -> EventLog: ...
+    def open(self, stream_id: str) -> EventLog | None: ...
+    def remote_reader(self, stream_id: str) -> bool: ...
+
+
+class StreamNotFound(LookupError):
+    """No such stream here: unknown, expired, or (memory store) kept by another worker."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,10 @@ class StreamingDefaults:
     metadata: dict[str, Any] = field(default_factory=dict)
     store: EventLogStore = field(default_factory=MemoryStore)
     limiter: StreamLimiter = field(default_factory=lambda: StreamLimiter(0))
+    on_disconnect: str = "cancel"
+    grace_seconds: float = 15.0
+    # The runs this process is producing, by stream id (gone once nobody holds them).
+    generations: "weakref.WeakValueDictionary[str, Generation]" = field(default_factory=weakref.WeakValueDictionary)
 
 
 def _as_bool(value: Any) -> bool:
@@ -120,10 +136,16 @@ class Streaming:
         send_timeout_seconds: float | None = 30.0,
         send_buffer_bytes: int = 65_536,
         max_concurrent_streams: int = 0,
+        on_disconnect: str = "cancel",
+        resume_grace_seconds: float = 15.0,
         callbacks: Sequence[BaseCallbackHandler] = (),
         metadata: Mapping[str, Any] | None = None,
         store: EventLogStore | None = None,
     ) -> None:
+        if on_disconnect not in DISCONNECT_POLICIES:
+            raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
+        self.on_disconnect = on_disconnect
+        self.resume_grace_seconds = resume_grace_seconds
         self.options = RelayOptions(
             heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect, shutdown_notice,
             send_timeout_seconds, send_buffer_bytes,
@@ -142,7 +164,9 @@ class Streaming:
             limiter = StreamLimiter(int(limit))
         except (TypeError, ValueError):
             raise ValueError(f"STREAMING_MAX_CONCURRENT_STREAMS={limit!r}: must be a whole number, 0 for no limit") from None
-        app.extensions[EXTENSION_KEY] = StreamingDefaults(options, self.callbacks, self.metadata, self.store, limiter)
+        app.extensions[EXTENSION_KEY] = StreamingDefaults(
+            options, self.callbacks, self.metadata, self.store, limiter, self.on_disconnect, self.resume_grace_seconds
+        )
 
 
 def new_stream_id() -> str:
@@ -164,6 +188,40 @@ def _log_summary(metadata: dict[str, Any], surface: str) -> Any:
     return report
 
 
+def _new_generation(
+    defaults: StreamingDefaults,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler],
+    config: RunnableConfig | None,
+    labels: dict[str, Any],
+) -> Generation:
+    run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
+    generation = Generation(
+        runnable, input, defaults.store.create(new_stream_id()), config=run_config, start_data=labels,
+        on_disconnect=defaults.on_disconnect, grace_seconds=defaults.grace_seconds, remote_reader=defaults.store.remote_reader,
+    )
+    defaults.generations[generation.stream_id] = generation
+    return generation
+
+
+def _admitted_relay(
+    defaults: StreamingDefaults, log: EventLog, options: RelayOptions, surface: str, labels: dict[str, Any], **relay_args: Any
+) -> tuple[Relay | None, Callable[[], None]]:
+    release = defaults.limiter.try_acquire()
+    if release is None:
+        return None, lambda: None
+    report = _log_summary(labels, surface)
+
+    def on_finish(summary: dict[str, Any]) -> None:
+        release()
+        report(summary)
+
+    relay = Relay(log, options, client_socket=client_socket(request.environ), on_finish=on_finish, **relay_args)
+    return relay, release
+
+
 def _relay(
     runnable: Runnable[Any, Any],
     input: Any,
@@ -177,20 +235,91 @@ def _relay(
     """A relay for one response and the release of its admission slot; no relay when the worker is full."""
     defaults = _defaults()
     options = replace(defaults.options, **{k: v for k, v in option_overrides.items() if v is not None})
-    run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
-    release = defaults.limiter.try_acquire()
-    if release is None:
+    with_safe_callbacks(config, [*defaults.callbacks, *callbacks])  # refuse async handlers before taking a slot
+    if defaults.limiter.limit and defaults.limiter.active >= defaults.limiter.limit:
         return None, lambda: None
     labels = {**defaults.metadata, **(metadata or {})}
-    log = defaults.store.create(new_stream_id())
-    generation = Generation(runnable, input, log, config=run_config, start_data=labels)
-    report = _log_summary(labels, surface)
+    generation = _new_generation(defaults, runnable, input, callbacks=callbacks, config=config, labels=labels)
+    resumable = surface == "sse"
+    relay, release = _admitted_relay(
+        defaults, generation.log, options, surface, labels,
+        generation=generation, resumable=resumable, move_on_shutdown=resumable and defaults.store.shared,
+    )
+    if relay is None:
+        generation.cancel()
+    return relay, release
 
-    def on_finish(summary: dict[str, Any]) -> None:
-        release()
-        report(summary)
 
-    return Relay(generation, options, client_socket=client_socket(request.environ), on_finish=on_finish), release
+def start_stream(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Start a run with no reader yet; readers attach with ``resume_response``. Returns its stream id.
+
+    It waits ``resume_grace_seconds`` for its first reader, then stops.
+    """
+    defaults = _defaults()
+    labels = {**defaults.metadata, **(metadata or {})}
+    generation = _new_generation(defaults, runnable, input, callbacks=callbacks, config=config, labels=labels)
+    generation.start()
+    generation.await_reader()
+    return generation.stream_id
+
+
+def _open(stream_id: str) -> tuple[StreamingDefaults, EventLog]:
+    defaults = _defaults()
+    log = defaults.store.open(stream_id)
+    if log is None:
+        hint = "" if defaults.store.shared else (
+            " With several worker processes or hosts, each keeps its own streams in memory:"
+            " set WEBAPP_STREAM_STORE=redis://... so any worker can resume any stream."
+        )
+        raise StreamNotFound(f"Stream {stream_id} is unknown here or has expired.{hint}")
+    return defaults, log
+
+
+def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool = False) -> Response:
+    """SSE of every event after sequence number ``after``, then the live tail; starts no new run.
+
+    Raises ``StreamNotFound``. A client that already has the terminal event
+    gets ``204 No Content``, which tells a browser's EventSource to stop.
+    """
+    defaults, log = _open(stream_id)
+    last = log.last()
+    if last is not None and last.terminal and last.seq is not None and after >= last.seq:
+        return Response(status=204)
+    options = replace(defaults.options, heartbeat_events=heartbeat_events)
+    relay, release = _admitted_relay(
+        defaults, log, options, "sse", dict(defaults.metadata),
+        generation=defaults.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=defaults.store.shared,
+    )
+    return _stream(relay, release, Relay.sse_frames, "text/event-stream")
+
+
+def stream_status(stream_id: str) -> dict[str, Any]:
+    """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""
+    _, log = _open(stream_id)
+    last = log.last()
+    status = "running"
+    if last is not None and last.terminal:
+        kind = last.data.get("error", {}).get("type") if last.kind == "error" else None
+        status = "completed" if last.kind == "end" else ("cancelled" if kind == "cancelled" else "failed")
+    return {"stream_id": stream_id, "status": status, "events": log.count(), "last_event_id": f"{stream_id}:{last.seq}" if last else None}
+
+
+def cancel_stream(stream_id: str) -> dict[str, Any]:
+    """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
+    defaults, log = _open(stream_id)
+    generation = defaults.generations.get(stream_id)
+    if generation is not None:
+        generation.cancel()
+    else:
+        log.finish("error", CANCELLED)
+    return stream_status(stream_id)
 
 
 def busy_response(retry_ms: int) -> Response:
@@ -223,6 +352,7 @@ def sse_response(
     retry_ms: int | None = None,
     max_stream_seconds: float | None = None,
     watch_disconnect: bool | None = None,
+    heartbeat_events: bool | None = None,
 ) -> Response:
     """Stream ``runnable.stream(input)`` as Server-Sent Events: start, token..., then end or error.
 
@@ -235,7 +365,7 @@ def sse_response(
     relay, release = _relay(
         runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata,
         heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms,
-        max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
+        max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect, heartbeat_events=heartbeat_events,
     )
     return _stream(relay, release, Relay.sse_frames, "text/event-stream")
 

@@ -27,7 +27,7 @@ def relay_for(model: Any, *, options: RelayOptions | None = None, callbacks: lis
     config = {"callbacks": safe_handlers(callbacks or [])}
     generation = Generation(model, "hello", MemoryEventLog("s_test"), config=config, start_data={"model": "m"})
     on_finish = summaries.append if summaries is not None else None
-    return Relay(generation, options or RelayOptions(heartbeat_seconds=1), on_finish=on_finish)
+    return Relay(generation.log, options or RelayOptions(heartbeat_seconds=1), generation=generation, on_finish=on_finish)
 
 
 def parse(frames: list[bytes]) -> list[Any]:
@@ -177,7 +177,7 @@ def test_a_raising_callback_cannot_cut_the_stream(caplog: pytest.LogCaptureFixtu
 def test_negative_control_unwrapped_raising_callback_cuts_the_stream() -> None:
     model = ScriptedChatModel(tokens=6, ttft=0, interval=0)
     generation = Generation(model, "hello", MemoryEventLog("s"), config={"callbacks": [RaisingHandler()]})
-    frames = list(Relay(generation, RelayOptions(heartbeat_seconds=1)).sse_frames())
+    frames = list(Relay(generation.log, RelayOptions(heartbeat_seconds=1), generation=generation).sse_frames())
     assert kinds(frames)[-1] == "error" and kinds(frames).count("token") == 0
 
 
@@ -273,22 +273,21 @@ def test_negative_control_closing_a_chain_stream_drains_its_model() -> None:
     assert len(produced) == 200
 
 
-def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error() -> None:
-    from webapp.shutdown import ShutdownNotice
+def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import webapp.generation as generation_module
     import webapp.relay as relay_module
+    from webapp.shutdown import ShutdownNotice
 
     notice = ShutdownNotice()
+    monkeypatch.setattr(relay_module, "SHUTDOWN", notice)
+    monkeypatch.setattr(generation_module, "SHUTDOWN", notice)
     summaries: list[dict] = []
     relay = relay_for(ScriptedChatModel(tokens=100, ttft=0, interval=0.05), summaries=summaries)
-    original, relay_module.SHUTDOWN = relay_module.SHUTDOWN, notice
-    try:
-        frames = relay.sse_frames()
-        next(frames)
-        threading.Timer(0.2, notice.begin, args=(1.5,)).start()  # margin 1 s: the error goes out ~0.5 s after
-        started = time.monotonic()
-        rest = list(frames)
-    finally:
-        relay_module.SHUTDOWN = original
+    frames = relay.sse_frames()
+    next(frames)
+    threading.Timer(0.2, notice.begin, args=(1.5,)).start()  # margin 1 s: the error goes out ~0.5 s after
+    started = time.monotonic()
+    rest = list(frames)
     events = [i for i in parse(rest) if isinstance(i, sse.ServerSentEvent)]
     assert events[-1].event == "error"
     assert json.loads(events[-1].data)["error"] == {

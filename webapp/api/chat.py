@@ -17,7 +17,7 @@ from webapp.chat_request import ChatLimits, InvalidChatRequest, parse_chat_body
 from webapp.errors import ApiError
 from webapp.generation import error_body
 from webapp.jsonbody import InvalidJSON, load_json
-from webapp.streaming import sse_response, text_response
+from webapp.streaming import resume_response, sse_response, text_response
 
 bp = Blueprint("chat", __name__, url_prefix="/api/chat")
 
@@ -75,4 +75,10 @@ def chat_text_stream() -> ResponseReturnValue:
 
 @bp.route("/events", methods=["GET", "POST"])
 def chat_events() -> ResponseReturnValue:
-    return sse_response(service().chat_model, _request_messages())
+    from webapp.api.streams import heartbeat_events, last_event_id
+
+    if request.method == "GET":
+        resume = last_event_id()
+        if resume is not None:  # a reconnect (EventSource sends Last-Event-ID): follow that stream, start nothing
+            return resume_response(resume[0], after=resume[1], heartbeat_events=heartbeat_events())
+    return sse_response(service().chat_model, _request_messages(), heartbeat_events=heartbeat_events())

@@ -1,0 +1,233 @@
+"""Event logs shared through Redis Streams, so any worker on any host can resume a stream.
+
+The producing worker keeps its log in memory (its own readers wait on it
+as before) and writes every event through to a Redis stream: ``XADD`` with
+the sequence number as the entry id (``<seq>-1``), in a Lua script that
+also refuses a second terminal event, so "exactly one end or error" holds
+across processes. Readers in other workers tail it with ``XREAD BLOCK``.
+Logs expire ``ttl`` seconds after their terminal event (and, if a worker
+dies mid-stream, a while after their last write).
+
+Losing Redis is never a hang: a failed write ends the stream with a
+``store_unavailable`` error event, a failed read gives the reader the same
+error. redis-py's own retries are off, so a restarted (empty) Redis is
+noticed rather than silently written into. Imports nothing from Flask.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from webapp.eventlog import (
+    STORE_UNAVAILABLE,
+    Event,
+    LogClosedError,
+    MemoryEventLog,
+    MemoryStore,
+    StoreUnavailable,
+)
+
+# KEYS: stream, meta. ARGV: kind, data, terminal (0/1), first (0/1), running ttl ms, finished ttl ms.
+# Returns the new sequence number, -1 if the stream already ended, -2 if its state is gone.
+_APPEND = """
+if ARGV[4] == '0' and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
+if redis.call('HGET', KEYS[2], 'done') == '1' then return -1 end
+local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1) - 1
+redis.call('XADD', KEYS[1], seq .. '-1', 'k', ARGV[1], 'd', ARGV[2])
+local ttl = ARGV[5]
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[2], 'done', '1')
+  ttl = ARGV[6]
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return seq
+"""
+
+_READ_SLICE_SECONDS = 1.0  # longest single XREAD BLOCK, so wake-ups are seen promptly
+_READER_PRESENCE_MS = 3000
+
+
+def masked(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
+    entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    kind = fields.get(b"k", fields.get("k"))
+    data = fields.get(b"d", fields.get("d"))
+    return Event(int(entry.split("-")[0]), kind.decode() if isinstance(kind, bytes) else kind, json.loads(data))
+
+
+class RedisStore:
+    """Shared event logs: local ones written through to Redis, remote ones read from it."""
+
+    shared = True
+
+    def __init__(self, url: str, ttl_seconds: float = 300.0, running_ttl_seconds: float = 3600.0, max_events: int = 500_000) -> None:
+        self.url = url
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self.running_ttl_ms = int(running_ttl_seconds * 1000)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=_READ_SLICE_SECONDS + 4, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+        )
+        self._append_script = self.client.register_script(_APPEND)
+        store = self
+
+        class _Local(MemoryStore):
+            def _new_log(self, stream_id: str) -> MemoryEventLog:
+                return MirroredLog(stream_id, store)
+
+        self._local = _Local(ttl_seconds, max_events)
+
+    @staticmethod
+    def keys(stream_id: str) -> tuple[str, str]:
+        return f"webapp:stream:{stream_id}", f"webapp:stream:{stream_id}:meta"
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable naming the (masked) URL if Redis does not answer."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"cannot reach Redis at {masked(self.url)}: {exc}") from None
+
+    def create(self, stream_id: str) -> MemoryEventLog:
+        return self._local.create(stream_id)
+
+    def open(self, stream_id: str) -> "MemoryEventLog | RemoteLog | None":
+        local = self._local.open(stream_id)
+        if local is not None:
+            return local
+        try:
+            exists = self.client.exists(self.keys(stream_id)[0])
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+        return RemoteLog(stream_id, self) if exists else None
+
+    def append(self, stream_id: str, kind: str, data: dict[str, Any], *, first: bool) -> int:
+        stream_key, meta_key = self.keys(stream_id)
+        args = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(first), self.running_ttl_ms, self.ttl_ms]
+        try:
+            return int(self._append_script(keys=[stream_key, meta_key], args=args))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    def last(self, stream_id: str) -> Event | None:
+        try:
+            entries = self.client.xrevrange(self.keys(stream_id)[0], count=1)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+        return _event(*entries[0]) if entries else None
+
+    def touch_reader(self, stream_id: str) -> None:
+        self.client.set(f"webapp:stream:{stream_id}:reader", 1, px=_READER_PRESENCE_MS)
+
+    def remote_reader(self, stream_id: str) -> bool:
+        """True while a reader in any process has read this stream in the last few seconds."""
+        try:
+            return bool(self.client.exists(f"webapp:stream:{stream_id}:reader"))
+        except redis.RedisError:
+            return False
+
+
+class MirroredLog(MemoryEventLog):
+    """A producer's log: memory for local readers, written through to Redis for everyone else."""
+
+    def __init__(self, stream_id: str, store: RedisStore) -> None:
+        super().__init__(stream_id)
+        self.store = store
+
+    def append(self, kind: str, data: dict[str, Any]) -> Event:
+        with self._condition:
+            if self.finished:
+                raise LogClosedError(f"stream {self.stream_id} already ended")
+            seq = self.store.append(self.stream_id, kind, data, first=self.count() == 0)
+            if seq == -2:
+                raise StoreUnavailable(f"stream {self.stream_id} is gone from Redis (restarted or expired)")
+            if seq == -1:  # ended elsewhere (a DELETE in another worker): take its terminal event
+                remote = self.store.last(self.stream_id)
+                if remote is not None and remote.terminal:
+                    super().append(remote.kind, remote.data)
+                raise LogClosedError(f"stream {self.stream_id} already ended")
+            return super().append(kind, data)
+
+    def finish(self, kind: str, data: dict[str, Any]) -> bool:
+        with self._condition:
+            if self.finished:
+                return False
+            try:
+                self.append(kind, data)
+            except StoreUnavailable:
+                MemoryEventLog.append(self, kind, data)  # local readers still get their terminal event
+            except LogClosedError:
+                return False
+            return True
+
+
+class RemoteLog:
+    """Another process's stream, read from Redis (and ended there, for a cancel)."""
+
+    def __init__(self, stream_id: str, store: RedisStore) -> None:
+        self.stream_id = stream_id
+        self.store = store
+        self._wakeups = 0
+        self._lock = threading.Lock()
+        self._terminal_seen = False
+
+    @property
+    def finished(self) -> bool:
+        if not self._terminal_seen:
+            last = self.store.last(self.stream_id)
+            self._terminal_seen = bool(last and last.terminal)
+        return self._terminal_seen
+
+    def count(self) -> int:
+        try:
+            return int(self.store.client.xlen(self.store.keys(self.stream_id)[0]))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    def last(self) -> Event | None:
+        return self.store.last(self.stream_id)
+
+    def append(self, kind: str, data: dict[str, Any]) -> Event:
+        raise LogClosedError("only the producing worker appends to a stream")
+
+    def finish(self, kind: str, data: dict[str, Any]) -> bool:
+        return self.store.append(self.stream_id, kind, data, first=False) >= 0
+
+    def wake(self) -> None:
+        with self._lock:
+            self._wakeups += 1
+
+    def read_after(self, seq: int, timeout: float | None) -> list[Event]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wakeups = self._wakeups
+        stream_key = self.store.keys(self.stream_id)[0]
+        while self._wakeups == wakeups:
+            remaining = _READ_SLICE_SECONDS if deadline is None else min(_READ_SLICE_SECONDS, deadline - time.monotonic())
+            if remaining <= 0:
+                return []
+            try:
+                self.store.touch_reader(self.stream_id)
+                found = self.store.client.xread({stream_key: f"{seq}-1" if seq >= 0 else "0-0"}, count=1000, block=max(1, int(remaining * 1000)))
+            except redis.RedisError:
+                return [Event(None, "error", STORE_UNAVAILABLE)]
+            if found:
+                events = [_event(entry_id, fields) for entry_id, fields in found[0][1]]
+                self._terminal_seen = self._terminal_seen or events[-1].terminal
+                return events
+        return []
