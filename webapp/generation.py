@@ -130,6 +130,7 @@ class Generation:
         on_disconnect: str = "cancel",
         grace_seconds: float = 15.0,
         remote_reader: Callable[[str], bool] = lambda stream_id: False,
+        shutdown_notice: bool = True,
     ) -> None:
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
@@ -139,6 +140,7 @@ class Generation:
         self.on_disconnect = on_disconnect
         self.grace_seconds = grace_seconds
         self._remote_reader = remote_reader
+        self._shutdown_notice = shutdown_notice  # end with server_shutdown before a draining worker's cutoff
         self._cancel = threading.Event()
         self.config = with_handler(config or {}, CancelOnNextEvent(self._cancel))
         self.stats = StreamStats()
@@ -162,7 +164,8 @@ class Generation:
         with self._lock:
             if self._task is None:
                 self._task = spawn(self._produce)
-                SHUTDOWN.register_generation(self)
+                if self._shutdown_notice:
+                    SHUTDOWN.register_generation(self)
         return self
 
     def attach(self) -> None:

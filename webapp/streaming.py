@@ -201,6 +201,7 @@ def _new_generation(
     generation = Generation(
         runnable, input, defaults.store.create(new_stream_id()), config=run_config, start_data=labels,
         on_disconnect=defaults.on_disconnect, grace_seconds=defaults.grace_seconds, remote_reader=defaults.store.remote_reader,
+        shutdown_notice=defaults.options.shutdown_notice,
     )
     defaults.generations[generation.stream_id] = generation
     return generation

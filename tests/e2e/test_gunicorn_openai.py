@@ -26,8 +26,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def served(upstream_server: OpenAIUpstream, artifacts: Path) -> Iterator[GunicornServer]:
-    """One gevent worker, heartbeats every second, streaming from the upstream."""
-    server = GunicornServer(artifacts, env=openai_env(upstream_server, WEBAPP_HEARTBEAT_SECONDS="1"), name="served")
+    """One gevent worker, heartbeats every second, the cancel-on-disconnect policy, streaming from the upstream."""
+    server = GunicornServer(artifacts, env=openai_env(upstream_server, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_ON_DISCONNECT="cancel"), name="served")
     server.start()
     yield server
     server.stop()
@@ -182,7 +182,7 @@ def test_a_dropped_client_closes_the_upstream_call_at_once(served: GunicornServe
 
 
 def test_heartbeats_alone_bound_the_delay(gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream) -> None:
-    server = gunicorn(env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_WATCH_DISCONNECT="false"))
+    server = gunicorn(env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_WATCH_DISCONNECT="false", WEBAPP_ON_DISCONNECT="cancel"))
     _, delay, tokens_sent = leave_after_three_tokens(server, upstream)
     assert delay < PAUSE - 1.5, f"a failed heartbeat write should end it within ~2 heartbeats, took {delay:.1f}s"
     assert tokens_sent == 3
@@ -191,7 +191,7 @@ def test_heartbeats_alone_bound_the_delay(gunicorn: Callable[..., GunicornServer
 def test_negative_control_without_heartbeats_or_watch_the_upstream_runs_on(
     gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream
 ) -> None:
-    server = gunicorn(env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="0", WEBAPP_WATCH_DISCONNECT="false"))
+    server = gunicorn(env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="0", WEBAPP_WATCH_DISCONNECT="false", WEBAPP_ON_DISCONNECT="cancel"))
     _, delay, tokens_sent = leave_after_three_tokens(server, upstream)
     assert delay > PAUSE - 1.5, f"without protections the close should wait for the pause, took {delay:.1f}s"
     assert tokens_sent > 3, "the upstream went on generating for nobody"
