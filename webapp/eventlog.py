@@ -163,9 +163,6 @@ class MemoryStore:
     def remote_reader(self, stream_id: str) -> bool:
         return False  # nobody outside this process can read a memory log
 
-    def __len__(self) -> int:
-        return len(self._logs)
-
     def _sweep(self) -> None:
         now = time.monotonic()
         expired = [sid for sid, log in self._logs.items() if log.finished_at is not None and now - log.finished_at > self.ttl_seconds]

@@ -153,7 +153,7 @@ class Streaming:
         self.max_concurrent_streams = max_concurrent_streams
         self.callbacks = tuple(check_sync_handlers(callbacks))
         self.metadata = dict(metadata or {})
-        self.store = store or MemoryStore()
+        self.store = store if store is not None else MemoryStore()
         if app is not None:
             self.init_app(app)
 
