@@ -103,15 +103,38 @@ control_socket_disable = True
 # ---------------------------------------------------------------------------
 # Server hooks
 #
+#   on_starting - Prometheus metrics from every worker go to files in
+#          PROMETHEUS_MULTIPROC_DIR so /metrics on any worker shows them all.
+#          Uses the directory you set, or a fresh temporary one; stale files
+#          from an earlier run are removed.
 #   post_worker_init - Lets the app see its worker begin a graceful shutdown
 #          (SIGTERM, or SIGHUP's rolling restart), so a stream that cannot
 #          finish within graceful_timeout ends with an explicit, retryable
 #          `server_shutdown` error event before the worker cuts it. Keep
 #          this hook if you write your own gunicorn config.
+#   child_exit - Drops a dead worker's live gauges (open streams) from the
+#          aggregated metrics.
 # ---------------------------------------------------------------------------
+
+
+def on_starting(server):
+    import glob
+    import tempfile
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="webapp-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    for stale in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(stale)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 
 
 def post_worker_init(worker):
     from webapp.shutdown import watch_gunicorn_worker
 
     watch_gunicorn_worker(worker)
+
+
+def child_exit(server, worker):
+    from webapp.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)

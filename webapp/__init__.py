@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Mapping, Sequence
 
 from flask import Flask
@@ -21,6 +20,7 @@ from webapp.auth import require_api_keys
 from webapp.callbacks import check_sync_handlers
 from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
+from webapp.logs import configure_logging, install_request_ids
 from webapp.eventlog import MemoryStore, StoreUnavailable
 from webapp.providers import build_chat_model
 from webapp.relay import RelayOptions
@@ -30,17 +30,6 @@ from webapp.streaming import EventLogStore, Streaming, sse_response, text_respon
 __all__ = ["create_app", "ConfigError", "Settings", "Streaming", "RelayOptions", "sse_response", "text_response"]
 
 log = logging.getLogger("webapp")
-
-
-def _configure_logging(level: str) -> None:
-    """Our loggers write to stderr (gunicorn's error log) unless the host app set up logging."""
-    logger = logging.getLogger("webapp")
-    logger.setLevel(level)
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 def _check_worker(worker: str, settings: Settings) -> None:
@@ -96,7 +85,7 @@ def create_app(
 ) -> Flask:
     """Build the app. ``config`` overrides the environment, by variable name."""
     settings = load_settings({**(os.environ if environ is None else environ), **(config or {})})
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     worker = detect_worker()
     _check_worker(worker, settings)
     model = chat_model or build_chat_model(settings)
@@ -124,6 +113,7 @@ def create_app(
         metadata={"provider": settings.provider, "model": settings.model},
     )
     register_error_handlers(app)
+    install_request_ids(app)
     require_api_keys(app, settings.api_keys)
 
     from webapp.api import chat, diagnostics, health, openai_compat, playground, streams

@@ -124,6 +124,7 @@ class Settings:
     scripted_ttft_ms: int = 300
     scripted_interval_ms: int = 40
     allow_sync_worker: bool = False
+    log_format: str = "json"
     log_level: str = "INFO"
 
     @property
@@ -180,6 +181,8 @@ SETTINGS: dict[str, Setting] = {
     "scripted_interval_ms": Setting("WEBAPP_SCRIPTED_INTERVAL_MS", _int(0, 60_000), "Scripted model: delay between tokens."),
     "allow_sync_worker": Setting("WEBAPP_ALLOW_SYNC_WORKER", _bool,
                                  "Boot under gunicorn's `sync` worker anyway (it kills streams longer than `timeout`). Default: refuse."),
+    "log_format": Setting("WEBAPP_LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "text")),
+                          "`json` (one object per line, with `request_id` and the stream summary's fields) or `text`."),
     "log_level": Setting("WEBAPP_LOG_LEVEL", lambda n, r: _choice(n, r, LOG_LEVELS, upper=True), "Level of the `webapp` loggers."),
 }
 

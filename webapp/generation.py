@@ -20,6 +20,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from webapp.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
 from webapp.concurrency import Task, spawn
 from webapp.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
+from webapp.metrics import metrics
 from webapp.shutdown import SHUTDOWN
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,19 @@ class StreamStats:
     tokens: int = 0
     max_gap: float = 0.0
 
-    def token(self) -> None:
+    def token(self) -> tuple[float | None, float | None]:
+        """Count a token; returns (time to first token, gap since the last), whichever applies."""
         now = time.monotonic()
+        ttft = gap = None
         if self.first_token_at is None:
             self.first_token_at = now
+            ttft = now - self.started
         else:
-            self.max_gap = max(self.max_gap, now - (self.last_token_at or now))
+            gap = now - (self.last_token_at or now)
+            self.max_gap = max(self.max_gap, gap)
         self.last_token_at = now
         self.tokens += 1
+        return ttft, gap
 
     def summary(self) -> dict[str, Any]:
         ttft = None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000)
@@ -236,7 +242,7 @@ class Generation:
                 finish_reason = metadata.get("finish_reason") or finish_reason
                 usage = getattr(chunk, "usage_metadata", None) or usage
                 if text:
-                    self.stats.token()
+                    metrics().token(*self.stats.token())
                     self.log.append("token", {"text": text})
             else:
                 end = {"finish_reason": finish_reason or "stop", "tokens": self.stats.tokens, "usage": dict(usage or {})}

@@ -33,6 +33,8 @@ from webapp.concurrency import client_socket
 from webapp.eventlog import EventLog, MemoryStore
 from webapp.generation import CANCELLED, DISCONNECT_POLICIES, Generation
 from webapp.limits import StreamLimiter
+from webapp.logs import current_request_id
+from webapp.metrics import metrics
 from webapp.openai_format import ChunkFormat
 from webapp.relay import Relay, RelayOptions
 
@@ -182,8 +184,11 @@ def _defaults() -> StreamingDefaults:
 
 
 def _log_summary(metadata: dict[str, Any], surface: str) -> Any:
+    request_id = current_request_id()
+
     def report(summary: dict[str, Any]) -> None:
-        summary_log.info("stream_summary %s", json.dumps({**summary, "surface": surface, **metadata}, sort_keys=True, default=str))
+        fields = {**summary, "surface": surface, **metadata, "request_id": request_id}
+        summary_log.info("stream_summary", extra={"fields": fields, "request_id": request_id})
 
     return report
 
@@ -214,9 +219,12 @@ def _admitted_relay(
     if release is None:
         return None, lambda: None
     report = _log_summary(labels, surface)
+    metrics().stream_started(surface)
 
     def on_finish(summary: dict[str, Any]) -> None:
         release()
+        metrics().stream_finished(surface, summary["outcome"])
+        metrics().heartbeats.inc(summary.get("heartbeats", 0))
         report(summary)
 
     relay = Relay(log, options, client_socket=client_socket(request.environ), on_finish=on_finish, **relay_args)
@@ -294,11 +302,12 @@ def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool =
     if last is not None and last.terminal and last.seq is not None and after >= last.seq:
         return Response(status=204)
     options = replace(defaults.options, heartbeat_events=heartbeat_events)
+    metrics().resumes.inc()
     relay, release = _admitted_relay(
         defaults, log, options, "sse", dict(defaults.metadata),
         generation=defaults.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=defaults.store.shared,
     )
-    return _stream(relay, release, Relay.sse_frames, "text/event-stream")
+    return _stream(relay, release, Relay.sse_frames, "text/event-stream", "sse")
 
 
 def stream_status(stream_id: str) -> dict[str, Any]:
@@ -333,8 +342,9 @@ def busy_response(retry_ms: int) -> Response:
     return response
 
 
-def _stream(relay: Relay | None, release: Callable[[], None], body: Callable[[Relay], Iterator[bytes]], mimetype: str) -> Response:
+def _stream(relay: Relay | None, release: Callable[[], None], body: Callable[[Relay], Iterator[bytes]], mimetype: str, surface: str) -> Response:
     if relay is None:
+        metrics().stream_rejected(surface)
         return busy_response(_defaults().options.retry_ms)
     response = Response(stream_with_context(body(relay)), mimetype=mimetype, headers=STREAM_HEADERS)
     response.direct_passthrough = True
@@ -368,7 +378,7 @@ def sse_response(
         heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms,
         max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect, heartbeat_events=heartbeat_events,
     )
-    return _stream(relay, release, Relay.sse_frames, "text/event-stream")
+    return _stream(relay, release, Relay.sse_frames, "text/event-stream", "sse")
 
 
 def text_response(
@@ -390,7 +400,7 @@ def text_response(
         runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata,
         max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
     )
-    return _stream(relay, release, Relay.text_chunks, "text/plain")
+    return _stream(relay, release, Relay.text_chunks, "text/plain", "text")
 
 
 def openai_response(
@@ -406,6 +416,6 @@ def openai_response(
     """Stream as OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]`` (heartbeats are comments)."""
     relay, release = _relay(runnable, input, "openai", callbacks=callbacks, config=config, metadata=metadata)
     if relay is None:
-        return _stream(relay, release, Relay.sse_frames, "text/event-stream")
-    chunks = ChunkFormat(f"chatcmpl-{relay.generation.stream_id}", model, int(time.time()), include_usage)
-    return _stream(relay, release, lambda r: r.frames(chunks.frame), "text/event-stream")
+        return _stream(relay, release, Relay.sse_frames, "text/event-stream", "openai")
+    chunks = ChunkFormat(f"chatcmpl-{relay.stream_id}", model, int(time.time()), include_usage)
+    return _stream(relay, release, lambda r: r.frames(chunks.frame), "text/event-stream", "openai")

@@ -153,7 +153,9 @@ def stalled_client(server: GunicornServer) -> socket.socket:
 
 
 def summaries(server: GunicornServer) -> list[dict[str, Any]]:
-    return [json.loads(line.split("stream_summary ", 1)[1]) for line in server.log().splitlines() if "stream_summary " in line]
+    """The stream_summary lines of the server's JSON log."""
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") == "stream_summary"]
 
 
 def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(gunicorn: Callable[..., GunicornServer]) -> None:

@@ -1,13 +1,20 @@
-"""``GET /healthz``: liveness plus what a person checking a deploy wants to see."""
+"""``GET /healthz`` (liveness plus what a person checking a deploy wants to see) and ``GET /metrics``."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from webapp.api import service
+from webapp.metrics import exposition
 
 bp = Blueprint("health", __name__)
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> ResponseReturnValue:
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)
 
 
 @bp.get("/healthz")

@@ -1,0 +1,79 @@
+"""Prometheus metrics for streams, correct across gunicorn workers.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (conf/gunicorn.conf.py sets it up and
+cleans it), every worker writes its samples to files there and ``/metrics``
+aggregates them, so a scrape that reaches any one worker sees them all;
+without it (the dev server, tests) the in-process registry is used. The
+metric objects exist once per process, whatever the number of apps.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+OUTCOMES = (
+    "completed", "client_disconnected", "slow_client", "upstream_error", "timeout", "server_shutdown",
+    "cancelled", "store_unavailable", "server_error", "rejected",
+)
+_GAP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class StreamMetrics:
+    """The stream counters, gauges and histograms, named and described in one place."""
+
+    def __init__(self) -> None:
+        self.started = Counter("webapp_streams_started", "Streams requested, admitted or not.", ["surface"])
+        self.finished = Counter("webapp_streams_finished", "Streams ended, by outcome.", ["surface", "outcome"])
+        self.active = Gauge("webapp_streams_active", "Streams open now.", ["surface"], multiprocess_mode="livesum")
+        self.ttft = Histogram("webapp_time_to_first_token_seconds", "From the start of a generation to its first token.", buckets=_TTFT_BUCKETS)
+        self.gap = Histogram("webapp_inter_token_gap_seconds", "Time between two tokens of a generation.", buckets=_GAP_BUCKETS)
+        self.tokens = Counter("webapp_tokens", "Tokens generated.")
+        self.heartbeats = Counter("webapp_heartbeats", "Heartbeats sent.")
+        self.resumes = Counter("webapp_resumes", "Streams resumed with Last-Event-ID.")
+
+    def stream_started(self, surface: str) -> None:
+        self.started.labels(surface).inc()
+        self.active.labels(surface).inc()
+
+    def stream_finished(self, surface: str, outcome: str) -> None:
+        self.active.labels(surface).dec()
+        self.finished.labels(surface, outcome).inc()
+
+    def stream_rejected(self, surface: str) -> None:
+        self.started.labels(surface).inc()
+        self.finished.labels(surface, "rejected").inc()
+
+    def token(self, ttft: float | None, gap: float | None) -> None:
+        self.tokens.inc()
+        if ttft is not None:
+            self.ttft.observe(ttft)
+        if gap is not None:
+            self.gap.observe(gap)
+
+
+@lru_cache(maxsize=1)
+def metrics() -> StreamMetrics:
+    return StreamMetrics()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text a scrape gets: every worker's samples when in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_worker_dead(pid: int) -> Any:
+    """gunicorn ``child_exit`` hook: drop a dead worker's live gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)
