@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import httpx
 

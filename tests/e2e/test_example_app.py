@@ -61,7 +61,7 @@ def test_the_streaming_route_delivers_tokens_incrementally_and_ends(example: Ser
 
 def test_a_client_that_leaves_stops_the_upstream_call(example: ServerProcess, upstream: OpenAIUpstream) -> None:
     upstream.script = Script(tokens=200, interval=0.05)  # 10 s if nobody stops it
-    record = summarize(example, stop_when=lambda r: r.kinds.count("token") >= 3)
+    summarize(example, stop_when=lambda r: r.kinds.count("token") >= 3)
     left_at = time.monotonic()
     (call,) = upstream.wait_for_requests(1, timeout=20)
     closed_at = call.client_closed_at or call.finished_at or float("inf")

@@ -10,7 +10,6 @@ header is ignored) and HTTP/1.0 upstreams that make a cut look complete.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Iterator
 

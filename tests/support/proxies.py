@@ -13,15 +13,13 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import httpx
 import pytest
 
-from tests.support.servers import ROOT, free_port
+from tests.support.servers import ROOT, free_port, wait_until_ready
 
 CONF = ROOT / "conf"
 APP_ADDRESS = "127.0.0.1:8000"
@@ -112,17 +110,10 @@ class Proxy:
         assert checked.returncode == 0, f"{self.name} config check failed:\n{checked.stdout}{checked.stderr}"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.run_command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=self.env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"{self.name} exited:\n{self.log()}"
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"{self.name} did not proxy /healthz within {timeout}s:\n{self.log()}")
+        if not wait_until_ready(self.process, self.url + "/healthz", timeout):
+            self.stop()
+            raise AssertionError(f"{self.name} exited or did not proxy /healthz within {timeout}s:\n{self.log()}")
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -36,6 +36,19 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
+    """Poll ``url`` until it answers 200 (True), or the process exits or the time runs out (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class ServerProcess:
     """A server in its own process on a free loopback port, ready when ``ready_path`` answers 200."""
 
@@ -51,18 +64,10 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> Self:
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not become ready in {timeout}s:\n{self.log()}")
+        if not wait_until_ready(self.process, self.url + self.ready_path, timeout):
+            self.stop()
+            raise RuntimeError(f"server exited or did not become ready in {timeout}s:\n{self.log()}")
+        return self
 
     def run_to_exit(self, timeout: float = 30.0) -> int:
         """Start and wait for the master to exit by itself (for start-up failures)."""

@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
