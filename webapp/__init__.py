@@ -22,7 +22,7 @@ from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
 from webapp.logs import configure_logging, install_request_ids
 from webapp.eventlog import MemoryStore, StoreUnavailable
-from webapp.providers import build_chat_model
+from webapp.providers import build_chat_model, warm_up
 from webapp.relay import RelayOptions
 from webapp.server import detect_worker, ssl_imported_before_patching
 from webapp.streaming import EventLogStore, Streaming, sse_response, text_response
@@ -89,6 +89,7 @@ def create_app(
     worker = detect_worker()
     _check_worker(worker, settings)
     model = chat_model or build_chat_model(settings)
+    warm_up(model)
     if isinstance(model.callbacks, list):  # handlers attached to the model run on every call too
         check_sync_handlers(model.callbacks)
 

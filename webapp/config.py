@@ -121,6 +121,7 @@ class Settings:
     resume_grace_seconds: float = 15.0
     upstream_timeout_seconds: float = 600.0
     upstream_max_retries: int = 2
+    upstream_max_connections: int = 10_000
     scripted_ttft_ms: int = 300
     scripted_interval_ms: int = 40
     allow_sync_worker: bool = False
@@ -177,6 +178,8 @@ SETTINGS: dict[str, Setting] = {
                                         "openai client timeout, including the longest silence between two chunks."),
     "upstream_max_retries": Setting("WEBAPP_UPSTREAM_MAX_RETRIES", _int(0, 10),
                                     "openai client retries before the first byte (429, 5xx, connection errors)."),
+    "upstream_max_connections": Setting("WEBAPP_UPSTREAM_MAX_CONNECTIONS", _int(1, 1_000_000),
+                                        "Concurrent connections to the provider per worker. The openai SDK's default, 1000, would queue every stream past it."),
     "scripted_ttft_ms": Setting("WEBAPP_SCRIPTED_TTFT_MS", _int(0, 600_000), "Scripted model: delay before the first token."),
     "scripted_interval_ms": Setting("WEBAPP_SCRIPTED_INTERVAL_MS", _int(0, 60_000), "Scripted model: delay between tokens."),
     "allow_sync_worker": Setting("WEBAPP_ALLOW_SYNC_WORKER", _bool,

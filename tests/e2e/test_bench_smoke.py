@@ -1,0 +1,50 @@
+"""The benchmark harness (bench/, issue #8) end to end in its smoke mode.
+
+Real processes: the local upstream, the service under gunicorn with one
+gevent worker, the load generator. Only correctness is asserted (a report
+is written, every stream of the service delivered every token); speed
+targets live in bench/RESULTS.md, not in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import ROOT, clean_environ
+
+pytestmark = pytest.mark.e2e
+
+BENCH_MODULES = ("httptools", "uvloop", "psutil", "matplotlib")
+SMOKE_TOKENS = 5  # what `python -m bench --smoke` asks the upstream for
+
+
+@pytest.fixture
+def bench_deps() -> None:
+    for module in BENCH_MODULES:
+        pytest.importorskip(module, reason=f"benchmark extras missing: pip install -r bench/requirements.txt ({module})")
+
+
+@pytest.mark.timeout(90)
+def test_smoke_run_reports_the_service_with_every_token_and_no_error(tmp_path: Path, bench_deps: None) -> None:
+    out = tmp_path / "bench-out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out-dir", str(out)],
+        cwd=ROOT, env=clean_environ(), capture_output=True, text=True, timeout=75,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+
+    report = (out / "RESULTS.md").read_text()
+    assert "service (gevent, text)" in report and "service (gevent, SSE)" in report
+    results = json.loads((out / "results.json").read_text())
+    rows = {row["app"]: row for row in results["sweep"]}
+    for app in ("service", "service-sse"):
+        row = rows[app]
+        assert row["streams"] > 0 and row["completed"] == row["streams"], row
+        assert row["error_total"] == 0, row["errors"]
+        assert row["tokens_per_stream"] == [SMOKE_TOKENS]
+        assert row["tokens_total"] == SMOKE_TOKENS * row["streams"]
