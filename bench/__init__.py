@@ -1,0 +1,1 @@
+"""Benchmark harness for issue #8: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,137 @@
+"""The bare in-process ceiling: ``llm.stream()`` consumed in a loop, C at a time, with no HTTP server.
+
+``python -m bench.ceiling --concurrency C --duration D`` prints one JSON
+summary. It runs the same client the service runs (the real ChatOpenAI,
+synchronous, under gevent monkey-patching, one greenlet per stream) in one
+process, so the service's tokens/s divided by this is what its own relay,
+framing and HTTP serving cost.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402 - after patching, like a gevent worker
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gevent  # noqa: E402
+from langchain_core.messages import HumanMessage  # noqa: E402
+
+from bench.load import percentile  # noqa: E402
+
+now = time.perf_counter
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--tokens", type=int, required=True, help="tokens each stream must deliver")
+    parser.add_argument("--interval", type=float, default=0.0, help="the upstream's interval, for the gap excess")
+    parser.add_argument("--burst", action="store_true", help="one stream per greenlet instead of a closed loop")
+    parser.add_argument("--ramp", type=float, default=0.0, help="burst: spread the starts over this many seconds")
+    parser.add_argument("--stream-timeout", type=float, default=60.0)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+
+    from bench.apps import chat_model
+    from bench.upstream import raise_fd_limit
+
+    raise_fd_limit()
+    llm = chat_model()
+    messages = [HumanMessage(content="bench")]
+    for _ in llm.stream(messages):  # warm-up: connection, imports, pydantic models
+        pass
+
+    import psutil
+
+    me = psutil.Process()
+    rss_idle = me.memory_info().rss
+    token_times: list[float] = []
+    ttfts: list[float] = []
+    gaps: list[float] = []
+    errors: dict[str, int] = {}
+    streams = 0
+    in_flight = 0
+    fullest = (0, rss_idle)  # (streams in flight, RSS) at the fullest moment, as the load generator samples apps
+    t0 = now()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    stop_at = t0 + args.duration
+
+    def sample() -> None:
+        nonlocal fullest
+        while True:
+            fullest = max(fullest, (in_flight, me.memory_info().rss))
+            gevent.sleep(0.1)
+
+    def user(index: int) -> None:
+        nonlocal streams, in_flight
+        if args.ramp:
+            gevent.sleep(index * args.ramp / args.concurrency)
+        while True:
+            started = now()
+            streams += 1
+            in_flight += 1
+            count = 0
+            token_times_last = started
+            try:
+                for chunk in llm.stream(messages):
+                    if chunk.content:
+                        at = now()
+                        if count == 0:
+                            ttfts.append(at - started)
+                        else:
+                            gaps.append(at - token_times_last)
+                        token_times_last = at
+                        token_times.append(at)
+                        count += 1
+            except Exception as exc:  # noqa: BLE001 - counted, like the load generator's errors
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            else:
+                if count != args.tokens:
+                    errors["missing_tokens"] = errors.get("missing_tokens", 0) + 1
+            finally:
+                in_flight -= 1
+            if args.burst or now() >= stop_at:
+                return
+
+    sampler = gevent.spawn(sample)
+    greenlets = [gevent.spawn(user, i) for i in range(args.concurrency)]
+    gevent.joinall(greenlets, timeout=(args.ramp if args.burst else args.duration) + args.stream_timeout)
+    unfinished = [g for g in greenlets if not g.dead]
+    gevent.killall([*unfinished, sampler], block=False)
+    span = max(1e-9, (max(token_times) if token_times else t0) - t0)  # like the load generator: to the last token
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result: dict[str, Any] = {
+        "app": "ceiling", "concurrency": args.concurrency, "streams": streams,
+        "error_total": sum(errors.values()) + len(unfinished), "errors": errors,
+        "completed": streams - sum(errors.values()) - len(unfinished),
+        "tokens_total": len(token_times), "tokens_per_s": round(len(token_times) / span, 1), "span_s": round(span, 3),
+        "ttft_p50_ms": round((percentile(ttfts, 50) or 0) * 1000, 2),
+        "ttft_p99_ms": round((percentile(ttfts, 99) or 0) * 1000, 2),
+        "gap_p99_ms": round((percentile(gaps, 99) or 0) * 1000, 2),
+        "gap_excess_p99_ms": round(((percentile(gaps, 99) or 0) - args.interval) * 1000, 2) if gaps else None,
+        "cpu_s": round(usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime, 3), "wall_s": round(now() - t0, 3),
+        "unfinished": len(unfinished), "rss_idle_bytes": rss_idle, "rss_open_bytes": fullest[1],
+        "open_streams_at_rss": fullest[0],
+        "rss_per_stream_kb": round((fullest[1] - rss_idle) / fullest[0] / 1024, 2) if fullest[0] else None,
+    }
+    text = json.dumps(result)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,477 @@
+"""The load generator: ``python -m bench.load --url ... --concurrency C`` prints one JSON summary.
+
+It runs in its own process so its CPU never counts against the app. To
+stay cheap at thousands of streams it is a bare asyncio protocol on uvloop
+with httptools parsing the responses (chunked decoding in C): a chunk costs
+a few microseconds, where aiohttp or httpx cost several times that, which
+on a 2-core machine would be taken from the apps being measured.
+
+Two shapes of load:
+- closed loop (``--duration``): C users, each sending its next request as
+  soon as its stream ends, for D seconds; the measure of steady throughput,
+  and of how new streams are admitted while others run.
+- burst (``--burst``): C streams started together (optionally spread over
+  ``--ramp`` seconds), one each; for the scale and cold-start scenarios.
+
+Every chunk is timestamped on arrival; each token is counted (text: one
+"w" per token; SSE: ``event: token`` frames; OpenAI: chunks with content)
+and the whole answer is checked against the expected text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import httptools
+
+from bench.upstream import answer_text, raise_fd_limit
+
+now = time.perf_counter
+
+
+@dataclass
+class StreamRecord:
+    """One request: when it started, when each token arrived, how it ended."""
+
+    started: float
+    status: int | None = None
+    token_times: list[float] = field(default_factory=list)
+    complete: bool = False  # the HTTP message ended properly (chunked terminator)
+    ended: bool = False  # the body said it ended (SSE `end`, OpenAI `[DONE]`; text: the terminator)
+    error: str | None = None
+    finished: float | None = None
+    text_ok: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_times)
+
+
+class Sink:
+    """Turns a response body into token timestamps and a verdict (one subclass per response format)."""
+
+    def __init__(self, record: StreamRecord) -> None:
+        self.record = record
+
+    def feed(self, data: bytes, at: float) -> None:
+        raise NotImplementedError
+
+    def close(self, expected: str) -> None:
+        raise NotImplementedError
+
+
+class TextSink(Sink):
+    """text/plain: the answer itself; every token carries exactly one "w"."""
+
+    def __init__(self, record: StreamRecord) -> None:
+        super().__init__(record)
+        self.parts: list[bytes] = []
+
+    def feed(self, data: bytes, at: float) -> None:
+        self.parts.append(data)
+        self.record.token_times.extend([at] * data.count(b"w"))
+
+    def close(self, expected: str) -> None:
+        self.record.ended = self.record.complete
+        self.record.text_ok = b"".join(self.parts).decode("utf-8", "replace") == expected
+
+
+class FrameSink(Sink):
+    """Event streams: frames end with a blank line and may be split across reads."""
+
+    def __init__(self, record: StreamRecord) -> None:
+        super().__init__(record)
+        self.buffer = b""
+        self.texts: list[str] = []
+
+    def feed(self, data: bytes, at: float) -> None:
+        self.buffer += data
+        if b"\n\n" not in self.buffer:
+            return
+        *frames, self.buffer = self.buffer.split(b"\n\n")
+        for frame in frames:
+            self.frame(frame, at)
+
+    def frame(self, frame: bytes, at: float) -> None:
+        raise NotImplementedError
+
+    def close(self, expected: str) -> None:
+        self.record.text_ok = "".join(self.texts) == expected
+
+
+class SseSink(FrameSink):
+    """This service's SSE: ``event: token`` with data {"text": ...}, then ``event: end`` (or ``error``)."""
+
+    def frame(self, frame: bytes, at: float) -> None:
+        event = data = None
+        for line in frame.split(b"\n"):
+            if line.startswith(b"event:"):
+                event = line[6:].strip()
+            elif line.startswith(b"data:"):
+                data = line[5:].strip()
+        if event == b"token" and data is not None:
+            self.texts.append(json.loads(data)["text"])
+            self.record.token_times.append(at)
+        elif event == b"end":
+            self.record.ended = True
+        elif event == b"error":
+            self.record.error = "error_event"
+
+
+class OpenAISink(FrameSink):
+    """OpenAI chunks (the upstream itself): ``data: {...}`` with delta content, then ``data: [DONE]``."""
+
+    def frame(self, frame: bytes, at: float) -> None:
+        if not frame.startswith(b"data:"):
+            return
+        data = frame[5:].strip()
+        if data == b"[DONE]":
+            self.record.ended = True
+            return
+        choices = json.loads(data).get("choices") or []
+        content = choices[0].get("delta", {}).get("content") if choices else None
+        if content:
+            self.texts.append(content)
+            self.record.token_times.append(at)
+
+
+SINKS: dict[str, Callable[[StreamRecord], Sink]] = {"text": TextSink, "sse": SseSink, "openai": OpenAISink}
+
+
+class Client(asyncio.Protocol):
+    """One keep-alive connection that carries one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.parser: httptools.HttpResponseParser | None = None
+        self.sink: Sink | None = None
+        self.record: StreamRecord | None = None
+        self.done: asyncio.Future[None] | None = None
+        self.keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: bytes, record: StreamRecord, sink: Sink) -> asyncio.Future[None]:
+        self.record, self.sink = record, sink
+        self.parser = httptools.HttpResponseParser(self)
+        self.done = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(request)
+        return self.done
+
+    def data_received(self, data: bytes) -> None:
+        self._at = now()
+        if self.parser is None:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail("bad_http")
+
+    def on_headers_complete(self) -> None:
+        assert self.record is not None and self.parser is not None
+        self.record.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.feed(body, self._at)
+
+    def on_message_complete(self) -> None:
+        if self.record is not None:
+            self.record.complete = True
+        self._resolve()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail("truncated")
+
+    def _fail(self, reason: str) -> None:
+        if self.record is not None and self.record.error is None and not self.record.complete:
+            self.record.error = reason
+        self._resolve()
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def _resolve(self) -> None:
+        if self.record is not None:
+            self.record.finished = now()
+        self.parser = None
+        self.sink = None
+        self.record = None
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+
+@dataclass
+class Plan:
+    """What to send and what to expect back."""
+
+    host: str
+    port: int
+    path: str
+    mode: str
+    expected_tokens: int
+    stream_timeout: float
+    message: str = "bench"
+
+    def request(self) -> bytes:
+        if self.mode == "openai":  # straight at the upstream
+            payload: dict[str, Any] = {"model": "bench-model", "stream": True, "messages": [{"role": "user", "content": self.message}]}
+        else:
+            payload = {"message": self.message}
+        body = json.dumps(payload).encode()
+        return (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"Accept: */*\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+class Load:
+    """Runs the users and collects their records."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.request = plan.request()
+        self.expected = answer_text(plan.expected_tokens)
+        self.records: list[StreamRecord] = []
+        self.in_flight = 0
+        self.connect_errors = 0
+
+    async def one(self, client: Client | None) -> Client | None:
+        """One request on ``client`` (or a new connection); returns the connection if it can be reused."""
+        loop = asyncio.get_running_loop()
+        record = StreamRecord(started=now())
+        self.records.append(record)
+        self.in_flight += 1
+        try:
+            if client is None or client.closed:
+                try:
+                    _, client = await asyncio.wait_for(
+                        loop.create_connection(Client, self.plan.host, self.plan.port), timeout=self.plan.stream_timeout)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    record.error = f"connect:{type(exc).__name__}"
+                    self.connect_errors += 1
+                    await asyncio.sleep(0.05)
+                    return None
+            sink = SINKS[self.plan.mode](record)
+            try:
+                await asyncio.wait_for(client.send(self.request, record, sink), timeout=self.plan.stream_timeout)
+            except asyncio.TimeoutError:
+                record.error = record.error or "timeout"
+                client.close()
+                return None
+            sink.close(self.expected)
+            if record.status is not None and record.status != 200:
+                record.error = record.error or f"status_{record.status}"
+            elif record.error is None and not (record.complete and record.ended):
+                record.error = "truncated"
+            elif record.error is None and (record.tokens != self.plan.expected_tokens or not record.text_ok):
+                record.error = "missing_tokens"
+            return client if client.keep_alive and not client.closed and record.error is None else None
+        except asyncio.CancelledError:
+            record.error = record.error or "cancelled"
+            if client is not None:
+                client.close()
+            raise
+        finally:
+            self.in_flight -= 1
+            if record.finished is None:
+                record.finished = now()
+
+    async def user(self, start_at: float, stop_at: float | None) -> None:
+        """One virtual user: wait for its start, then one request (burst) or requests until ``stop_at``."""
+        delay = start_at - now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        client: Client | None = None
+        try:
+            while True:
+                client = await self.one(client)
+                if stop_at is None or now() >= stop_at:
+                    break
+        finally:
+            if client is not None:
+                client.close()
+
+
+class RssSampler:
+    """Samples the app worker's RSS with the number of streams in flight, to price one open stream."""
+
+    def __init__(self, pid: int | None, load: Load, period: float = 0.1) -> None:
+        self.load = load
+        self.period = period
+        self.process = None
+        if pid:
+            import psutil
+
+            self.process = psutil.Process(pid)
+        self.idle = self.rss()
+        self.best: tuple[int, int] = (0, 0)  # (streams in flight, rss) at the fullest moment seen
+
+    def rss(self) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            return int(self.process.memory_info().rss)
+        except Exception:  # noqa: BLE001 - a worker that died shows up in the errors
+            return None
+
+    async def run(self) -> None:
+        while True:
+            rss = self.rss()
+            if rss is not None:
+                self.best = max(self.best, (self.load.in_flight, rss))
+            await asyncio.sleep(self.period)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+def summarize(load: Load, t0: float, window_end: float | None, interval: float, sampler: RssSampler, wall: float) -> dict[str, Any]:
+    """Tokens/s, TTFT and gap percentiles, errors by kind, RSS per open stream.
+
+    tokens/s is every token received divided by the time from the first
+    request to the last token. A closed loop thus counts its drain as well as
+    its start-up: a window that cut both would, at high C, mostly measure the
+    first burst (each app spends its first seconds admitting C streams at once).
+    """
+    records = load.records
+    all_times = [t for r in records for t in r.token_times]
+    last = max(all_times) if all_times else t0
+    span = max(1e-9, last - t0)  # first request to last token: every stream's every token counts
+    window = max(1e-9, (window_end if window_end is not None else last) - t0)
+    in_window = sum(1 for t in all_times if t <= t0 + window)
+    ttfts = [r.token_times[0] - r.started for r in records if r.token_times]
+    gaps = [b - a for r in records for a, b in zip(r.token_times, r.token_times[1:])]
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.error:
+            key = r.error.split(":")[0]
+            errors[key] = errors.get(key, 0) + 1
+    gap_p99 = percentile(gaps, 99)
+    open_streams, rss_open = sampler.best
+    idle = sampler.idle
+    per_stream = None
+    if idle is not None and rss_open and open_streams:
+        per_stream = round((rss_open - idle) / open_streams / 1024, 2)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    token_counts = sorted({r.tokens for r in records if not r.error})
+    return {
+        "streams": len(records),
+        "completed": sum(1 for r in records if not r.error),
+        "errors": errors,
+        "error_total": sum(errors.values()),
+        "tokens_per_stream": token_counts,
+        "tokens_total": len(all_times),
+        "span_s": round(span, 3),
+        "tokens_per_s": round(len(all_times) / span, 1),
+        "tokens_per_s_window": round(in_window / window, 1),  # only tokens before the users stopped
+        "ttft_p50_ms": _ms(percentile(ttfts, 50)),
+        "ttft_p99_ms": _ms(percentile(ttfts, 99)),
+        "ttft_max_ms": _ms(max(ttfts) if ttfts else None),
+        "gap_p50_ms": _ms(percentile(gaps, 50)),
+        "gap_p99_ms": _ms(gap_p99),
+        "gap_excess_p99_ms": _ms(None if gap_p99 is None else gap_p99 - interval),
+        "rss_idle_bytes": idle,
+        "rss_open_bytes": rss_open or None,
+        "open_streams_at_rss": open_streams,
+        "rss_per_stream_kb": per_stream,
+        "wall_s": round(wall, 3),
+        "loadgen_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    url = urlsplit(args.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("the load generator targets loopback only")
+    plan = Plan(host, port, args.path, args.mode, args.tokens, args.stream_timeout)
+    load = Load(plan)
+    sampler = RssSampler(args.rss_pid, load)
+    sampling = asyncio.create_task(sampler.run())
+    t0 = now()
+    stop_at = None if args.burst else t0 + args.duration
+    users = [asyncio.create_task(load.user(t0 + (i * args.ramp / args.concurrency if args.ramp else 0), stop_at))
+             for i in range(args.concurrency)]
+    hard_limit = (args.duration if not args.burst else args.ramp) + args.stream_timeout + 10
+    done, pending = await asyncio.wait(users, timeout=hard_limit)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=10)
+    sampling.cancel()
+    wall = now() - t0
+    result = summarize(load, t0, stop_at, args.interval, sampler, wall)
+    result.update(
+        app=args.app, mode=args.mode, path=args.path, concurrency=args.concurrency, kind="burst" if args.burst else "closed_loop",
+        duration_s=args.duration if not args.burst else None, ramp_s=args.ramp, expected_tokens=args.tokens,
+        interval_ms=round(args.interval * 1000, 3), cancelled_users=len(pending), connect_errors=load.connect_errors,
+    )
+    if args.keep_records:
+        result["records"] = [
+            {"started": r.started - t0, "ttft": (r.token_times[0] - r.started) if r.token_times else None,
+             "tokens": r.tokens, "error": r.error} for r in load.records
+        ]
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Open C concurrent streams against one app; print a JSON summary.")
+    parser.add_argument("--url", required=True, help="http://127.0.0.1:PORT")
+    parser.add_argument("--path", default="/api/chat/stream")
+    parser.add_argument("--mode", choices=sorted(SINKS), default="text")
+    parser.add_argument("--app", default="app", help="label for the summary")
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--duration", type=float, default=5.0, help="closed loop: seconds to keep C streams open")
+    parser.add_argument("--burst", action="store_true", help="one stream per user instead of a closed loop")
+    parser.add_argument("--ramp", type=float, default=0.0, help="spread user starts over this many seconds")
+    parser.add_argument("--tokens", type=int, required=True, help="tokens each stream must deliver")
+    parser.add_argument("--interval", type=float, required=True, help="the upstream's interval, seconds")
+    parser.add_argument("--stream-timeout", type=float, default=60.0)
+    parser.add_argument("--rss-pid", type=int, default=0, help="worker process whose RSS to sample")
+    parser.add_argument("--keep-records", action="store_true", help="include every stream's record")
+    parser.add_argument("--out", help="write the JSON here instead of stdout")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    raise_fd_limit()
+    import uvloop
+
+    result = uvloop.run(run(args))
+    text = json.dumps(result)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown of thousands of closed transports
+
+
+if __name__ == "__main__":
+    main()
