@@ -110,10 +110,6 @@ class StreamStats:
         }
 
 
-# A producer with chunks already buffered would otherwise run through them without
-# yielding, and streams that are starting wait behind it (time to first token).
-_YIELD_EVERY_TOKENS = 8
-
 CANCELLED = {"error": {"type": "cancelled", "message": "The stream was cancelled.", "retryable": False}}
 ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the stream.", "retryable": False}}
 DISCONNECT_POLICIES = ("continue", "cancel")
@@ -248,8 +244,6 @@ class Generation:
                 if text:
                     metrics().token(*self.stats.token())
                     self.log.append("token", {"text": text})
-                    if self.stats.tokens % _YIELD_EVERY_TOKENS == 0:
-                        time.sleep(0)  # under gevent: let new streams start instead of draining a backlog first
             else:
                 end = {"finish_reason": finish_reason or "stop", "tokens": self.stats.tokens, "usage": dict(usage or {})}
                 if self.log.finish("end", end):

@@ -28,7 +28,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
     # One connection per open stream: the SDK's default pool (1000 connections)
     # would make stream 1001 wait for a free one, silently.
     limits = httpx2.Limits(max_connections=settings.upstream_max_connections,
-                           max_keepalive_connections=min(settings.upstream_max_connections, 1000))
+                           max_keepalive_connections=min(settings.upstream_max_connections, 100))
     return ChatOpenAI(
         model=settings.model,
         api_key=settings.openai_api_key,
