@@ -198,11 +198,9 @@ def _new_generation(
     runnable: Runnable[Any, Any],
     input: Any,
     *,
-    callbacks: Sequence[BaseCallbackHandler],
-    config: RunnableConfig | None,
+    run_config: RunnableConfig,
     labels: dict[str, Any],
 ) -> Generation:
-    run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
     generation = Generation(
         runnable, input, defaults.store.create(new_stream_id()), config=run_config, start_data=labels,
         on_disconnect=defaults.on_disconnect, grace_seconds=defaults.grace_seconds, remote_reader=defaults.store.remote_reader,
@@ -244,11 +242,11 @@ def _relay(
     """A relay for one response and the release of its admission slot; no relay when the worker is full."""
     defaults = _defaults()
     options = replace(defaults.options, **{k: v for k, v in option_overrides.items() if v is not None})
-    with_safe_callbacks(config, [*defaults.callbacks, *callbacks])  # refuse async handlers before taking a slot
+    run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])  # refuses async handlers before taking a slot
     if defaults.limiter.limit and defaults.limiter.active >= defaults.limiter.limit:
         return None, lambda: None
     labels = {**defaults.metadata, **(metadata or {})}
-    generation = _new_generation(defaults, runnable, input, callbacks=callbacks, config=config, labels=labels)
+    generation = _new_generation(defaults, runnable, input, run_config=run_config, labels=labels)
     resumable = surface == "sse"
     relay, release = _admitted_relay(
         defaults, generation.log, options, surface, labels,
@@ -273,7 +271,8 @@ def start_stream(
     """
     defaults = _defaults()
     labels = {**defaults.metadata, **(metadata or {})}
-    generation = _new_generation(defaults, runnable, input, callbacks=callbacks, config=config, labels=labels)
+    run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
+    generation = _new_generation(defaults, runnable, input, run_config=run_config, labels=labels)
     generation.start()
     generation.await_reader()
     return generation.stream_id

@@ -41,6 +41,11 @@ def chat_messages(body: Any) -> list[BaseMessage]:
         pairs = parse_chat_body(body, limits)
     except InvalidChatRequest as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None
+    return to_messages(pairs)
+
+
+def to_messages(pairs: list[tuple[str, str]]) -> list[BaseMessage]:
+    """Validated (role, content) pairs as LangChain messages."""
     return [_MESSAGE_CLASSES[role](content=content) for role, content in pairs]
 
 

@@ -14,10 +14,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from webapp.api import service
-from webapp.api.chat import json_body
+from webapp.api.chat import json_body, to_messages
 from webapp.chat_request import ChatLimits
 from webapp.errors import ApiError
 from webapp.generation import error_body
@@ -26,9 +25,6 @@ from webapp.openai_request import CompletionRequest, InvalidCompletionRequest, p
 from webapp.streaming import openai_response
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
-
-_MESSAGE_CLASSES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
-
 
 def _invalid(exc: InvalidCompletionRequest) -> Response:
     response = jsonify({"error": {"message": str(exc), "type": "invalid_request_error", "param": exc.param, "code": None}})
@@ -54,7 +50,7 @@ def chat_completions() -> ResponseReturnValue:
         req = _parse()
     except InvalidCompletionRequest as exc:
         return _invalid(exc)
-    messages: list[BaseMessage] = [_MESSAGE_CLASSES[role](content=content) for role, content in req.messages]
+    messages = to_messages(req.messages)
     model = service().chat_model.bind(**req.params) if req.params else service().chat_model
     if req.stream:
         return openai_response(model, messages, model=req.model, include_usage=req.include_usage)
