@@ -9,13 +9,16 @@ framing and HTTP serving cost.
 
 from __future__ import annotations
 
-from gevent import monkey
+import os
+
+os.environ.setdefault("GEVENT_RESOLVER", "ares")  # as conf/gunicorn.conf.py sets it for the service
+
+from gevent import monkey  # noqa: E402
 
 monkey.patch_all()
 
 import argparse  # noqa: E402 - after patching, like a gevent worker
 import json  # noqa: E402
-import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -38,14 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--burst", action="store_true", help="one stream per greenlet instead of a closed loop")
     parser.add_argument("--ramp", type=float, default=0.0, help="burst: spread the starts over this many seconds")
     parser.add_argument("--stream-timeout", type=float, default=60.0)
+    parser.add_argument("--client", choices=("service", "stock"), default="service",
+                        help="the service's model (webapp.providers) or a stock ChatOpenAI like the reference apps")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    from bench.apps import chat_model
+    from bench.apps import chat_model, service_chat_model
     from bench.upstream import raise_fd_limit
 
     raise_fd_limit()
-    llm = chat_model()
+    llm = service_chat_model() if args.client == "service" else chat_model()
     messages = [HumanMessage(content="bench")]
     for _ in llm.stream(messages):  # warm-up: connection, imports, pydantic models
         pass
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     span = max(1e-9, (max(token_times) if token_times else t0) - t0)  # like the load generator: to the last token
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result: dict[str, Any] = {
-        "app": "ceiling", "concurrency": args.concurrency, "streams": streams,
+        "app": "ceiling", "client": args.client, "concurrency": args.concurrency, "streams": streams,
         "error_total": sum(errors.values()) + len(unfinished), "errors": errors,
         "completed": streams - sum(errors.values()) - len(unfinished),
         "tokens_total": len(token_times), "tokens_per_s": round(len(token_times) / span, 1), "span_s": round(span, 3),

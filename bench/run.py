@@ -53,6 +53,7 @@ class Settings:
     stream_timeout: float = 240.0
     pin: bool = True
     out_dir: Path = BENCH_DIR
+    service_env: dict[str, str] = field(default_factory=dict)  # A/B a service setting; the ceiling gets it too
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -118,7 +119,8 @@ class Bench:
 
     def start_server(self, name: str) -> Child:
         threads = max(64, max(self.s.concurrency))
-        child = SERVERS[name](self.upstream_url, self.logs, self.app_cpus, threads=threads)
+        child = SERVERS[name](self.upstream_url, self.logs, self.app_cpus, threads=threads,
+                              service_env=self.s.service_env)
         return self.start(child)
 
     # -- the upstream ---------------------------------------------------------
@@ -221,7 +223,7 @@ class Bench:
             command += ["--burst", "--ramp", str(ramp)]
         busy0, children0, started = (busy_seconds(self.app_cpu) if self.app_cpu is not None else 0.0), children_cpu_seconds(), time.monotonic()
         result = run_json(command, out=self.scratch, timeout=self.s.duration + ramp + self.s.stream_timeout + 90,
-                          env=clean_env(self.upstream_url), cpus=self.app_cpus)
+                          env=clean_env(self.upstream_url, self.s.service_env), cpus=self.app_cpus)
         result["foreign_cpu_pct"] = self.foreign(busy0, children_cpu_seconds() - children0, time.monotonic() - started)
         result["app_cpu_pct"] = round(100 * result["cpu_s"] / max(1e-9, result["wall_s"]), 1)
         result["upstream"] = self.upstream_stats()
@@ -379,6 +381,8 @@ def parse_args(argv: list[str] | None) -> Settings:
                         help="also profile the service worker with py-spy at C (default 400) in a run of its own")
     parser.add_argument("--no-upstream-check", action="store_true", help="skip the upstream-alone capacity run")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the app to one CPU and the load to the others")
+    parser.add_argument("--service-env", action="append", default=[], metavar="WEBAPP_X=value",
+                        help="a service setting for this run (repeatable), e.g. WEBAPP_UPSTREAM_RAW_CHUNKS=false; the ceiling gets it too")
     parser.add_argument("--out-dir", type=Path, help="where RESULTS.md, results.png and results.json go (default bench/)")
     args = parser.parse_args(argv)
     preset = args.preset or "full"
@@ -401,6 +405,12 @@ def parse_args(argv: list[str] | None) -> Settings:
         overrides["upstream_check"] = False
     if args.no_pin:
         overrides["pin"] = False
+    if args.service_env:
+        pairs = [item.partition("=") for item in args.service_env]
+        bad = [key for key, eq, _ in pairs if not eq or not key.startswith("WEBAPP_")]
+        if bad:
+            parser.error(f"--service-env needs WEBAPP_NAME=value, got: {', '.join(bad)}")
+        overrides["service_env"] = {key: value for key, _, value in pairs}
     if args.out_dir:
         overrides["out_dir"] = args.out_dir.resolve()
     settings = replace(settings, **overrides)

@@ -76,29 +76,46 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message, "retryable": retryable}}
 
 
+# Tokens are added to the tokens counter in batches of this many (and the rest at the end).
+TOKENS_PER_METRICS_UPDATE = 64
+
+
 @dataclass
 class StreamStats:
-    """What the per-stream summary log line reports."""
+    """What the per-stream summary log line and the stream metrics report."""
 
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     last_token_at: float | None = None
     tokens: int = 0
     max_gap: float = 0.0
+    tokens_reported: int = 0
+    reported_finish: bool = False
 
-    def token(self) -> tuple[float | None, float | None]:
-        """Count a token; returns (time to first token, gap since the last), whichever applies."""
+    def token(self) -> None:
+        """Count a token: its time, the gap since the last, and the metrics when a batch is full."""
         now = time.monotonic()
-        ttft = gap = None
         if self.first_token_at is None:
             self.first_token_at = now
-            ttft = now - self.started
-        else:
-            gap = now - (self.last_token_at or now)
-            self.max_gap = max(self.max_gap, gap)
+            metrics().first_token(now - self.started)
+        elif self.last_token_at is not None and now - self.last_token_at > self.max_gap:
+            self.max_gap = now - self.last_token_at
         self.last_token_at = now
         self.tokens += 1
-        return ttft, gap
+        if self.tokens - self.tokens_reported >= TOKENS_PER_METRICS_UPDATE:
+            self.report_tokens()
+
+    def report_tokens(self) -> None:
+        metrics().generation_tokens(self.tokens - self.tokens_reported)
+        self.tokens_reported = self.tokens
+
+    def finished(self) -> None:
+        """Report what the batches have not yet, once, when the generation ends (before its end event)."""
+        if self.reported_finish:
+            return
+        self.reported_finish = True
+        self.report_tokens()
+        metrics().generation_finished(self.max_gap if self.tokens > 1 else None)
 
     def summary(self) -> dict[str, Any]:
         ttft = None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000)
@@ -242,10 +259,11 @@ class Generation:
                 finish_reason = metadata.get("finish_reason") or finish_reason
                 usage = getattr(chunk, "usage_metadata", None) or usage
                 if text:
-                    metrics().token(*self.stats.token())
+                    self.stats.token()
                     self.log.append("token", {"text": text})
             else:
                 end = {"finish_reason": finish_reason or "stop", "tokens": self.stats.tokens, "usage": dict(usage or {})}
+                self.stats.finished()  # a client that saw `end` and scrapes /metrics finds every token counted
                 if self.log.finish("end", end):
                     self.outcome = "completed"
         except (StreamCancelled, LogClosedError):
@@ -267,4 +285,5 @@ class Generation:
                     self.outcome = self.outcome or "cancelled"
             except StoreUnavailable:
                 pass
+            self.stats.finished()
             SHUTDOWN.unregister_generation(self)

@@ -32,7 +32,8 @@ class StreamMetrics:
         self.finished = Counter("webapp_streams_finished", "Streams ended, by outcome.", ["surface", "outcome"])
         self.active = Gauge("webapp_streams_active", "Streams open now.", ["surface"], multiprocess_mode="livesum")
         self.ttft = Histogram("webapp_time_to_first_token_seconds", "From the start of a generation to its first token.", buckets=_TTFT_BUCKETS)
-        self.gap = Histogram("webapp_inter_token_gap_seconds", "Time between two tokens of a generation.", buckets=_GAP_BUCKETS)
+        self.max_gap = Histogram("webapp_max_token_gap_seconds", "The longest silence between two tokens, per generation.",
+                                 buckets=_GAP_BUCKETS)
         self.tokens = Counter("webapp_tokens", "Tokens generated.")
         self.heartbeats = Counter("webapp_heartbeats", "Heartbeats sent.")
         self.resumes = Counter("webapp_resumes", "Streams resumed with Last-Event-ID.")
@@ -49,12 +50,17 @@ class StreamMetrics:
         self.started.labels(surface).inc()
         self.finished.labels(surface, "rejected").inc()
 
-    def token(self, ttft: float | None, gap: float | None) -> None:
-        self.tokens.inc()
-        if ttft is not None:
-            self.ttft.observe(ttft)
-        if gap is not None:
-            self.gap.observe(gap)
+    def first_token(self, ttft: float) -> None:
+        self.ttft.observe(ttft)
+
+    def generation_tokens(self, count: int) -> None:
+        """Tokens counted in batches: a multiprocess sample costs a locked file write, too dear per token."""
+        if count:
+            self.tokens.inc(count)
+
+    def generation_finished(self, max_gap: float | None) -> None:
+        if max_gap is not None:
+            self.max_gap.observe(max_gap)
 
 
 @lru_cache(maxsize=1)

@@ -21,23 +21,23 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
             ttft=settings.scripted_ttft_ms / 1000,
             interval=settings.scripted_interval_ms / 1000,
         )
-    import httpx2
-    import openai
     from langchain_openai import ChatOpenAI
 
-    # One connection per open stream: the SDK's default pool (1000 connections)
-    # would make stream 1001 wait for a free one, silently.
-    limits = httpx2.Limits(max_connections=settings.upstream_max_connections,
-                           max_keepalive_connections=min(settings.upstream_max_connections, 100))
-    return ChatOpenAI(
+    from webapp.upstream_client import StreamingCompletions, build_http_client
+
+    model = ChatOpenAI(
         model=settings.model,
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,
         timeout=settings.upstream_timeout_seconds,
         max_retries=settings.upstream_max_retries,
         stream_usage=True,
-        http_client=openai.DefaultHttpxClient(limits=limits, timeout=settings.upstream_timeout_seconds),
+        http_client=build_http_client(max_connections=settings.upstream_max_connections,
+                                      timeout=settings.upstream_timeout_seconds),
     )
+    if model.client is not None:
+        model.client = StreamingCompletions(model.client, raw_chunks=settings.upstream_raw_chunks)
+    return model
 
 
 def warm_up(model: BaseChatModel) -> None:

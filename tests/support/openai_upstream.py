@@ -32,6 +32,8 @@ class Script:
     pause_at: int | None = None
     fail_status: int | None = None  # answer with this status instead of a stream
     drop_at: int | None = None  # close the connection after this many tokens
+    hold_after_done: float = 0.0  # wait this long between `data: [DONE]` and the end of the response
+    close_after: bool = False  # close the connection after the response instead of keeping it alive
 
 
 def token_text(index: int) -> str:
@@ -47,6 +49,7 @@ class UpstreamRequest:
     """What one request to the upstream did."""
 
     body: dict[str, Any]
+    peer: tuple[str, int] | None = None  # the client's address: the same for requests on one connection
     started: float = field(default_factory=time.monotonic)
     tokens_sent: int = 0
     client_closed_at: float | None = None
@@ -79,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         upstream = self.server.upstream
         script = upstream.script
-        record = UpstreamRequest(body=body)
+        record = UpstreamRequest(body=body, peer=self.client_address[:2])
         upstream.requests.append(record)
         try:
             if script.fail_status:
@@ -146,7 +149,10 @@ class _Handler(BaseHTTPRequestHandler):
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event({**base, "choices": [], "usage": self._usage(script)})
         self._write_chunk(b"data: [DONE]\n\n")
+        self._wait(script.hold_after_done, record)
         self._write_chunk(b"")
+        if script.close_after:
+            self.close_connection = True
 
     def _usage(self, script: Script) -> dict[str, int]:
         return {"prompt_tokens": 5, "completion_tokens": script.tokens, "total_tokens": 5 + script.tokens}

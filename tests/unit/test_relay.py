@@ -18,7 +18,7 @@ from langchain_core.runnables import RunnableGenerator
 from webapp import sse
 from webapp.callbacks import AsyncCallbackError, SafeCallbackHandler, check_sync_handlers, safe_handlers
 from webapp.eventlog import MemoryEventLog
-from webapp.generation import Generation, chunk_text, error_body
+from webapp.generation import Generation, StreamStats, chunk_text, error_body
 from webapp.relay import Relay, RelayOptions, StreamAborted
 from webapp.scripted import ScriptedChatModel
 
@@ -295,3 +295,33 @@ def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error(monkeypatch
     }
     assert time.monotonic() - started < 1.5, "the error must leave before the worker's deadline"
     assert summaries[0]["outcome"] == "server_shutdown"
+
+
+
+class _RecordedMetrics:
+    def __init__(self) -> None:
+        self.ttfts: list[float] = []
+        self.token_batches: list[int] = []
+        self.max_gaps: list[float | None] = []
+
+    def first_token(self, ttft: float) -> None:
+        self.ttfts.append(ttft)
+
+    def generation_tokens(self, count: int) -> None:
+        self.token_batches.append(count)
+
+    def generation_finished(self, max_gap: float | None) -> None:
+        self.max_gaps.append(max_gap)
+
+
+def test_metrics_count_every_token_in_batches_and_one_gap_per_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = _RecordedMetrics()
+    monkeypatch.setattr("webapp.generation.metrics", lambda: recorded)
+    stats = StreamStats()
+    for _ in range(150):
+        stats.token()
+    stats.finished()
+    stats.finished()  # the end path and the producer's finally both call it: reported once
+    assert recorded.token_batches == [64, 64, 22]  # every token counted, without a file write per token
+    assert len(recorded.ttfts) == 1 and len(recorded.max_gaps) == 1 and recorded.max_gaps[0] is not None
+    assert stats.summary()["tokens"] == 150

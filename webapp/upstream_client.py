@@ -1,0 +1,154 @@
+"""The openai client the service streams through, and three fixes to how the sync SDK streams.
+
+Each was found by profiling the service under load (bench/RESULTS.md) and
+each keeps the SDK's public behaviour: the same requests, the same errors.
+
+1. ``StreamingCompletions(raw_chunks=True)``: ChatOpenAI converts every
+   streamed chunk model straight back into a dict, so the SDK hands it the
+   dict it parsed instead of building the model (half the CPU per token).
+2. ``ReusableStream``: the sync SDK stops reading at ``data: [DONE]`` and
+   closes the response with its chunked terminator unread, which makes the
+   HTTP client drop the connection; every stream then paid a new TCP (and
+   TLS) handshake, and under load new streams queued behind connects. The
+   SDK's async stream drains the rest; this does the same.
+3. ``QuickProbeBackend``: before reusing an idle connection the pool checks
+   that the server has not closed it, with ``select.poll``. gevent's patched
+   poll builds watchers for that zero-timeout check; the original poll is
+   one cheap system call and never blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+from typing import Any, Iterable, Iterator, TypeVar
+
+import httpcore2
+import httpx2
+import openai
+from httpcore2._backends.sync import SyncBackend, SyncStream
+from openai._streaming import ServerSentEvent
+
+from webapp.concurrency import under_gevent
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+# How long a finished stream may take to deliver its last bytes (the chunked
+# terminator after `data: [DONE]`) before its connection is dropped instead.
+DRAIN_SECONDS = 1.0
+# Idle connections kept for the next streams; the pool checks each of them
+# whenever a stream starts or ends, so more would cost more than they save.
+MAX_IDLE_CONNECTIONS = 100
+
+
+def build_http_client(*, max_connections: int, timeout: float) -> httpx2.Client:
+    """The SDK's default client with a pool sized for every open stream and the quick idle probe."""
+    # One connection per open stream: the SDK's default pool (1000 connections)
+    # would make stream 1001 wait for a free one, silently.
+    limits = httpx2.Limits(max_connections=max_connections,
+                           max_keepalive_connections=min(max_connections, MAX_IDLE_CONNECTIONS))
+    transport = httpx2.HTTPTransport(limits=limits)
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore2.ConnectionPool) and hasattr(pool, "_network_backend"):
+        pool._network_backend = QuickProbeBackend()  # httpx has no argument for httpcore's network_backend
+    return openai.DefaultHttpxClient(transport=transport, timeout=timeout)
+
+
+class StreamingCompletions:
+    """``client.chat.completions`` whose streams are ``ReusableStream``s, of chunk dicts if ``raw_chunks``.
+
+    Uses the SDK's raw-response API (``with_raw_response`` and
+    ``parse(to=...)``), which keeps its HTTP error handling and its check
+    for ``error`` objects inside the stream. Everything but a streaming
+    ``create`` goes to the SDK untouched.
+    """
+
+    def __init__(self, completions: Any, *, raw_chunks: bool = True) -> None:
+        from openai.types.chat import ChatCompletionChunk
+
+        self._completions = completions
+        self._stream_type = ReusableStream[object] if raw_chunks else ReusableStream[ChatCompletionChunk]
+
+    def create(self, **params: Any) -> Any:
+        if not params.get("stream"):
+            return self._completions.create(**params)
+        return self._completions.with_raw_response.create(**params).parse(to=self._stream_type)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._completions, name)
+
+
+class ReusableStream(openai.Stream[_T]):
+    """An SDK stream that reads its response to the end after ``[DONE]``, so the connection is reused."""
+
+    def _iter_events(self) -> Iterator[ServerSentEvent]:
+        for event in super()._iter_events():
+            if event.data.startswith("[DONE]"):
+                drain(self.response)
+            yield event
+
+
+def drain(response: Any, seconds: float = DRAIN_SECONDS) -> bool:
+    """Read what is left of an HTTP/1.1 response body for at most ``seconds``; True if it ended.
+
+    Only under gevent, where a blocked read can be interrupted: a server that
+    sent ``[DONE]`` but keeps the response open must not hold up the
+    stream's end. Without gevent the connection is dropped, as the SDK does.
+    """
+    if response.is_closed or response.http_version != "HTTP/1.1" or not under_gevent():
+        return False
+    import gevent
+
+    try:
+        with gevent.Timeout(seconds, False):
+            for _ in response.stream:
+                pass
+            return True
+    except Exception:  # noqa: BLE001 - the answer is complete; a failed drain only costs the connection
+        log.debug("draining a finished upstream response failed", exc_info=True)
+    return False
+
+
+def _original_poll() -> Any:
+    if under_gevent():
+        from gevent import monkey
+
+        return monkey.get_original("select", "poll")
+    return select.poll
+
+
+def readable_now(sock: socket.socket) -> bool:
+    """Whether ``sock`` has bytes (or EOF) to read, without waiting and without gevent watchers."""
+    try:
+        fd = sock.fileno()
+    except OSError:
+        return True
+    if fd < 0:
+        return True
+    poller = _original_poll()()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class QuickProbeStream(SyncStream):
+    """httpcore's sync stream with a zero-timeout readability probe that skips gevent's poll."""
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return readable_now(self._sock)
+        return super().get_extra_info(info)
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        upgraded = super().start_tls(ssl_context, server_hostname, timeout)
+        return QuickProbeStream(upgraded._sock) if type(upgraded) is SyncStream else upgraded
+
+
+class QuickProbeBackend(SyncBackend):
+    """httpcore's sync backend, handing out ``QuickProbeStream``s."""
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> Any:
+        stream = super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return QuickProbeStream(stream._sock) if type(stream) is SyncStream else stream
