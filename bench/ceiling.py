@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     messages = [HumanMessage(content="bench")]
     for _ in llm.stream(messages):  # warm-up: connection, imports, pydantic models
         pass
+    if os.environ.get("GUNICORN_TUNE_GC", "true").lower() not in ("0", "false", "no"):
+        from webapp.server import tune_gc
+
+        tune_gc()  # as conf/gunicorn.conf.py does for the service's worker
 
     import psutil
 

@@ -125,7 +125,11 @@ control_socket_disable = True
 #          (SIGTERM, or SIGHUP's rolling restart), so a stream that cannot
 #          finish within graceful_timeout ends with an explicit, retryable
 #          `server_shutdown` error event before the worker cuts it. Keep
-#          this hook if you write your own gunicorn config.
+#          this hook if you write your own gunicorn config. It also tunes
+#          the garbage collector once the app is loaded: freezes what
+#          start-up built and collects young objects every 50,000
+#          allocations instead of 700 (bench/: +25-30 % tokens/s under
+#          load). GUNICORN_TUNE_GC=false keeps CPython's defaults.
 #   child_exit - Drops a dead worker's live gauges (open streams) from the
 #          aggregated metrics.
 # ---------------------------------------------------------------------------
@@ -143,9 +147,12 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
+    from webapp.server import tune_gc
     from webapp.shutdown import watch_gunicorn_worker
 
     watch_gunicorn_worker(worker)
+    if os.environ.get("GUNICORN_TUNE_GC", "true").lower() not in ("0", "false", "no"):
+        tune_gc()  # the app is loaded: freeze it, and collect less often (webapp/server.py)
 
 
 def child_exit(server, worker):
