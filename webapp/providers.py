@@ -23,7 +23,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         )
     from langchain_openai import ChatOpenAI
 
-    from webapp.upstream_client import StreamingCompletions, build_http_client
+    from webapp.upstream_client import StreamingCompletions, build_http_client, sharded_clients
 
     model = ChatOpenAI(
         model=settings.model,
@@ -35,8 +35,10 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         http_client=build_http_client(max_connections=settings.upstream_max_connections,
                                       timeout=settings.upstream_timeout_seconds),
     )
-    if model.client is not None:
-        model.client = StreamingCompletions(model.client, raw_chunks=settings.upstream_raw_chunks)
+    if model.root_client is not None:
+        clients = sharded_clients(model.root_client, max_connections=settings.upstream_max_connections,
+                                  timeout=settings.upstream_timeout_seconds)
+        model.client = StreamingCompletions([c.chat.completions for c in clients], raw_chunks=settings.upstream_raw_chunks)
     return model
 
 

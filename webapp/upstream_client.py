@@ -15,10 +15,15 @@ each keeps the SDK's public behaviour: the same requests, the same errors.
    that the server has not closed it, with ``select.poll``. gevent's patched
    poll builds watchers for that zero-timeout check; the original poll is
    one cheap system call and never blocks.
+4. Pool shards: httpcore's pool scans all its connections whenever a
+   request starts or a response closes, so one pool for thousands of open
+   streams costs O(streams) per stream. Streams go round-robin to
+   ``POOL_SHARDS`` clients, each with its own pool (and the same settings).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import select
 import socket
@@ -41,14 +46,17 @@ DRAIN_SECONDS = 1.0
 # Idle connections kept for the next streams; the pool checks each of them
 # whenever a stream starts or ends, so more would cost more than they save.
 MAX_IDLE_CONNECTIONS = 100
+# Independent connection pools; streams are spread over them round-robin.
+POOL_SHARDS = 8
 
 
-def build_http_client(*, max_connections: int, timeout: float) -> httpx2.Client:
-    """The SDK's default client with a pool sized for every open stream and the quick idle probe."""
+def build_http_client(*, max_connections: int, timeout: float, shards: int = 1) -> httpx2.Client:
+    """The SDK's default client with one shard's share of the pool and the quick idle probe."""
     # One connection per open stream: the SDK's default pool (1000 connections)
     # would make stream 1001 wait for a free one, silently.
-    limits = httpx2.Limits(max_connections=max_connections,
-                           max_keepalive_connections=min(max_connections, MAX_IDLE_CONNECTIONS))
+    per_shard = max(1, -(-max_connections // shards))
+    limits = httpx2.Limits(max_connections=per_shard,
+                           max_keepalive_connections=min(per_shard, max(1, MAX_IDLE_CONNECTIONS // shards)))
     transport = httpx2.HTTPTransport(limits=limits)
     pool = getattr(transport, "_pool", None)
     if isinstance(pool, httpcore2.ConnectionPool) and hasattr(pool, "_network_backend"):
@@ -56,25 +64,37 @@ def build_http_client(*, max_connections: int, timeout: float) -> httpx2.Client:
     return openai.DefaultHttpxClient(transport=transport, timeout=timeout)
 
 
+def sharded_clients(root_client: openai.OpenAI, *, max_connections: int, timeout: float,
+                    shards: int = POOL_SHARDS) -> list[openai.OpenAI]:
+    """``root_client`` and copies of it, each on its own pool: together ``max_connections``."""
+    return [root_client.with_options(http_client=build_http_client(max_connections=max_connections, timeout=timeout,
+                                                                   shards=shards))
+            for _ in range(shards)]
+
+
 class StreamingCompletions:
     """``client.chat.completions`` whose streams are ``ReusableStream``s, of chunk dicts if ``raw_chunks``.
 
     Uses the SDK's raw-response API (``with_raw_response`` and
     ``parse(to=...)``), which keeps its HTTP error handling and its check
-    for ``error`` objects inside the stream. Everything but a streaming
-    ``create`` goes to the SDK untouched.
+    for ``error`` objects inside the stream. Calls go round-robin to the
+    given resources (one per pool shard); everything but ``create`` goes
+    to the first, untouched.
     """
 
-    def __init__(self, completions: Any, *, raw_chunks: bool = True) -> None:
+    def __init__(self, completions: Any | list[Any], *, raw_chunks: bool = True) -> None:
         from openai.types.chat import ChatCompletionChunk
 
-        self._completions = completions
+        self._shards = list(completions) if isinstance(completions, list) else [completions]
+        self._completions = self._shards[0]
+        self._next = itertools.cycle(self._shards).__next__
         self._stream_type = ReusableStream[object] if raw_chunks else ReusableStream[ChatCompletionChunk]
 
     def create(self, **params: Any) -> Any:
+        completions = self._next()
         if not params.get("stream"):
-            return self._completions.create(**params)
-        return self._completions.with_raw_response.create(**params).parse(to=self._stream_type)
+            return completions.create(**params)
+        return completions.with_raw_response.create(**params).parse(to=self._stream_type)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._completions, name)

@@ -20,7 +20,7 @@ from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
 from tests.support.servers import GunicornServer
-from webapp.upstream_client import DRAIN_SECONDS
+from webapp.upstream_client import DRAIN_SECONDS, POOL_SHARDS
 
 pytestmark = pytest.mark.e2e
 
@@ -39,12 +39,13 @@ def stream_once(server: GunicornServer) -> StreamRecord:
     return record
 
 
-def test_sequential_streams_share_one_upstream_connection(served: GunicornServer, upstream: OpenAIUpstream) -> None:
+def test_sequential_streams_reuse_their_upstream_connections(served: GunicornServer, upstream: OpenAIUpstream) -> None:
     upstream.script = Script(tokens=3)
-    for _ in range(4):
+    streams = 3 * POOL_SHARDS  # round-robin over the pool shards: each shard's connection carries three
+    for _ in range(streams):
         assert stream_once(served).text == answer_text(3)
-    peers = [request.peer for request in upstream.wait_for_requests(4)]
-    assert len(set(peers)) == 1, peers
+    peers = [request.peer for request in upstream.wait_for_requests(streams)]
+    assert len(set(peers)) <= POOL_SHARDS, f"{len(set(peers))} connections for {streams} streams"
 
 
 def test_negative_control_the_stock_sync_sdk_opens_a_connection_per_stream(upstream: OpenAIUpstream) -> None:

@@ -183,6 +183,13 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     upstream: "OpenAIUpstream"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A kept-alive client that goes away between requests (a stopped app) is normal, not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class OpenAIUpstream:
     """Start with ``with OpenAIUpstream() as upstream:``; point OPENAI_BASE_URL at ``upstream.base_url``."""
