@@ -1,5 +1,9 @@
 """The bare in-process ceiling: ``llm.stream()`` consumed in a loop, C at a time, with no HTTP server.
 
+With ``--through relay`` the same streams go through the service's
+producer, event log and SSE framing (``Generation`` and ``Relay``), still
+without HTTP: the relay's own cost, apart from serving HTTP.
+
 ``python -m bench.ceiling --concurrency C --duration D`` prints one JSON
 summary. It runs the same client the service runs (the real ChatOpenAI,
 synchronous, under gevent monkey-patching, one greenlet per stream) in one
@@ -22,12 +26,15 @@ import json  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Iterator  # noqa: E402
 
 import gevent  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
 
 from bench.load import percentile  # noqa: E402
+from webapp.eventlog import MemoryEventLog  # noqa: E402
+from webapp.generation import Generation  # noqa: E402
+from webapp.relay import Relay, RelayOptions  # noqa: E402
 
 now = time.perf_counter
 
@@ -43,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream-timeout", type=float, default=60.0)
     parser.add_argument("--client", choices=("service", "stock"), default="service",
                         help="the service's model (webapp.providers) or a stock ChatOpenAI like the reference apps")
+    parser.add_argument("--through", choices=("model", "relay"), default="model",
+                        help="consume llm.stream() itself, or through the service's Generation and Relay (SSE frames)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
@@ -80,6 +89,22 @@ def main(argv: list[str] | None = None) -> None:
             fullest = max(fullest, (in_flight, me.memory_info().rss))
             gevent.sleep(0.1)
 
+    def arrivals(stream_id: str) -> Iterator[int]:
+        """How many tokens each read delivers: one per chunk of llm.stream(), or per SSE write of the relay."""
+        if args.through == "model":
+            for chunk in llm.stream(messages):
+                if chunk.content:
+                    yield 1
+            return
+        generation = Generation(llm, messages, MemoryEventLog(stream_id), start_data={"model": "bench-model"})
+        frame = b""
+        for frame in Relay(generation.log, RelayOptions(), generation=generation).sse_frames():
+            tokens = frame.count(b"event: token\n")
+            if tokens:
+                yield tokens
+        if b"event: end\n" not in frame:
+            raise RuntimeError("the relay ended without its end event")
+
     def user(index: int) -> None:
         nonlocal streams, in_flight
         if args.ramp:
@@ -91,16 +116,16 @@ def main(argv: list[str] | None = None) -> None:
             count = 0
             token_times_last = started
             try:
-                for chunk in llm.stream(messages):
-                    if chunk.content:
-                        at = now()
-                        if count == 0:
-                            ttfts.append(at - started)
-                        else:
-                            gaps.append(at - token_times_last)
-                        token_times_last = at
-                        token_times.append(at)
-                        count += 1
+                for arrived in arrivals(f"s_{index}_{streams}"):
+                    at = now()
+                    if count == 0:
+                        ttfts.append(at - started)
+                    else:
+                        gaps.append(at - token_times_last)
+                    gaps.extend([0.0] * (arrived - 1))  # tokens that came in one write arrive together
+                    token_times_last = at
+                    token_times.extend([at] * arrived)
+                    count += arrived
             except Exception as exc:  # noqa: BLE001 - counted, like the load generator's errors
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             else:
@@ -119,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     span = max(1e-9, (max(token_times) if token_times else t0) - t0)  # like the load generator: to the last token
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result: dict[str, Any] = {
-        "app": "ceiling", "client": args.client, "concurrency": args.concurrency, "streams": streams,
+        "app": "ceiling" if args.through == "model" else "ceiling-relay", "client": args.client, "concurrency": args.concurrency, "streams": streams,
         "error_total": sum(errors.values()) + len(unfinished), "errors": errors,
         "completed": streams - sum(errors.values()) - len(unfinished),
         "tokens_total": len(token_times), "tokens_per_s": round(len(token_times) / span, 1), "span_s": round(span, 3),

@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any, Sequence
 
-from bench.servers import CEILING, CEILING_LABEL, TARGETS
+from bench.servers import CEILING, CEILING_LABEL, CEILING_RELAY, CEILING_RELAY_LABEL, TARGETS
 
 PACKAGES = ("flask", "werkzeug", "gunicorn", "gevent", "greenlet", "langchain-core", "langchain-openai", "openai", "httpx2",
             "httpcore2", "pydantic", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "psutil", "matplotlib", "py-spy")
@@ -139,6 +139,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out.append({"target": f"tokens/s >= {CEILING_RATIO_TARGET}x bare in-process ceiling", "where": where,
                 "measured": f"{times(cr)} ({fmt(svc_tok)} vs {fmt(ceil_tok)})",
                 "passed": None if cr is None else cr >= CEILING_RATIO_TARGET})
+    relay = rounds_of(results, CEILING_RELAY, c) if c else []
+    if relay:
+        relay_tok = median_of(relay, "tokens_per_s")
+        rr = ratio(relay_tok, ceil_tok)
+        out.append({"target": "(breakdown) the relay alone, without HTTP: through Generation + Relay / ceiling", "where": where,
+                    "measured": f"{times(rr)} ({fmt(relay_tok)} vs {fmt(ceil_tok)}); HTTP serving: "
+                                f"{times(ratio(svc_tok, relay_tok))} of the relay's rate",
+                    "passed": "info"})
 
     scale = results.get("scale")
     if scale:
@@ -177,15 +185,16 @@ def _mib(value: int | None) -> float | None:
     return None if value is None else value / 2**20
 
 
-def _verdict(passed: bool | None) -> str:
-    return {True: "PASS", False: "FAIL", None: "n/a"}[passed]
+def _verdict(passed: bool | str | None) -> str:
+    return {True: "PASS", False: "FAIL", None: "n/a", "info": "breakdown"}[passed]
 
 
 # -- markdown ----------------------------------------------------------------
 
 
 def label(app: str) -> str:
-    return CEILING_LABEL if app == CEILING else TARGETS[app].label if app in TARGETS else app
+    labels = {CEILING: CEILING_LABEL, CEILING_RELAY: CEILING_RELAY_LABEL}
+    return labels.get(app) or (TARGETS[app].label if app in TARGETS else app)
 
 
 def sweep_table(results: dict[str, Any]) -> list[str]:
@@ -203,17 +212,18 @@ def sweep_table(results: dict[str, Any]) -> list[str]:
 
 
 def ratio_table(results: dict[str, Any]) -> list[str]:
-    lines = ["| C | service / FastAPI tokens/s | service / ceiling tokens/s | service / FastAPI TTFT p99 | SSE / FastAPI tokens/s | SSE / FastAPI TTFT p99 |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| C | service / FastAPI tokens/s | service / ceiling tokens/s | service / FastAPI TTFT p99 | SSE / FastAPI tokens/s | "
+             "SSE / FastAPI TTFT p99 | relay without HTTP / ceiling tokens/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for c in sorted({r["concurrency"] for r in results.get("sweep", [])}):
-        svc, sse, ref, ceil = (row(results, a, c) for a in ("service", "service-sse", "fastapi", CEILING))
+        svc, sse, ref, ceil, relay = (row(results, a, c) for a in ("service", "service-sse", "fastapi", CEILING, CEILING_RELAY))
 
         def r(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> str:
             value = ratio(a and a.get(key), b and b.get(key))
             return fmt(value and float(value), 2)
 
         lines.append(f"| {c} | {r(svc, ref, 'tokens_per_s')} | {r(svc, ceil, 'tokens_per_s')} | {r(svc, ref, 'ttft_p99_ms')} | "
-                     f"{r(sse, ref, 'tokens_per_s')} | {r(sse, ref, 'ttft_p99_ms')} |")
+                     f"{r(sse, ref, 'tokens_per_s')} | {r(sse, ref, 'ttft_p99_ms')} | {r(relay, ceil, 'tokens_per_s')} |")
     return lines
 
 
@@ -426,7 +436,8 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     cs = sorted({r["concurrency"] for r in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=110)
     styles = {"service": ("tab:blue", "o", "-"), "service-sse": ("tab:cyan", "s", "--"), "fastapi": ("tab:red", "^", "-"),
-              "flask-gevent": ("tab:green", "D", "-"), "flask-gthread": ("tab:olive", "v", "-"), CEILING: ("black", "x", ":")}
+              "flask-gevent": ("tab:green", "D", "-"), "flask-gthread": ("tab:olive", "v", "-"), CEILING: ("black", "x", ":"),
+              CEILING_RELAY: ("dimgray", "+", ":")}
     for app in apps:
         points = sorted((r["concurrency"], r) for r in rows if r["app"] == app)
         color, marker, line = styles.get(app, (None, "o", "-"))

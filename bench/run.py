@@ -24,7 +24,7 @@ from bench import report
 from bench import profile as profiler
 from bench.procs import (PYTHON, ROOT, Child, NotReady, busy_seconds, children_cpu_seconds, cpu_seconds, free_port,
                          http_json, run_json)
-from bench.servers import CEILING, SERVERS, TARGETS, Target, clean_env
+from bench.servers import CEILING, CEILING_RELAY, PSEUDO_APPS, SERVERS, TARGETS, Target, clean_env
 
 BENCH_DIR = ROOT / "bench"
 
@@ -38,7 +38,7 @@ class Settings:
     tokens: int = 50
     interval: float = 0.02
     duration: float = 6.0
-    apps: list[str] = field(default_factory=lambda: [*TARGETS, CEILING])
+    apps: list[str] = field(default_factory=lambda: [*TARGETS, *PSEUDO_APPS])
     target_c: int = 400  # where the issue's ratios are judged
     target_rounds: int = 3  # rounds of service / FastAPI / ceiling at target_c (the sweep is round 1); verdicts use medians
     scale_streams: int = 5000
@@ -211,14 +211,14 @@ class Bench:
         return result
 
     def ceiling(self, concurrency: int, *, burst: bool = False, ramp: float = 0.0, tokens: int | None = None,
-                interval: float | None = None) -> dict[str, Any]:
+                interval: float | None = None, through: str = "model") -> dict[str, Any]:
         """The bare client in one process on the apps' CPU: closed loop like the sweep, or one burst."""
         self.wait_idle()
         self.wait_quiet()
         self.upstream_stats(reset=True)
         command = [PYTHON, "-m", "bench.ceiling", "--concurrency", str(concurrency), "--duration", str(self.s.duration),
                    "--tokens", str(tokens or self.s.tokens), "--stream-timeout", str(self.s.stream_timeout),
-                   "--interval", str(interval or self.s.interval)]
+                   "--interval", str(interval or self.s.interval), "--through", through]
         if burst:
             command += ["--burst", "--ramp", str(ramp)]
         busy0, children0, started = (busy_seconds(self.app_cpu) if self.app_cpu is not None else 0.0), children_cpu_seconds(), time.monotonic()
@@ -285,11 +285,12 @@ class Bench:
             rows.append(row)
             log(f"  {row['tokens_per_s']} tok/s, TTFT p99 {row['ttft_p99_ms']} ms, errors {row['error_total']}, "
                 f"cpu {row['app_cpu_pct']}%")
-        if CEILING in self.s.apps:
-            log(f"{what} C={c} ceiling")
-            row = self.ceiling(c)
-            rows.append(row)
-            log(f"  {row['tokens_per_s']} tok/s")
+        for app, through in ((CEILING, "model"), (CEILING_RELAY, "relay")):
+            if app in self.s.apps:
+                log(f"{what} C={c} {app}")
+                row = self.ceiling(c, through=through)
+                rows.append(row)
+                log(f"  {row['tokens_per_s']} tok/s")
         return rows
 
     def profile(self) -> dict[str, Any]:
@@ -369,7 +370,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--tokens", type=int, help="tokens per stream in the sweep")
     parser.add_argument("--interval", type=float, help="seconds between upstream tokens in the sweep")
     parser.add_argument("--duration", type=float, help="seconds of closed-loop load per (app, C)")
-    parser.add_argument("--apps", help=f"comma-separated, from {', '.join([*TARGETS, CEILING])}")
+    parser.add_argument("--apps", help=f"comma-separated, from {', '.join([*TARGETS, *PSEUDO_APPS])}")
     parser.add_argument("--target-c", type=int, help="C at which the issue's ratios are judged (default 400)")
     parser.add_argument("--rounds", type=int, dest="target_rounds",
                         help="rounds of service, FastAPI and ceiling at the judged C; verdicts use the medians (full: 3)")
@@ -392,7 +393,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         overrides["concurrency"] = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if args.apps:
         apps = [a.strip() for a in args.apps.split(",") if a.strip()]
-        unknown = set(apps) - {*TARGETS, CEILING}
+        unknown = set(apps) - {*TARGETS, *PSEUDO_APPS}
         if unknown:
             parser.error(f"unknown apps: {', '.join(sorted(unknown))}")
         overrides["apps"] = apps

@@ -38,6 +38,9 @@ TARGETS: dict[str, Target] = {
 }
 CEILING = "ceiling"
 CEILING_LABEL = "bare llm.stream() ceiling (gevent, no HTTP)"
+CEILING_RELAY = "ceiling-relay"  # the same, through the service's Generation + Relay: the relay's cost without HTTP
+CEILING_RELAY_LABEL = "llm.stream() through the relay (gevent, no HTTP)"
+PSEUDO_APPS = (CEILING, CEILING_RELAY)
 
 
 def clean_env(upstream_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -30,6 +30,22 @@ def under_gevent() -> bool:
     return bool(monkey.is_module_patched("socket"))
 
 
+class Signal(Protocol):
+    """A flag one side sets and the other waits on (``threading.Event``'s interface)."""
+
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def new_signal() -> Signal:
+    """gevent's Event (compiled) under gevent; ``threading.Event`` (a Condition in Python) otherwise."""
+    if under_gevent():
+        from gevent.event import Event
+
+        return Event()
+    return threading.Event()
+
+
 class Task(Protocol):
     def kill(self) -> None: ...
     def join(self, timeout: float | None = None) -> None: ...

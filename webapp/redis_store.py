@@ -151,7 +151,7 @@ class MirroredLog(MemoryEventLog):
         self.store = store
 
     def append(self, kind: str, data: dict[str, Any]) -> Event:
-        with self._condition:
+        with self._lock:
             if self.finished:
                 raise LogClosedError(f"stream {self.stream_id} already ended")
             seq = self.store.append(self.stream_id, kind, data, first=self.count() == 0)
@@ -165,7 +165,7 @@ class MirroredLog(MemoryEventLog):
             return super().append(kind, data)
 
     def finish(self, kind: str, data: dict[str, Any]) -> bool:
-        with self._condition:
+        with self._lock:
             if self.finished:
                 return False
             try:

@@ -38,9 +38,28 @@ def format_event(data: str, *, event: str | None = None, id: str | None = None) 
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
+# One encoder for every event: json.dumps with options builds a new encoder per call.
+_encode_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_string = json.encoder.encode_basestring  # C; the same output for a str as the encoder above
+
+
+def _compact_json(payload: Any) -> str:
+    """Compact JSON; a token's ``{"text": ...}`` (one per token: the hot path) skips the dict encoder's set-up."""
+    if type(payload) is dict and len(payload) == 1 and type(payload.get("text")) is str:
+        return '{"text":' + _encode_string(payload["text"]) + "}"
+    return _encode_compact(payload)
+
+
 def format_json_event(payload: Any, *, event: str | None = None, id: str | None = None) -> bytes:
-    """One event whose data is compact JSON (always a single line)."""
-    return format_event(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), event=event, id=id)
+    """One event whose data is compact JSON: always a single line (JSON escapes CR and LF)."""
+    head = ""
+    if id is not None:
+        _check_field("id", id)
+        head = f"id: {id}\n"
+    if event is not None:
+        _check_field("event", event)
+        head += f"event: {event}\n"
+    return f"{head}data: {_compact_json(payload)}\n\n".encode("utf-8")
 
 
 def format_comment(text: str) -> bytes:

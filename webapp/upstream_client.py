@@ -23,6 +23,7 @@ each keeps the SDK's public behaviour: the same requests, the same errors.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import select
@@ -131,8 +132,9 @@ def drain(response: Any, seconds: float = DRAIN_SECONDS) -> bool:
     return False
 
 
-def _original_poll() -> Any:
-    if under_gevent():
+@functools.lru_cache(maxsize=2)
+def _original_poll(patched: bool) -> Any:
+    if patched:
         from gevent import monkey
 
         return monkey.get_original("select", "poll")
@@ -147,7 +149,7 @@ def readable_now(sock: socket.socket) -> bool:
         return True
     if fd < 0:
         return True
-    poller = _original_poll()()
+    poller = _original_poll(under_gevent())()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
 
