@@ -97,18 +97,6 @@ def _peer_closed(sock: socket.socket) -> bool:
         return True  # reset, broken pipe, closed: the client is gone
 
 
-def _watch_gevent(sock: socket.socket, on_eof: Callable[[], None]) -> None:
-    from gevent.socket import wait_read
-
-    try:
-        wait_read(sock.fileno())
-    except OSError:
-        on_eof()
-        return
-    if _peer_closed(sock):
-        on_eof()
-
-
 def _watch_thread(sock: socket.socket, on_eof: Callable[[], None], stop: threading.Event) -> None:
     poller = select.poll()
     try:
@@ -122,6 +110,43 @@ def _watch_thread(sock: socket.socket, on_eof: Callable[[], None], stop: threadi
             return
 
 
+class _GeventSocketWatch:
+    """A read watcher on the event loop, no greenlet: an open stream costs a watcher, not a stack.
+
+    The loop calls ``_readable`` in the hub, where nothing may block, so
+    ``on_eof`` (which takes locks) runs in a greenlet of its own, spawned
+    only when the client has actually gone.
+    """
+
+    def __init__(self, sock: socket.socket, on_eof: Callable[[], None]) -> None:
+        from gevent import get_hub
+
+        self._sock = sock
+        self._on_eof = on_eof
+        self._watcher = get_hub().loop.io(sock.fileno(), 1)  # 1: readable
+        self._watcher.start(self._readable)
+
+    def _readable(self) -> None:
+        import gevent
+
+        self._watcher.stop()
+        if _peer_closed(self._sock):
+            gevent.spawn(self._on_eof)
+
+    def stop(self) -> None:
+        self._watcher.stop()
+        self._watcher.close()
+
+
+class _ThreadSocketWatch:
+    def __init__(self, sock: socket.socket, on_eof: Callable[[], None]) -> None:
+        self._stop = threading.Event()
+        self._task = _ThreadTask(_watch_thread, sock, on_eof, self._stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class SocketWatch:
     """Calls ``on_eof`` once if the client closes its socket before ``stop()``.
 
@@ -130,15 +155,10 @@ class SocketWatch:
     """
 
     def __init__(self, sock: socket.socket, on_eof: Callable[[], None]) -> None:
-        self._stop = threading.Event()
-        if under_gevent():
-            self._task: Task = _GreenletTask(_watch_gevent, sock, on_eof)
-        else:
-            self._task = _ThreadTask(_watch_thread, sock, on_eof, self._stop)
+        self._watch = _GeventSocketWatch(sock, on_eof) if under_gevent() else _ThreadSocketWatch(sock, on_eof)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._task.kill()
+        self._watch.stop()
 
 
 def client_socket(environ: dict[str, Any]) -> socket.socket | None:
