@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     span = max(1e-9, (max(token_times) if token_times else t0) - t0)  # like the load generator: to the last token
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result: dict[str, Any] = {
-        "app": "ceiling" if args.through == "model" else "ceiling-relay", "client": args.client, "concurrency": args.concurrency, "streams": streams,
+        "app": "ceiling-relay" if args.through == "relay" else "ceiling" if args.client == "service" else "ceiling-stock",
+        "client": args.client, "concurrency": args.concurrency, "streams": streams,
         "error_total": sum(errors.values()) + len(unfinished), "errors": errors,
         "completed": streams - sum(errors.values()) - len(unfinished),
         "tokens_total": len(token_times), "tokens_per_s": round(len(token_times) / span, 1), "span_s": round(span, 3),

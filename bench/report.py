@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any, Sequence
 
-from bench.servers import CEILING, CEILING_LABEL, CEILING_RELAY, CEILING_RELAY_LABEL, TARGETS
+from bench.servers import CEILING, CEILING_LABEL, CEILING_RELAY, CEILING_RELAY_LABEL, CEILING_STOCK, CEILING_STOCK_LABEL, TARGETS
 
 PACKAGES = ("flask", "werkzeug", "gunicorn", "gevent", "greenlet", "langchain-core", "langchain-openai", "openai", "httpx2",
             "httpcore2", "pydantic", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "psutil", "matplotlib", "py-spy")
@@ -147,6 +147,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "measured": f"{times(rr)} ({fmt(relay_tok)} vs {fmt(ceil_tok)}); HTTP serving: "
                                 f"{times(ratio(svc_tok, relay_tok))} of the relay's rate",
                     "passed": "info"})
+    stock = rounds_of(results, CEILING_STOCK, c) if c else []
+    if stock:
+        stock_tok = median_of(stock, "tokens_per_s")
+        out.append({"target": "(breakdown) the service / the bare loop on a stock ChatOpenAI (no HTTP)", "where": where,
+                    "measured": f"{times(ratio(svc_tok, stock_tok))} ({fmt(svc_tok)} vs {fmt(stock_tok)}); the ceiling above "
+                                f"is {times(ratio(ceil_tok, stock_tok))} of it: the service's client changes",
+                    "passed": "info"})
 
     scale = results.get("scale")
     if scale:
@@ -193,7 +200,7 @@ def _verdict(passed: bool | str | None) -> str:
 
 
 def label(app: str) -> str:
-    labels = {CEILING: CEILING_LABEL, CEILING_RELAY: CEILING_RELAY_LABEL}
+    labels = {CEILING: CEILING_LABEL, CEILING_RELAY: CEILING_RELAY_LABEL, CEILING_STOCK: CEILING_STOCK_LABEL}
     return labels.get(app) or (TARGETS[app].label if app in TARGETS else app)
 
 
@@ -437,7 +444,7 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=110)
     styles = {"service": ("tab:blue", "o", "-"), "service-sse": ("tab:cyan", "s", "--"), "fastapi": ("tab:red", "^", "-"),
               "flask-gevent": ("tab:green", "D", "-"), "flask-gthread": ("tab:olive", "v", "-"), CEILING: ("black", "x", ":"),
-              CEILING_RELAY: ("dimgray", "+", ":")}
+              CEILING_RELAY: ("dimgray", "+", ":"), CEILING_STOCK: ("silver", "x", ":")}
     for app in apps:
         points = sorted((r["concurrency"], r) for r in rows if r["app"] == app)
         color, marker, line = styles.get(app, (None, "o", "-"))

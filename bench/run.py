@@ -24,7 +24,7 @@ from bench import report
 from bench import profile as profiler
 from bench.procs import (PYTHON, ROOT, Child, NotReady, busy_seconds, children_cpu_seconds, cpu_seconds, free_port,
                          http_json, run_json)
-from bench.servers import CEILING, CEILING_RELAY, PSEUDO_APPS, SERVERS, TARGETS, Target, clean_env
+from bench.servers import CEILING, CEILING_RELAY, CEILING_STOCK, PSEUDO_APPS, SERVERS, TARGETS, Target, clean_env
 
 BENCH_DIR = ROOT / "bench"
 
@@ -211,14 +211,14 @@ class Bench:
         return result
 
     def ceiling(self, concurrency: int, *, burst: bool = False, ramp: float = 0.0, tokens: int | None = None,
-                interval: float | None = None, through: str = "model") -> dict[str, Any]:
+                interval: float | None = None, through: str = "model", client: str = "service") -> dict[str, Any]:
         """The bare client in one process on the apps' CPU: closed loop like the sweep, or one burst."""
         self.wait_idle()
         self.wait_quiet()
         self.upstream_stats(reset=True)
         command = [PYTHON, "-m", "bench.ceiling", "--concurrency", str(concurrency), "--duration", str(self.s.duration),
                    "--tokens", str(tokens or self.s.tokens), "--stream-timeout", str(self.s.stream_timeout),
-                   "--interval", str(interval or self.s.interval), "--through", through]
+                   "--interval", str(interval or self.s.interval), "--through", through, "--client", client]
         if burst:
             command += ["--burst", "--ramp", str(ramp)]
         busy0, children0, started = (busy_seconds(self.app_cpu) if self.app_cpu is not None else 0.0), children_cpu_seconds(), time.monotonic()
@@ -285,10 +285,11 @@ class Bench:
             rows.append(row)
             log(f"  {row['tokens_per_s']} tok/s, TTFT p99 {row['ttft_p99_ms']} ms, errors {row['error_total']}, "
                 f"cpu {row['app_cpu_pct']}%")
-        for app, through in ((CEILING, "model"), (CEILING_RELAY, "relay")):
+        for app, through, client in ((CEILING, "model", "service"), (CEILING_RELAY, "relay", "service"),
+                                     (CEILING_STOCK, "model", "stock")):
             if app in self.s.apps:
                 log(f"{what} C={c} {app}")
-                row = self.ceiling(c, through=through)
+                row = self.ceiling(c, through=through, client=client)
                 rows.append(row)
                 log(f"  {row['tokens_per_s']} tok/s")
         return rows
