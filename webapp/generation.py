@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from webapp.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
-from webapp.concurrency import Task, spawn
+from webapp.concurrency import Task, spawn, under_gevent
 from webapp.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
 from webapp.metrics import metrics
 from webapp.shutdown import SHUTDOWN
@@ -165,7 +165,12 @@ class Generation:
         self._remote_reader = remote_reader
         self._shutdown_notice = shutdown_notice  # end with server_shutdown before a draining worker's cutoff
         self._cancel = threading.Event()
-        self.config = with_handler(config or {}, CancelOnNextEvent(self._cancel))
+        # Under gevent a cancel kills the producer where it blocks (GreenletExit unwinds every layer);
+        # a thread cannot be interrupted, so it checks a flag at each token through this callback,
+        # which costs a LangChain callback dispatch per token.
+        self.config = config or {}
+        if not under_gevent():
+            self.config = with_handler(self.config, CancelOnNextEvent(self._cancel))
         self.stats = StreamStats()
         self.outcome: str | None = None
         self._task: Task | None = None
