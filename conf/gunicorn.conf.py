@@ -90,7 +90,7 @@ preload_app = False
 #   errorlog - "-" is stderr. The app's per-stream summary lines go there.
 # ---------------------------------------------------------------------------
 
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # GUNICORN_ACCESSLOG= (empty): none
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
