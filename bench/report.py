@@ -103,6 +103,8 @@ def fmt(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if abs(value) < 0.5 * 10 ** -digits:
+            value = 0.0  # no "-0"
         return f"{value:,.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
@@ -390,6 +392,9 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
                   f"- Pinning: apps and ceiling on CPU {m['app_cpus']}, upstream + load generator + harness on CPU {m['load_cpus']}"
                   if m.get("app_cpus") else "- No CPU pinning", ""]
     lines += ["## Notes", "", *NOTES, ""]
+    changes = Path(__file__).with_name("CHANGES.md")
+    if changes.exists():  # written by hand: what each change to the service bought, and why targets fail
+        lines += [changes.read_text().strip(), ""]
     return "\n".join(lines)
 
 
@@ -413,11 +418,16 @@ NOTES = [
     "- **Noise**: identical runs at C >= 200 differ by 10-15% in tokens/s and far more in TTFT p99 (scheduling "
     "under saturation is chaotic; see the rounds at C=400). That is why the targets are judged on the medians of "
     "several interleaved rounds, and why a ratio near its threshold should be read as 'about equal'.",
-    "- **ceiling**: the same ChatOpenAI `.stream()` in one gevent-patched process, C greenlets in the same closed "
-    "loop, no HTTP server; pinned to the same CPU as the apps.",
+    "- **ceiling**: the service's own model (`webapp.providers.build_chat_model`: ChatOpenAI with the service's "
+    "client changes) `.stream()`ed in one gevent-patched process with the service worker's resolver and garbage "
+    "collector settings, C greenlets in the same closed loop, no HTTP server; pinned to the same CPU as the apps. "
+    "So service / ceiling is what the relay and HTTP serving cost, whatever the client layer does.",
+    "- **llm.stream() through the relay**: the same loop, each stream read through the service's `Generation` and "
+    "`Relay` as SSE frames, still without HTTP: the relay's share of that cost. **stock ChatOpenAI**: the bare loop "
+    "on a ChatOpenAI built like the reference apps' (what the client changes are worth).",
     "- The FastAPI reference runs on uvicorn with uvloop and httptools (what `uvicorn[standard]` installs), "
     "the fastest stock set-up, without access log. The Flask references run on plain gunicorn command lines "
-    "without access log; the service runs from conf/gunicorn.conf.py with its access log sent to /dev/null.",
+    "without access log; the service runs from conf/gunicorn.conf.py, with its access log off (`GUNICORN_ACCESSLOG=`) like theirs.",
     "- The gthread reference gets as many threads as the largest C swept (at least 64), so it never queues "
     "connections; it holds one OS thread per stream.",
     "- ChatOpenAI's default HTTP pool (openai SDK and langchain-openai) allows 1000 connections per client, so "
