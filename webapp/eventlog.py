@@ -72,7 +72,7 @@ class MemoryEventLog:
     def __init__(self, stream_id: str) -> None:
         self.stream_id = stream_id
         self._events: list[Event] = []
-        self._lock = threading.RLock()  # reentrant: MirroredLog appends inside its own critical section
+        self._lock = threading.Lock()
         self._waiting: list[Signal] = []
         self._wakeups = 0
         self.finished_at: float | None = None
@@ -90,14 +90,18 @@ class MemoryEventLog:
     def append(self, kind: str, data: dict[str, Any]) -> Event:
         """Add the next event and wake every reader."""
         with self._lock:
-            if self.finished:
-                raise LogClosedError(f"stream {self.stream_id} already ended")
-            event = Event(len(self._events), kind, data)
-            self._events.append(event)
-            if event.terminal:
-                self.finished_at = time.monotonic()
-            self._wake_readers()
-            return event
+            return self._append_locked(kind, data)
+
+    def _append_locked(self, kind: str, data: dict[str, Any]) -> Event:
+        """``append`` for a caller that holds the lock (subclasses add their storage here)."""
+        if self.finished:
+            raise LogClosedError(f"stream {self.stream_id} already ended")
+        event = Event(len(self._events), kind, data)
+        self._events.append(event)
+        if event.terminal:
+            self.finished_at = time.monotonic()
+        self._wake_readers()
+        return event
 
     def _wake_readers(self) -> None:
         """Set every waiting reader's signal (the caller holds the lock)."""
@@ -112,7 +116,7 @@ class MemoryEventLog:
         with self._lock:
             if self.finished:
                 return False
-            self.append(kind, data)
+            self._append_locked(kind, data)
             return True
 
     def wake(self) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import abc
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
@@ -38,19 +39,19 @@ def chunk_text(chunk: Any) -> str:
         return ""
     if isinstance(chunk, str):
         return chunk
-    if isinstance(chunk, Mapping):
+    content = getattr(chunk, "content", None)  # message chunks first: one per token
+    if isinstance(content, str):
+        return content
+    if isinstance(chunk, abc.Mapping):
         for key in ("text", "content", "answer", "output"):
             if key in chunk:
                 return chunk_text(chunk[key])
         return ""
-    content = getattr(chunk, "content", None)
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
         return "".join(
             part if isinstance(part, str) else str(part.get("text", ""))
             for part in content
-            if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
+            if isinstance(part, str) or (isinstance(part, abc.Mapping) and part.get("type") == "text")
         )
     return ""
 

@@ -150,28 +150,27 @@ class MirroredLog(MemoryEventLog):
         super().__init__(stream_id)
         self.store = store
 
-    def append(self, kind: str, data: dict[str, Any]) -> Event:
-        with self._lock:
-            if self.finished:
-                raise LogClosedError(f"stream {self.stream_id} already ended")
-            seq = self.store.append(self.stream_id, kind, data, first=self.count() == 0)
-            if seq == -2:
-                raise StoreUnavailable(f"stream {self.stream_id} is gone from Redis (restarted or expired)")
-            if seq == -1:  # ended elsewhere (a DELETE in another worker): take its terminal event
-                remote = self.store.last(self.stream_id)
-                if remote is not None and remote.terminal:
-                    super().append(remote.kind, remote.data)
-                raise LogClosedError(f"stream {self.stream_id} already ended")
-            return super().append(kind, data)
+    def _append_locked(self, kind: str, data: dict[str, Any]) -> Event:
+        if self.finished:
+            raise LogClosedError(f"stream {self.stream_id} already ended")
+        seq = self.store.append(self.stream_id, kind, data, first=self.count() == 0)
+        if seq == -2:
+            raise StoreUnavailable(f"stream {self.stream_id} is gone from Redis (restarted or expired)")
+        if seq == -1:  # ended elsewhere (a DELETE in another worker): take its terminal event
+            remote = self.store.last(self.stream_id)
+            if remote is not None and remote.terminal:
+                super()._append_locked(remote.kind, remote.data)
+            raise LogClosedError(f"stream {self.stream_id} already ended")
+        return super()._append_locked(kind, data)
 
     def finish(self, kind: str, data: dict[str, Any]) -> bool:
         with self._lock:
             if self.finished:
                 return False
             try:
-                self.append(kind, data)
+                self._append_locked(kind, data)
             except StoreUnavailable:
-                MemoryEventLog.append(self, kind, data)  # local readers still get their terminal event
+                MemoryEventLog._append_locked(self, kind, data)  # local readers still get their terminal event
             except LogClosedError:
                 return False
             return True
