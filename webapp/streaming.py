@@ -30,7 +30,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from webapp.callbacks import check_sync_handlers, with_safe_callbacks
 from webapp.concurrency import client_socket
-from webapp.eventlog import EventLog, MemoryStore
+from webapp.eventlog import EventLog, MemoryEventLog, MemoryStore
 from webapp.generation import CANCELLED, DISCONNECT_POLICIES, Generation
 from webapp.limits import StreamLimiter
 from webapp.logs import current_request_id
@@ -200,9 +200,18 @@ def _new_generation(
     *,
     run_config: RunnableConfig,
     labels: dict[str, Any],
+    kept: bool = True,
 ) -> Generation:
+    """A run and its log: in the store when a client can come back for it (``kept``), else private to this response.
+
+    Plain-text and /v1 responses never show their stream id, so nobody can
+    resume them: keeping their events (for the TTL, or in Redis) would only
+    cost memory and a store write per token.
+    """
+    stream_id = new_stream_id()
+    log = defaults.store.create(stream_id) if kept else MemoryEventLog(stream_id)
     generation = Generation(
-        runnable, input, defaults.store.create(new_stream_id()), config=run_config, start_data=labels,
+        runnable, input, log, config=run_config, start_data=labels,
         on_disconnect=defaults.on_disconnect, grace_seconds=defaults.grace_seconds, remote_reader=defaults.store.remote_reader,
         shutdown_notice=defaults.options.shutdown_notice,
     )
@@ -246,8 +255,8 @@ def _relay(
     if defaults.limiter.limit and defaults.limiter.active >= defaults.limiter.limit:
         return None, lambda: None
     labels = {**defaults.metadata, **(metadata or {})}
-    generation = _new_generation(defaults, runnable, input, run_config=run_config, labels=labels)
     resumable = surface == "sse"
+    generation = _new_generation(defaults, runnable, input, run_config=run_config, labels=labels, kept=resumable)
     relay, release = _admitted_relay(
         defaults, generation.log, options, surface, labels,
         generation=generation, resumable=resumable, move_on_shutdown=resumable and defaults.store.shared,
