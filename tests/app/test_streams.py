@@ -104,3 +104,14 @@ def test_the_playground_page_has_no_external_assets() -> None:
     page = app_client().get("/").get_data(as_text=True)
     assert "<title>Streaming playground</title>" in page and "EventSource" in page
     assert "http://" not in page and "https://" not in page and "<link" not in page
+
+
+def test_only_resumable_streams_are_kept_in_the_store() -> None:
+    client = app_client()
+    store = client.application.extensions["webapp.streaming"].store
+    assert client.post("/api/chat/stream", json={"message": "hello"}).status_code == 200
+    assert client.post("/v1/chat/completions", json={"model": "m", "stream": True,
+                                                     "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+    assert len(store._logs) == 0  # text and /v1 never show their id: nothing to resume, nothing kept
+    sse = events(client.post("/api/chat/events", json={"message": "hello"}).data)
+    assert list(store._logs) == [sse[0].json()["stream_id"]]
