@@ -178,11 +178,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     cold = results.get("cold")
     if cold and len(cold["bursts"]) >= 2:
-        first = cold["bursts"][0]["ttft_p99_ms"]
-        later = median(b["ttft_p99_ms"] for b in cold["bursts"][1:] if b["ttft_p99_ms"] is not None)
+        boots = cold.get("boots") or [cold["bursts"]]
+        first = median(bursts[0]["ttft_p99_ms"] for bursts in boots)
+        later = median(b["ttft_p99_ms"] for bursts in boots for b in bursts[1:] if b["ttft_p99_ms"] is not None)
         r = ratio(first, later)
         out.append({"target": f"cold start: first burst as fast as later ones (TTFT p99 within {COLD_TOLERANCE}x)",
-                    "where": f"bursts of {cold['concurrency']}",
+                    "where": f"bursts of {cold['concurrency']}, {len(boots)} fresh workers, medians",
                     "measured": f"{times(r)} ({fmt(first)} ms vs {fmt(later)} ms)",
                     "passed": None if r is None else r <= COLD_TOLERANCE})
     else:
@@ -350,12 +351,13 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
     cold = results.get("cold")
     if cold:
         lines += ["", "## Cold start", "",
-                  f"A freshly booted service worker (first request after `/healthz`), then the same burst of {cold['concurrency']} "
-                  "streams again after the first drained.", "",
+                  f"Freshly booted service workers (first request after `/healthz`), each given a burst of {cold['concurrency']} "
+                  "streams, then the same burst again after the first drained. Bursts are numbered boot.burst.", "",
                   "| burst | TTFT p50 ms | TTFT p99 ms | tokens/s | errors | wall s |", "|---:|---:|---:|---:|---:|---:|"]
-        for i, b in enumerate(cold["bursts"], 1):
-            lines.append(f"| {i}{' (cold)' if i == 1 else ''} | {fmt(b['ttft_p50_ms'])} | {fmt(b['ttft_p99_ms'])} | "
-                         f"{fmt(b['tokens_per_s'])} | {b['error_total']} | {fmt(b['wall_s'], 1)} |")
+        for boot, bursts in enumerate(cold.get("boots") or [cold["bursts"]], 1):
+            for i, b in enumerate(bursts, 1):
+                lines.append(f"| {boot}.{i}{' (cold)' if i == 1 else ''} | {fmt(b['ttft_p50_ms'])} | {fmt(b['ttft_p99_ms'])} | "
+                             f"{fmt(b['tokens_per_s'])} | {b['error_total']} | {fmt(b['wall_s'], 1)} |")
     sc = results.get("scale")
     if sc:
         lines += ["", "## Scale: slow streams on one worker", "",
