@@ -269,31 +269,42 @@ class Bench:
             judged = min(self.s.concurrency, key=lambda x: (abs(x - self.s.target_c), -x))
             judged_targets = [t for t in targets if t.name in ("service", "fastapi")]
             for number in range(2, self.s.target_rounds + 1):
-                for row in self.round(judged, judged_targets, servers, f"round {number}"):
+                # Even rounds run the ceilings first: the machine's speed drifts, and a fixed
+                # order would hand the drift to the same side of every ratio.
+                for row in self.round(judged, judged_targets, servers, f"round {number}", ceilings_first=number % 2 == 0):
                     rounds.append({**row, "round": number})
         finally:
             for server in servers.values():
                 self.stop(server)
         return rows, rounds
 
-    def round(self, c: int, targets: list[Target], servers: dict[str, Child], what: str) -> list[dict[str, Any]]:
-        """Each target at C, then the ceiling at C, one after the other."""
-        rows = []
-        for target in targets:
-            server = servers[target.server]
-            log(f"{what} C={c} {target.name}")
-            row = self.load(server, target, c, rss_pid=server.worker_pid())
-            rows.append(row)
-            log(f"  {row['tokens_per_s']} tok/s, TTFT p99 {row['ttft_p99_ms']} ms, errors {row['error_total']}, "
-                f"cpu {row['app_cpu_pct']}%")
-        for app, through, client in ((CEILING, "model", "service"), (CEILING_RELAY, "relay", "service"),
-                                     (CEILING_STOCK, "model", "stock")):
-            if app in self.s.apps:
-                log(f"{what} C={c} {app}")
-                row = self.ceiling(c, through=through, client=client)
+    def round(self, c: int, targets: list[Target], servers: dict[str, Child], what: str,
+              ceilings_first: bool = False) -> list[dict[str, Any]]:
+        """Each target at C and each in-process loop at C, one after the other."""
+
+        def served() -> list[dict[str, Any]]:
+            rows = []
+            for target in targets:
+                server = servers[target.server]
+                log(f"{what} C={c} {target.name}")
+                row = self.load(server, target, c, rss_pid=server.worker_pid())
                 rows.append(row)
-                log(f"  {row['tokens_per_s']} tok/s")
-        return rows
+                log(f"  {row['tokens_per_s']} tok/s, TTFT p99 {row['ttft_p99_ms']} ms, errors {row['error_total']}, "
+                    f"cpu {row['app_cpu_pct']}%")
+            return rows
+
+        def in_process() -> list[dict[str, Any]]:
+            rows = []
+            for app, through, client in ((CEILING, "model", "service"), (CEILING_RELAY, "relay", "service"),
+                                         (CEILING_STOCK, "model", "stock")):
+                if app in self.s.apps:
+                    log(f"{what} C={c} {app}")
+                    row = self.ceiling(c, through=through, client=client)
+                    rows.append(row)
+                    log(f"  {row['tokens_per_s']} tok/s")
+            return rows
+
+        return [*in_process(), *served()] if ceilings_first else [*served(), *in_process()]
 
     def profile(self) -> dict[str, Any]:
         """The service at ``profile_c`` with py-spy attached (a run of its own: the sweep stays unperturbed)."""
