@@ -183,7 +183,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         later = median(b["ttft_p99_ms"] for bursts in boots for b in bursts[1:] if b["ttft_p99_ms"] is not None)
         r = ratio(first, later)
         out.append({"target": f"cold start: first burst as fast as later ones (TTFT p99 within {COLD_TOLERANCE}x)",
-                    "where": f"bursts of {cold['concurrency']}, {len(boots)} fresh workers, medians",
+                    "where": f"bursts of {cold['concurrency']}, {len(boots)} fresh worker{'s' if len(boots) > 1 else ''}, medians",
                     "measured": f"{times(r)} ({fmt(first)} ms vs {fmt(later)} ms)",
                     "passed": None if r is None else r <= COLD_TOLERANCE})
     else:
