@@ -67,7 +67,7 @@ def build_http_client(*, max_connections: int, timeout: float, shards: int = 1) 
 
 def sharded_clients(root_client: openai.OpenAI, *, max_connections: int, timeout: float,
                     shards: int = POOL_SHARDS) -> list[openai.OpenAI]:
-    """``root_client`` and copies of it, each on its own pool: together ``max_connections``."""
+    """Copies of ``root_client`` (same key, URL, retries), each on its own pool: together ``max_connections``."""
     return [root_client.with_options(http_client=build_http_client(max_connections=max_connections, timeout=timeout,
                                                                    shards=shards))
             for _ in range(shards)]
