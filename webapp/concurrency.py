@@ -91,7 +91,7 @@ def _peer_closed(sock: socket.socket) -> bool:
     """After the socket turned readable: True on EOF or reset, False if the peer sent data."""
     try:
         return sock.recv(1, socket.MSG_PEEK) == b""
-    except BlockingIOError:
+    except (BlockingIOError, TimeoutError):  # nothing to read after all (a spurious wake-up): still there
         return False
     except OSError:
         return True  # reset, broken pipe, closed: the client is gone
@@ -113,9 +113,9 @@ def _watch_thread(sock: socket.socket, on_eof: Callable[[], None], stop: threadi
 class _GeventSocketWatch:
     """A read watcher on the event loop, no greenlet: an open stream costs a watcher, not a stack.
 
-    The loop calls ``_readable`` in the hub, where nothing may block, so
-    ``on_eof`` (which takes locks) runs in a greenlet of its own, spawned
-    only when the client has actually gone.
+    The loop calls ``_readable`` in the hub, where nothing may block, so the
+    check (a peek at the socket) and ``on_eof`` (which takes locks) run in a
+    greenlet of their own, spawned only when the client sent bytes or left.
     """
 
     def __init__(self, sock: socket.socket, on_eof: Callable[[], None]) -> None:
@@ -130,8 +130,11 @@ class _GeventSocketWatch:
         import gevent
 
         self._watcher.stop()
+        gevent.spawn(self._check)
+
+    def _check(self) -> None:
         if _peer_closed(self._sock):
-            gevent.spawn(self._on_eof)
+            self._on_eof()
 
     def stop(self) -> None:
         self._watcher.stop()
