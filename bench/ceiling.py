@@ -22,16 +22,14 @@ from gevent import monkey  # noqa: E402
 monkey.patch_all()
 
 import argparse  # noqa: E402 - after patching, like a gevent worker
-import json  # noqa: E402
 import resource  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Iterator  # noqa: E402
 
 import gevent  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
 
-from bench.load import percentile  # noqa: E402
+from bench.load import emit_result, percentile  # noqa: E402
 from webapp.eventlog import MemoryEventLog  # noqa: E402
 from webapp.generation import Generation  # noqa: E402
 from webapp.relay import Relay, RelayOptions  # noqa: E402
@@ -63,10 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     messages = [HumanMessage(content="bench")]
     for _ in llm.stream(messages):  # warm-up: connection, imports, pydantic models
         pass
-    if os.environ.get("GUNICORN_TUNE_GC", "true").lower() not in ("0", "false", "no"):
-        from webapp.server import tune_gc
+    from webapp.server import tune_gc
 
-        tune_gc()  # as conf/gunicorn.conf.py does for the service's worker
+    tune_gc()  # as conf/gunicorn.conf.py does for the service's worker
 
     import psutil
 
@@ -158,14 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         "open_streams_at_rss": fullest[0],
         "rss_per_stream_kb": round((fullest[1] - rss_idle) / fullest[0] / 1024, 2) if fullest[0] else None,
     }
-    text = json.dumps(result)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
-        sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-    os._exit(0)
+    emit_result(result, args.out)
 
 
 if __name__ == "__main__":

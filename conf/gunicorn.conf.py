@@ -151,8 +151,7 @@ def post_worker_init(worker):
     from webapp.shutdown import watch_gunicorn_worker
 
     watch_gunicorn_worker(worker)
-    if os.environ.get("GUNICORN_TUNE_GC", "true").lower() not in ("0", "false", "no"):
-        tune_gc()  # the app is loaded: freeze it, and collect less often (webapp/server.py)
+    tune_gc()  # the app is loaded: freeze it, and collect less often (webapp/server.py)
 
 
 def child_exit(server, worker):

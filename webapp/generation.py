@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import abc
 import time
+from collections import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 

@@ -23,7 +23,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         )
     from langchain_openai import ChatOpenAI
 
-    from webapp.upstream_client import StreamingCompletions, build_http_client, sharded_clients
+    from webapp.upstream_client import POOL_SHARDS, StreamingCompletions, build_http_client, sharded_clients
 
     model = ChatOpenAI(
         model=settings.model,
@@ -33,11 +33,11 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         max_retries=settings.upstream_max_retries,
         stream_usage=True,
         http_client=build_http_client(max_connections=settings.upstream_max_connections,
-                                      timeout=settings.upstream_timeout_seconds),
+                                      timeout=settings.upstream_timeout_seconds, shards=POOL_SHARDS),
     )
     if model.root_client is not None:
         clients = sharded_clients(model.root_client, max_connections=settings.upstream_max_connections,
-                                  timeout=settings.upstream_timeout_seconds)
+                                  timeout=settings.upstream_timeout_seconds, shards=POOL_SHARDS)
         model.client = StreamingCompletions([c.chat.completions for c in clients], raw_chunks=settings.upstream_raw_chunks)
     return model
 

@@ -8,7 +8,9 @@ a worker's ``sys.modules`` says which class it is even when our
 from __future__ import annotations
 
 import gc
+import os
 import sys
+from typing import Mapping
 
 from webapp.concurrency import under_gevent
 
@@ -61,12 +63,16 @@ def ssl_imported_before_patching() -> list[str]:
     return sorted(found)
 
 
-def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
+def tune_gc(environ: Mapping[str, str] = os.environ, thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> bool:
     """Collect less often, and never again look at what start-up built (modules, models, the app).
 
     Called once per worker after the app is loaded (gunicorn's
     ``post_worker_init``). ``gc.freeze()`` moves every object alive now to
-    a permanent generation that collections skip.
+    a permanent generation that collections skip. ``GUNICORN_TUNE_GC=false``
+    keeps CPython's defaults; returns whether it tuned.
     """
+    if environ.get("GUNICORN_TUNE_GC", "true").strip().lower() in ("0", "false", "no"):
+        return False
     gc.freeze()
     gc.set_threshold(*thresholds)
+    return True

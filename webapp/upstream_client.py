@@ -67,10 +67,14 @@ def build_http_client(*, max_connections: int, timeout: float, shards: int = 1) 
 
 def sharded_clients(root_client: openai.OpenAI, *, max_connections: int, timeout: float,
                     shards: int = POOL_SHARDS) -> list[openai.OpenAI]:
-    """Copies of ``root_client`` (same key, URL, retries), each on its own pool: together ``max_connections``."""
-    return [root_client.with_options(http_client=build_http_client(max_connections=max_connections, timeout=timeout,
-                                                                   shards=shards))
-            for _ in range(shards)]
+    """``root_client`` (built on ``build_http_client(..., shards=shards)``) and copies of it on pools of their own.
+
+    Together the pools hold at most ``max_connections``: the root's is one
+    of the shards, so calls that go to it directly stay within the bound.
+    """
+    return [root_client, *(root_client.with_options(
+        http_client=build_http_client(max_connections=max_connections, timeout=timeout, shards=shards))
+        for _ in range(shards - 1))]
 
 
 class StreamingCompletions:
