@@ -6,10 +6,10 @@ A log holds ``start``, any number of ``token`` events and then exactly one
 terminal event (``end`` or ``error``); appending after that is refused, so
 "exactly one terminal event" is a property of the log, not of its callers.
 
-A waiting reader parks on a signal of its own (``concurrency.new_signal``:
-gevent's compiled Event under gevent, a ``threading.Event`` otherwise) that
-the next append sets; ``threading.Condition`` did the same job in pure
-Python and cost a few per cent of the worker under load. Imports nothing
+A waiting reader parks on a signal of its own (``concurrency.signal_factory``:
+a bare waiter on the hub under gevent, a ``threading.Event`` otherwise) that
+the next append sets; ``threading.Condition``, and then gevent's Event, did
+the same job at several times the cost, paid once per token. Imports nothing
 from Flask.
 """
 
@@ -18,18 +18,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
-from webapp.concurrency import Signal, new_signal
+from webapp.concurrency import Signal, short_lock, signal_factory
 
 TERMINAL_KINDS = frozenset({"end", "error"})
 _SWEEP_INTERVAL_SECONDS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event of a stream; ``seq`` None marks a connection-level event that is not in the log."""
+class Event(NamedTuple):
+    """One event of a stream; ``seq`` None marks a connection-level event that is not in the log.
+
+    A named tuple rather than a frozen dataclass: one is built per token, and
+    a frozen dataclass's ``__init__`` (an ``object.__setattr__`` per field)
+    cost several times as much.
+    """
 
     seq: int | None
     kind: str
@@ -72,10 +75,16 @@ class MemoryEventLog:
     def __init__(self, stream_id: str) -> None:
         self.stream_id = stream_id
         self._events: list[Event] = []
-        self._lock = threading.Lock()
+        self._lock = self._new_lock()
         self._waiting: list[Signal] = []
+        self._new_signal: Callable[[], Signal] = signal_factory()  # decided once: gevent is patched before logs exist
         self._wakeups = 0
         self.finished_at: float | None = None
+
+    @staticmethod
+    def _new_lock() -> Any:
+        """Nothing under this log's lock blocks, so it can be the cheap C lock (see ``short_lock``)."""
+        return short_lock()
 
     @property
     def finished(self) -> bool:
@@ -131,18 +140,21 @@ class MemoryEventLog:
         Returns an empty list on timeout or on ``wake()``. ``timeout=None``
         waits until an event or a wake-up.
         """
+        events = self._events
+        if len(events) > seq + 1:  # the fast path, without the lock: the list only ever grows
+            return events[seq + 1 :]
         deadline = None if timeout is None else time.monotonic() + timeout
         wakeups = self._wakeups
         while True:
             with self._lock:
-                if len(self._events) > seq + 1:
-                    return self._events[seq + 1 :]
+                if len(events) > seq + 1:
+                    return events[seq + 1 :]
                 if self._wakeups != wakeups:
                     return []
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
-                signal = new_signal()
+                signal = self._new_signal()
                 self._waiting.append(signal)
             if not signal.wait(remaining):
                 with self._lock:

@@ -150,6 +150,11 @@ class MirroredLog(MemoryEventLog):
         super().__init__(stream_id)
         self.store = store
 
+    @staticmethod
+    def _new_lock() -> Any:
+        """Appends write to Redis under the lock, which switches greenlets: gevent's lock, not the C one."""
+        return threading.Lock()
+
     def _append_locked(self, kind: str, data: dict[str, Any]) -> Event:
         if self.finished:
             raise LogClosedError(f"stream {self.stream_id} already ended")

@@ -12,6 +12,7 @@ starts nothing. Imports nothing from Flask.
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -107,7 +108,8 @@ class Relay:
                 self._heartbeats += 1
                 yield beat
                 continue
-            yield prefix + b"".join(frame(event) for event in events)
+            body = frame(events[0]) if len(events) == 1 else b"".join([frame(event) for event in events])
+            yield prefix + body if prefix else body
             prefix = b""
         if self.outcome == "server_shutdown" and self.move_on_shutdown:
             yield sse.format_comment("server restarting: reconnect with Last-Event-ID to resume")
@@ -124,7 +126,7 @@ class Relay:
         """Token text only; an error or a cut ends the response without its chunked terminator."""
         with closing(self._batches(None)) as batches:
             for events in batches:
-                text = "".join(e.data["text"] for e in events if e.kind == "token")
+                text = "".join([e.data["text"] for e in events if e.kind == "token"])
                 if text:
                     yield text.encode("utf-8")
                 last = events[-1]
@@ -148,37 +150,41 @@ class Relay:
                 watch = SocketWatch(self._socket, self._client_left)
             if shutdown is not None:
                 shutdown.register(log)
-            deadline = None
+            deadline = math.inf
             if self.options.max_stream_seconds:
                 deadline = time.monotonic() + self.options.max_stream_seconds
+            heartbeat_every = heartbeat or math.inf
             seq = self.after
             last_sent = time.monotonic()
             while self.outcome is None:
                 if shutdown is not None and shutdown.deadline is not None and self.move_on_shutdown:
                     self.outcome = "server_shutdown"  # the client resumes elsewhere; the run goes on
                     return
-                wake_at = [t for t in (deadline, last_sent + heartbeat if heartbeat else None) if t is not None]
-                timeout = max(0.0, min(wake_at) - time.monotonic()) if wake_at else None
+                wake_at = min(deadline, last_sent + heartbeat_every)
+                timeout = None if wake_at == math.inf else max(0.0, wake_at - time.monotonic())
                 events = log.read_after(seq, timeout)
                 if self._disconnected.is_set():
                     return  # the finally below records the disconnect
                 now = time.monotonic()
-                if not events:
-                    if deadline is not None and now >= deadline:
-                        log.finish("error", TIMEOUT_BODY)
-                        if self.generation is not None:
-                            self.generation.cancel()
-                    elif heartbeat and now - last_sent >= heartbeat:
-                        last_sent = now
-                        yield from self._write([])
+                if events:
+                    last = events[-1]
+                    if last.seq is not None:
+                        seq = last.seq
+                    if last.terminal:
+                        self.outcome = self._outcome_of(last)
+                    self._events_sent += len(events)
+                elif now >= deadline:
+                    log.finish("error", TIMEOUT_BODY)
+                    if self.generation is not None:
+                        self.generation.cancel()
                     continue
-                if events[-1].seq is not None:
-                    seq = events[-1].seq
-                if events[-1].terminal:
-                    self.outcome = self._outcome_of(events[-1])
+                elif now - last_sent < heartbeat_every:
+                    continue  # woken early (a disconnect check, a shutdown): nothing to send yet
                 last_sent = now
-                self._events_sent += len(events)
-                yield from self._write(events)
+                # The write's start is kept so a stalled one (the finally) reads as a slow client.
+                self._writing_since = now
+                yield events  # empty: a heartbeat is due
+                self._writing_since = None
         except Exception:
             self.outcome = self.outcome or "server_error"
             raise
@@ -196,12 +202,6 @@ class Relay:
                     self.generation.cancel()
                 self.generation.detach(resumable=self.resumable and self.outcome != "server_error")
             self._report()
-
-    def _write(self, events: list[Event]) -> Iterator[list[Event]]:
-        """Yield one batch to the server, timing how long its write takes."""
-        self._writing_since = time.monotonic()
-        yield events
-        self._writing_since = None
 
     def _write_stalled(self) -> bool:
         timeout = self.options.send_timeout_seconds

@@ -21,7 +21,7 @@ HEARTBEAT_EVENT = b"event: heartbeat\ndata: {}\n\n"
 
 
 def _check_field(name: str, value: str) -> None:
-    if _LINE_BREAK.search(value):
+    if "\n" in value or "\r" in value:  # what _LINE_BREAK matches, without a regex per event
         raise ValueError(f"SSE {name} must not contain a line break: {value!r}")
 
 
