@@ -15,6 +15,9 @@ import socket
 import threading
 from typing import Any, Callable, Protocol
 
+# Importing gevent patches nothing; the decision to use it is made per call (under_gevent).
+from gevent.hub import Waiter, get_hub
+
 log = logging.getLogger(__name__)
 
 # How often the thread-mode socket watcher re-checks whether it should stop.
@@ -50,8 +53,6 @@ class _GeventSignal:
     __slots__ = ("_is_set", "_waiter", "_loop")
 
     def __init__(self) -> None:
-        from gevent import get_hub
-
         self._is_set = False
         self._waiter: Any = None
         self._loop = get_hub().loop
@@ -70,8 +71,6 @@ class _GeventSignal:
         """True once set; False if ``timeout`` seconds pass first. One waiter at a time."""
         if self._is_set:
             return True
-        from gevent.hub import Waiter
-
         waiter = self._waiter = Waiter()
         timer = None
         if timeout is not None:

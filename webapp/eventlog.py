@@ -88,7 +88,7 @@ class MemoryEventLog:
 
     @property
     def finished(self) -> bool:
-        return bool(self._events) and self._events[-1].terminal
+        return self.finished_at is not None  # set with the terminal event
 
     def count(self) -> int:
         return len(self._events)
@@ -107,7 +107,7 @@ class MemoryEventLog:
             raise LogClosedError(f"stream {self.stream_id} already ended")
         event = Event(len(self._events), kind, data)
         self._events.append(event)
-        if event.terminal:
+        if kind in TERMINAL_KINDS:
             self.finished_at = time.monotonic()
         self._wake_readers()
         return event

@@ -92,6 +92,7 @@ class Relay:
         self._heartbeats = 0
         self._events_sent = 0
         self._writing_since: float | None = None
+        self._id_prefix = f"{log.stream_id}:"  # an SSE id is "<stream id>:<seq>"
 
     @property
     def stream_id(self) -> str:
@@ -119,7 +120,7 @@ class Relay:
         return self.frames(self._sse_frame, sse.retry_field(self.options.retry_ms))
 
     def _sse_frame(self, event: Event) -> bytes:
-        event_id = None if event.seq is None else f"{self.stream_id}:{event.seq}"
+        event_id = None if event.seq is None else f"{self._id_prefix}{event.seq}"
         return sse.format_json_event(event.data, event=event.kind, id=event_id)
 
     def text_chunks(self) -> Iterator[bytes]:
