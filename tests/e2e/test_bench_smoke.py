@@ -41,3 +41,25 @@ def test_smoke_run_reports_the_service_with_every_token_and_no_error(tmp_path: P
         assert row["error_total"] == 0, row["errors"]
         assert row["tokens_per_stream"] == [SMOKE_TOKENS]
         assert row["tokens_total"] == SMOKE_TOKENS * row["streams"]
+
+
+@pytest.mark.timeout(90)
+def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
+    """`bench.micro` runs the real Generation and Relay under gevent; only the report's shape is asserted."""
+    relay = subprocess.run(
+        [sys.executable, "-m", "bench.micro", "relay", "--concurrency", "5", "--streams", "2", "--tokens", "5",
+         "--interval", "0.001", "--rounds", "1"],
+        cwd=ROOT, env=clean_environ(), capture_output=True, text=True, timeout=60,
+    )
+    assert relay.returncode == 0, relay.stderr[-4000:]
+    report = json.loads(relay.stdout)
+    assert set(report["cpu_us_per_token"]) == {"bare", "text", "sse"}
+    assert all(value > 0 for value in report["cpu_us_per_token"].values())
+    assert [r["mode"] for r in report["rounds"]] == ["bare", "text", "sse"]
+
+    greenlet = subprocess.run(
+        [sys.executable, "-m", "bench.micro", "greenlet", "--greenlets", "200"],
+        cwd=ROOT, env=clean_environ(), capture_output=True, text=True, timeout=60,
+    )
+    assert greenlet.returncode == 0, greenlet.stderr[-4000:]
+    assert set(json.loads(greenlet.stdout)["kb_per_greenlet"]) == {"depth 0", "depth 5", "depth 15"}

@@ -53,3 +53,46 @@ def test_wake_returns_an_empty_list_to_waiting_readers() -> None:
     started = time.monotonic()
     assert log.read_after(-1, timeout=None) == []
     assert time.monotonic() - started < 4
+
+
+GEVENT_READERS = r'''
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from webapp.eventlog import MemoryEventLog
+
+# Under gevent the log's lock is the C lock (nothing under it switches) and readers park on hub waiters.
+assert type(MemoryEventLog("x")._lock) is monkey.get_original("_thread", "LockType"), type(MemoryEventLog("x")._lock)
+
+def produce(log, n):
+    for i in range(n):
+        log.append("token", {"text": str(i)})
+        gevent.sleep(0.001 * (i % 3))
+    log.finish("end", {})
+
+def read(log):
+    seen, seq = [], -1
+    while True:
+        events = log.read_after(seq, 5.0)
+        assert events, "a reader timed out"
+        seen += [e.data.get("text") for e in events if e.kind == "token"]
+        seq = events[-1].seq
+        if events[-1].terminal:
+            return seen
+
+logs = [MemoryEventLog(f"s{i}") for i in range(200)]
+readers = [gevent.spawn(read, log) for log in logs for _ in range(2)]  # two readers per log, as with a resume
+gevent.joinall([gevent.spawn(produce, log, 30) for log in logs], timeout=30, raise_error=True)
+results = [r.get(timeout=30) for r in readers]
+assert all(seen == [str(i) for i in range(30)] for seen in results)
+print("ok", len(results))
+'''
+
+
+def test_under_gevent_many_readers_see_every_event_in_order() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", GEVENT_READERS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok 400"
