@@ -149,6 +149,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "measured": f"{times(rr)} ({fmt(relay_tok)} vs {fmt(ceil_tok)}); HTTP serving: "
                                 f"{times(ratio(svc_tok, relay_tok))} of the relay's rate",
                     "passed": "info"})
+    floor = rounds_of(results, "flask-floor", c) if c else []
+    if floor:
+        floor_tok = median_of(floor, "tokens_per_s")
+        out.append({"target": "(breakdown) the HTTP floor: a bare Flask generator on the service's client, gunicorn gevent / ceiling",
+                    "where": where,
+                    "measured": f"{times(ratio(floor_tok, ceil_tok))} ({fmt(floor_tok)} vs {fmt(ceil_tok)}); the service, "
+                                f"with its relay, is {times(ratio(svc_tok, floor_tok))} of it",
+                    "passed": "info"})
     stock = rounds_of(results, CEILING_STOCK, c) if c else []
     if stock:
         stock_tok = median_of(stock, "tokens_per_s")
@@ -456,7 +464,7 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=110)
     styles = {"service": ("tab:blue", "o", "-"), "service-sse": ("tab:cyan", "s", "--"), "fastapi": ("tab:red", "^", "-"),
               "flask-gevent": ("tab:green", "D", "-"), "flask-gthread": ("tab:olive", "v", "-"), CEILING: ("black", "x", ":"),
-              CEILING_RELAY: ("dimgray", "+", ":"), CEILING_STOCK: ("silver", "x", ":")}
+              CEILING_RELAY: ("dimgray", "+", ":"), CEILING_STOCK: ("silver", "x", ":"), "flask-floor": ("tab:purple", "P", "--")}
     for app in apps:
         points = sorted((r["concurrency"], r) for r in rows if r["app"] == app)
         color, marker, line = styles.get(app, (None, "o", "-"))

@@ -34,6 +34,7 @@ TARGETS: dict[str, Target] = {
         Target("fastapi", "fastapi", "/api/chat/stream", "text", "ref a: FastAPI astream (uvicorn)"),
         Target("flask-gevent", "flask-gevent", "/api/chat/stream", "text", "ref b: Flask generator (gunicorn gevent)"),
         Target("flask-gthread", "flask-gthread", "/api/chat/stream", "text", "ref c: Flask generator (gunicorn gthread)"),
+        Target("flask-floor", "flask-floor", "/api/chat/stream", "text", "HTTP floor: Flask generator on the service's client (gunicorn gevent)"),
     )
 }
 CEILING = "ceiling"
@@ -74,14 +75,15 @@ def fastapi_ref(upstream_url: str, log_dir: Path, cpus: Sequence[int] | None, **
     return Child("fastapi", command, port=port, env=clean_env(upstream_url), log_dir=log_dir, cpus=cpus)
 
 
-def _flask(worker_class: str, upstream_url: str, log_dir: Path, cpus: Sequence[int] | None, threads: int) -> Child:
+def _flask(worker_class: str, upstream_url: str, log_dir: Path, cpus: Sequence[int] | None, threads: int,
+           name: str = "", extra_env: dict[str, str] | None = None) -> Child:
     port = free_port()
     command = [PYTHON, "-m", "gunicorn", "-k", worker_class, "--workers", "1", "--worker-connections", "20000",
                "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "2", "--timeout", "60"]
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
     command.append("bench.apps.flask_ref:app")
-    return Child(f"flask-{worker_class}", command, port=port, env=clean_env(upstream_url), log_dir=log_dir, cpus=cpus)
+    return Child(name or f"flask-{worker_class}", command, port=port, env=clean_env(upstream_url, extra_env), log_dir=log_dir, cpus=cpus)
 
 
 def flask_gevent(upstream_url: str, log_dir: Path, cpus: Sequence[int] | None, **_: int) -> Child:
@@ -92,6 +94,14 @@ def flask_gthread(upstream_url: str, log_dir: Path, cpus: Sequence[int] | None, 
     return _flask("gthread", upstream_url, log_dir, cpus, threads)
 
 
+def flask_floor(upstream_url: str, log_dir: Path, cpus: Sequence[int] | None,
+                service_env: dict[str, str] | None = None, **_: object) -> Child:
+    """Reference (b)'s view and server on the service's model, resolver and GC settings: no relay, all else alike."""
+    env = {"BENCH_CLIENT": "service", "GEVENT_RESOLVER": "ares", **(service_env or {})}
+    return _flask("gevent", upstream_url, log_dir, cpus, 1, name="flask-floor", extra_env=env)
+
+
 SERVERS: dict[str, Callable[..., Child]] = {
     "service": service, "fastapi": fastapi_ref, "flask-gevent": flask_gevent, "flask-gthread": flask_gthread,
+    "flask-floor": flask_floor,
 }

@@ -3,19 +3,31 @@
 No relay, no heartbeats, no disconnect handling: the simplest correct
 Flask streaming view. The harness serves it with gunicorn ``-k gevent``
 (b) and ``-k gthread`` (c), one worker each.
+
+With ``BENCH_CLIENT=service`` the same view streams the service's own model
+and the worker tunes its garbage collector as the service's does
+(``flask-floor``): what HTTP serving alone costs over the bare ceiling,
+the floor under the service's relay.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 from flask import Flask, Response, jsonify, request, stream_with_context
 from langchain_core.messages import HumanMessage
 
-from bench.apps import chat_model
+from bench.apps import chat_model, service_chat_model
 
 app = Flask(__name__)
-llm = chat_model()
+if os.environ.get("BENCH_CLIENT") == "service":
+    from webapp.server import tune_gc
+
+    llm = service_chat_model()
+    tune_gc()  # imported in the worker after fork, as post_worker_init runs it for the service
+else:
+    llm = chat_model()
 
 
 @app.get("/healthz")
