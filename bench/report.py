@@ -347,7 +347,10 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
     lines += [f"| {t['target']} | {t['where']} | {t['measured']} | **{_verdict(t['passed'])}** |" for t in targets(results)]
     lines += ["", "## All apps side by side", "",
               f"Upstream: {s['tokens']} tokens per answer, one every {s['interval'] * 1000:g} ms. Closed loop: C users each "
-              f"start their next stream as soon as the last one ends, for {s['duration']:g} s per (app, C); one worker per app"
+              f"start their next stream as soon as the last one ends, for {s['duration']:g} s per (app, C)"
+              + (f" ({s['judged_duration']:g} s at C={s['target_c']}, so that every app's users start a second stream and "
+                 "TTFT includes new streams waiting behind running ones)" if s.get("judged_duration", s["duration"]) != s["duration"] else "")
+              + "; one worker per app"
               + (f", pinned to CPU {m['app_cpus']} while upstream and load run on CPU {m['load_cpus']}." if m.get("app_cpus") else ".")
               + " Apps in the order measured, one at a time, in the same run.", ""]
     lines += sweep_table(results)

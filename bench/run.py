@@ -38,6 +38,10 @@ class Settings:
     tokens: int = 50
     interval: float = 0.02
     duration: float = 6.0
+    # At the judged C the closed loop runs longer: a slow app's stream lasts about 7 s there, and in a
+    # 6 s loop its users never start a second one, so its TTFT would sample only the first burst,
+    # never a new stream waiting behind running ones (what the TTFT target is about).
+    judged_duration: float = 15.0
     apps: list[str] = field(default_factory=lambda: [*TARGETS, *PSEUDO_APPS])
     target_c: int = 400  # where the issue's ratios are judged
     target_rounds: int = 3  # rounds of service / FastAPI / ceiling at target_c (the sweep is round 1); verdicts use medians
@@ -59,10 +63,10 @@ class Settings:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
-    "quick": dict(concurrency=[1, 50, 400], tokens=20, duration=1.5, target_rounds=1, scale_streams=500, scale_tokens=8,
+    "quick": dict(concurrency=[1, 50, 400], tokens=20, duration=1.5, judged_duration=1.5, target_rounds=1, scale_streams=500, scale_tokens=8,
                   apps=[*(name for name in TARGETS if name != "flask-floor"), *PSEUDO_APPS],  # the breakdown: full runs
                   scale_ramp=0.5, cold_concurrency=50, cold_bursts=2, cold_boots=1, profile_seconds=5.0, stream_timeout=60.0),
-    "smoke": dict(concurrency=[5], tokens=5, interval=0.01, duration=1.0, apps=["service", "service-sse"], target_c=5, target_rounds=1,
+    "smoke": dict(concurrency=[5], tokens=5, interval=0.01, duration=1.0, judged_duration=1.0, apps=["service", "service-sse"], target_c=5, target_rounds=1,
                   scale_streams=0, cold_concurrency=0, upstream_check=False, stream_timeout=20.0),
 }
 
@@ -213,18 +217,20 @@ class Bench:
         return result
 
     def ceiling(self, concurrency: int, *, burst: bool = False, ramp: float = 0.0, tokens: int | None = None,
-                interval: float | None = None, through: str = "model", client: str = "service") -> dict[str, Any]:
+                interval: float | None = None, through: str = "model", client: str = "service",
+                duration: float | None = None) -> dict[str, Any]:
         """The bare client in one process on the apps' CPU: closed loop like the sweep, or one burst."""
+        duration = duration or self.s.duration
         self.wait_idle()
         self.wait_quiet()
         self.upstream_stats(reset=True)
-        command = [PYTHON, "-m", "bench.ceiling", "--concurrency", str(concurrency), "--duration", str(self.s.duration),
+        command = [PYTHON, "-m", "bench.ceiling", "--concurrency", str(concurrency), "--duration", str(duration),
                    "--tokens", str(tokens or self.s.tokens), "--stream-timeout", str(self.s.stream_timeout),
                    "--interval", str(interval or self.s.interval), "--through", through, "--client", client]
         if burst:
             command += ["--burst", "--ramp", str(ramp)]
         busy0, children0, started = (busy_seconds(self.app_cpu) if self.app_cpu is not None else 0.0), children_cpu_seconds(), time.monotonic()
-        result = run_json(command, out=self.scratch, timeout=self.s.duration + ramp + self.s.stream_timeout + 90,
+        result = run_json(command, out=self.scratch, timeout=duration + ramp + self.s.stream_timeout + 90,
                           env=clean_env(self.upstream_url, self.s.service_env), cpus=self.app_cpus)
         result["foreign_cpu_pct"] = self.foreign(busy0, children_cpu_seconds() - children0, time.monotonic() - started)
         result["app_cpu_pct"] = round(100 * result["cpu_s"] / max(1e-9, result["wall_s"]), 1)
@@ -246,7 +252,7 @@ class Bench:
         on what the upstream can do, not its limit.
         """
         assert self.upstream is not None
-        c = min(self.s.concurrency, key=lambda x: (abs(x - self.s.target_c), -x))
+        c = self.judged_c
         log(f"upstream alone, C={c}")
         target = Target("upstream", "upstream", "/v1/chat/completions", "openai", "upstream alone")
         result = self.load(self.upstream, target, c, rss_pid=self.upstream.popen.pid if self.upstream.popen else 0)
@@ -267,7 +273,7 @@ class Bench:
                 self.warm_up(servers[target.server], target)
             for c in self.s.concurrency:
                 rows += self.round(c, targets, servers, "sweep")
-            judged = min(self.s.concurrency, key=lambda x: (abs(x - self.s.target_c), -x))
+            judged = self.judged_c
             judged_targets = [t for t in targets if t.name in ("service", "fastapi", "flask-floor")]
             for number in range(2, self.s.target_rounds + 1):
                 # Even rounds run the ceilings first: the machine's speed drifts, and a fixed
@@ -279,6 +285,14 @@ class Bench:
                 self.stop(server)
         return rows, rounds
 
+    @property
+    def judged_c(self) -> int:
+        """The swept C nearest ``target_c``, where the issue's ratios are judged."""
+        return min(self.s.concurrency, key=lambda x: (abs(x - self.s.target_c), -x))
+
+    def duration_at(self, c: int) -> float:
+        return self.s.judged_duration if c == self.judged_c else self.s.duration
+
     def round(self, c: int, targets: list[Target], servers: dict[str, Child], what: str,
               ceilings_first: bool = False) -> list[dict[str, Any]]:
         """Each target at C and each in-process loop at C, one after the other."""
@@ -288,7 +302,7 @@ class Bench:
             for target in targets:
                 server = servers[target.server]
                 log(f"{what} C={c} {target.name}")
-                row = self.load(server, target, c, rss_pid=server.worker_pid())
+                row = self.load(server, target, c, rss_pid=server.worker_pid(), duration=self.duration_at(c))
                 rows.append(row)
                 log(f"  {row['tokens_per_s']} tok/s, TTFT p99 {row['ttft_p99_ms']} ms, errors {row['error_total']}, "
                     f"cpu {row['app_cpu_pct']}%")
@@ -300,7 +314,7 @@ class Bench:
                                          (CEILING_STOCK, "model", "stock")):
                 if app in self.s.apps:
                     log(f"{what} C={c} {app}")
-                    row = self.ceiling(c, through=through, client=client)
+                    row = self.ceiling(c, through=through, client=client, duration=self.duration_at(c))
                     rows.append(row)
                     log(f"  {row['tokens_per_s']} tok/s")
             return rows
@@ -392,6 +406,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--tokens", type=int, help="tokens per stream in the sweep")
     parser.add_argument("--interval", type=float, help="seconds between upstream tokens in the sweep")
     parser.add_argument("--duration", type=float, help="seconds of closed-loop load per (app, C)")
+    parser.add_argument("--judged-duration", type=float, help="the same at the judged C (full: 15, so every app's users start a second stream; default: --duration if given)")
     parser.add_argument("--apps", help=f"comma-separated, from {', '.join([*TARGETS, *PSEUDO_APPS])}")
     parser.add_argument("--target-c", type=int, help="C at which the issue's ratios are judged (default 400)")
     parser.add_argument("--rounds", type=int, dest="target_rounds",
@@ -419,9 +434,11 @@ def parse_args(argv: list[str] | None) -> Settings:
         if unknown:
             parser.error(f"unknown apps: {', '.join(sorted(unknown))}")
         overrides["apps"] = apps
-    for name in ("tokens", "interval", "duration", "target_c", "target_rounds", "scale_streams", "scale_tokens", "scale_interval", "cold_concurrency"):
+    for name in ("tokens", "interval", "duration", "judged_duration", "target_c", "target_rounds", "scale_streams", "scale_tokens", "scale_interval", "cold_concurrency"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    if args.duration is not None and args.judged_duration is None:
+        overrides["judged_duration"] = args.duration  # one duration asked for: the same everywhere
     if args.profile is not None:
         overrides["profile_c"] = args.profile
     if args.no_upstream_check:
