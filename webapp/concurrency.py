@@ -85,18 +85,20 @@ class _GeventSignal:
 
 
 def short_lock() -> Any:
-    """A lock for critical sections that never block or switch: the C lock even under gevent.
+    """A lock for critical sections that never block or switch: a C lock even under gevent.
 
     gevent's patched ``threading.Lock`` is a Python-level semaphore, taken
     twice per token by the event log. An OS lock is safe under gevent only
-    where nothing inside it can switch greenlets (no I/O, no waits):
-    another greenlet of the same thread waiting on it would block the thread.
+    where nothing inside it can switch greenlets (no I/O, no waits). It is
+    the re-entrant kind, so that the one thing that can still run inside
+    such a section, a finalizer the garbage collector calls there, cannot
+    deadlock the whole worker by taking the same lock again.
     """
     if under_gevent():
         from gevent import monkey
 
-        return monkey.get_original("_thread", "allocate_lock")()
-    return threading.Lock()
+        return monkey.get_original("_thread", "RLock")()
+    return threading.RLock()
 
 
 def signal_factory() -> Callable[[], Signal]:

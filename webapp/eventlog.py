@@ -83,7 +83,7 @@ class MemoryEventLog:
 
     @staticmethod
     def _new_lock() -> Any:
-        """Nothing under this log's lock blocks, so it can be the cheap C lock (see ``short_lock``)."""
+        """Nothing under this log's lock blocks, so it can be a cheap C lock (see ``short_lock``)."""
         return short_lock()
 
     @property
