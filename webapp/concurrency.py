@@ -72,6 +72,9 @@ class _GeventSignal:
         if self._is_set:
             return True
         waiter = self._waiter = Waiter()
+        if self._is_set:  # set while the Waiter was built (a finalizer the allocation ran)
+            self._waiter = None
+            return True
         timer = None
         if timeout is not None:
             timer = self._loop.timer(max(timeout, 0.0))

@@ -103,12 +103,14 @@ class MemoryEventLog:
 
     def _append_locked(self, kind: str, data: dict[str, Any]) -> Event:
         """``append`` for a caller that holds the lock (subclasses add their storage here)."""
-        if self.finished:
-            raise LogClosedError(f"stream {self.stream_id} already ended")
         event = Event(len(self._events), kind, data)
-        self._events.append(event)
+        # Checked after building the event: an allocation can run a finalizer that ends this log
+        # (the lock is re-entrant), and from here on nothing allocates until the event is in.
+        if self.finished or event.seq != len(self._events):
+            raise LogClosedError(f"stream {self.stream_id} already ended")
         if kind in TERMINAL_KINDS:
-            self.finished_at = time.monotonic()
+            self.finished_at = time.monotonic()  # before the append: a lock-free reader that sees the end sees it finished
+        self._events.append(event)
         self._wake_readers()
         return event
 
@@ -147,6 +149,7 @@ class MemoryEventLog:
         wakeups = self._wakeups
         while True:
             with self._lock:
+                signal = self._new_signal()  # allocated before the checks, so nothing can slip in after them
                 if len(events) > seq + 1:
                     return events[seq + 1 :]
                 if self._wakeups != wakeups:
@@ -154,7 +157,6 @@ class MemoryEventLog:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
-                signal = self._new_signal()
                 self._waiting.append(signal)
             if not signal.wait(remaining):
                 with self._lock:

@@ -152,8 +152,11 @@ class MirroredLog(MemoryEventLog):
 
     @staticmethod
     def _new_lock() -> Any:
-        """Appends write to Redis under the lock, which switches greenlets: gevent's lock, not the C one."""
-        return threading.Lock()
+        """Appends write to Redis under the lock, which switches greenlets: gevent's lock, not the C one.
+
+        Re-entrant like the memory log's, for a finalizer that ends this log during the Redis write.
+        """
+        return threading.RLock()
 
     def _append_locked(self, kind: str, data: dict[str, Any]) -> Event:
         if self.finished:

@@ -104,14 +104,15 @@ class Relay:
         """Each ready batch of events framed by ``frame`` into one write; heartbeat comments between."""
         heartbeat = self.options.heartbeat_seconds or None
         beat = sse.HEARTBEAT_EVENT if self.options.heartbeat_events else sse.HEARTBEAT
-        for events in self._batches(heartbeat):
-            if not events:
-                self._heartbeats += 1
-                yield beat
-                continue
-            body = frame(events[0]) if len(events) == 1 else b"".join([frame(event) for event in events])
-            yield prefix + body if prefix else body
-            prefix = b""
+        with closing(self._batches(heartbeat)) as batches:  # its finally runs when we are closed, not in a finalizer
+            for events in batches:
+                if not events:
+                    self._heartbeats += 1
+                    yield beat
+                    continue
+                body = frame(events[0]) if len(events) == 1 else b"".join([frame(event) for event in events])
+                yield prefix + body if prefix else body
+                prefix = b""
         if self.outcome == "server_shutdown" and self.move_on_shutdown:
             yield sse.format_comment("server restarting: reconnect with Last-Event-ID to resume")
 

@@ -96,3 +96,15 @@ def test_under_gevent_many_readers_see_every_event_in_order() -> None:
     done = subprocess.run([sys.executable, "-c", GEVENT_READERS], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok 400"
+
+
+def test_a_finalizer_that_ends_the_log_inside_an_append_neither_deadlocks_nor_appends_after_the_end() -> None:
+    """The lock is re-entrant for what the garbage collector may run inside a section (a dropped relay's finally)."""
+    log = MemoryEventLog("s")
+    log.append("start", {})
+    with log._lock:  # an append in progress...
+        assert log.finish("error", {"error": {"type": "cancelled"}}) is True  # ...when a finalizer ends the log
+        with pytest.raises(LogClosedError):
+            log._append_locked("token", {"text": "late"})
+    assert [e.kind for e in log.read_after(-1, 0)] == ["start", "error"]
+    assert log.finished and log.last().kind == "error"
