@@ -33,6 +33,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import psutil  # noqa: E402
 
+from bench.report import median_of  # noqa: E402
 from webapp.eventlog import MemoryEventLog  # noqa: E402
 from webapp.generation import Generation  # noqa: E402
 from webapp.relay import Relay, RelayOptions  # noqa: E402
@@ -107,10 +108,7 @@ def relay_main(args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for _ in range(args.rounds):  # modes alternate inside each round, so drift falls on all of them
         rounds += [relay_cost(mode, args.concurrency, args.streams, args.tokens, args.interval) for mode in ("bare", "text", "sse")]
-    medians = {}
-    for mode in ("bare", "text", "sse"):
-        values = sorted(r["cpu_us_per_token"] for r in rounds if r["mode"] == mode)
-        medians[mode] = values[len(values) // 2]
+    medians = {mode: median_of([r for r in rounds if r["mode"] == mode], "cpu_us_per_token") for mode in ("bare", "text", "sse")}
     return {
         "measure": "relay", "concurrency": args.concurrency, "tokens": args.tokens, "interval_s": args.interval,
         "cpu_us_per_token": medians,

@@ -79,13 +79,17 @@ def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
     return median(values) if values else None
 
 
+def nearest_c(cs: Sequence[int], target: int) -> int:
+    """The C of ``cs`` nearest ``target`` (the higher on a tie): where the harness runs its rounds and the report judges."""
+    return min(cs, key=lambda c: (abs(c - target), -c))
+
+
 def judged_c(results: dict[str, Any]) -> int | None:
     """The swept C nearest the target C (400 unless the run said otherwise)."""
     cs = sorted({r["concurrency"] for r in results.get("sweep", [])})
     if not cs:
         return None
-    target = results["settings"].get("target_c", 400)
-    return min(cs, key=lambda c: (abs(c - target), -c))
+    return nearest_c(cs, results["settings"].get("target_c", 400))
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

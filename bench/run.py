@@ -288,7 +288,7 @@ class Bench:
     @property
     def judged_c(self) -> int:
         """The swept C nearest ``target_c``, where the issue's ratios are judged."""
-        return min(self.s.concurrency, key=lambda x: (abs(x - self.s.target_c), -x))
+        return report.nearest_c(self.s.concurrency, self.s.target_c)
 
     def duration_at(self, c: int) -> float:
         return self.s.judged_duration if c == self.judged_c else self.s.duration

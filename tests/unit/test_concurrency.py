@@ -1,10 +1,15 @@
-"""The client-socket check behind the disconnect watch."""
+"""The client-socket check behind the disconnect watch, the signal readers park on, and the short lock.
+
+The gevent hub works without monkey-patching, which these tests do not need.
+"""
 
 from __future__ import annotations
 
 import socket
 
-from webapp.concurrency import _peer_closed
+import gevent
+
+from webapp.concurrency import _GeventSignal, _peer_closed, short_lock
 
 
 def test_a_socket_with_nothing_to_read_is_not_a_client_that_left() -> None:
@@ -19,10 +24,6 @@ def test_a_socket_with_nothing_to_read_is_not_a_client_that_left() -> None:
 
 
 # -- the gevent signal the event log's readers park on ----------------------
-
-import gevent  # noqa: E402 - the hub works without monkey-patching, which these tests do not need
-
-from webapp.concurrency import _GeventSignal, short_lock  # noqa: E402
 
 
 def test_a_signal_set_before_the_wait_returns_at_once() -> None:

@@ -58,4 +58,3 @@ def test_stream_types_are_sdk_streams_of_dicts_or_of_chunk_models() -> None:
     typed = StreamingCompletions(_Completions(), raw_chunks=False)._stream_type
     assert raw == ReusableStream[object] and typed == ReusableStream[ChatCompletionChunk]
     assert issubclass(ReusableStream, openai.Stream)
-
