@@ -96,7 +96,10 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, worker=worker)
+    from webapp.agent import build_agent  # langchain's create_agent: the service needs it, the library does not
+
+    agent = build_agent(model, settings.agent_slow_tool_seconds)
+    app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, agent=agent, worker=worker)
     Streaming(
         app,
         heartbeat_seconds=settings.heartbeat_seconds,
@@ -117,10 +120,11 @@ def create_app(
     install_request_ids(app)
     require_api_keys(app, settings.api_keys)
 
-    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams
+    from webapp.api import agent as agent_api, chat, diagnostics, health, openai_compat, playground, streams
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
+    app.register_blueprint(agent_api.bp)
     app.register_blueprint(diagnostics.bp)
     app.register_blueprint(openai_compat.bp)
     app.register_blueprint(streams.bp)

@@ -110,29 +110,27 @@ def signal_factory() -> Callable[[], Signal]:
 
 
 class Task(Protocol):
+    greenlet: Any  # the greenlet that runs it, or None for a thread
+
     def kill(self) -> None: ...
     def join(self, timeout: float | None = None) -> None: ...
-    @property
-    def interruptible(self) -> bool: ...
 
 
 class _GreenletTask:
-    interruptible = True
-
     def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
         import gevent
 
-        self._greenlet = gevent.spawn(fn, *args)
+        self.greenlet = gevent.spawn(fn, *args)
 
     def kill(self) -> None:
-        self._greenlet.kill(block=False)
+        self.greenlet.kill(block=False)
 
     def join(self, timeout: float | None = None) -> None:
-        self._greenlet.join(timeout)
+        self.greenlet.join(timeout)
 
 
 class _ThreadTask:
-    interruptible = False
+    greenlet = None
 
     def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
         self._thread = threading.Thread(target=fn, args=args, daemon=True, name=getattr(fn, "__name__", "task"))

@@ -124,6 +124,7 @@ class Settings:
     upstream_max_connections: int = 10_000
     upstream_raw_chunks: bool = True
     scripted_ttft_ms: int = 300
+    agent_slow_tool_seconds: float = 3.0
     scripted_interval_ms: int = 40
     allow_sync_worker: bool = False
     log_format: str = "json"
@@ -185,6 +186,8 @@ SETTINGS: dict[str, Setting] = {
                                    "Hand ChatOpenAI each streamed chunk as the wire's JSON object instead of an SDK model it converts straight back (halves the CPU per token). `false` restores the SDK's path."),
     "scripted_ttft_ms": Setting("WEBAPP_SCRIPTED_TTFT_MS", _int(0, 600_000), "Scripted model: delay before the first token."),
     "scripted_interval_ms": Setting("WEBAPP_SCRIPTED_INTERVAL_MS", _int(0, 60_000), "Scripted model: delay between tokens."),
+    "agent_slow_tool_seconds": Setting("WEBAPP_AGENT_SLOW_TOOL_SECONDS", _float(0, 30),
+                                       "Demo agent: how long its `slow_lookup` tool takes when the model does not say (a tool pause for proxies to survive)."),
     "allow_sync_worker": Setting("WEBAPP_ALLOW_SYNC_WORKER", _bool,
                                  "Boot under gunicorn's `sync` worker anyway (it kills streams longer than `timeout`). Default: refuse."),
     "log_format": Setting("WEBAPP_LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "text")),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -21,39 +20,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from webapp.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
 from webapp.concurrency import Task, spawn, under_gevent
 from webapp.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
+from webapp.events import StreamEvents
+from webapp.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
 from webapp.metrics import metrics
 from webapp.shutdown import SHUTDOWN
 
 log = logging.getLogger(__name__)
-
-
-def chunk_text(chunk: Any) -> str:
-    """The text a streamed chunk adds: message chunks, strings, or dicts with text.
-
-    Message chunks give their text content (content blocks of other types,
-    such as tool calls, add nothing); strings are themselves; a dict gives
-    its ``"text"``, ``"content"``, ``"answer"`` or ``"output"`` value, the
-    first that is present, recursively.
-    """
-    if chunk is None:
-        return ""
-    if isinstance(chunk, str):
-        return chunk
-    content = getattr(chunk, "content", None)  # message chunks first: one per token
-    if isinstance(content, str):
-        return content
-    if isinstance(chunk, abc.Mapping):
-        for key in ("text", "content", "answer", "output"):
-            if key in chunk:
-                return chunk_text(chunk[key])
-        return ""
-    if isinstance(content, list):
-        return "".join(
-            part if isinstance(part, str) else str(part.get("text", ""))
-            for part in content
-            if isinstance(part, str) or (isinstance(part, abc.Mapping) and part.get("type") == "text")
-        )
-    return ""
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
@@ -94,7 +66,14 @@ class StreamStats:
     reported_finish: bool = False
 
     def token(self) -> None:
-        """Count a token: its time, the gap since the last, and the metrics when a batch is full."""
+        """Count a text token: its time, the gap since the last output, and the metrics when a batch is full."""
+        self.output()
+        self.tokens += 1
+        if self.tokens - self.tokens_reported >= TOKENS_PER_METRICS_UPDATE:
+            self.report_tokens()
+
+    def output(self) -> None:
+        """Any output the client sees progress by (text, reasoning, a tool call's fragment): first time and gaps."""
         now = time.monotonic()
         if self.first_token_at is None:
             self.first_token_at = now
@@ -102,9 +81,6 @@ class StreamStats:
         elif self.last_token_at is not None and now - self.last_token_at > self.max_gap:
             self.max_gap = now - self.last_token_at
         self.last_token_at = now
-        self.tokens += 1
-        if self.tokens - self.tokens_reported >= TOKENS_PER_METRICS_UPDATE:
-            self.report_tokens()
 
     def report_tokens(self) -> None:
         metrics().generation_tokens(self.tokens - self.tokens_reported)
@@ -127,6 +103,9 @@ class StreamStats:
             "duration_ms": round((time.monotonic() - self.started) * 1000),
         }
 
+
+# Events that show the run progressing, besides text tokens: they count for time to first output and gaps.
+_PROGRESS_KINDS = frozenset({"reasoning", "tool_call", "tool_call_delta"})
 
 CANCELLED = {"error": {"type": "cancelled", "message": "The stream was cancelled.", "retryable": False}}
 ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the stream.", "retryable": False}}
@@ -170,8 +149,13 @@ class Generation:
         # a thread cannot be interrupted, so it checks a flag at each token through this callback,
         # which costs a LangChain callback dispatch per token.
         self.config = config or {}
+        self.graph = is_graph(runnable)
+        self._task_greenlets: TaskGreenlets | None = None
         if not under_gevent():
             self.config = with_handler(self.config, CancelOnNextEvent(self._cancel))
+        elif self.graph:  # a graph runs its nodes and tools in greenlets of their own: remember them to kill them
+            self._task_greenlets = TaskGreenlets()
+            self.config = with_handler(self.config, self._task_greenlets)
         self.stats = StreamStats()
         self.outcome: str | None = None
         self._task: Task | None = None
@@ -184,10 +168,6 @@ class Generation:
     @property
     def stream_id(self) -> str:
         return self.log.stream_id
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self.log.finished
 
     def start(self) -> "Generation":
         with self._lock:
@@ -240,6 +220,8 @@ class Generation:
         self._cancel.set()
         if self._task is not None:
             self._task.kill()
+            if self._task_greenlets is not None:
+                self._task_greenlets.kill(spare=self._task.greenlet)
         try:
             if self.log.finish("error", body):
                 self.outcome = self.outcome or outcome
@@ -251,24 +233,40 @@ class Generation:
         if self._task is not None:
             self._task.join(timeout)
 
+    def _stream(self) -> Iterator[Any]:
+        if self.graph:
+            return iter(self.runnable.stream(self.input, config=self.config, stream_mode=list(STREAM_MODES)))
+        return iter(self.runnable.stream(self.input, config=self.config))
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        """One event for the log; what the client sees progress by is counted."""
+        if kind == "token":
+            self.stats.token()
+        elif kind in _PROGRESS_KINDS:
+            self.stats.output()
+        self.log.append(kind, data)
+
+    def _end_data(self, events: StreamEvents) -> dict[str, Any]:
+        finish_reason = events.finish_reason or "stop"
+        if isinstance(events, GraphEvents) and events.interrupted:
+            finish_reason = "interrupt"
+        end: dict[str, Any] = {"finish_reason": finish_reason, "tokens": self.stats.tokens, "usage": dict(events.usage or {})}
+        if events.tool_calls and not self.graph:  # a bare model that asked for tools: the caller runs them
+            end["tool_calls"] = events.tool_calls
+        return end
+
     def _produce(self) -> None:
-        finish_reason: str | None = None
-        usage: dict[str, Any] | None = None
         iterator: Iterator[Any] | None = None
+        events = GraphEvents(self._emit) if self.graph else StreamEvents(self._emit)
         try:
-            iterator = iter(self.runnable.stream(self.input, config=self.config))
-            for chunk in iterator:
+            iterator = self._stream()
+            for item in iterator:
                 if self._cancel.is_set():
                     break
-                text = chunk_text(chunk)
-                metadata = getattr(chunk, "response_metadata", None) or {}
-                finish_reason = metadata.get("finish_reason") or finish_reason
-                usage = getattr(chunk, "usage_metadata", None) or usage
-                if text:
-                    self.stats.token()
-                    self.log.append("token", {"text": text})
+                events.feed(item)
             else:
-                end = {"finish_reason": finish_reason or "stop", "tokens": self.stats.tokens, "usage": dict(usage or {})}
+                events.close()
+                end = self._end_data(events)
                 self.stats.finished()  # a client that saw `end` and scrapes /metrics finds every token counted
                 if self.log.finish("end", end):
                     self.outcome = "completed"

@@ -2,9 +2,12 @@
 
 Accepts the fields common clients send (``model``, ``messages`` with string
 or text-part content, ``temperature``, ``top_p``, ``max_tokens`` /
-``max_completion_tokens``, ``stop``, ``stream``, ``stream_options``, ``n=1``)
+``max_completion_tokens``, ``stop``, ``stream``, ``stream_options``, ``n=1``,
+and function calling: ``tools``, ``tool_choice``, ``parallel_tool_calls``,
+assistant messages with ``tool_calls`` and ``tool`` messages answering them)
 and ignores the rest, as OpenAI-compatible servers do. Anything malformed
-raises ``InvalidCompletionRequest`` naming the parameter.
+raises ``InvalidCompletionRequest`` naming the parameter. The messages come
+out as LangChain messages, ready for the model.
 """
 
 from __future__ import annotations
@@ -12,24 +15,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
 from webapp.chat_request import ChatLimits
+from webapp.openai_tools import InvalidCompletionRequest, parse_tool_calls, parse_tool_choice, parse_tools
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = ("system", "developer", "user", "assistant", "tool")
 
-
-class InvalidCompletionRequest(ValueError):
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
+__all__ = ["CompletionRequest", "InvalidCompletionRequest", "parse_completion_request"]
 
 
 @dataclass(frozen=True)
 class CompletionRequest:
     model: str
-    messages: list[tuple[str, str]]
+    messages: list[BaseMessage]
     stream: bool = False
     include_usage: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # temperature, top_p, max_tokens, stop: for the model
+    tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI's format, for bind_tools
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
@@ -50,7 +55,7 @@ def _whole(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
     return value
 
 
-def _content(value: Any, where: str, limits: ChatLimits) -> str:
+def _content(value: Any, where: str, limits: ChatLimits, *, may_be_empty: bool = False) -> str:
     if isinstance(value, list):
         parts = []
         for index, part in enumerate(value):
@@ -60,7 +65,7 @@ def _content(value: Any, where: str, limits: ChatLimits) -> str:
         value = "".join(parts)
     if not isinstance(value, str):
         raise InvalidCompletionRequest(f"{where} must be a string or a list of text parts", where)
-    if not value.strip():
+    if not value.strip() and not may_be_empty:
         raise InvalidCompletionRequest(f"{where} must not be empty", where)
     if len(value) > limits.max_message_chars:
         raise InvalidCompletionRequest(f"{where} is longer than {limits.max_message_chars} characters", where)
@@ -87,15 +92,12 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
         raise InvalidCompletionRequest("messages must be a non-empty list", "messages")
     if len(messages) > limits.max_messages:
         raise InvalidCompletionRequest(f"messages has more than {limits.max_messages} items", "messages")
-    pairs = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise InvalidCompletionRequest(f"{where} must be an object", where)
-        role = message.get("role")
-        if not isinstance(role, str) or role not in ROLES:
-            raise InvalidCompletionRequest(f"{where}.role must be one of {', '.join(ROLES)} (tools are not supported)", f"{where}.role")
-        pairs.append((ROLES[role], _content(message.get("content"), f"{where}.content", limits)))
+    tools = parse_tools(body.get("tools"))
+    tool_choice = parse_tool_choice(body.get("tool_choice"), tools)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise InvalidCompletionRequest("parallel_tool_calls must be true or false", "parallel_tool_calls")
+    converted = _messages(messages, limits)
 
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -118,4 +120,55 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
     stop = _stop(body.get("stop"))
     if stop:
         params["stop"] = stop
-    return CompletionRequest(model.strip(), pairs, stream, bool(options.get("include_usage")), params)
+    return CompletionRequest(
+        model.strip(), converted, stream, bool(options.get("include_usage")), params, tools, tool_choice, parallel
+    )
+
+
+def _messages(messages: list[Any], limits: ChatLimits) -> list[BaseMessage]:
+    """The conversation as LangChain messages; every tool call answered, every answer to a known call."""
+    converted: list[BaseMessage] = []
+    waiting: dict[str, str] = {}  # tool_call_id -> tool name, for the calls not yet answered
+    asked_at = -1  # the assistant message whose calls are waiting
+    answered: set[str] = set()
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise InvalidCompletionRequest(f"{where} must be an object", where)
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            raise InvalidCompletionRequest(f"{where}.role must be one of {', '.join(ROLES)}", f"{where}.role")
+        if waiting and role != "tool":
+            raise InvalidCompletionRequest(
+                f"messages[{asked_at}].tool_calls must each be answered by a tool message before {where}", f"messages[{asked_at}].tool_calls"
+            )
+        if role == "tool":
+            converted.append(_tool_message(message, where, limits, waiting, answered))
+        elif role == "assistant":
+            calls = parse_tool_calls(message.get("tool_calls"), f"{where}.tool_calls")
+            content = message.get("content")
+            text = "" if calls and content in (None, "") else _content(content, f"{where}.content", limits)
+            for position, call in enumerate(calls):
+                if call["id"] in waiting or call["id"] in answered:
+                    raise InvalidCompletionRequest(f"{where}.tool_calls[{position}].id is not unique", f"{where}.tool_calls[{position}].id")
+                waiting[call["id"]] = call["name"]  # type: ignore[index]
+            asked_at = index
+            converted.append(AIMessage(content=text, tool_calls=calls))
+        else:
+            text = _content(message.get("content"), f"{where}.content", limits)
+            converted.append(HumanMessage(text) if role == "user" else SystemMessage(text))
+    if waiting:
+        raise InvalidCompletionRequest(f"messages[{asked_at}].tool_calls must each be answered by a tool message", f"messages[{asked_at}].tool_calls")
+    return converted
+
+
+def _tool_message(message: dict[str, Any], where: str, limits: ChatLimits, waiting: dict[str, str], answered: set[str]) -> ToolMessage:
+    call_id = message.get("tool_call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidCompletionRequest(f"{where}.tool_call_id must be the id of a call the assistant made", f"{where}.tool_call_id")
+    if call_id not in waiting:
+        why = "was answered already" if call_id in answered else "names no call of the assistant message before it"
+        raise InvalidCompletionRequest(f"{where}.tool_call_id {why}", f"{where}.tool_call_id")
+    content = _content(message.get("content"), f"{where}.content", limits, may_be_empty=True)
+    answered.add(call_id)
+    return ToolMessage(content, tool_call_id=call_id, name=waiting.pop(call_id))

@@ -4,7 +4,10 @@ A real ``BaseChatModel`` (``_generate`` and ``_stream``), so it goes through
 LangChain's own ``stream()``/``invoke()`` machinery, callbacks included.
 It is deterministic: the same prompt and knobs give the same tokens at the
 same pace. It answers with readable text built from the prompt, and can
-wait before the first token, pause at token K, or fail at token K.
+wait before the first token, pause at token K, or fail at token K. Bound to
+tools (``bind_tools``, as ``create_agent`` does), it calls them the way
+OpenAI streams calls, and answers from their results once they are back
+(``webapp.tool_script`` decides which and with what).
 ``time.sleep`` is cooperative under gevent, so its pauses block nobody.
 """
 
@@ -13,13 +16,22 @@ from __future__ import annotations
 import itertools
 import time
 import zlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from pydantic import Field
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel, Field
+
+from webapp.tool_script import PlannedCall, answer_from_results, plan_tool_calls
+
+# A tool call's JSON arguments are streamed in fragments of this many characters, as providers do.
+ARGUMENT_FRAGMENT_CHARS = 8
 
 _SENTENCES = (
     "The scripted model streams this answer word by word, with no key and no network.",
@@ -42,6 +54,22 @@ def _last_user_text(messages: list[BaseMessage]) -> str:
         if message.type == "human":
             return message.text if isinstance(message.text, str) else str(message.content)
     return ""
+
+
+def _tool_results(messages: list[BaseMessage]) -> list[tuple[str, str]]:
+    """The tool results the conversation ends with, as (tool name, output): the model answers from them."""
+    results: list[tuple[str, str]] = []
+    for message in reversed(messages):
+        if not isinstance(message, ToolMessage):
+            break
+        output = message.content if isinstance(message.content, str) else str(message.content)
+        results.append((message.name or "tool", output))
+    return results[::-1]
+
+
+def _words(text: str) -> list[str]:
+    words = text.split()
+    return [word if i == 0 else " " + word for i, word in enumerate(words)]
 
 
 def _word_count(messages: list[BaseMessage]) -> int:
@@ -106,7 +134,14 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        tokens = script_tokens(_last_user_text(messages), self.tokens)
+        tools = kwargs.get("tools") or []
+        results = _tool_results(messages)
+        if tools and not results and kwargs.get("tool_choice") != "none":
+            prompt = _last_user_text(messages)
+            calls = plan_tool_calls(prompt, tools, kwargs.get("tool_choice"), kwargs.get("parallel_tool_calls"), salt=len(messages))
+            yield from self._stream_calls(calls, messages)
+            return
+        tokens = _words(answer_from_results(results)) if results else script_tokens(_last_user_text(messages), self.tokens)
         finish_reason = "stop"
         if stop:  # end before the first stop sequence, as providers do
             text = "".join(tokens)
@@ -129,18 +164,59 @@ class ScriptedChatModel(BaseChatModel):
             raise ScriptedModelError(f"scripted failure after {len(tokens)} tokens")
         if self.pause_at is not None and self.pause_at >= len(tokens) and self.pause:
             time.sleep(self.pause)
+        yield self._last_chunk(messages, len(tokens), finish_reason)
+
+    def _stream_calls(self, calls: list[PlannedCall], messages: list[BaseMessage]) -> Iterator[ChatGenerationChunk]:
+        """Each call's first fragment (id and name), then its arguments in pieces, interleaved by index."""
+        time.sleep(self.ttft)
+        for index, call in enumerate(calls):
+            fragment = {"index": index, "id": call.id, "name": call.name, "args": "", "type": "tool_call_chunk"}
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[fragment]))
+        pieces = [
+            [call.arguments[i : i + ARGUMENT_FRAGMENT_CHARS] for i in range(0, len(call.arguments), ARGUMENT_FRAGMENT_CHARS)]
+            for call in calls
+        ]
+        sent = 0
+        for step in range(max(map(len, pieces), default=0)):
+            for index, call_pieces in enumerate(pieces):
+                if step < len(call_pieces):
+                    if sent == self.fail_at:
+                        raise ScriptedModelError(f"scripted failure after {sent} fragments")
+                    time.sleep(self.interval)
+                    fragment = {"index": index, "id": None, "name": None, "args": call_pieces[step], "type": "tool_call_chunk"}
+                    yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[fragment]))
+                    sent += 1
+        yield self._last_chunk(messages, sum(map(len, pieces)), "tool_calls")
+
+    def _last_chunk(self, messages: list[BaseMessage], output_tokens: int, finish_reason: str) -> ChatGenerationChunk:
         prompt_tokens = _word_count(messages)
-        yield ChatGenerationChunk(
+        return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
                 usage_metadata={
                     "input_tokens": prompt_tokens,
-                    "output_tokens": len(tokens),
-                    "total_tokens": prompt_tokens + len(tokens),
+                    "output_tokens": output_tokens,
+                    "total_tokens": prompt_tokens + output_tokens,
                 },
                 response_metadata={"finish_reason": finish_reason, "model_name": self.model_name},
             )
         )
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type[BaseModel] | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The model with tools it may call (OpenAI's format), as ``create_agent`` and ``/v1`` bind them."""
+        params: dict[str, Any] = {"tools": [convert_to_openai_tool(tool) for tool in tools]}
+        if tool_choice is not None:
+            params["tool_choice"] = tool_choice
+        if parallel_tool_calls is not None:
+            params["parallel_tool_calls"] = parallel_tool_calls
+        return self.bind(**params)
 
     def _generate(
         self,

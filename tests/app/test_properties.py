@@ -13,7 +13,9 @@ from tests.conftest import FAST_SCRIPTED
 from webapp import create_app
 from webapp.sse import ServerSentEvent, parse_stream
 
-APP = create_app({**FAST_SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "0", "WEBAPP_MAX_MESSAGE_CHARS": "2000"}, environ={})
+APP = create_app(
+    {**FAST_SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "0", "WEBAPP_MAX_MESSAGE_CHARS": "2000", "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "0"}, environ={}
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
@@ -54,6 +56,35 @@ completion_bodies = st.one_of(
 )
 
 
+tool_names = st.sampled_from(["get_weather", "calculate", "bad name", ""]) | json_values
+tools = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["function", "other"]) | json_values,
+         "function": st.fixed_dictionaries({"name": tool_names}, optional={"parameters": json_values, "strict": json_values}) | json_values}
+    ) | json_values,
+    max_size=3,
+)
+calls = st.lists(
+    st.fixed_dictionaries({"id": st.sampled_from(["call_1", "call_2"]) | json_values, "type": st.just("function"),
+                           "function": st.fixed_dictionaries({"name": tool_names, "arguments": st.sampled_from(["{}", '{"a": 1}', "{", "[]"]) | json_values})}),
+    max_size=2,
+)
+tool_messages = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"role": st.just("user"), "content": words}),
+        st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none() | words, "tool_calls": calls}),
+        st.fixed_dictionaries({"role": st.just("tool"), "content": st.text(max_size=20) | json_values,
+                               "tool_call_id": st.sampled_from(["call_1", "call_2"]) | json_values}),
+    ),
+    min_size=1, max_size=5,
+)
+tool_bodies = st.fixed_dictionaries(
+    {"model": st.just("m"), "messages": tool_messages},
+    optional={"tools": tools, "tool_choice": st.sampled_from(["auto", "none", "required"]) | json_values,
+              "parallel_tool_calls": st.booleans() | json_values, "stream": st.booleans()},
+)
+
+
 def check_response(client: FlaskClient, path: str, data: bytes) -> None:
     response = client.post(path, data=data, content_type="application/json")
     event(f"{path} -> {response.status_code}")
@@ -64,7 +95,7 @@ def check_response(client: FlaskClient, path: str, data: bytes) -> None:
         return
     if response.mimetype == "application/json":
         assert response.json["object"] == "chat.completion"
-    elif path == "/api/chat/events":
+    elif path in ("/api/chat/events", "/api/agent/events"):
         events = [e for e in parse_stream([response.data]) if isinstance(e, ServerSentEvent)]
         assert events[0].event == "start" and events[-1].event == "end"
     else:
@@ -89,8 +120,20 @@ def test_chat_completions_answer_any_json_body(body: Any) -> None:
     check_response(APP.test_client(), "/v1/chat/completions", json.dumps(body).encode())
 
 
+@SETTINGS
+@given(body=tool_bodies)
+def test_chat_completions_answer_any_tools_and_tool_messages(body: Any) -> None:
+    check_response(APP.test_client(), "/v1/chat/completions", json.dumps(body).encode())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=chat_bodies)
+def test_the_agent_answers_any_json_body(body: Any) -> None:
+    check_response(APP.test_client(), "/api/agent/events", json.dumps(body).encode())
+
+
 @settings(max_examples=100, deadline=None)
 @given(raw=st.binary(max_size=200))
 def test_any_bytes_get_a_json_error_not_a_crash(raw: bytes) -> None:
-    for path in ("/api/chat/events", "/v1/chat/completions", "/api/chat/stream", "/api/chat"):
+    for path in ("/api/chat/events", "/v1/chat/completions", "/api/chat/stream", "/api/chat", "/api/agent/events"):
         check_response(APP.test_client(), path, raw)

@@ -2,8 +2,11 @@
 
 The app under test talks to it with the real ``ChatOpenAI`` and openai
 client. A test sets ``upstream.script`` to shape the next answers: timing,
-a pause, an HTTP error status before the stream, or a dropped connection
-mid-stream. Each request is recorded with the tokens it sent and when its
+a pause, an HTTP error status before the stream, a dropped connection
+mid-stream, or tool calls (when the request offers tools and does not end
+with a tool result), streamed as OpenAI does: each call's first fragment
+with its id and name, then its arguments in fragments, parallel calls
+interleaved by index, and ``finish_reason: "tool_calls"``. Each request is recorded with the tokens it sent and when its
 client closed the connection; during waits the server watches the socket,
 so a client that leaves during a pause is seen at once, as a real provider
 would see it.
@@ -34,6 +37,8 @@ class Script:
     drop_at: int | None = None  # close the connection after this many tokens
     hold_after_done: float = 0.0  # wait this long between `data: [DONE]` and the end of the response
     close_after: bool = False  # close the connection after the response instead of keeping it alive
+    tool_calls: tuple[tuple[str, str], ...] = ()  # (name, arguments as JSON text) to call when tools are offered
+    args_fragment: int = 6  # characters of arguments per streamed fragment
 
 
 def token_text(index: int) -> str:
@@ -42,6 +47,17 @@ def token_text(index: int) -> str:
 
 def answer_text(tokens: int) -> str:
     return "".join(token_text(i) for i in range(tokens))
+
+
+def call_id(request_number: int, index: int) -> str:
+    """The id the upstream gives call ``index`` of its ``request_number``-th request (from 1)."""
+    return f"call_{request_number}_{index}"
+
+
+def wants_tool_calls(body: dict[str, Any], script: Script) -> bool:
+    """Tools offered, calls scripted, and the conversation does not end with the tools' results."""
+    messages = body.get("messages") or [{}]
+    return bool(script.tool_calls and body.get("tools") and messages[-1].get("role") != "tool")
 
 
 @dataclass
@@ -84,16 +100,17 @@ class _Handler(BaseHTTPRequestHandler):
         script = upstream.script
         record = UpstreamRequest(body=body, peer=self.client_address[:2])
         upstream.requests.append(record)
+        number = len(upstream.requests)
         try:
             if script.fail_status:
                 headers = {"Retry-After": "0"} if script.fail_status == 429 else {}
                 self._json(script.fail_status, {"error": {"message": "scripted failure", "type": "server_error"}}, headers)
             elif body.get("stream"):
-                self._stream(body, script, record)
+                self._stream(body, script, record, number)
             else:
                 self._wait(script.ttft + script.interval * script.tokens, record)
                 record.tokens_sent = script.tokens
-                self._json(200, self._completion(body, script))
+                self._json(200, self._completion(body, script, number))
         except _ClientGone:
             record.client_closed_at = time.monotonic()
             self.close_connection = True
@@ -125,15 +142,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _event(self, payload: Any) -> None:
         self._write_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
-    def _stream(self, body: dict[str, Any], script: Script, record: UpstreamRequest) -> None:
+    def _stream(self, body: dict[str, Any], script: Script, record: UpstreamRequest, number: int) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         model = body.get("model", "upstream-model")
-        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        base = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
         self._wait(script.ttft, record)
+        if wants_tool_calls(body, script):
+            self._stream_calls(base, script, record, number)
+            self._finish(body, base, script, record, "tool_calls")
+            return
         for index in range(script.tokens):
             if index == script.drop_at:
                 self.close_connection = True
@@ -145,7 +166,26 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wait(script.interval, record)
             self._event({**base, "choices": [{"index": 0, "delta": {"content": token_text(index)}, "finish_reason": None}]})
             record.tokens_sent += 1
-        self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        self._finish(body, base, script, record, "stop")
+
+    def _stream_calls(self, base: dict[str, Any], script: Script, record: UpstreamRequest, number: int) -> None:
+        """Each call's first fragment (index, id, name), then the arguments, calls interleaved by index."""
+        def delta(call: dict[str, Any]) -> None:
+            self._event({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
+
+        size = script.args_fragment
+        pieces = [[args[i : i + size] for i in range(0, len(args), size)] for _, args in script.tool_calls]
+        for index, (name, _) in enumerate(script.tool_calls):
+            delta({"index": index, "id": call_id(number, index), "type": "function", "function": {"name": name, "arguments": ""}})
+        for step in range(max(map(len, pieces), default=0)):
+            for index, call_pieces in enumerate(pieces):
+                if step < len(call_pieces):
+                    self._wait(script.interval, record)
+                    delta({"index": index, "function": {"arguments": call_pieces[step]}})
+                    record.tokens_sent += 1
+
+    def _finish(self, body: dict[str, Any], base: dict[str, Any], script: Script, record: UpstreamRequest, finish_reason: str) -> None:
+        self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event({**base, "choices": [], "usage": self._usage(script)})
         self._write_chunk(b"data: [DONE]\n\n")
@@ -157,13 +197,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _usage(self, script: Script) -> dict[str, int]:
         return {"prompt_tokens": 5, "completion_tokens": script.tokens, "total_tokens": 5 + script.tokens}
 
-    def _completion(self, body: dict[str, Any], script: Script) -> dict[str, Any]:
+    def _completion(self, body: dict[str, Any], script: Script, number: int) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": answer_text(script.tokens)}
+        finish_reason = "stop"
+        if wants_tool_calls(body, script):
+            calls = [
+                {"id": call_id(number, i), "type": "function", "function": {"name": name, "arguments": args}}
+                for i, (name, args) in enumerate(script.tool_calls)
+            ]
+            message, finish_reason = {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
         return {
-            "id": "chatcmpl-test",
+            "id": f"chatcmpl-{number}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "upstream-model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(script.tokens)}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
             "usage": self._usage(script),
         }
 

@@ -14,6 +14,11 @@ from webapp.limits import StreamLimiter
 from webapp.openai_format import DONE, ChunkFormat, openai_usage
 from webapp.openai_request import InvalidCompletionRequest, parse_completion_request
 
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+ASKED = [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": None, "tool_calls": [CALL]}]
+ANSWER = {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+
 LIMITS = ChatLimits(max_messages=10, max_message_chars=100)
 USER = [{"role": "user", "content": "hi"}]
 
@@ -29,7 +34,7 @@ def test_a_full_request_is_parsed() -> None:
         "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
     })
     assert req.model == "gpt-x" and req.stream and req.include_usage
-    assert req.messages == [("system", "Be brief."), ("user", "ab")]
+    assert [(m.type, m.content) for m in req.messages] == [("system", "Be brief."), ("human", "ab")]
     assert req.params == {"temperature": 0.2, "top_p": 1.0, "max_tokens": 20, "stop": ["\n\n"]}
 
 
@@ -44,7 +49,7 @@ def test_a_full_request_is_parsed() -> None:
         ({"model": "m", "messages": []}, "messages"),
         ({"model": "m", "messages": [USER[0]] * 11}, "messages"),
         ({"model": "m", "messages": ["hi"]}, "messages[0]"),
-        ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"model": "m", "messages": [{"role": "function", "content": "x"}]}, "messages[0].role"),
         ({"model": "m", "messages": [{"role": None, "content": "x"}]}, "messages[0].role"),
         ({"model": "m", "messages": [{"role": "user", "content": ""}]}, "messages[0].content"),
         ({"model": "m", "messages": [{"role": "user", "content": None}]}, "messages[0].content"),
@@ -64,6 +69,70 @@ def test_a_full_request_is_parsed() -> None:
     ],
 )
 def test_bad_requests_name_the_parameter(body: Any, param: str | None) -> None:
+    with pytest.raises(InvalidCompletionRequest) as caught:
+        parse(body)
+    assert caught.value.param == param
+
+
+def test_tools_calls_and_results_are_parsed_into_langchain_messages() -> None:
+    req = parse({
+        "model": "m", "tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": False, "messages": [*ASKED, ANSWER, {"role": "user", "content": "thanks"}],
+    })
+    assert req.tools == [TOOL]
+    assert req.tool_choice == {"type": "function", "function": {"name": "get_weather"}} and req.parallel_tool_calls is False
+    assert [m.type for m in req.messages] == ["human", "ai", "tool", "human"]
+    assert req.messages[1].tool_calls == [{"id": "call_1", "name": "get_weather", "args": {"city": "Paris"}, "type": "tool_call"}]
+    assert (req.messages[2].tool_call_id, req.messages[2].name, req.messages[2].content) == ("call_1", "get_weather", "sunny")
+
+
+def with_tools(**fields: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [*ASKED, ANSWER], "tools": [TOOL], **fields}
+
+
+def call(**function: Any) -> dict[str, Any]:
+    return {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}", **function}}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (with_tools(tools={}), "tools"),
+        (with_tools(tools=[]), "tools"),
+        (with_tools(tools=[TOOL] * 129), "tools"),
+        (with_tools(tools=["get_weather"]), "tools[0]"),
+        (with_tools(tools=[{"type": "code_interpreter"}]), "tools[0]"),
+        (with_tools(tools=[{"type": "function", "function": {"name": "has space"}}]), "tools[0].function.name"),
+        (with_tools(tools=[{"type": "function", "function": {"name": "x" * 65}}]), "tools[0].function.name"),
+        (with_tools(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
+        (with_tools(tools=[TOOL, TOOL]), "tools[1].function.name"),
+        (with_tools(tools=[{"type": "function", "function": {"name": "f", "description": 3}}]), "tools[0].function.description"),
+        (with_tools(tools=[{"type": "function", "function": {"name": "f", "parameters": "{}"}}]), "tools[0].function.parameters"),
+        (with_tools(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]), "tools[0].function.parameters"),
+        (with_tools(tools=[{"type": "function", "function": {"name": "f", "strict": "yes"}}]), "tools[0].function.strict"),
+        (with_tools(tool_choice="always"), "tool_choice"),
+        (with_tools(tool_choice={"type": "function", "function": {"name": "nope"}}), "tool_choice"),
+        ({"model": "m", "messages": USER, "tool_choice": "auto"}, "tool_choice"),
+        (with_tools(parallel_tool_calls="yes"), "parallel_tool_calls"),
+        ({"model": "m", "messages": [ANSWER]}, "messages[0].tool_call_id"),
+        ({"model": "m", "messages": [*ASKED, {**ANSWER, "tool_call_id": "call_2"}]}, "messages[2].tool_call_id"),
+        ({"model": "m", "messages": [*ASKED, {**ANSWER, "tool_call_id": 7}]}, "messages[2].tool_call_id"),
+        ({"model": "m", "messages": [*ASKED, ANSWER, ANSWER]}, "messages[3].tool_call_id"),
+        ({"model": "m", "messages": [*ASKED, {**ANSWER, "content": {"x": 1}}]}, "messages[2].content"),
+        ({"model": "m", "messages": ASKED}, "messages[1].tool_calls"),
+        ({"model": "m", "messages": [*ASKED, {"role": "user", "content": "and?"}]}, "messages[1].tool_calls"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": []}]}, "messages[1].tool_calls"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [{"id": "c"}]}]}, "messages[1].tool_calls[0]"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments='{"city": ')]}]}, "messages[1].tool_calls[0].function.arguments"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments="[1]")]}]}, "messages[1].tool_calls[0].function.arguments"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments={"city": "x"})]}]}, "messages[1].tool_calls[0].function.arguments"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(name="bad name")]}]}, "messages[1].tool_calls[0].function.name"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [{**call(), "id": ""}]}]}, "messages[1].tool_calls[0].id"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(), call()]}]}, "messages[1].tool_calls[1].id"),
+        ({"model": "m", "messages": [USER[0], {"role": "assistant", "content": None}]}, "messages[1].content"),
+    ],
+)
+def test_bad_tool_definitions_calls_and_results_name_the_parameter(body: Any, param: str) -> None:
     with pytest.raises(InvalidCompletionRequest) as caught:
         parse(body)
     assert caught.value.param == param

@@ -18,7 +18,8 @@ from langchain_core.runnables import RunnableGenerator
 from webapp import sse
 from webapp.callbacks import AsyncCallbackError, SafeCallbackHandler, check_sync_handlers, safe_handlers
 from webapp.eventlog import MemoryEventLog
-from webapp.generation import Generation, StreamStats, chunk_text, error_body
+from webapp.events import chunk_text
+from webapp.generation import Generation, StreamStats, error_body
 from webapp.relay import Relay, RelayOptions, StreamAborted
 from webapp.scripted import ScriptedChatModel
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 from flask import current_app
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
 
 from webapp.config import Settings
 
@@ -18,6 +21,7 @@ class ServiceState:
 
     settings: Settings
     chat_model: BaseChatModel
+    agent: Runnable[Any, Any]  # the demo agent: create_agent on chat_model with a few tools
     worker: str
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
+from langchain_core.runnables import Runnable
 
 from webapp.api import service
-from webapp.api.chat import json_body, to_messages
+from webapp.api.chat import json_body
 from webapp.chat_request import ChatLimits
 from webapp.errors import ApiError
 from webapp.generation import error_body
-from webapp.openai_format import completion, openai_error
+from webapp.openai_format import completion, openai_error, wire_tool_calls
 from webapp.openai_request import CompletionRequest, InvalidCompletionRequest, parse_completion_request
 from webapp.streaming import openai_response
 
@@ -50,18 +51,22 @@ def chat_completions() -> ResponseReturnValue:
         req = _parse()
     except InvalidCompletionRequest as exc:
         return _invalid(exc)
-    messages = to_messages(req.messages)
-    model = service().chat_model.bind(**req.params) if req.params else service().chat_model
+    model: Runnable[Any, Any] = service().chat_model
+    if req.tools:
+        model = service().chat_model.bind_tools(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls)
+    if req.params:
+        model = model.bind(**req.params)
     if req.stream:
-        return openai_response(model, messages, model=req.model, include_usage=req.include_usage)
+        return openai_response(model, req.messages, model=req.model, include_usage=req.include_usage)
     try:
-        answer = model.invoke(messages)
+        answer = model.invoke(req.messages)
     except Exception as exc:  # noqa: BLE001 - a provider failure is the upstream's, not ours
         body: dict[str, Any] = error_body(exc)["error"]
         status = 429 if body["type"] == "rate_limited" else 502
         return jsonify(openai_error(body)), status
     finish = answer.response_metadata.get("finish_reason") or "stop"
-    return jsonify(completion("chatcmpl-" + secrets.token_hex(12), req.model, int(time.time()), answer.text, finish, answer.usage_metadata))
+    calls = wire_tool_calls(answer)
+    return jsonify(completion("chatcmpl-" + secrets.token_hex(12), req.model, int(time.time()), answer.text, finish, answer.usage_metadata, calls))
 
 
 @bp.errorhandler(ApiError)
