@@ -262,3 +262,27 @@ def test_resuming_in_the_middle_of_a_calls_argument_fragments_loses_and_repeats_
     assert "".join(e.json()["args"] for e in events if e.event == "tool_call_delta") == arguments
     assert rest.terminal is not None and rest.terminal.event == "end"
     assert "".join(e.json()["text"] for e in events if e.event == "token") == answer_text(4)
+
+
+# -- examples/agent_app.py: create_agent handed to sse_response, in a user's own app ---------------------------
+
+
+def test_the_agent_example_streams_its_tool_call_and_stops_the_tool_when_the_client_leaves(
+    upstream_server: OpenAIUpstream, upstream: OpenAIUpstream, artifacts: Path
+) -> None:
+    env = {**openai_env(upstream_server), "EXAMPLE_MODEL": "upstream-model", "EXAMPLE_WEATHER_SECONDS": "3"}
+    server = GunicornServer(artifacts, env=env, app="examples.agent_app:app", name="agent-example", ready_path="/")
+    server.start()
+    try:
+        upstream.script = Script(tokens=4, tool_calls=(("get_weather", '{"city": "Paris"}'),))
+        record = read_stream("POST", server.url + "/ask", json={"question": "Weather in Paris?"})
+        assert [k for k in record.kinds if k not in ("step", "tool_call_delta")] == (
+            ["start", "tool_call", "tool_call_end", "tool_result"] + ["token"] * 4 + ["end"]
+        )
+        assert record.of_kind("tool_result")[0].json()["content"] == "It is sunny and 21 °C in Paris."
+        upstream.reset(Script(tokens=4, tool_calls=(("get_weather", '{"city": "Paris"}'),)))
+        read_stream("POST", server.url + "/ask", json={"question": "Weather?"}, stop_when=seen("tool_call_end"))
+        time.sleep(4)  # past the tool's 3 s: the library's default policy (cancel) stopped the run
+        assert len(upstream.requests) == 1
+    finally:
+        server.stop()

@@ -1,5 +1,6 @@
 """The playground page in a real headless Chromium (Debian's, driven by Playwright), through the
-shipped nginx: the connection is cut mid-answer and the page ends with the whole answer, once."""
+shipped nginx: the connection is cut mid-answer and the page ends with the whole answer, once;
+in agent mode it shows the tool calls and their results live, through a slow tool's pause."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 
 @pytest.fixture(scope="module")
 def app(artifacts: Path) -> Iterator[GunicornServer]:
-    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_INTERVAL_MS": "100", "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_RETRY_MS": "500"}
+    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_INTERVAL_MS": "100", "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_RETRY_MS": "500",
+           "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "2.5"}
     server = GunicornServer(artifacts, env=env, name="browser")
     yield server.start()
     server.stop()
@@ -79,3 +81,22 @@ def test_the_cut_button_resumes_and_completes(page: object, proxy: Proxy, artifa
     page.click("#cut")  # type: ignore[attr-defined]
     finish_and_check(page, artifacts, "playground-after-cut-button")
     assert page.inner_text("#ttft").endswith("ms")  # type: ignore[attr-defined]
+
+
+def test_agent_mode_shows_tool_calls_and_results_live_through_a_slow_tool(page: object, proxy: Proxy, artifacts: Path) -> None:
+    page.goto(proxy.url + "/")  # type: ignore[attr-defined]
+    page.select_option("#mode", "agent")  # type: ignore[attr-defined]
+    page.fill("#prompt", "Look up heartbeats slowly, and calculate 6*7")  # type: ignore[attr-defined]
+    page.click("#send")  # type: ignore[attr-defined]
+    # While the slow tool runs: both calls are shown, the slow one still running, heartbeats counted.
+    page.wait_for_selector('.tool-call[data-name="calculate"][data-status="success"]', timeout=15_000)  # type: ignore[attr-defined]
+    running = page.locator('.tool-call[data-name="slow_lookup"]')  # type: ignore[attr-defined]
+    assert running.get_attribute("data-status") == "running"
+    page.wait_for_function("Number(document.querySelector('#heartbeats').textContent) >= 1", timeout=10_000)  # type: ignore[attr-defined]
+    page.wait_for_selector('#status[data-state="done"]', timeout=30_000)  # type: ignore[attr-defined]
+    page.screenshot(path=str(artifacts / "playground-agent.png"), full_page=True)  # type: ignore[attr-defined]
+    assert running.get_attribute("data-status") == "success"
+    assert "archive" in running.locator(".result").inner_text()
+    assert page.locator('.tool-call[data-name="calculate"] .result').inner_text() == "→ 42"  # type: ignore[attr-defined]
+    assert counter(page, "toolcalls") == 2 and counter(page, "duplicates") == 0
+    assert 'The calculate tool returned "42".' in page.inner_text("#answer")  # type: ignore[attr-defined]
