@@ -102,7 +102,7 @@ def test_heartbeat_events_for_browsers_carry_no_id() -> None:
 
 def test_the_playground_page_has_no_external_assets() -> None:
     page = app_client().get("/").get_data(as_text=True)
-    assert "<title>Streaming playground</title>" in page and "EventSource" in page
+    assert "<title>Streaming playground</title>" in page and "Last-Event-ID" in page
     assert "http://" not in page and "https://" not in page and "<link" not in page
 
 
