@@ -59,7 +59,7 @@ def service(upstream_url: str, log_dir: Path, cpus: Sequence[int] | None,
     port = free_port()
     env = clean_env(upstream_url, {
         "WEBAPP_PROVIDER": "openai", "WEBAPP_MODEL": "bench-model", "WEBAPP_UPSTREAM_MAX_RETRIES": "0",
-        "WEBAPP_MAX_CONCURRENT_STREAMS": "100000", "WEBAPP_LOG_LEVEL": "WARNING", "WEBAPP_ON_DISCONNECT": "cancel",
+        "WEBAPP_MAX_CONCURRENT_STREAMS": "100000", "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING", "WEBAPP_ON_DISCONNECT": "cancel",
         "GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "20000", "GUNICORN_ACCESSLOG": "",  # none, like the reference apps
         **(service_env or {}),
     })

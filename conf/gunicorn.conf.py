@@ -7,6 +7,9 @@ budget in conf/README.md in mind when you change a number here.
 """
 
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 # ---------------------------------------------------------------------------
 # Server socket
@@ -88,12 +91,38 @@ preload_app = False
 #   accesslog - "-" writes the access log to stdout; one line per request,
 #          written when the stream ends, with its duration.
 #   errorlog - "-" is stderr. The app's per-stream summary lines go there.
+#   logger_class - gunicorn's logger, with stream ids and prompts taken out
+#          of the access log's request line: a stream id in a URL
+#          (/api/streams/<id>/events, ?last_event_id=) is what a reader
+#          needs to follow it, and a GET's ?message= is someone's prompt.
+#          Access logs travel further than the app's own logs.
 # ---------------------------------------------------------------------------
+
+_STREAM_ID = re.compile(r"s_[0-9a-f]{16}")
+_PROMPT = re.compile(r"(?<=[?&]message=)[^&\s]*")
+
+
+def redact(text):
+    """A request line or query without stream ids or prompts."""
+    return _PROMPT.sub("<prompt>", _STREAM_ID.sub("<stream>", text))
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger; the access log's request line, path and query are redacted."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "q", "{raw_uri}e", "{query_string}e", "{path_info}e"):
+            if isinstance(atoms.get(key), str):
+                atoms[key] = redact(atoms[key])
+        return atoms
+
 
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # GUNICORN_ACCESSLOG= (empty): none
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+logger_class = RedactingLogger
 
 # ---------------------------------------------------------------------------
 # Proxies

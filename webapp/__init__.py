@@ -15,13 +15,16 @@ from flask import Flask
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 
+from webapp import browser
 from webapp.api import STATE_KEY, ServiceState
-from webapp.auth import require_api_keys
+from webapp.auth import current_key_id, require_api_keys
+from webapp.bodies import BodyDeadline
 from webapp.callbacks import check_sync_handlers
 from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
 from webapp.logs import configure_logging, install_request_ids
 from webapp.eventlog import MemoryStore, StoreUnavailable
+from webapp.identity import client_identity
 from webapp.providers import build_chat_model, warm_up
 from webapp.relay import RelayOptions
 from webapp.server import detect_worker, ssl_imported_before_patching
@@ -61,13 +64,14 @@ def _check_worker(worker: str, settings: Settings) -> None:
 def build_store(settings: Settings) -> EventLogStore:
     """The event-log store the settings name; a Redis that does not answer stops start-up."""
     if settings.stream_store == "memory":
-        return MemoryStore(settings.stream_ttl_seconds, settings.memory_store_max_events)
+        return MemoryStore(settings.stream_ttl_seconds, settings.memory_store_max_events, settings.memory_store_max_bytes)
     from webapp.redis_store import RedisStore, masked
 
     store = RedisStore(
         settings.stream_store, settings.stream_ttl_seconds,
         running_ttl_seconds=settings.max_stream_seconds + settings.stream_ttl_seconds,
         max_events=settings.memory_store_max_events,
+        max_bytes=settings.memory_store_max_bytes,
     )
     try:
         store.ping()
@@ -110,14 +114,21 @@ def create_app(
         send_timeout_seconds=settings.send_timeout_seconds,
         send_buffer_bytes=settings.send_buffer_bytes,
         max_concurrent_streams=settings.max_concurrent_streams,
+        max_streams_per_client=settings.max_streams_per_key,
+        max_stream_events=settings.max_stream_events,
+        max_stream_bytes=settings.max_stream_bytes,
         on_disconnect=settings.on_disconnect,
         resume_grace_seconds=settings.resume_grace_seconds,
         store=build_store(settings),
         callbacks=callbacks,
         metadata={"provider": settings.provider, "model": settings.model},
+        owner=current_key_id,
+        client=client_identity(bool(settings.api_keys), settings.client_address_header),
     )
+    app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_timeout_seconds, settings.max_body_bytes)  # type: ignore[method-assign]
     register_error_handlers(app)
     install_request_ids(app)
+    browser.install(app, settings.cors_origins)  # before the key check: a CORS preflight carries no key
     require_api_keys(app, settings.api_keys)
 
     from webapp.api import agent as agent_api, chat, diagnostics, health, openai_compat, playground, streams
@@ -125,7 +136,8 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(agent_api.bp)
-    app.register_blueprint(diagnostics.bp)
+    if settings.diagnostics:
+        app.register_blueprint(diagnostics.bp)
     app.register_blueprint(openai_compat.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(playground.bp)

@@ -85,6 +85,21 @@ def _store_url(name: str, raw: str) -> str:
     return value
 
 
+def _header(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or any(not (c.isalnum() or c == "-") for c in value):
+        raise ConfigError(f"{name}={raw!r}: must be a header name such as X-Forwarded-For")
+    return value
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not (origin.startswith(("http://", "https://")) and "/" not in origin.split("://", 1)[1]):
+            raise ConfigError(f"{name}: {origin!r} must be * or a scheme and host, like https://app.example.com")
+    return origins
+
+
 def _text(name: str, raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -110,6 +125,11 @@ class Settings:
     max_message_chars: int = 32_000
     max_tokens: int = 4096
     max_concurrent_streams: int = 1000
+    max_streams_per_key: int = 250
+    client_address_header: str | None = None
+    max_stream_events: int = 50_000
+    max_stream_bytes: int = 8 * 1_048_576
+    body_timeout_seconds: float = 10.0
     send_timeout_seconds: float = 30.0
     send_buffer_bytes: int = 65_536
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -117,12 +137,15 @@ class Settings:
     stream_store: str = field(default="memory", repr=False)
     stream_ttl_seconds: float = 300.0
     memory_store_max_events: int = 500_000
+    memory_store_max_bytes: int = 256 * 1_048_576
     on_disconnect: str = "continue"
     resume_grace_seconds: float = 15.0
     upstream_timeout_seconds: float = 600.0
     upstream_max_retries: int = 2
     upstream_max_connections: int = 10_000
     upstream_raw_chunks: bool = True
+    diagnostics: bool = True
+    cors_origins: tuple[str, ...] = ()
     scripted_ttft_ms: int = 300
     agent_slow_tool_seconds: float = 3.0
     scripted_interval_ms: int = 40
@@ -159,6 +182,16 @@ SETTINGS: dict[str, Setting] = {
                           "Ceiling on a request's `max_tokens` / `max_completion_tokens`; above it: 400."),
     "max_concurrent_streams": Setting("WEBAPP_MAX_CONCURRENT_STREAMS", _int(0, 1_000_000),
                                       "Open streams per worker process; one more gets an immediate `503` with `Retry-After`. `0`: no limit."),
+    "max_streams_per_key": Setting("WEBAPP_MAX_STREAMS_PER_KEY", _int(0, 1_000_000),
+                                   "Runs one API key (with keys off: one client address) may have going per worker; one more gets `429` with `Retry-After`. `0`: no per-client limit."),
+    "client_address_header": Setting("WEBAPP_CLIENT_ADDRESS_HEADER", _header,
+                                     "Behind a trusted proxy, the header that carries the client's address (`X-Forwarded-For`: its last entry, the one your proxy added; or `X-Real-IP`). Unset: the peer address, which behind a proxy is the proxy's."),
+    "max_stream_events": Setting("WEBAPP_MAX_STREAM_EVENTS", _int(10, 10_000_000),
+                                 "A run whose log reaches this many events ends with an explicit `too_large` error event."),
+    "max_stream_bytes": Setting("WEBAPP_MAX_STREAM_BYTES", _int(1024, 1024 * 1_048_576),
+                                "...or this many bytes of events (text, arguments, tool results)."),
+    "body_timeout_seconds": Setting("WEBAPP_BODY_TIMEOUT_SECONDS", _float(0, 600, " (0 turns it off)"),
+                                    "A client that has not sent its whole request body this long after its headers gets `408` and its connection closed (gunicorn times only the headers)."),
     "send_timeout_seconds": Setting("WEBAPP_SEND_TIMEOUT_SECONDS", _float(0, 3600, " (0 turns it off)"),
                                     "A client that accepts no bytes for this long is dropped and its generation cancelled."),
     "send_buffer_bytes": Setting("WEBAPP_SEND_BUFFER_BYTES", _int(0, 16 * 1_048_576, " (0 keeps the kernel's autotuning)"),
@@ -172,6 +205,8 @@ SETTINGS: dict[str, Setting] = {
                                   "How long a finished stream can still be resumed or replayed."),
     "memory_store_max_events": Setting("WEBAPP_MEMORY_STORE_MAX_EVENTS", _int(1000, 100_000_000),
                                        "Memory store bound: beyond this many events in all, the oldest finished streams are dropped first."),
+    "memory_store_max_bytes": Setting("WEBAPP_MEMORY_STORE_MAX_BYTES", _int(1_048_576, 64 * 1024 * 1_048_576),
+                                      "Memory store bound in bytes of events: beyond it the oldest finished streams are dropped first."),
     "on_disconnect": Setting("WEBAPP_ON_DISCONNECT", lambda n, r: _choice(n, r, ("continue", "cancel")),
                              "When an SSE client leaves: `continue` generating for `WEBAPP_RESUME_GRACE_SECONDS` so a reconnect finds it, or `cancel` the upstream call at once."),
     "resume_grace_seconds": Setting("WEBAPP_RESUME_GRACE_SECONDS", _float(0, 3600),
@@ -184,6 +219,9 @@ SETTINGS: dict[str, Setting] = {
                                         "Concurrent connections to the provider per worker. The openai SDK's default, 1000, would queue every stream past it."),
     "upstream_raw_chunks": Setting("WEBAPP_UPSTREAM_RAW_CHUNKS", _bool,
                                    "Hand ChatOpenAI each streamed chunk as the wire's JSON object instead of an SDK model it converts straight back (halves the CPU per token). `false` restores the SDK's path."),
+    "diagnostics": Setting("WEBAPP_DIAGNOSTICS", _bool, "Serve `/api/diagnostics/stream` (free scripted streams for checking a deployment). `false`: `404`."),
+    "cors_origins": Setting("WEBAPP_CORS_ORIGINS", lambda n, r: _origins(n, r),
+                            "Comma-separated origins (`https://app.example.com`) whose pages may call the API from a browser; other sites' requests get `403`. `*`: any site."),
     "scripted_ttft_ms": Setting("WEBAPP_SCRIPTED_TTFT_MS", _int(0, 600_000), "Scripted model: delay before the first token."),
     "scripted_interval_ms": Setting("WEBAPP_SCRIPTED_INTERVAL_MS", _int(0, 60_000), "Scripted model: delay between tokens."),
     "agent_slow_tool_seconds": Setting("WEBAPP_AGENT_SLOW_TOOL_SECONDS", _float(0, 30),

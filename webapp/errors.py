@@ -77,8 +77,9 @@ def _store_unavailable(exc: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     from webapp.eventlog import StoreUnavailable
-    from webapp.streaming import StreamNotFound
+    from webapp.streaming import StreamNotFound, StreamRefused, refusal_response
 
+    app.register_error_handler(StreamRefused, refusal_response)
     app.register_error_handler(StreamNotFound, _not_found)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(ApiError, _api_error)

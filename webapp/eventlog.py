@@ -15,6 +15,7 @@ from Flask.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -54,10 +55,24 @@ class StoreUnavailable(RuntimeError):
 STORE_UNAVAILABLE = {"error": {"type": "store_unavailable", "message": "The stream store is unavailable.", "retryable": True}}
 
 
+def event_size(kind: str, data: dict[str, Any]) -> int:
+    """About how many bytes an event holds: its text for a token (the hot path), its JSON otherwise."""
+    text = data.get("text") if kind == "token" else None
+    if type(text) is str:
+        return 24 + (len(text) if text.isascii() else len(text.encode("utf-8", "replace")))
+    return 24 + len(json.dumps(data, ensure_ascii=False, default=str).encode("utf-8", "replace"))
+
+
 class EventLog(Protocol):
-    """What the producer and the relay need of a stream's log, wherever it is kept."""
+    """What the producer and the relay need of a stream's log, wherever it is kept.
+
+    ``owner`` is who may read or cancel it (a key's hash, or None for anyone);
+    ``deadline`` is the monotonic time its run must end by, if it has one.
+    """
 
     stream_id: str
+    owner: str | None
+    deadline: float | None
 
     @property
     def finished(self) -> bool: ...
@@ -72,8 +87,11 @@ class EventLog(Protocol):
 class MemoryEventLog:
     """An in-process event log for one stream."""
 
-    def __init__(self, stream_id: str) -> None:
+    def __init__(self, stream_id: str, owner: str | None = None) -> None:
         self.stream_id = stream_id
+        self.owner = owner
+        self.deadline: float | None = None  # set by the run that feeds it: its absolute end
+        self.bytes = 0  # about how much its events hold (event_size), for the run's and the store's bounds
         self._events: list[Event] = []
         self._lock = self._new_lock()
         self._waiting: list[Signal] = []
@@ -110,6 +128,7 @@ class MemoryEventLog:
             raise LogClosedError(f"stream {self.stream_id} already ended")
         if kind in TERMINAL_KINDS:
             self.finished_at = time.monotonic()  # before the append: a lock-free reader that sees the end sees it finished
+        self.bytes += event_size(kind, data)
         self._events.append(event)
         self._wake_readers()
         return event
@@ -168,24 +187,26 @@ class MemoryStore:
     """In-process event logs: one worker (or sticky sessions) can resume its own streams.
 
     Logs expire ``ttl_seconds`` after their terminal event; beyond
-    ``max_events`` in total, the oldest finished logs go first. Running
-    streams are never evicted.
+    ``max_events`` or ``max_bytes`` in total, the oldest finished logs go
+    first. Running streams are never evicted: each run bounds its own log
+    (``RelayOptions.max_stream_events`` and ``max_stream_bytes``).
     """
 
     shared = False
 
-    def __init__(self, ttl_seconds: float = 300.0, max_events: int = 500_000) -> None:
+    def __init__(self, ttl_seconds: float = 300.0, max_events: int = 500_000, max_bytes: int = 256 * 1_048_576) -> None:
         self.ttl_seconds = ttl_seconds
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self._logs: "OrderedDict[str, MemoryEventLog]" = OrderedDict()
         self._lock = threading.Lock()
         self._last_sweep = 0.0
 
-    def _new_log(self, stream_id: str) -> MemoryEventLog:
-        return MemoryEventLog(stream_id)
+    def _new_log(self, stream_id: str, owner: str | None) -> MemoryEventLog:
+        return MemoryEventLog(stream_id, owner)
 
-    def create(self, stream_id: str) -> MemoryEventLog:
-        log = self._new_log(stream_id)
+    def create(self, stream_id: str, owner: str | None = None) -> MemoryEventLog:
+        log = self._new_log(stream_id, owner)
         with self._lock:
             self._sweep()
             self._logs[stream_id] = log
@@ -200,6 +221,12 @@ class MemoryStore:
     def remote_reader(self, stream_id: str) -> bool:
         return False  # nobody outside this process can read a memory log
 
+    def announce_cancel(self, stream_id: str) -> None:
+        """Nobody else to tell: a memory store's runs are all in this process."""
+
+    def watch_cancels(self, on_cancel: Callable[[str], None]) -> None:
+        """Nothing to watch: cancels in this process reach its runs directly."""
+
     def _sweep(self) -> None:
         # A sweep walks every log: at most once a second, not once per stream (it
         # was 11% of a loaded worker's time when it ran on every create).
@@ -210,8 +237,11 @@ class MemoryStore:
         expired = [sid for sid, log in self._logs.items() if log.finished_at is not None and now - log.finished_at > self.ttl_seconds]
         for sid in expired:
             del self._logs[sid]
-        total = sum(log.count() for log in self._logs.values())
+        events = sum(log.count() for log in self._logs.values())
+        size = sum(log.bytes for log in self._logs.values())
         for sid in [sid for sid, log in self._logs.items() if log.finished]:
-            if total <= self.max_events:
+            if events <= self.max_events and size <= self.max_bytes:
                 break
-            total -= self._logs.pop(sid).count()
+            dropped = self._logs.pop(sid)
+            events -= dropped.count()
+            size -= dropped.bytes

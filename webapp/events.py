@@ -18,7 +18,13 @@ Fragments of parallel calls are told apart by their ``index``, as OpenAI
 streams them. A call ends when its message does: at the message's finish
 reason or last chunk (LangChain ends every streamed message with one), when
 a tool result or another node's update arrives, or when the stream ends.
-Items that carry nothing emit nothing. Imports nothing from Flask.
+Items that carry nothing emit nothing.
+
+Text is always encodable: a model that splits a character outside the
+Basic Multilingual Plane (an emoji) across two chunks gives two lone UTF-16
+surrogates after JSON decoding; the first is held until the next chunk
+completes it, and any surrogate left alone becomes U+FFFD. Imports nothing
+from Flask.
 """
 
 from __future__ import annotations
@@ -66,12 +72,21 @@ def chunk_text(chunk: Any) -> str:
     return ""
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: what a tool or a graph's writer produced may be any object."""
+def clean_text(text: str) -> str:
+    """``text`` with surrogate pairs joined and lone surrogates replaced: always encodable as UTF-8."""
     try:
-        return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types with encodable text: what a tool or a graph's writer produced may be any object."""
+    try:
+        return json.loads(clean_text(json.dumps(value, default=str, ensure_ascii=False)))
     except (TypeError, ValueError):  # circular, or a key that is not a string
-        return str(value)
+        return clean_text(str(value))
 
 
 def parse_arguments(text: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -100,7 +115,7 @@ def _reasoning_text(block: abc.Mapping[str, Any]) -> str:
 
 def tool_result_data(message: ToolMessage) -> dict[str, Any]:
     """A tool's output as the ``tool_result`` event's data."""
-    content = message.content if isinstance(message.content, str) else jsonable(message.content)
+    content = clean_text(message.content) if isinstance(message.content, str) else jsonable(message.content)
     status = getattr(message, "status", "success")
     return {"tool_call_id": message.tool_call_id, "name": message.name, "content": content, "status": status}
 
@@ -137,6 +152,7 @@ class StreamEvents:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.tool_calls: list[dict[str, Any]] = []  # every call that ended, as tool_call_end gave it
+        self._held: dict[str, str] = {}  # per kind of text, a high surrogate waiting for its pair in the next chunk
 
     # -- items ------------------------------------------------------------
 
@@ -145,9 +161,19 @@ class StreamEvents:
         if isinstance(item, BaseMessage):
             self.message(item)
             return
-        text = chunk_text(item)
+        self._say("token", chunk_text(item))
+
+    def _say(self, kind: str, text: str) -> None:
+        """Emit text (a token or reasoning) that is always encodable."""
+        if self._held or not text.isascii():
+            held = self._held.pop(kind, "")
+            text = held + text
+            if text and "\ud800" <= text[-1] <= "\udbff":  # half of a pair: the other half comes next
+                self._held[kind] = text[-1]
+                text = text[:-1]
+            text = clean_text(text)
         if text:
-            self._emit("token", {"text": text})
+            self._emit(kind, {"text": text})
 
     def message(self, message: BaseMessage) -> None:
         """A message chunk or a whole message, from a model or (in a graph) from any node."""
@@ -159,7 +185,10 @@ class StreamEvents:
         # Human and system messages are input, never echoed back.
 
     def close(self) -> None:
-        """The stream ended: calls still open end now."""
+        """The stream ended: calls still open end now, and half a character becomes U+FFFD."""
+        held, self._held = self._held, {}
+        for kind in held:
+            self._emit(kind, {"text": "\ufffd"})
         self.end_calls()
 
     # -- AI messages ------------------------------------------------------
@@ -167,12 +196,10 @@ class StreamEvents:
     def _ai_message(self, message: AIMessage) -> None:
         content = message.content
         if type(content) is str:
-            if content:
-                if message.additional_kwargs:
-                    self._reasoning_kwargs(message.additional_kwargs)
-                self._emit("token", {"text": content})
-            elif message.additional_kwargs:
+            if message.additional_kwargs:
                 self._reasoning_kwargs(message.additional_kwargs)
+            if content:
+                self._say("token", content)
         else:
             if message.additional_kwargs:
                 self._reasoning_kwargs(message.additional_kwargs)
@@ -194,25 +221,22 @@ class StreamEvents:
     def _reasoning_kwargs(self, kwargs: dict[str, Any]) -> None:
         reasoning = kwargs.get("reasoning_content")  # DeepSeek-style providers
         if isinstance(reasoning, str) and reasoning:
-            self._emit("reasoning", {"text": reasoning})
+            self._say("reasoning", reasoning)
 
     def _blocks(self, content: list[Any]) -> None:
         for block in content:
             if isinstance(block, str):
-                if block:
-                    self._emit("token", {"text": block})
+                self._say("token", block)
                 continue
             if not isinstance(block, abc.Mapping):
                 continue
             kind = block.get("type")
             if kind == "text":
                 text = block.get("text")
-                if isinstance(text, str) and text:
-                    self._emit("token", {"text": text})
+                if isinstance(text, str):
+                    self._say("token", text)
             elif kind in _REASONING_BLOCKS:
-                text = _reasoning_text(block)
-                if text:
-                    self._emit("reasoning", {"text": text})
+                self._say("reasoning", _reasoning_text(block))
 
     # -- tool calls -------------------------------------------------------
 
@@ -228,11 +252,11 @@ class StreamEvents:
                 else:
                     call = self._calls[key] = _ToolCall(index if index is not None else len(self._calls), call_id, None)
             if call_id and not call.id:
-                call.id = call_id
+                call.id = clean_text(call_id)
             name = fragment.get("name")
             if name and not call.name:
-                call.name = name
-            args = fragment.get("args") or ""
+                call.name = clean_text(name)
+            args = clean_text(fragment.get("args") or "")
             if not call.started and call.name:
                 call.started = True
                 self._emit("tool_call", {"id": call.id, "name": call.name, "index": call.index})

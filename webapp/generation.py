@@ -65,14 +65,15 @@ class StreamStats:
     tokens_reported: int = 0
     reported_finish: bool = False
 
-    def token(self) -> None:
+    def token(self) -> float:
         """Count a text token: its time, the gap since the last output, and the metrics when a batch is full."""
-        self.output()
+        now = self.output()
         self.tokens += 1
         if self.tokens - self.tokens_reported >= TOKENS_PER_METRICS_UPDATE:
             self.report_tokens()
+        return now
 
-    def output(self) -> None:
+    def output(self) -> float:
         """Any output the client sees progress by (text, reasoning, a tool call's fragment): first time and gaps."""
         now = time.monotonic()
         if self.first_token_at is None:
@@ -81,6 +82,7 @@ class StreamStats:
         elif self.last_token_at is not None and now - self.last_token_at > self.max_gap:
             self.max_gap = now - self.last_token_at
         self.last_token_at = now
+        return now
 
     def report_tokens(self) -> None:
         metrics().generation_tokens(self.tokens - self.tokens_reported)
@@ -108,8 +110,19 @@ class StreamStats:
 _PROGRESS_KINDS = frozenset({"reasoning", "tool_call", "tool_call_delta"})
 
 CANCELLED = {"error": {"type": "cancelled", "message": "The stream was cancelled.", "retryable": False}}
+TIMEOUT_BODY = {"error": {"type": "timeout", "message": "The stream reached its maximum duration.", "retryable": False}}
+TOO_LARGE = {"error": {"type": "too_large", "message": "The stream reached its maximum size.", "retryable": False}}
 ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the stream.", "retryable": False}}
 DISCONNECT_POLICIES = ("continue", "cancel")
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    """What one run may use, whoever reads it and however often they reconnect: None is no bound."""
+
+    max_seconds: float | None = None
+    max_events: int | None = None
+    max_bytes: int | None = None
 
 
 class Generation:
@@ -120,6 +133,11 @@ class Generation:
     with ``continue`` it goes on for ``grace_seconds`` so a reconnecting
     client finds it, and stops if nobody (here, or in another worker through
     a shared store) is reading by then.
+
+    A run keeps to its ``budget`` on its own: past its deadline, or once
+    its log holds too many events or bytes, it ends with an explicit error
+    and stops the model. ``on_end`` is called once when the run is over
+    (it releases the run's admission slot).
     """
 
     def __init__(
@@ -134,6 +152,8 @@ class Generation:
         grace_seconds: float = 15.0,
         remote_reader: Callable[[str], bool] = lambda stream_id: False,
         shutdown_notice: bool = True,
+        budget: RunBudget = RunBudget(),
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
@@ -163,6 +183,11 @@ class Generation:
         self._readers = 0
         self._last_left = time.monotonic()
         self._grace: Task | None = None
+        self.budget = budget
+        if budget.max_seconds is not None:
+            log.deadline = self.stats.started + budget.max_seconds
+        self._on_end = on_end
+        self._ended = False
         log.append("start", {"stream_id": log.stream_id, **(start_data or {})})
 
     @property
@@ -173,9 +198,24 @@ class Generation:
         with self._lock:
             if self._task is None:
                 self._task = spawn(self._produce)
+                if self._task.greenlet is not None:  # a greenlet killed before it ran never reaches its finally
+                    self._task.greenlet.link(lambda _: self._run_over())
                 if self._shutdown_notice:
                     SHUTDOWN.register_generation(self)
         return self
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def _run_over(self) -> None:
+        """Once, when the run can produce no more: release what it held."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        if self._on_end is not None:
+            self._on_end()
 
     def attach(self) -> None:
         """A reader starts following the stream (starting the run if it has not started)."""
@@ -228,6 +268,8 @@ class Generation:
         except StoreUnavailable:
             pass  # nobody can read the stream anyway
         SHUTDOWN.unregister_generation(self)
+        if self._task is None:
+            self._run_over()  # it never started: nothing else will
 
     def join(self, timeout: float | None = None) -> None:
         if self._task is not None:
@@ -239,12 +281,28 @@ class Generation:
         return iter(self.runnable.stream(self.input, config=self.config))
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
-        """One event for the log; what the client sees progress by is counted."""
+        """One event for the log, within the run's budget; what the client sees progress by is counted."""
         if kind == "token":
-            self.stats.token()
+            now = self.stats.token()
         elif kind in _PROGRESS_KINDS:
-            self.stats.output()
+            now = self.stats.output()
+        else:
+            now = time.monotonic()
+        log = self.log
+        if log.deadline is not None and now >= log.deadline:
+            self._over_budget(TIMEOUT_BODY, "timeout")
         self.log.append(kind, data)
+        budget = self.budget
+        if (budget.max_events is not None and log.count() >= budget.max_events) or (
+            budget.max_bytes is not None and getattr(log, "bytes", 0) >= budget.max_bytes
+        ):
+            self._over_budget(TOO_LARGE, "too_large")
+
+    def _over_budget(self, body: dict[str, Any], outcome: str) -> None:
+        """End the run with an explicit error; raising stops the model (the finally closes its stream)."""
+        if self.log.finish("error", body):
+            self.outcome = self.outcome or outcome
+        raise LogClosedError(f"stream {self.stream_id}: {outcome}")
 
     def _end_data(self, events: StreamEvents) -> dict[str, Any]:
         finish_reason = events.finish_reason or "stop"
@@ -291,3 +349,4 @@ class Generation:
                 pass
             self.stats.finished()
             SHUTDOWN.unregister_generation(self)
+            self._run_over()

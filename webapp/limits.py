@@ -1,39 +1,81 @@
-"""Admission: at most N open streams per worker process, and an immediate no beyond.
+"""Admission: at most N runs per worker process, at most M per client, and an immediate no beyond.
 
-A worker that accepts every stream slows them all down (time to first token
-grows for everyone) and can run out of descriptors; a client told ``503``
-with ``Retry-After`` at once can go elsewhere or come back. Imports nothing
-from Flask.
+A slot belongs to a run, not to a connection: it is taken when the run is
+created and given back when the run ends, however many times its readers
+leave and come back, so a client that opens a stream and drops it still
+holds the slot while the run goes on (the resume grace). A worker that
+accepts every run slows them all down and bills upstream calls nobody
+may read; a client told ``503`` (the worker is full) or ``429`` (this
+client has its share) with ``Retry-After`` at once can go elsewhere or come
+back. Imports nothing from Flask.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Callable
+
+OVERLOADED = "overloaded"  # the worker is full: 503, retry elsewhere
+CLIENT_LIMIT = "too_many_streams"  # this client holds its share: 429
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a run was not admitted."""
+
+    reason: str  # OVERLOADED or CLIENT_LIMIT
+
+    @property
+    def status(self) -> int:
+        return 503 if self.reason == OVERLOADED else 429
+
+    @property
+    def message(self) -> str:
+        if self.reason == OVERLOADED:
+            return "Too many open streams on this server; retry shortly."
+        return "You have as many open streams as one client may; wait for one to end."
 
 
 class StreamLimiter:
-    """Counts open streams; ``limit=0`` admits everything."""
+    """Counts running runs, in all and per client; 0 for either limit admits everything it would bound."""
 
-    def __init__(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError("limit must be 0 (no limit) or more")
+    def __init__(self, limit: int, per_client: int = 0) -> None:
+        if limit < 0 or per_client < 0:
+            raise ValueError("limits must be 0 (no limit) or more")
         self.limit = limit
+        self.per_client = per_client
         self.active = 0
+        self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def try_acquire(self) -> Callable[[], None] | None:
-        """A release function for an admitted stream (safe to call twice), or None when full."""
+    def try_acquire(self, client: str | None = None) -> Callable[[], None] | Refusal:
+        """A release function for an admitted run (safe to call twice), or the Refusal."""
         with self._lock:
             if self.limit and self.active >= self.limit:
-                return None
+                return Refusal(OVERLOADED)
+            if client is not None and self.per_client and self._by_client.get(client, 0) >= self.per_client:
+                return Refusal(CLIENT_LIMIT)
             self.active += 1
+            if client is not None:
+                self._by_client[client] = self._by_client.get(client, 0) + 1
         released = threading.Event()
 
         def release() -> None:
             with self._lock:
-                if not released.is_set():
-                    released.set()
-                    self.active -= 1
+                if released.is_set():
+                    return
+                released.set()
+                self.active -= 1
+                if client is not None:
+                    left = self._by_client[client] - 1
+                    if left:
+                        self._by_client[client] = left
+                    else:
+                        del self._by_client[client]
 
         return release
+
+    def held_by(self, client: str) -> int:
+        with self._lock:
+            return self._by_client.get(client, 0)

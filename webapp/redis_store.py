@@ -11,21 +11,31 @@ dies mid-stream, a while after their last write).
 Losing Redis is never a hang: a failed write ends the stream with a
 ``store_unavailable`` error event, a failed read gives the reader the same
 error. redis-py's own retries are off, so a restarted (empty) Redis is
-noticed rather than silently written into. Imports nothing from Flask.
+noticed rather than silently written into. An append names the sequence
+number it expects to write, so the one retry after a lost reply (Redis ran
+the script, the answer never came back) finds its own event there instead
+of writing it twice under two numbers.
+
+A cancel in one worker reaches the worker producing the stream at once:
+it ends the stream in Redis and publishes the stream id on
+``webapp:cancel``, which every worker's store listens to. Imports nothing
+from Flask.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from webapp.concurrency import spawn
 from webapp.eventlog import (
     STORE_UNAVAILABLE,
     Event,
@@ -35,13 +45,29 @@ from webapp.eventlog import (
     StoreUnavailable,
 )
 
-# KEYS: stream, meta. ARGV: kind, data, terminal (0/1), first (0/1), running ttl ms, finished ttl ms.
-# Returns the new sequence number, -1 if the stream already ended, -2 if its state is gone.
+log = logging.getLogger(__name__)
+
+CANCEL_CHANNEL = "webapp:cancel"
+
+# KEYS: stream, meta. ARGV: kind, data, terminal (0/1), first (0/1), running ttl ms, finished ttl ms,
+# expected sequence number (-1: whatever is next, for a cancel from another worker), owner, deadline (epoch ms).
+# Returns the event's sequence number; -1 if the stream already ended; -2 if its state is gone; -3 if
+# Redis holds another event where this one was expected (the logs diverged).
 _APPEND = """
+local expected = tonumber(ARGV[7])
 if ARGV[4] == '0' and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
+local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+if expected >= 0 and seq > expected then
+  local entry = redis.call('XRANGE', KEYS[1], expected .. '-1', expected .. '-1')
+  if #entry == 1 and entry[1][2][2] == ARGV[1] and entry[1][2][4] == ARGV[2] then return expected end
+  if redis.call('HGET', KEYS[2], 'done') == '1' then return -1 end
+  return -3
+end
 if redis.call('HGET', KEYS[2], 'done') == '1' then return -1 end
-local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1) - 1
+if expected >= 0 and seq < expected then return -3 end
+redis.call('HSET', KEYS[2], 'seq', seq + 1)
 redis.call('XADD', KEYS[1], seq .. '-1', 'k', ARGV[1], 'd', ARGV[2])
+if ARGV[4] == '1' then redis.call('HSET', KEYS[2], 'owner', ARGV[8], 'deadline', ARGV[9]) end
 local ttl = ARGV[5]
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[2], 'done', '1')
@@ -77,7 +103,10 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, url: str, ttl_seconds: float = 300.0, running_ttl_seconds: float = 3600.0, max_events: int = 500_000) -> None:
+    def __init__(
+        self, url: str, ttl_seconds: float = 300.0, running_ttl_seconds: float = 3600.0, max_events: int = 500_000,
+        max_bytes: int = 256 * 1_048_576,
+    ) -> None:
         self.url = url
         self.ttl_ms = int(ttl_seconds * 1000)
         self.running_ttl_ms = int(running_ttl_seconds * 1000)
@@ -85,13 +114,14 @@ class RedisStore:
             url, socket_timeout=_READ_SLICE_SECONDS + 4, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
         )
         self._append_script = self.client.register_script(_APPEND)
+        self._closed = threading.Event()
         store = self
 
         class _Local(MemoryStore):
-            def _new_log(self, stream_id: str) -> MemoryEventLog:
-                return MirroredLog(stream_id, store)
+            def _new_log(self, stream_id: str, owner: str | None) -> MemoryEventLog:
+                return MirroredLog(stream_id, store, owner)
 
-        self._local = _Local(ttl_seconds, max_events)
+        self._local = _Local(ttl_seconds, max_events, max_bytes)
 
     @staticmethod
     def keys(stream_id: str) -> tuple[str, str]:
@@ -104,26 +134,79 @@ class RedisStore:
         except redis.RedisError as exc:
             raise StoreUnavailable(f"cannot reach Redis at {masked(self.url)}: {exc}") from None
 
-    def create(self, stream_id: str) -> MemoryEventLog:
-        return self._local.create(stream_id)
+    def create(self, stream_id: str, owner: str | None = None) -> MemoryEventLog:
+        return self._local.create(stream_id, owner)
 
     def open(self, stream_id: str) -> "MemoryEventLog | RemoteLog | None":
         local = self._local.open(stream_id)
         if local is not None:
             return local
-        try:
-            exists = self.client.exists(self.keys(stream_id)[0])
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
-        return RemoteLog(stream_id, self) if exists else None
-
-    def append(self, stream_id: str, kind: str, data: dict[str, Any], *, first: bool) -> int:
         stream_key, meta_key = self.keys(stream_id)
-        args = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(first), self.running_ttl_ms, self.ttl_ms]
         try:
-            return int(self._append_script(keys=[stream_key, meta_key], args=args))
+            if not self.client.exists(stream_key):
+                return None
+            owner, deadline = self.client.hmget(meta_key, "owner", "deadline")
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from None
+        remaining = int(deadline) / 1000 - time.time() if deadline else None
+        return RemoteLog(
+            stream_id, self, owner.decode() if owner else None, None if remaining is None else time.monotonic() + remaining
+        )
+
+    def append(
+        self, stream_id: str, kind: str, data: dict[str, Any], *, expected: int = -1, owner: str | None = None,
+        deadline: float | None = None,
+    ) -> int:
+        """Write one event; ``expected`` is its sequence number (-1: whatever comes next). Retried once on a lost reply."""
+        stream_key, meta_key = self.keys(stream_id)
+        deadline_ms = "" if deadline is None else str(int((time.time() + deadline - time.monotonic()) * 1000))
+        args = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(expected == 0),
+                self.running_ttl_ms, self.ttl_ms, expected, owner or "", deadline_ms]
+        for attempt in range(2):
+            try:
+                return int(self._append_script(keys=[stream_key, meta_key], args=args))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Redis may have run the script and the reply been lost: the same expected number makes a
+                # second try find that event rather than write it again under the next number.
+                if attempt or expected < 0:
+                    raise StoreUnavailable(str(exc)) from None
+            except redis.RedisError as exc:
+                raise StoreUnavailable(str(exc)) from None
+        raise AssertionError("unreachable")
+
+    def announce_cancel(self, stream_id: str) -> None:
+        """Tell every worker (the producing one among them) that the stream was cancelled."""
+        try:
+            self.client.publish(CANCEL_CHANNEL, stream_id)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    def watch_cancels(self, on_cancel: Callable[[str], None]) -> None:
+        """Call ``on_cancel(stream_id)`` for every cancel any worker announces, until ``close()``."""
+        spawn(self._listen, on_cancel)
+
+    def _listen(self, on_cancel: Callable[[str], None]) -> None:
+        while not self._closed.is_set():
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CANCEL_CHANNEL)
+                while not self._closed.is_set():
+                    message = pubsub.get_message(timeout=_READ_SLICE_SECONDS)
+                    if message is not None and message.get("type") == "message":
+                        data = message["data"]
+                        on_cancel(data.decode() if isinstance(data, bytes) else str(data))
+            except redis.RedisError:
+                self._closed.wait(_READ_SLICE_SECONDS)  # Redis is restarting: listen again shortly
+            except Exception:  # noqa: BLE001 - the listener must outlive a failing callback
+                log.exception("cancel listener: a callback failed")
+            finally:
+                try:
+                    pubsub.close()
+                except redis.RedisError:
+                    pass
+
+    def close(self) -> None:
+        self._closed.set()
 
     def last(self, stream_id: str) -> Event | None:
         try:
@@ -146,8 +229,8 @@ class RedisStore:
 class MirroredLog(MemoryEventLog):
     """A producer's log: memory for local readers, written through to Redis for everyone else."""
 
-    def __init__(self, stream_id: str, store: RedisStore) -> None:
-        super().__init__(stream_id)
+    def __init__(self, stream_id: str, store: RedisStore, owner: str | None = None) -> None:
+        super().__init__(stream_id, owner)
         self.store = store
 
     @staticmethod
@@ -161,9 +244,11 @@ class MirroredLog(MemoryEventLog):
     def _append_locked(self, kind: str, data: dict[str, Any]) -> Event:
         if self.finished:
             raise LogClosedError(f"stream {self.stream_id} already ended")
-        seq = self.store.append(self.stream_id, kind, data, first=self.count() == 0)
+        seq = self.store.append(self.stream_id, kind, data, expected=self.count(), owner=self.owner, deadline=self.deadline)
         if seq == -2:
             raise StoreUnavailable(f"stream {self.stream_id} is gone from Redis (restarted or expired)")
+        if seq == -3:
+            raise StoreUnavailable(f"stream {self.stream_id} in Redis no longer matches this worker's copy")
         if seq == -1:  # ended elsewhere (a DELETE in another worker): take its terminal event
             remote = self.store.last(self.stream_id)
             if remote is not None and remote.terminal:
@@ -187,9 +272,11 @@ class MirroredLog(MemoryEventLog):
 class RemoteLog:
     """Another process's stream, read from Redis (and ended there, for a cancel)."""
 
-    def __init__(self, stream_id: str, store: RedisStore) -> None:
+    def __init__(self, stream_id: str, store: RedisStore, owner: str | None = None, deadline: float | None = None) -> None:
         self.stream_id = stream_id
         self.store = store
+        self.owner = owner
+        self.deadline = deadline  # the run's, carried over from the producing worker
         self._wakeups = 0
         self._lock = threading.Lock()
         self._terminal_seen = False
@@ -214,7 +301,7 @@ class RemoteLog:
         raise LogClosedError("only the producing worker appends to a stream")
 
     def finish(self, kind: str, data: dict[str, Any]) -> bool:
-        return self.store.append(self.stream_id, kind, data, first=False) >= 0
+        return self.store.append(self.stream_id, kind, data) >= 0
 
     def wake(self) -> None:
         with self._lock:

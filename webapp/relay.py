@@ -12,6 +12,7 @@ starts nothing. Imports nothing from Flask.
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import threading
@@ -23,14 +24,17 @@ from typing import Any, Callable, Iterator
 from webapp import sse
 from webapp.concurrency import SocketWatch
 from webapp.eventlog import Event, EventLog
-from webapp.generation import Generation
+from webapp.generation import TIMEOUT_BODY, Generation
 from webapp.shutdown import SHUTDOWN
 
-TIMEOUT_BODY = {"error": {"type": "timeout", "message": "The stream reached its maximum duration.", "retryable": False}}
+log = logging.getLogger(__name__)
+
+SERVER_ERROR = {"error": {"type": "server_error", "message": "The server failed while sending the stream.", "retryable": True}}
 
 # Terminal error types that get an outcome of their own in the summary.
 _OUTCOME_BY_ERROR = {
     "timeout": "timeout", "server_shutdown": "server_shutdown", "cancelled": "cancelled", "store_unavailable": "store_unavailable",
+    "too_large": "too_large", "server_error": "server_error",
 }
 
 
@@ -50,6 +54,8 @@ class RelayOptions:
     send_timeout_seconds: float | None = 30.0
     send_buffer_bytes: int = 65_536
     heartbeat_events: bool = False  # heartbeats as `event: heartbeat` (no id) for browsers, which hide comments
+    max_stream_events: int | None = 50_000  # a run's log beyond this ends with a `too_large` error
+    max_stream_bytes: int | None = 8 * 1_048_576  # ...and beyond about this many bytes of events
 
     def __post_init__(self) -> None:
         if not 0 <= self.heartbeat_seconds <= 300:
@@ -62,6 +68,10 @@ class RelayOptions:
             raise ValueError(f"send_timeout_seconds={self.send_timeout_seconds!r}: must be from 0 (off) to 3600, or None")
         if not 0 <= self.send_buffer_bytes <= 16 * 1_048_576:
             raise ValueError(f"send_buffer_bytes={self.send_buffer_bytes!r}: must be from 0 (kernel default) to 16 MiB")
+        if self.max_stream_events is not None and not 10 <= self.max_stream_events <= 10_000_000:
+            raise ValueError(f"max_stream_events={self.max_stream_events!r}: must be from 10 to 10000000, or None")
+        if self.max_stream_bytes is not None and not 1024 <= self.max_stream_bytes <= 1024 * 1_048_576:
+            raise ValueError(f"max_stream_bytes={self.max_stream_bytes!r}: must be from 1024 to 1 GiB, or None")
 
 
 class Relay:
@@ -110,11 +120,33 @@ class Relay:
                     self._heartbeats += 1
                     yield beat
                     continue
-                body = frame(events[0]) if len(events) == 1 else b"".join([frame(event) for event in events])
-                yield prefix + body if prefix else body
+                try:
+                    body = frame(events[0]) if len(events) == 1 else b"".join([frame(event) for event in events])
+                except Exception:  # noqa: BLE001 - an event that cannot be framed must not cut the stream silently
+                    body = self._frame_each(events, frame)
+                if body or prefix:
+                    yield prefix + body if prefix else body
                 prefix = b""
         if self.outcome == "server_shutdown" and self.move_on_shutdown:
             yield sse.format_comment("server restarting: reconnect with Last-Event-ID to resume")
+
+    def _frame_each(self, events: list[Event], frame: Callable[[Event], bytes]) -> bytes:
+        """Frame what can be framed; an event that cannot be ends the run with ``server_error``.
+
+        The run's terminal event comes in a later batch, so the client is
+        told, and a client resuming before the bad event gets the same
+        error rather than a stream that fails before its first byte.
+        """
+        out = []
+        for event in events:
+            try:
+                out.append(frame(event))
+            except Exception:  # noqa: BLE001
+                log.exception("stream %s: event %s (%s) could not be framed; ending the stream", self.stream_id, event.seq, event.kind)
+                self.log.finish("error", SERVER_ERROR)
+                if self.generation is not None:
+                    self.generation.cancel(SERVER_ERROR, outcome="server_error")
+        return b"".join(out)
 
     def sse_frames(self) -> Iterator[bytes]:
         """``retry`` and ``start`` at once, then events, heartbeats, and one terminal event."""
@@ -130,7 +162,7 @@ class Relay:
             for events in batches:
                 text = "".join([e.data["text"] for e in events if e.kind == "token"])
                 if text:
-                    yield text.encode("utf-8")
+                    yield text.encode("utf-8", "replace")
                 last = events[-1]
                 if last.kind == "error":
                     raise StreamAborted(f"stream {self.stream_id} failed: {last.data['error']['type']}")
@@ -152,8 +184,10 @@ class Relay:
                 watch = SocketWatch(self._socket, self._client_left)
             if shutdown is not None:
                 shutdown.register(log)
-            deadline = math.inf
-            if self.options.max_stream_seconds:
+            # The run's own deadline, the same for every reader and reconnect; a log without a run
+            # behind it here (another worker's, read through the store) may carry it too.
+            deadline = log.deadline if getattr(log, "deadline", None) is not None else math.inf
+            if deadline == math.inf and self.options.max_stream_seconds:
                 deadline = time.monotonic() + self.options.max_stream_seconds
             heartbeat_every = heartbeat or math.inf
             seq = self.after
@@ -175,12 +209,14 @@ class Relay:
                     if last.terminal:
                         self.outcome = self._outcome_of(last)
                     self._events_sent += len(events)
-                elif now >= deadline:
+                if self.outcome is None and now >= deadline:
+                    # Checked on every pass, not only when idle: a reader always behind must stop too.
                     log.finish("error", TIMEOUT_BODY)
                     if self.generation is not None:
-                        self.generation.cancel()
-                    continue
-                elif now - last_sent < heartbeat_every:
+                        self.generation.cancel(TIMEOUT_BODY, outcome="timeout")
+                    if not events:
+                        continue  # the terminal event comes with the next read
+                elif not events and now - last_sent < heartbeat_every:
                     continue  # woken early (a disconnect check, a shutdown): nothing to send yet
                 last_sent = now
                 # The write's start is kept so a stalled one (the finally) reads as a slow client.

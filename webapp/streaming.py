@@ -24,22 +24,22 @@ import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
-from flask import Flask, Response, current_app, has_app_context, request, stream_with_context
+from flask import Flask, Response, current_app, has_app_context, has_request_context, request, stream_with_context
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from webapp.callbacks import check_sync_handlers, with_safe_callbacks
 from webapp.concurrency import client_socket
 from webapp.eventlog import EventLog, MemoryEventLog, MemoryStore
-from webapp.generation import CANCELLED, DISCONNECT_POLICIES, Generation
-from webapp.limits import StreamLimiter
+from webapp.generation import CANCELLED, DISCONNECT_POLICIES, Generation, RunBudget
+from webapp.limits import Refusal, StreamLimiter
 from webapp.logs import current_request_id
 from webapp.metrics import metrics
 from webapp.openai_format import ChunkFormat
 from webapp.relay import Relay, RelayOptions
 
 __all__ = [
-    "Streaming", "RelayOptions", "StreamNotFound", "sse_response", "text_response",
+    "Streaming", "RelayOptions", "StreamNotFound", "StreamRefused", "sse_response", "text_response",
     "start_stream", "resume_response", "stream_status", "cancel_stream",
 ]
 
@@ -54,18 +54,42 @@ class EventLogStore(Protocol):
 
     shared: bool
 
-    def create(self, stream_id: str) -> EventLog: ...
+    def create(self, stream_id: str, owner: str | None = None) -> EventLog: ...
     def open(self, stream_id: str) -> EventLog | None: ...
     def remote_reader(self, stream_id: str) -> bool: ...
+    def announce_cancel(self, stream_id: str) -> None: ...
+    def watch_cancels(self, on_cancel: Callable[[str], None]) -> None: ...
 
 
 class StreamNotFound(LookupError):
-    """No such stream here: unknown, expired, or (memory store) kept by another worker."""
+    """No such stream here: unknown, expired, (memory store) kept by another worker, or someone else's."""
+
+
+class StreamRefused(Exception):
+    """No run was admitted: the worker is full (503) or the client holds its share (429)."""
+
+    def __init__(self, refusal: Refusal, retry_after: int) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+        self.retry_after = retry_after
+
+
+def _no_owner() -> str | None:
+    return None
+
+
+def _remote_address() -> str | None:
+    return request.remote_addr if has_request_context() else None
 
 
 @dataclass(frozen=True)
 class StreamingDefaults:
-    """App-wide defaults for every streamed response."""
+    """App-wide defaults for every streamed response.
+
+    ``owner()`` names who starts a run (a key's hash, a user id); only the
+    same owner may then follow, resume, inspect or cancel it. ``client()``
+    names whose share of ``limiter`` a new run takes.
+    """
 
     options: RelayOptions = field(default_factory=RelayOptions)
     callbacks: tuple[BaseCallbackHandler, ...] = ()
@@ -74,6 +98,8 @@ class StreamingDefaults:
     limiter: StreamLimiter = field(default_factory=lambda: StreamLimiter(0))
     on_disconnect: str = "cancel"
     grace_seconds: float = 15.0
+    owner: Callable[[], str | None] = _no_owner
+    client: Callable[[], str | None] = _remote_address
     # The runs this process is producing, by stream id (gone once nobody holds them).
     generations: "weakref.WeakValueDictionary[str, Generation]" = field(default_factory=weakref.WeakValueDictionary)
 
@@ -98,6 +124,8 @@ CONFIG_KEYS = {
     "STREAMING_SHUTDOWN_NOTICE": ("shutdown_notice", _as_bool),
     "STREAMING_SEND_TIMEOUT_SECONDS": ("send_timeout_seconds", float),
     "STREAMING_SEND_BUFFER_BYTES": ("send_buffer_bytes", int),
+    "STREAMING_MAX_STREAM_EVENTS": ("max_stream_events", int),
+    "STREAMING_MAX_STREAM_BYTES": ("max_stream_bytes", int),
 }
 
 
@@ -138,11 +166,16 @@ class Streaming:
         send_timeout_seconds: float | None = 30.0,
         send_buffer_bytes: int = 65_536,
         max_concurrent_streams: int = 0,
+        max_streams_per_client: int = 0,
+        max_stream_events: int | None = 50_000,
+        max_stream_bytes: int | None = 8 * 1_048_576,
         on_disconnect: str = "cancel",
         resume_grace_seconds: float = 15.0,
         callbacks: Sequence[BaseCallbackHandler] = (),
         metadata: Mapping[str, Any] | None = None,
         store: EventLogStore | None = None,
+        owner: Callable[[], str | None] = _no_owner,
+        client: Callable[[], str | None] = _remote_address,
     ) -> None:
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
@@ -150,25 +183,42 @@ class Streaming:
         self.resume_grace_seconds = resume_grace_seconds
         self.options = RelayOptions(
             heartbeat_seconds, retry_ms, max_stream_seconds, watch_disconnect, shutdown_notice,
-            send_timeout_seconds, send_buffer_bytes,
+            send_timeout_seconds, send_buffer_bytes, max_stream_events=max_stream_events, max_stream_bytes=max_stream_bytes,
         )
         self.max_concurrent_streams = max_concurrent_streams
+        self.max_streams_per_client = max_streams_per_client
         self.callbacks = tuple(check_sync_handlers(callbacks))
         self.metadata = dict(metadata or {})
         self.store = store if store is not None else MemoryStore()
+        self.owner = owner
+        self.client = client
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
         options = _options_from_config(self.options, app.config)
-        limit = app.config.get("STREAMING_MAX_CONCURRENT_STREAMS", self.max_concurrent_streams)
-        try:
-            limiter = StreamLimiter(int(limit))
-        except (TypeError, ValueError):
-            raise ValueError(f"STREAMING_MAX_CONCURRENT_STREAMS={limit!r}: must be a whole number, 0 for no limit") from None
-        app.extensions[EXTENSION_KEY] = StreamingDefaults(
-            options, self.callbacks, self.metadata, self.store, limiter, self.on_disconnect, self.resume_grace_seconds
+        limits = []
+        for key, value in (("STREAMING_MAX_CONCURRENT_STREAMS", self.max_concurrent_streams),
+                           ("STREAMING_MAX_STREAMS_PER_CLIENT", self.max_streams_per_client)):
+            raw = app.config.get(key, value)
+            try:
+                limits.append(int(raw))
+                StreamLimiter(limits[-1])
+            except (TypeError, ValueError):
+                raise ValueError(f"{key}={raw!r}: must be a whole number, 0 for no limit") from None
+        defaults = StreamingDefaults(
+            options, self.callbacks, self.metadata, self.store, StreamLimiter(*limits), self.on_disconnect,
+            self.resume_grace_seconds, owner=self.owner, client=self.client,
         )
+        app.extensions[EXTENSION_KEY] = defaults
+        generations = defaults.generations
+
+        def cancelled_elsewhere(stream_id: str) -> None:
+            generation = generations.get(stream_id)
+            if generation is not None:
+                generation.cancel()
+
+        self.store.watch_cancels(cancelled_elsewhere)
 
 
 def new_stream_id() -> str:
@@ -195,6 +245,7 @@ def _log_summary(metadata: dict[str, Any], surface: str) -> Any:
 
 def _new_generation(
     defaults: StreamingDefaults,
+    options: RelayOptions,
     runnable: Runnable[Any, Any],
     input: Any,
     *,
@@ -202,40 +253,47 @@ def _new_generation(
     labels: dict[str, Any],
     kept: bool = True,
 ) -> Generation:
-    """A run and its log: in the store when a client can come back for it (``kept``), else private to this response.
+    """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
-    Plain-text and /v1 responses never show their stream id, so nobody can
-    resume them: keeping their events (for the TTL, or in Redis) would only
-    cost memory and a store write per token.
+    The run holds an admission slot until it ends. Raises ``StreamRefused``
+    when the worker or the client has no slot left. Plain-text and /v1
+    responses never show their stream id, so nobody can resume them:
+    keeping their events (for the TTL, or in Redis) would only cost memory
+    and a store write per token.
     """
-    stream_id = new_stream_id()
-    log = defaults.store.create(stream_id) if kept else MemoryEventLog(stream_id)
-    generation = Generation(
-        runnable, input, log, config=run_config, start_data=labels,
-        on_disconnect=defaults.on_disconnect, grace_seconds=defaults.grace_seconds, remote_reader=defaults.store.remote_reader,
-        shutdown_notice=defaults.options.shutdown_notice,
-    )
+    admitted = defaults.limiter.try_acquire(defaults.client())
+    if isinstance(admitted, Refusal):
+        raise StreamRefused(admitted, max(1, -(-options.retry_ms // 1000)))
+    try:
+        stream_id = new_stream_id()
+        owner = defaults.owner()
+        log = defaults.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
+        generation = Generation(
+            runnable, input, log, config=run_config, start_data=labels,
+            on_disconnect=defaults.on_disconnect, grace_seconds=defaults.grace_seconds, remote_reader=defaults.store.remote_reader,
+            shutdown_notice=options.shutdown_notice,
+            budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
+            on_end=admitted,
+        )
+    except BaseException:
+        admitted()
+        raise
     defaults.generations[generation.stream_id] = generation
     return generation
 
 
-def _admitted_relay(
+def _new_relay(
     defaults: StreamingDefaults, log: EventLog, options: RelayOptions, surface: str, labels: dict[str, Any], **relay_args: Any
-) -> tuple[Relay | None, Callable[[], None]]:
-    release = defaults.limiter.try_acquire()
-    if release is None:
-        return None, lambda: None
+) -> Relay:
     report = _log_summary(labels, surface)
     metrics().stream_started(surface)
 
     def on_finish(summary: dict[str, Any]) -> None:
-        release()
         metrics().stream_finished(surface, summary["outcome"])
         metrics().heartbeats.inc(summary.get("heartbeats", 0))
         report(summary)
 
-    relay = Relay(log, options, client_socket=client_socket(request.environ), on_finish=on_finish, **relay_args)
-    return relay, release
+    return Relay(log, options, client_socket=client_socket(request.environ), on_finish=on_finish, **relay_args)
 
 
 def _relay(
@@ -247,23 +305,18 @@ def _relay(
     config: RunnableConfig | None,
     metadata: Mapping[str, Any] | None,
     **option_overrides: Any,
-) -> tuple[Relay | None, Callable[[], None]]:
-    """A relay for one response and the release of its admission slot; no relay when the worker is full."""
+) -> Relay:
+    """A relay for one response over a new, admitted run; raises ``StreamRefused``."""
     defaults = _defaults()
     options = replace(defaults.options, **{k: v for k, v in option_overrides.items() if v is not None})
     run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])  # refuses async handlers before taking a slot
-    if defaults.limiter.limit and defaults.limiter.active >= defaults.limiter.limit:
-        return None, lambda: None
     labels = {**defaults.metadata, **(metadata or {})}
     resumable = surface == "sse"
-    generation = _new_generation(defaults, runnable, input, run_config=run_config, labels=labels, kept=resumable)
-    relay, release = _admitted_relay(
+    generation = _new_generation(defaults, options, runnable, input, run_config=run_config, labels=labels, kept=resumable)
+    return _new_relay(
         defaults, generation.log, options, surface, labels,
         generation=generation, resumable=resumable, move_on_shutdown=resumable and defaults.store.shared,
     )
-    if relay is None:
-        generation.cancel()
-    return relay, release
 
 
 def start_stream(
@@ -276,21 +329,24 @@ def start_stream(
 ) -> str:
     """Start a run with no reader yet; readers attach with ``resume_response``. Returns its stream id.
 
-    It waits ``resume_grace_seconds`` for its first reader, then stops.
+    It holds an admission slot like any run (raises ``StreamRefused`` when
+    none is left) and waits ``resume_grace_seconds`` for its first reader,
+    then stops.
     """
     defaults = _defaults()
     labels = {**defaults.metadata, **(metadata or {})}
     run_config = with_safe_callbacks(config, [*defaults.callbacks, *callbacks])
-    generation = _new_generation(defaults, runnable, input, run_config=run_config, labels=labels)
+    generation = _new_generation(defaults, defaults.options, runnable, input, run_config=run_config, labels=labels)
     generation.start()
     generation.await_reader()
     return generation.stream_id
 
 
 def _open(stream_id: str) -> tuple[StreamingDefaults, EventLog]:
+    """The stream's log, if it exists and belongs to whoever asks; anything else is the same StreamNotFound."""
     defaults = _defaults()
     log = defaults.store.open(stream_id)
-    if log is None:
+    if log is None or log.owner != defaults.owner():
         hint = "" if defaults.store.shared else (
             " With several worker processes or hosts, each keeps its own streams in memory:"
             " set WEBAPP_STREAM_STORE=redis://... so any worker can resume any stream."
@@ -302,8 +358,9 @@ def _open(stream_id: str) -> tuple[StreamingDefaults, EventLog]:
 def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool = False) -> Response:
     """SSE of every event after sequence number ``after``, then the live tail; starts no new run.
 
-    Raises ``StreamNotFound``. A client that already has the terminal event
-    gets ``204 No Content``, which tells a browser's EventSource to stop.
+    Raises ``StreamNotFound`` (also for a stream another owner started). A
+    client that already has the terminal event gets ``204 No Content``,
+    which tells a browser's EventSource to stop.
     """
     defaults, log = _open(stream_id)
     last = log.last()
@@ -311,11 +368,11 @@ def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool =
         return Response(status=204)
     options = replace(defaults.options, heartbeat_events=heartbeat_events)
     metrics().resumes.inc()
-    relay, release = _admitted_relay(
+    relay = _new_relay(
         defaults, log, options, "sse", dict(defaults.metadata),
         generation=defaults.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=defaults.store.shared,
     )
-    return _stream(relay, release, Relay.sse_frames, "text/event-stream", "sse")
+    return _stream(relay, Relay.sse_frames, "text/event-stream")
 
 
 def stream_status(stream_id: str) -> dict[str, Any]:
@@ -335,28 +392,56 @@ def cancel_stream(stream_id: str) -> dict[str, Any]:
     generation = defaults.generations.get(stream_id)
     if generation is not None:
         generation.cancel()
-    else:
-        log.finish("error", CANCELLED)
+    elif log.finish("error", CANCELLED):
+        defaults.store.announce_cancel(stream_id)  # the worker producing it stops at once, even mid-pause
     return stream_status(stream_id)
 
 
-def busy_response(retry_ms: int) -> Response:
-    """503 with Retry-After: the worker holds as many streams as it may."""
-    response = Response(
-        json.dumps({"error": {"type": "overloaded", "message": "Too many open streams on this server; retry shortly."}}),
-        status=503, mimetype="application/json",
-    )
-    response.headers["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+def refusal_response(refused: StreamRefused, surface: str = "sse") -> Response:
+    """503 (the worker is full) or 429 (this client holds its share), with Retry-After; OpenAI's shape on /v1."""
+    metrics().stream_rejected(surface)
+    refusal = refused.refusal
+    if surface == "openai":
+        body = {"error": {"message": refusal.message, "type": refusal.reason, "param": None, "code": refusal.reason}}
+    else:
+        body = {"error": {"type": refusal.reason, "message": refusal.message}}
+    response = Response(json.dumps(body), status=refusal.status, mimetype="application/json")
+    response.headers["Retry-After"] = str(refused.retry_after)
     return response
 
 
-def _stream(relay: Relay | None, release: Callable[[], None], body: Callable[[Relay], Iterator[bytes]], mimetype: str, surface: str) -> Response:
-    if relay is None:
-        metrics().stream_rejected(surface)
-        return busy_response(_defaults().options.retry_ms)
-    response = Response(stream_with_context(body(relay)), mimetype=mimetype, headers=STREAM_HEADERS)
+class _StreamBody:
+    """The response body the WSGI server iterates and closes.
+
+    With ``direct_passthrough`` werkzeug hands the body itself to the
+    server, so ``Response.call_on_close`` handlers never run, and closing a
+    generator that never started runs none of its code. A response dropped
+    before its first byte would leave its run waiting, holding its slot;
+    this ``close()`` always runs.
+    """
+
+    __slots__ = ("_frames", "_generation")
+
+    def __init__(self, frames: Iterator[bytes], generation: Generation | None) -> None:
+        self._frames = frames
+        self._generation = generation
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._frames
+
+    def close(self) -> None:
+        try:
+            self._frames.close()  # type: ignore[attr-defined]
+        finally:
+            generation = self._generation
+            if generation is not None and not generation.started:
+                generation.cancel()
+
+
+def _stream(relay: Relay, body: Callable[[Relay], Iterator[bytes]], mimetype: str) -> Response:
+    frames = _StreamBody(stream_with_context(body(relay)), relay.generation)
+    response = Response(frames, mimetype=mimetype, headers=STREAM_HEADERS)
     response.direct_passthrough = True
-    response.call_on_close(release)  # also frees the slot of a response that was never iterated
     return response
 
 
@@ -381,12 +466,15 @@ def sse_response(
     skipped. ``metadata`` adds fields to the ``start`` event and the summary
     log line. Keyword options override the app's defaults for this response.
     """
-    relay, release = _relay(
-        runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata,
-        heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms,
-        max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect, heartbeat_events=heartbeat_events,
-    )
-    return _stream(relay, release, Relay.sse_frames, "text/event-stream", "sse")
+    try:
+        relay = _relay(
+            runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata,
+            heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms,
+            max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect, heartbeat_events=heartbeat_events,
+        )
+    except StreamRefused as refused:
+        return refusal_response(refused)
+    return _stream(relay, Relay.sse_frames, "text/event-stream")
 
 
 def text_response(
@@ -404,11 +492,14 @@ def text_response(
     No heartbeats and no end marker: clients tell completion from a cut only
     by the chunked terminator. Prefer ``sse_response`` where you can.
     """
-    relay, release = _relay(
-        runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata,
-        max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
-    )
-    return _stream(relay, release, Relay.text_chunks, "text/plain", "text")
+    try:
+        relay = _relay(
+            runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata,
+            max_stream_seconds=max_stream_seconds, watch_disconnect=watch_disconnect,
+        )
+    except StreamRefused as refused:
+        return refusal_response(refused, "text")
+    return _stream(relay, Relay.text_chunks, "text/plain")
 
 
 def openai_response(
@@ -422,8 +513,9 @@ def openai_response(
     metadata: Mapping[str, Any] | None = None,
 ) -> Response:
     """Stream as OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]`` (heartbeats are comments)."""
-    relay, release = _relay(runnable, input, "openai", callbacks=callbacks, config=config, metadata=metadata)
-    if relay is None:
-        return _stream(relay, release, Relay.sse_frames, "text/event-stream", "openai")
+    try:
+        relay = _relay(runnable, input, "openai", callbacks=callbacks, config=config, metadata=metadata)
+    except StreamRefused as refused:
+        return refusal_response(refused, "openai")
     chunks = ChunkFormat(f"chatcmpl-{relay.stream_id}", model, int(time.time()), include_usage)
-    return _stream(relay, release, lambda r: r.frames(chunks.frame), "text/event-stream", "openai")
+    return _stream(relay, lambda r: r.frames(chunks.frame), "text/event-stream")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import EnvironBuilder
 
 from tests.conftest import FAST_SCRIPTED
 from webapp import ConfigError, create_app
@@ -82,13 +84,30 @@ def test_streams_beyond_the_limit_get_an_immediate_503() -> None:
     assert again.status_code == 200 and b"event: end" in again.data
 
 
-def test_a_response_never_iterated_still_frees_its_slot() -> None:
+def test_a_response_never_iterated_frees_its_runs_slot() -> None:
     app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1"}, environ={})
-    client = app.test_client()
     for _ in range(3):
-        response = client.post("/api/chat/events", json={"message": "x"}, buffered=False)
-        assert response.status_code == 200
-        response.close()
+        environ = EnvironBuilder(method="POST", path="/api/chat/events", json={"message": "x"}).get_environ()
+        statuses: list[str] = []
+        body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        assert statuses == ["200 OK"]
+        body.close()  # the server gave up before the first byte: the run never started, and is gone
+
+
+def test_a_dropped_client_keeps_its_runs_slot_through_the_grace_but_not_under_cancel() -> None:
+    for policy, expected in (("continue", 503), ("cancel", 200)):
+        app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_ON_DISCONNECT": policy,
+                          "WEBAPP_SCRIPTED_INTERVAL_MS": "200"}, environ={})
+        client = app.test_client()
+        first = client.post("/api/chat/events", json={"message": "x"}, buffered=False)
+        next(first.response)  # the first bytes arrived; then the client leaves
+        first.close()
+        if policy == "cancel":  # a thread stops at the model's next token (200 ms here), and its slot with it
+            limiter = app.extensions["webapp.streaming"].limiter
+            deadline = time.monotonic() + 5
+            while limiter.active and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert client.post("/api/chat/events", json={"message": "y"}, buffered=False).status_code == expected, policy
 
 
 def test_openai_surface_streams_and_answers(client: FlaskClient) -> None:

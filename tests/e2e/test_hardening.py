@@ -142,12 +142,16 @@ def test_streams_beyond_the_limit_get_503_at_once_and_the_admitted_complete(
 # -- a client that stops reading -----------------------------------------------------------------
 
 
+# Small kernel buffers on both sides, so the 1,000-token stream (about 60 KB) cannot fit in them.
+STALL = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SEND_BUFFER_BYTES": "4096"}
+
+
 def stalled_client(server: GunicornServer) -> socket.socket:
-    """Ask for a 10,000-token stream, read 1 KiB of it, then never read again."""
+    """Ask for a 1,000-token stream, read 1 KiB of it, then never read again."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
-    sock.sendall(b"GET /api/diagnostics/stream?tokens=10000&interval_ms=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/diagnostics/stream?tokens=1000&interval_ms=0 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert sock.recv(1024).startswith(b"HTTP/1.1 200")
     return sock
 
@@ -159,7 +163,7 @@ def summaries(server: GunicornServer) -> list[dict[str, Any]]:
 
 
 def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(gunicorn: Callable[..., GunicornServer]) -> None:
-    server = gunicorn(env={"WEBAPP_PROVIDER": "scripted", "WEBAPP_SEND_TIMEOUT_SECONDS": "2"})
+    server = gunicorn(env={**STALL, "WEBAPP_SEND_TIMEOUT_SECONDS": "2"})
     sock = stalled_client(server)
     stalled_at = time.monotonic()
     try:
@@ -175,7 +179,7 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(gunicorn:
 
 
 def test_negative_control_without_a_send_timeout_the_stalled_stream_hangs_on(gunicorn: Callable[..., GunicornServer]) -> None:
-    server = gunicorn(env={"WEBAPP_PROVIDER": "scripted", "WEBAPP_SEND_TIMEOUT_SECONDS": "0", "WEBAPP_HEARTBEAT_SECONDS": "1"})
+    server = gunicorn(env={**STALL, "WEBAPP_SEND_TIMEOUT_SECONDS": "0", "WEBAPP_HEARTBEAT_SECONDS": "1"})
     sock = stalled_client(server)
     try:
         time.sleep(6)

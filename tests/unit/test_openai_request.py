@@ -10,7 +10,7 @@ import pytest
 from webapp.chat_request import ChatLimits
 from webapp.eventlog import Event
 from webapp.jsonbody import MAX_DEPTH, InvalidJSON, load_json
-from webapp.limits import StreamLimiter
+from webapp.limits import CLIENT_LIMIT, OVERLOADED, Refusal, StreamLimiter
 from webapp.openai_format import DONE, ChunkFormat, openai_usage
 from webapp.openai_request import InvalidCompletionRequest, parse_completion_request
 
@@ -181,8 +181,20 @@ def test_chunk_format_is_the_openai_wire_format() -> None:
 def test_limiter_admits_up_to_its_limit_and_releases_once() -> None:
     limiter = StreamLimiter(2)
     first, second = limiter.try_acquire(), limiter.try_acquire()
-    assert first and second and limiter.try_acquire() is None
+    assert callable(first) and callable(second) and limiter.try_acquire() == Refusal(OVERLOADED)
     first()
     first()  # a second release changes nothing
-    assert limiter.active == 1 and limiter.try_acquire() is not None
-    assert all(StreamLimiter(0).try_acquire() for _ in range(100))
+    assert limiter.active == 1 and callable(limiter.try_acquire())
+    assert all(callable(StreamLimiter(0).try_acquire()) for _ in range(100))
+
+
+def test_limiter_gives_each_client_its_share() -> None:
+    limiter = StreamLimiter(10, per_client=2)
+    a1, a2 = limiter.try_acquire("a"), limiter.try_acquire("a")
+    assert callable(a1) and callable(a2)
+    refused = limiter.try_acquire("a")
+    assert refused == Refusal(CLIENT_LIMIT) and refused.status == 429
+    assert callable(limiter.try_acquire("b"))  # another client still gets in
+    a1()
+    assert limiter.held_by("a") == 1 and callable(limiter.try_acquire("a"))
+    assert Refusal(OVERLOADED).status == 503

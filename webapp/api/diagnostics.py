@@ -2,7 +2,11 @@
 
 It builds a scripted model from the query and streams it through exactly
 the same path as chat, so "does a 70 s pause survive my load balancer?" is
-one ``curl -N`` away. Every parameter is bounded.
+one ``curl -N`` away. Every parameter is bounded, and so is the whole: at
+most 1,000 tokens and 10 minutes, what a deployment check needs (a
+10,000-token burst cost 1.5 s of CPU and 10,001 stored events). It is a
+run like any other (admission, per-client share); ``WEBAPP_DIAGNOSTICS=false``
+removes the route.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ bp = Blueprint("diagnostics", __name__, url_prefix="/api/diagnostics")
 
 # name -> (default, lowest, highest): integers only, so the bounds are exact.
 PARAMETERS: dict[str, tuple[int | None, int, int]] = {
-    "tokens": (20, 1, 10_000),
+    "tokens": (20, 1, 1_000),
     "interval_ms": (100, 0, 60_000),
     "ttft_ms": (0, 0, 600_000),
     "pause_s": (0, 0, 600),
-    "pause_at": (None, 0, 10_000),
-    "fail_at": (None, 0, 10_000),
+    "pause_at": (None, 0, 1_000),
+    "fail_at": (None, 0, 1_000),
 }
+MAX_TOTAL_SECONDS = 600
 
 
 def _parameters() -> dict[str, int | None]:
@@ -45,6 +50,9 @@ def _parameters() -> dict[str, int | None]:
         if value is None or not low <= value <= high:
             raise ApiError(400, "invalid_request", f"{name} must be a whole number from {low} to {high}")
         values[name] = value
+    total = (values["ttft_ms"] or 0) / 1000 + (values["tokens"] or 0) * (values["interval_ms"] or 0) / 1000 + (values["pause_s"] or 0)
+    if total > MAX_TOTAL_SECONDS:
+        raise ApiError(400, "invalid_request", f"the stream would last {total:g} s; at most {MAX_TOTAL_SECONDS} s")
     return values
 
 

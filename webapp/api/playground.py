@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
+from webapp.browser import page_nonce
+
 bp = Blueprint("playground", __name__)
 
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    return render_template("playground.html")
+    return render_template("playground.html", nonce=page_nonce())
