@@ -82,7 +82,7 @@ def install(app: Flask, allowed_origins: tuple[str, ...]) -> None:
                 "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": PREFLIGHT_MAX_AGE, "Vary": "Origin",
             })
             return preflight
-        if request.endpoint in OPEN_TO_ANY_SITE or not cross_site() or allowed(origin):
+        if any_origin or request.endpoint in OPEN_TO_ANY_SITE or not cross_site() or allowed(origin):
             return None
         return error_response(403, "forbidden_origin", "Requests from other sites are refused unless their origin is allowed (WEBAPP_CORS_ORIGINS).")
 

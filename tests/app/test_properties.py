@@ -137,3 +137,26 @@ def test_the_agent_answers_any_json_body(body: Any) -> None:
 def test_any_bytes_get_a_json_error_not_a_crash(raw: bytes) -> None:
     for path in ("/api/chat/events", "/v1/chat/completions", "/api/chat/stream", "/api/chat", "/api/agent/events"):
         check_response(APP.test_client(), path, raw)
+
+
+header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+request_headers = st.fixed_dictionaries({}, optional={
+    "Origin": st.sampled_from(["null", "https://evil.example", "http://localhost"]) | header_values,
+    "Sec-Fetch-Site": st.sampled_from(["cross-site", "same-site", "same-origin", "none"]) | header_values,
+    "Last-Event-ID": st.sampled_from(["s_0123456789abcdef:1", "s_0123456789abcdef:999999999"]) | header_values,
+    "Authorization": st.sampled_from(["Bearer", "Bearer x", "Basic abc"]) | header_values,
+    "X-Forwarded-For": header_values,
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(headers=request_headers, method=st.sampled_from(["GET", "POST", "OPTIONS", "DELETE"]),
+       path=st.sampled_from(["/api/chat/events", "/api/streams/s_0123456789abcdef", "/api/streams/s_0123456789abcdef/events",
+                             "/api/diagnostics/stream", "/v1/chat/completions", "/api/agent/events", "/"]))
+def test_any_headers_get_an_answer_not_a_crash(headers: dict[str, str], method: str, path: str) -> None:
+    response = APP.test_client().open(path, method=method, headers=headers, json={"message": "q"} if method == "POST" else None)
+    event(f"{method} {path} -> {response.status_code}")
+    assert response.status_code < 500, response.data[:300]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    if response.status_code >= 400:
+        assert response.json["error"]["type"]

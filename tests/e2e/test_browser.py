@@ -5,6 +5,7 @@ in agent mode it shows the tool calls and their results live, through a slow too
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -53,11 +54,19 @@ def counter(page: object, name: str) -> int:
     return int(page.inner_text(f"#{name}"))  # type: ignore[attr-defined]
 
 
+def wait_for_counter(page: object, name: str, at_least: int, timeout: float) -> None:
+    """Poll a counter through the DOM: the page's CSP forbids the string eval wait_for_function needs."""
+    deadline = time.monotonic() + timeout
+    while counter(page, name) < at_least:
+        assert time.monotonic() < deadline, f"#{name} stayed below {at_least}"
+        page.wait_for_timeout(50)  # type: ignore[attr-defined]
+
+
 def ask(page: object, proxy: Proxy) -> None:
     page.goto(proxy.url + "/")  # type: ignore[attr-defined]
     page.fill("#prompt", PROMPT)  # type: ignore[attr-defined]
     page.click("#send")  # type: ignore[attr-defined]
-    page.wait_for_function("Number(document.querySelector('#tokens').textContent) >= 10", timeout=15_000)  # type: ignore[attr-defined]
+    wait_for_counter(page, "tokens", 10, timeout=15)
 
 
 def finish_and_check(page: object, artifacts: Path, name: str) -> None:
@@ -92,7 +101,7 @@ def test_agent_mode_shows_tool_calls_and_results_live_through_a_slow_tool(page: 
     page.wait_for_selector('.tool-call[data-name="calculate"][data-status="success"]', timeout=15_000)  # type: ignore[attr-defined]
     running = page.locator('.tool-call[data-name="slow_lookup"]')  # type: ignore[attr-defined]
     assert running.get_attribute("data-status") == "running"
-    page.wait_for_function("Number(document.querySelector('#heartbeats').textContent) >= 1", timeout=10_000)  # type: ignore[attr-defined]
+    wait_for_counter(page, "heartbeats", 1, timeout=10)
     page.wait_for_selector('#status[data-state="done"]', timeout=30_000)  # type: ignore[attr-defined]
     page.screenshot(path=str(artifacts / "playground-agent.png"), full_page=True)  # type: ignore[attr-defined]
     assert running.get_attribute("data-status") == "success"
@@ -100,3 +109,80 @@ def test_agent_mode_shows_tool_calls_and_results_live_through_a_slow_tool(page: 
     assert page.locator('.tool-call[data-name="calculate"] .result').inner_text() == "→ 42"  # type: ignore[attr-defined]
     assert counter(page, "toolcalls") == 2 and counter(page, "duplicates") == 0
     assert 'The calculate tool returned "42".' in page.inner_text("#answer")  # type: ignore[attr-defined]
+
+
+# -- with API keys on, and against other sites ------------------------------------------------------
+
+KEY = "browser-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def keyed_app(artifacts: Path) -> Iterator[GunicornServer]:
+    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_INTERVAL_MS": "20", "WEBAPP_API_KEYS": KEY}
+    server = GunicornServer(artifacts, env=env, name="browser-keys")
+    yield server.start()
+    server.stop()
+
+
+def test_the_playground_works_with_api_keys(page: object, keyed_app: GunicornServer, artifacts: Path) -> None:
+    page.goto(keyed_app.url + "/")  # type: ignore[attr-defined]  # the page itself needs no key
+    page.click("#send")  # type: ignore[attr-defined]
+    page.wait_for_selector('#status[data-state="failed"]', timeout=10_000)  # type: ignore[attr-defined]
+    assert "API key" in page.inner_text("#status")  # type: ignore[attr-defined]
+    page.fill("#key", KEY)  # type: ignore[attr-defined]
+    page.click("#send")  # type: ignore[attr-defined]
+    page.wait_for_selector('#status[data-state="done"]', timeout=15_000)  # type: ignore[attr-defined]
+    page.screenshot(path=str(artifacts / "playground-with-keys.png"), full_page=True)  # type: ignore[attr-defined]
+    assert page.inner_text("#answer") == "".join(script_tokens(page.input_value("#prompt"), None))  # type: ignore[attr-defined]
+    assert all("message=" not in line for line in keyed_app.log().splitlines())  # the prompt went in a POST body, not a URL
+
+
+class _EvilSite:
+    """A page on another site that asks the visitor's browser to start generations here."""
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+
+        page = (f'<img src="{target}/api/diagnostics/stream?tokens=3">'
+                f'<script>fetch("{target}/api/chat/events", {{method: "POST", mode: "no-cors", body: "{{}}"}}).catch(() => {{}})</script>')
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(page.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://localhost:{self.server.server_address[1]}/"  # another site than 127.0.0.1
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("cors", ["", "*"], ids=["refused", "negative-control-any-origin-allowed"])
+def test_another_site_cannot_make_the_browser_start_a_generation(cors: str, page: object, artifacts: Path) -> None:
+    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_INTERVAL_MS": "1", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_CORS_ORIGINS": cors}
+    app = GunicornServer(artifacts, env=env, name=f"browser-cross-site-{bool(cors)}").start()
+    evil = _EvilSite(app.url)
+    try:
+        page.goto(evil.url)  # type: ignore[attr-defined]
+        page.wait_for_timeout(1500)  # type: ignore[attr-defined]
+    finally:
+        evil.close()
+        app.stop()
+    log = app.log().splitlines()
+    image = [line for line in log if '"GET /api/diagnostics/stream' in line]
+    summaries = [line for line in log if "stream_summary" in line]
+    assert image, "the browser asked for the image"
+    if cors:
+        assert '" 200 ' in image[0] and summaries, "with every origin allowed, another site's page starts runs"
+    else:
+        assert '" 403 ' in image[0]
+        assert summaries == [], "no generation may start for another site's page"

@@ -72,6 +72,14 @@ MALFORMED: list[tuple[str, str, dict[str, str], bytes, int, str]] = [
     ("GET", "/api/diagnostics/stream?tokens=99999999999999999999", AUTH, b"", 400, "invalid_request"),
     ("GET", "/api/diagnostics/stream?pause_s=601", AUTH, b"", 400, "invalid_request"),
     ("GET", "/api/diagnostics/stream?interval_ms=1.5", AUTH, b"", 400, "invalid_request"),
+    ("GET", "/api/diagnostics/stream?tokens=1001", AUTH, b"", 400, "invalid_request"),
+    ("GET", "/api/diagnostics/stream?tokens=1000&interval_ms=1000", AUTH, b"", 400, "invalid_request"),
+    # other sites' pages, and streams that are not yours
+    ("POST", "/api/chat/events", {**JSON, "Sec-Fetch-Site": "cross-site"}, body({"message": "x"}), 403, "forbidden_origin"),
+    ("GET", "/api/diagnostics/stream", {**AUTH, "Origin": "https://evil.example"}, b"", 403, "forbidden_origin"),
+    ("OPTIONS", "/api/chat/events", {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, b"", 403, "forbidden_origin"),
+    ("GET", "/api/streams/s_0123456789abcdef", AUTH, b"", 404, "stream_not_found"),
+    ("GET", "/api/chat/events", {**AUTH, "Last-Event-ID": "s_0123456789abcdef:3"}, b"", 404, "stream_not_found"),
     # wrong content types and methods
     ("POST", "/api/chat", {**AUTH, "Content-Type": "text/plain"}, body({"message": "x"}), 415, "unsupported_media_type"),
     ("POST", "/api/chat/events", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}, b"message=x", 415, "unsupported_media_type"),

@@ -38,6 +38,7 @@ class Script:
     hold_after_done: float = 0.0  # wait this long between `data: [DONE]` and the end of the response
     close_after: bool = False  # close the connection after the response instead of keeping it alive
     tool_calls: tuple[tuple[str, str], ...] = ()  # (name, arguments as JSON text) to call when tools are offered
+    texts: tuple[str, ...] = ()  # the tokens' texts, instead of " w1", " w2"... (tokens = their number)
     args_fragment: int = 6  # characters of arguments per streamed fragment
 
 
@@ -164,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wait(script.pause, record)
             elif index:
                 self._wait(script.interval, record)
-            self._event({**base, "choices": [{"index": 0, "delta": {"content": token_text(index)}, "finish_reason": None}]})
+            text = script.texts[index] if index < len(script.texts) else token_text(index)
+            self._event({**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
             record.tokens_sent += 1
         self._finish(body, base, script, record, "stop")
 
