@@ -153,8 +153,12 @@ control_socket_disable = True
 #   post_worker_init - Lets the app see its worker begin a graceful shutdown
 #          (SIGTERM, or SIGHUP's rolling restart), so a stream that cannot
 #          finish within graceful_timeout ends with an explicit, retryable
-#          `server_shutdown` error event before the worker cuts it. Keep
-#          this hook if you write your own gunicorn config. It also tunes
+#          `server_shutdown` error event before the worker cuts it, and
+#          keeps a draining worker alive while its runs still produce (with
+#          a shared store their readers may already have moved to another
+#          worker; gunicorn waits only for its requests). Keep this hook if
+#          you write your own gunicorn config (GUNICORN_HOLD_FOR_RUNS=false
+#          turns the hold off, for a negative control). It also tunes
 #          the garbage collector once the app is loaded: freezes what
 #          start-up built and collects young objects every 50,000
 #          allocations instead of 700 (bench/: +25-30 % tokens/s under
@@ -177,9 +181,11 @@ def on_starting(server):
 
 def post_worker_init(worker):
     from webapp.server import tune_gc
-    from webapp.shutdown import watch_gunicorn_worker
+    from webapp.shutdown import hold_worker_for_runs, watch_gunicorn_worker
 
     watch_gunicorn_worker(worker)
+    if os.environ.get("GUNICORN_HOLD_FOR_RUNS", "true").strip().lower() not in ("0", "false", "no"):
+        hold_worker_for_runs(worker)
     tune_gc()  # the app is loaded: freeze it, and collect less often (webapp/server.py)
 
 

@@ -53,6 +53,7 @@ class StoreUnavailable(RuntimeError):
 
 
 STORE_UNAVAILABLE = {"error": {"type": "store_unavailable", "message": "The stream store is unavailable.", "retryable": True}}
+PRODUCER_LOST = {"error": {"type": "producer_lost", "message": "The server producing this stream stopped; retry to start again.", "retryable": True}}
 
 
 def event_size(kind: str, data: dict[str, Any]) -> int:
@@ -220,6 +221,11 @@ class MemoryStore:
 
     def remote_reader(self, stream_id: str) -> bool:
         return False  # nobody outside this process can read a memory log
+
+    def running_ids(self) -> list[str]:
+        """The streams in this store whose runs have not ended."""
+        with self._lock:
+            return [stream_id for stream_id, log in self._logs.items() if not log.finished]
 
     def announce_cancel(self, stream_id: str) -> None:
         """Nobody else to tell: a memory store's runs are all in this process."""

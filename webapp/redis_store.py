@@ -16,6 +16,13 @@ number it expects to write, so the one retry after a lost reply (Redis ran
 the script, the answer never came back) finds its own event there instead
 of writing it twice under two numbers.
 
+A producer holds a lease on each stream it runs (a key that expires unless
+renewed: every append renews it, and a keeper renews it through model
+pauses). A reader in another worker that finds the lease gone and no
+terminal event ends the stream with a retryable ``producer_lost`` error,
+so a worker killed with ``kill -9``, by the OOM killer or with its host,
+leaves no reader waiting for ``WEBAPP_MAX_STREAM_SECONDS``.
+
 A cancel in one worker reaches the worker producing the stream at once:
 it ends the stream in Redis and publishes the stream id on
 ``webapp:cancel``, which every worker's store listens to. Imports nothing
@@ -37,6 +44,7 @@ from redis.retry import Retry
 
 from webapp.concurrency import spawn
 from webapp.eventlog import (
+    PRODUCER_LOST,
     STORE_UNAVAILABLE,
     Event,
     LogClosedError,
@@ -48,9 +56,12 @@ from webapp.eventlog import (
 log = logging.getLogger(__name__)
 
 CANCEL_CHANNEL = "webapp:cancel"
+LEASE_MS = 6000  # a producer not heard of for this long is taken for dead
+_LEASE_RENEW_SECONDS = 1.5
 
-# KEYS: stream, meta. ARGV: kind, data, terminal (0/1), first (0/1), running ttl ms, finished ttl ms,
-# expected sequence number (-1: whatever is next, for a cancel from another worker), owner, deadline (epoch ms).
+# KEYS: stream, meta, lease. ARGV: kind, data, terminal (0/1), first (0/1), running ttl ms, finished ttl ms,
+# expected sequence number (-1: whatever is next, for a cancel from another worker), owner, deadline (epoch ms),
+# lease ms (0: this writer is not the producer).
 # Returns the event's sequence number; -1 if the stream already ended; -2 if its state is gone; -3 if
 # Redis holds another event where this one was expected (the logs diverged).
 _APPEND = """
@@ -71,7 +82,10 @@ if ARGV[4] == '1' then redis.call('HSET', KEYS[2], 'owner', ARGV[8], 'deadline',
 local ttl = ARGV[5]
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[2], 'done', '1')
+  redis.call('DEL', KEYS[3])
   ttl = ARGV[6]
+elseif ARGV[10] ~= '0' then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[10])
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -115,6 +129,7 @@ class RedisStore:
         )
         self._append_script = self.client.register_script(_APPEND)
         self._closed = threading.Event()
+        self._keeper_started = False
         store = self
 
         class _Local(MemoryStore):
@@ -127,6 +142,10 @@ class RedisStore:
     def keys(stream_id: str) -> tuple[str, str]:
         return f"webapp:stream:{stream_id}", f"webapp:stream:{stream_id}:meta"
 
+    @staticmethod
+    def lease_key(stream_id: str) -> str:
+        return f"webapp:stream:{stream_id}:lease"
+
     def ping(self) -> None:
         """Raise StoreUnavailable naming the (masked) URL if Redis does not answer."""
         try:
@@ -135,7 +154,30 @@ class RedisStore:
             raise StoreUnavailable(f"cannot reach Redis at {masked(self.url)}: {exc}") from None
 
     def create(self, stream_id: str, owner: str | None = None) -> MemoryEventLog:
+        if not self._keeper_started:
+            self._keeper_started = True
+            spawn(self._renew_leases)
         return self._local.create(stream_id, owner)
+
+    def _renew_leases(self) -> None:
+        """Through model pauses (no appends), renew the lease of every stream this process is producing."""
+        while not self._closed.wait(_LEASE_RENEW_SECONDS):
+            running = self._local.running_ids()
+            if not running:
+                continue
+            try:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for stream_id in running:
+                        pipe.set(self.lease_key(stream_id), 1, px=LEASE_MS, xx=True)
+                    pipe.execute()
+            except redis.RedisError:
+                pass  # Redis is away: the next append will say so
+
+    def producer_alive(self, stream_id: str) -> bool:
+        try:
+            return bool(self.client.exists(self.lease_key(stream_id)))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
 
     def open(self, stream_id: str) -> "MemoryEventLog | RemoteLog | None":
         local = self._local.open(stream_id)
@@ -157,14 +199,17 @@ class RedisStore:
         self, stream_id: str, kind: str, data: dict[str, Any], *, expected: int = -1, owner: str | None = None,
         deadline: float | None = None,
     ) -> int:
-        """Write one event; ``expected`` is its sequence number (-1: whatever comes next). Retried once on a lost reply."""
+        """Write one event; ``expected`` is its sequence number (-1: whatever comes next, from a non-producer).
+
+        The producer's appends (``expected`` >= 0) renew its lease. Retried once on a lost reply.
+        """
         stream_key, meta_key = self.keys(stream_id)
         deadline_ms = "" if deadline is None else str(int((time.time() + deadline - time.monotonic()) * 1000))
         args = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(expected == 0),
-                self.running_ttl_ms, self.ttl_ms, expected, owner or "", deadline_ms]
+                self.running_ttl_ms, self.ttl_ms, expected, owner or "", deadline_ms, LEASE_MS if expected >= 0 else 0]
         for attempt in range(2):
             try:
-                return int(self._append_script(keys=[stream_key, meta_key], args=args))
+                return int(self._append_script(keys=[stream_key, meta_key, self.lease_key(stream_id)], args=args))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 # Redis may have run the script and the reply been lost: the same expected number makes a
                 # second try find that event rather than write it again under the next number.
@@ -324,4 +369,19 @@ class RemoteLog:
                 events = [_event(entry_id, fields) for entry_id, fields in found[0][1]]
                 self._terminal_seen = self._terminal_seen or events[-1].terminal
                 return events
+            lost = self._end_if_producer_lost()
+            if lost is not None:
+                return lost
         return []
+
+    def _end_if_producer_lost(self) -> list[Event] | None:
+        """No events for a while: if nobody holds the lease and the stream never ended, end it for every reader."""
+        try:
+            if self.store.producer_alive(self.stream_id) or self.finished:
+                return None
+            if self.store.append(self.stream_id, "error", PRODUCER_LOST) == -2:
+                return [Event(None, "error", STORE_UNAVAILABLE)]  # its state is gone (Redis restarted)
+        except StoreUnavailable:
+            return [Event(None, "error", STORE_UNAVAILABLE)]
+        log.warning("stream %s: its producer is gone (no lease); ended it with producer_lost", self.stream_id)
+        return None  # the next read returns the terminal event, with its sequence number

@@ -34,7 +34,7 @@ SERVER_ERROR = {"error": {"type": "server_error", "message": "The server failed 
 # Terminal error types that get an outcome of their own in the summary.
 _OUTCOME_BY_ERROR = {
     "timeout": "timeout", "server_shutdown": "server_shutdown", "cancelled": "cancelled", "store_unavailable": "store_unavailable",
-    "too_large": "too_large", "server_error": "server_error",
+    "too_large": "too_large", "server_error": "server_error", "producer_lost": "producer_lost",
 }
 
 

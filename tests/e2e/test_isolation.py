@@ -248,6 +248,7 @@ def test_a_delete_on_another_instance_stops_the_run_during_a_model_pause(
     upstream.script = Script(tokens=10, interval=0.05, pause=10, pause_at=3)
     env = openai_env(upstream_server, WEBAPP_STREAM_STORE=redis_server.url, WEBAPP_ON_DISCONNECT="continue",
                      WEBAPP_RESUME_GRACE_SECONDS="30", WEBAPP_HEARTBEAT_SECONDS="1")
+    redis.Redis.from_url(redis_server.url).flushall()  # this test's stream is then the only one
     producer, other = servers(env, name="producer"), servers(env, name="other")
     with ThreadPoolExecutor(1) as pool:
         reading = pool.submit(read_stream, "POST", producer.url + "/api/chat/events", json={"message": "x"}, timeout=30)
