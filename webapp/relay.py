@@ -193,8 +193,11 @@ class Relay:
             seq = self.after
             last_sent = time.monotonic()
             while self.outcome is None:
-                if shutdown is not None and shutdown.deadline is not None and self.move_on_shutdown:
-                    self.outcome = "server_shutdown"  # the client resumes elsewhere; the run goes on
+                if shutdown is not None and shutdown.deadline is not None and self.move_on_shutdown and seq >= 0:
+                    # The client resumes elsewhere; the run goes on. Not before it holds an event id, though:
+                    # a stream that starts on a draining worker first sends its start event (the soak found
+                    # new streams moved with no id, which nobody could resume).
+                    self.outcome = "server_shutdown"
                     return
                 wake_at = min(deadline, last_sent + heartbeat_every)
                 timeout = None if wake_at == math.inf else max(0.0, wake_at - time.monotonic())

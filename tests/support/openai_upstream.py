@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -67,6 +67,7 @@ class UpstreamRequest:
 
     body: dict[str, Any]
     peer: tuple[str, int] | None = None  # the client's address: the same for requests on one connection
+    fault: str | None = None  # "429", "500" or "drop" when the script failed this request on purpose
     started: float = field(default_factory=time.monotonic)
     tokens_sent: int = 0
     client_closed_at: float | None = None
@@ -98,10 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
         upstream = self.server.upstream
-        script = upstream.script
         record = UpstreamRequest(body=body, peer=self.client_address[:2])
-        upstream.requests.append(record)
-        number = len(upstream.requests)
+        with upstream.lock:
+            upstream.requests.append(record)
+            number = len(upstream.requests)
+        script = upstream.plan(body, number) if upstream.plan is not None else upstream.script
+        record.fault = str(script.fail_status) if script.fail_status else ("drop" if script.drop_at is not None else None)
         try:
             if script.fail_status:
                 headers = {"Retry-After": "0"} if script.fail_status == 429 else {}
@@ -246,7 +249,10 @@ class OpenAIUpstream:
 
     def __init__(self) -> None:
         self.script = Script()
+        # Or a script per request, from its body and its number (from 1): the soak derives answers from prompts.
+        self.plan: Callable[[dict[str, Any], int], Script] | None = None
         self.requests: list[UpstreamRequest] = []
+        self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.upstream = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -258,6 +264,7 @@ class OpenAIUpstream:
 
     def reset(self, script: Script | None = None) -> None:
         self.script = script or Script()
+        self.plan = None
         self.requests.clear()
 
     def wait_for_requests(self, count: int, timeout: float = 30.0) -> list[UpstreamRequest]:

@@ -107,8 +107,9 @@ class GunicornServer(ServerProcess):
         app: str = "wsgi:app",
         name: str = "gunicorn",
         ready_path: str = "/healthz",
+        port: int | None = None,  # a restart takes its predecessor's port, where the proxy expects it
     ) -> None:
-        port = free_port()
+        port = port or free_port()
         command = [
             sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
             "--bind", f"127.0.0.1:{port}", *args, app,

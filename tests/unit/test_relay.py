@@ -298,6 +298,23 @@ def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error(monkeypatch
     assert summaries[0]["outcome"] == "server_shutdown"
 
 
+def test_a_stream_starting_on_a_draining_worker_gets_its_id_before_it_is_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the soak: a new stream on a draining worker (a request on a kept-alive connection) was moved
+    before its start event, so the client had no id to resume with, and the run went on for nobody."""
+    import webapp.relay as relay_module
+    from webapp.shutdown import ShutdownNotice
+
+    notice = ShutdownNotice()
+    notice.begin(30.0)  # already draining
+    monkeypatch.setattr(relay_module, "SHUTDOWN", notice)
+    generation = Generation(ScriptedChatModel(tokens=5, ttft=0.2, interval=0), "hi", MemoryEventLog("s_new"), on_disconnect="continue")
+    relay = Relay(generation.log, RelayOptions(heartbeat_seconds=1), generation=generation, resumable=True, move_on_shutdown=True)
+    items = parse(list(relay.sse_frames()))
+    events = [i for i in items if isinstance(i, sse.ServerSentEvent)]
+    assert [e.event for e in events] == ["start"] and events[0].id == "s_new:0"  # the client can resume
+    assert isinstance(items[-1], sse.Comment) and "reconnect with Last-Event-ID" in items[-1].text
+    generation.cancel()
+
 
 class _RecordedMetrics:
     def __init__(self) -> None:

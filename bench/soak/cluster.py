@@ -1,0 +1,113 @@
+"""The soak's real parts, all on loopback, and the faults done to them.
+
+Two service instances (gunicorn from conf/gunicorn.conf.py, two gevent
+workers each) share a real Redis, behind nginx from conf/nginx.conf with
+both as upstream servers; all stream from the local OpenAI-protocol
+upstream. Each fault is what operators do or suffer: a rolling SIGHUP, a
+SIGTERM followed by a restart on the same port, a worker killed with
+SIGKILL (its master starts another), an nginx reload, a Redis restart.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.proxies import Nginx, Variant
+from tests.support.redis_server import RedisServer
+from tests.support.servers import GunicornServer
+
+
+@dataclass
+class Settings:
+    """The service's settings for the soak: fast heartbeats and retries, a short grace."""
+
+    grace_seconds: float = 5.0
+    graceful_timeout: int = 30
+
+    def env(self, upstream: OpenAIUpstream, redis_url: str) -> dict[str, str]:
+        return {
+            "WEBAPP_PROVIDER": "openai", "OPENAI_API_KEY": "soak-key-not-secret", "OPENAI_BASE_URL": upstream.base_url,
+            "WEBAPP_MODEL": "soak-model", "WEBAPP_UPSTREAM_MAX_RETRIES": "2", "WEBAPP_STREAM_STORE": redis_url,
+            "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_RETRY_MS": "300", "WEBAPP_ON_DISCONNECT": "continue",
+            "WEBAPP_RESUME_GRACE_SECONDS": str(self.grace_seconds), "WEBAPP_MAX_STREAM_SECONDS": "120",
+            "WEBAPP_CLIENT_ADDRESS_HEADER": "X-Forwarded-For", "WEBAPP_LOG_LEVEL": "WARNING",
+            "GUNICORN_WORKERS": "2", "GUNICORN_GRACEFUL_TIMEOUT": str(self.graceful_timeout), "GUNICORN_ACCESSLOG": "",
+        }
+
+
+@dataclass
+class Cluster:
+    """nginx → two instances → Redis, upstream; ``faults`` records what was done, when."""
+
+    workdir: Path
+    upstream: OpenAIUpstream
+    settings: Settings = field(default_factory=Settings)
+    instances: list[GunicornServer] = field(default_factory=list)
+    faults: list[tuple[float, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def start(self) -> "Cluster":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis = RedisServer(self.workdir).start()
+        env = self.settings.env(self.upstream, self.redis.url)
+        self.instances = [GunicornServer(self.workdir, env=env, name=f"instance-{i}").start() for i in (1, 2)]
+        variant = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{self.instances[1].port};"})
+        self.nginx = Nginx(self.workdir, self.instances[0].port, variant).start()
+        self.started = time.monotonic()
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.nginx.url
+
+    def _did(self, what: str) -> None:
+        self.faults.append((round(time.monotonic() - self.started, 2), what))
+
+    def rolling_restart(self, index: int) -> None:
+        """SIGHUP: the master starts new workers, the old ones drain."""
+        self.instances[index].signal(signal.SIGHUP)
+        self._did(f"SIGHUP instance-{index + 1}")
+
+    def stop_and_restart(self, index: int) -> None:
+        """SIGTERM, wait for the drain to end, start again on the same port (a deploy)."""
+        old = self.instances[index]
+        old.signal(signal.SIGTERM)
+        self._did(f"SIGTERM instance-{index + 1}")
+        assert old.process is not None
+        try:
+            old.process.wait(self.settings.graceful_timeout + 15)
+        except subprocess.TimeoutExpired:
+            old.process.kill()
+        new = GunicornServer(self.workdir, env=old.env, name=f"instance-{index + 1}-restarted", port=old.port)
+        self.instances[index] = new.start()
+        self._did(f"restarted instance-{index + 1}")
+
+    def kill_a_worker(self, index: int) -> None:
+        """SIGKILL one worker: no drain, no terminal events; its master starts another."""
+        master = self.instances[index].process
+        assert master is not None
+        workers = psutil.Process(master.pid).children()
+        if workers:
+            workers[0].kill()
+            self._did(f"kill -9 a worker of instance-{index + 1}")
+
+    def reload_nginx(self) -> None:
+        assert self.nginx.process is not None
+        self.nginx.process.send_signal(signal.SIGHUP)
+        self._did("nginx reload")
+
+    def restart_redis(self) -> None:
+        self.redis.restart()
+        self._did("Redis restart (all stream state lost)")
+
+    def stop(self) -> None:
+        for part in (self.nginx, *self.instances):
+            part.stop()
+        self.redis.stop()
