@@ -409,6 +409,9 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
                   f"- Pinning: apps and ceiling on CPU {m['app_cpus']}, upstream + load generator + harness on CPU {m['load_cpus']}"
                   if m.get("app_cpus") else "- No CPU pinning", ""]
     lines += ["## Notes", "", *NOTES, ""]
+    soak = Path(__file__).with_name("SOAK.md")
+    if soak.exists():  # written by hand from `python -m bench.soak` runs: reliability under load and faults
+        lines += [soak.read_text().strip(), ""]
     changes = Path(__file__).with_name("CHANGES.md")
     if changes.exists():  # written by hand: what each change to the service bought, and why targets fail
         lines += [changes.read_text().strip(), ""]

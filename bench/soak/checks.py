@@ -123,7 +123,8 @@ def _check_terminal(verdict: Verdict, history: History) -> None:
 def _check_upstream(verdict: Verdict, history: History, requests: list[UpstreamRequest], grace: float) -> None:
     generations = [r for r in requests if r.fault not in ("429", "500")]
     ended = history.terminal is not None and history.terminal[0] == "end"
-    if len(generations) > 1 or (ended and len(generations) != 1) or len(requests) - len(generations) > MAX_RETRIES:
+    failed = len(requests) - len(generations)  # the first try and up to MAX_RETRIES retries may fail; then it gives up
+    if len(generations) > 1 or (ended and len(generations) != 1) or failed > MAX_RETRIES + 1 or (failed > MAX_RETRIES and generations):
         verdict.extra_generations += 1
         verdict.fail("the upstream was asked for this run more than once (beyond retries)", history,
                      requests=[(r.fault, r.started) for r in requests])
