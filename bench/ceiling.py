@@ -30,9 +30,10 @@ import gevent  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
 
 from bench.load import emit_result, percentile  # noqa: E402
-from webapp.eventlog import MemoryEventLog  # noqa: E402
-from webapp.generation import Generation  # noqa: E402
-from webapp.relay import Relay, RelayOptions  # noqa: E402
+from uncut.eventlog import MemoryEventLog  # noqa: E402
+from uncut.generation import Generation  # noqa: E402
+from uncut.options import StreamOptions
+from uncut.relay import Relay  # noqa: E402
 
 now = time.perf_counter
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     messages = [HumanMessage(content="bench")]
     for _ in llm.stream(messages):  # warm-up: connection, imports, pydantic models
         pass
-    from webapp.server import tune_gc
+    from uncut.gunicorn import tune_gc
 
     tune_gc()  # as conf/gunicorn.conf.py does for the service's worker
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         generation = Generation(llm, messages, MemoryEventLog(stream_id), start_data={"model": "bench-model"})
         frame = b""
-        for frame in Relay(generation.log, RelayOptions(), generation=generation).sse_frames():
+        for frame in Relay(generation.log, StreamOptions(), generation=generation).sse_frames():
             tokens = frame.count(b"event: token\n")
             if tokens:
                 yield tokens

@@ -35,10 +35,11 @@ import psutil  # noqa: E402
 from langchain_core.messages import AIMessageChunk  # noqa: E402
 
 from bench.report import median_of  # noqa: E402
-from webapp.eventlog import MemoryEventLog  # noqa: E402
-from webapp.generation import Generation  # noqa: E402
-from webapp.relay import Relay, RelayOptions  # noqa: E402
-from webapp.server import tune_gc  # noqa: E402
+from uncut.eventlog import MemoryEventLog  # noqa: E402
+from uncut.generation import Generation  # noqa: E402
+from uncut.options import StreamOptions
+from uncut.relay import Relay  # noqa: E402
+from uncut.gunicorn import tune_gc  # noqa: E402
 
 MODEL_DEPTH = 15  # generator levels between llm.stream() and the socket read in the real client
 
@@ -76,7 +77,7 @@ def _cpu_seconds() -> float:
 def relay_cost(mode: str, concurrency: int, streams: int, tokens: int, interval: float) -> dict[str, Any]:
     """CPU microseconds per token with ``mode`` bare, text (the relay's text surface) or sse."""
     model = FreeModel(tokens, interval)
-    options = RelayOptions()
+    options = StreamOptions()
 
     def user(index: int) -> None:
         for n in range(streams):

@@ -180,8 +180,8 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    from webapp.server import tune_gc
-    from webapp.shutdown import hold_worker_for_runs, watch_gunicorn_worker
+    from uncut.gunicorn import tune_gc
+    from uncut.shutdown import hold_worker_for_runs, watch_gunicorn_worker
 
     watch_gunicorn_worker(worker)
     if os.environ.get("GUNICORN_HOLD_FOR_RUNS", "true").strip().lower() not in ("0", "false", "no"):
@@ -190,6 +190,6 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    from webapp.metrics import mark_worker_dead
+    from uncut.prometheus import mark_worker_dead
 
     mark_worker_dead(worker.pid)

@@ -24,7 +24,7 @@ from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import tool
 
-from webapp.streaming import sse_response
+from uncut.flask import sse_response
 
 
 @tool
@@ -39,7 +39,7 @@ def build_model() -> BaseChatModel:
         from langchain_openai import ChatOpenAI
 
         return ChatOpenAI(model=os.environ.get("EXAMPLE_MODEL", "gpt-4o-mini"), max_retries=0)
-    from webapp.scripted import ScriptedChatModel
+    from uncut.scripted import ScriptedChatModel
 
     return ScriptedChatModel()
 

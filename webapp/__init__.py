@@ -15,22 +15,23 @@ from flask import Flask
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 
+from uncut import prometheus
+from uncut.callbacks import check_sync_handlers
+from uncut.eventlog import MemoryStore, StoreUnavailable
+from uncut.flask import Streaming
+from uncut.gunicorn import detect_worker, ssl_imported_before_patching
+from uncut.streams import EventLogStore
 from webapp import browser
 from webapp.api import STATE_KEY, ServiceState
 from webapp.auth import current_key_id, require_api_keys
 from webapp.bodies import BodyDeadline
-from webapp.callbacks import check_sync_handlers
 from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
-from webapp.logs import configure_logging, install_request_ids
-from webapp.eventlog import MemoryStore, StoreUnavailable
 from webapp.identity import client_identity
+from webapp.logs import configure_logging, install_request_ids, log_stream_summary, summary_fields
 from webapp.providers import build_chat_model, warm_up
-from webapp.relay import RelayOptions
-from webapp.server import detect_worker, ssl_imported_before_patching
-from webapp.streaming import EventLogStore, Streaming, sse_response, text_response
 
-__all__ = ["create_app", "ConfigError", "Settings", "Streaming", "RelayOptions", "sse_response", "text_response"]
+__all__ = ["create_app", "ConfigError", "Settings"]
 
 log = logging.getLogger("webapp")
 
@@ -65,7 +66,7 @@ def build_store(settings: Settings) -> EventLogStore:
     """The event-log store the settings name; a Redis that does not answer stops start-up."""
     if settings.stream_store == "memory":
         return MemoryStore(settings.stream_ttl_seconds, settings.memory_store_max_events, settings.memory_store_max_bytes)
-    from webapp.redis_store import RedisStore, masked
+    from uncut.redis_store import RedisStore, masked
 
     store = RedisStore(
         settings.stream_store, settings.stream_ttl_seconds,
@@ -104,26 +105,17 @@ def create_app(
 
     agent = build_agent(model, settings.agent_slow_tool_seconds)
     app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, agent=agent, worker=worker)
+    prometheus.install(prefix="webapp")  # the service's metric names, webapp_streams_started and so on
     Streaming(
         app,
-        heartbeat_seconds=settings.heartbeat_seconds,
-        retry_ms=settings.retry_ms,
-        max_stream_seconds=settings.max_stream_seconds,
-        watch_disconnect=settings.watch_disconnect,
-        shutdown_notice=settings.shutdown_notice,
-        send_timeout_seconds=settings.send_timeout_seconds,
-        send_buffer_bytes=settings.send_buffer_bytes,
-        max_concurrent_streams=settings.max_concurrent_streams,
-        max_streams_per_client=settings.max_streams_per_key,
-        max_stream_events=settings.max_stream_events,
-        max_stream_bytes=settings.max_stream_bytes,
-        on_disconnect=settings.on_disconnect,
-        resume_grace_seconds=settings.resume_grace_seconds,
         store=build_store(settings),
         callbacks=callbacks,
         metadata={"provider": settings.provider, "model": settings.model},
         owner=current_key_id,
         client=client_identity(bool(settings.api_keys), settings.client_address_header),
+        summary_fields=summary_fields,
+        on_summary=log_stream_summary,
+        **settings.stream_options(),
     )
     app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_timeout_seconds, settings.max_body_bytes)  # type: ignore[method-assign]
     register_error_handlers(app)

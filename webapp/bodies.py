@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any, Callable, Iterable
 
-from webapp.concurrency import client_socket
+from uncut.concurrency import client_socket
 
 _READ_BYTES = 65_536
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

@@ -12,6 +12,10 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
+from uncut.options import DISCONNECT_POLICIES, RANGES, StreamOptions, parse_bool
+
+DEFAULTS = StreamOptions()  # the library's defaults: the service changes only what it says it changes
+
 PROVIDERS = ("scripted", "openai")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -34,12 +38,26 @@ def _number(name: str, raw: str, low: float, high: float, *, integer: bool, hint
 
 
 def _bool(name: str, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r}: must be one of true/false, yes/no, on/off, 1/0")
+    try:
+        return parse_bool(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: {exc}") from None
+
+
+def _option(option: str, *, low: float | None = None) -> Callable[[str, str], Any]:
+    """A streaming option's parser: its type and range are StreamOptions', so the two cannot disagree."""
+    allowed = RANGES[option]
+
+    def parse(name: str, raw: str) -> Any:
+        try:
+            value = allowed.parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r}: {exc}") from None
+        if low is not None and value < low:
+            raise ConfigError(f"{name}={raw!r}: must be at least {low:g}")
+        return value
+
+    return parse
 
 
 def _choice(name: str, raw: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
@@ -115,31 +133,31 @@ class Settings:
     model: str = "scripted"
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
-    heartbeat_seconds: float = 15.0
-    retry_ms: int = 3000
-    max_stream_seconds: float = 300.0
-    watch_disconnect: bool = True
-    shutdown_notice: bool = True
+    heartbeat_seconds: float = DEFAULTS.heartbeat_seconds
+    retry_ms: int = DEFAULTS.retry_ms
+    max_stream_seconds: float = DEFAULTS.max_stream_seconds or 300.0
+    watch_disconnect: bool = DEFAULTS.watch_disconnect
+    shutdown_notice: bool = DEFAULTS.shutdown_notice
     max_body_bytes: int = 1_048_576
     max_messages: int = 100
     max_message_chars: int = 32_000
     max_tokens: int = 4096
-    max_concurrent_streams: int = 1000
-    max_streams_per_key: int = 250
+    max_concurrent_streams: int = 1000  # the service's: the library's default is no limit
+    max_streams_per_key: int = 250  # the service's: a quarter of the worker, so no one client takes it all
     client_address_header: str | None = None
-    max_stream_events: int = 50_000
-    max_stream_bytes: int = 8 * 1_048_576
+    max_stream_events: int = DEFAULTS.max_stream_events or 50_000
+    max_stream_bytes: int = DEFAULTS.max_stream_bytes or 8 * 1_048_576
     body_timeout_seconds: float = 10.0
-    send_timeout_seconds: float = 30.0
-    send_buffer_bytes: int = 65_536
+    send_timeout_seconds: float = DEFAULTS.send_timeout_seconds or 30.0
+    send_buffer_bytes: int = DEFAULTS.send_buffer_bytes
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     api_keys_file: str | None = None
     stream_store: str = field(default="memory", repr=False)
     stream_ttl_seconds: float = 300.0
     memory_store_max_events: int = 500_000
     memory_store_max_bytes: int = 256 * 1_048_576
-    on_disconnect: str = "continue"
-    resume_grace_seconds: float = 15.0
+    on_disconnect: str = "continue"  # the service's: it can resume streams (the library cancels)
+    resume_grace_seconds: float = DEFAULTS.resume_grace_seconds
     upstream_timeout_seconds: float = 600.0
     upstream_max_retries: int = 2
     upstream_max_connections: int = 10_000
@@ -153,9 +171,24 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
 
+    def setting_name(self, option: str) -> str:
+        """The environment variable that sets ``option`` (the doctor's messages name it)."""
+        return SETTINGS[option].env
+
     @property
     def heartbeats_enabled(self) -> bool:
         return self.heartbeat_seconds > 0
+
+    def stream_options(self) -> dict[str, Any]:
+        """The settings the library takes, as ``StreamOptions`` keywords."""
+        return {
+            "heartbeat_seconds": self.heartbeat_seconds, "retry_ms": self.retry_ms, "max_stream_seconds": self.max_stream_seconds,
+            "watch_disconnect": self.watch_disconnect, "shutdown_notice": self.shutdown_notice,
+            "send_timeout_seconds": self.send_timeout_seconds, "send_buffer_bytes": self.send_buffer_bytes,
+            "max_stream_events": self.max_stream_events, "max_stream_bytes": self.max_stream_bytes,
+            "on_disconnect": self.on_disconnect, "resume_grace_seconds": self.resume_grace_seconds,
+            "max_concurrent_streams": self.max_concurrent_streams, "max_streams_per_client": self.max_streams_per_key,
+        }
 
 
 # Field name -> environment variable, parser and the README's description.
@@ -166,10 +199,10 @@ SETTINGS: dict[str, Setting] = {
                      f"Model name sent to the provider. Default: `scripted`, or `{DEFAULT_OPENAI_MODEL}` for openai."),
     "openai_api_key": Setting("OPENAI_API_KEY", _text, "Key for the openai provider. Never logged."),
     "openai_base_url": Setting("OPENAI_BASE_URL", _text, "Any OpenAI-compatible server, e.g. `http://127.0.0.1:9000/v1`."),
-    "heartbeat_seconds": Setting("WEBAPP_HEARTBEAT_SECONDS", _float(0, 300, " (0 turns heartbeats off: unsafe, for negative controls)"),
+    "heartbeat_seconds": Setting("WEBAPP_HEARTBEAT_SECONDS", _option("heartbeat_seconds"),
                                  "SSE comment sent when no event was sent for this long. Keep it below every idle timeout in front of the app."),
-    "retry_ms": Setting("WEBAPP_RETRY_MS", _int(0, 600_000), "The SSE `retry:` reconnect delay advertised to clients."),
-    "max_stream_seconds": Setting("WEBAPP_MAX_STREAM_SECONDS", _float(1, 86_400),
+    "retry_ms": Setting("WEBAPP_RETRY_MS", _option("retry_ms"), "The SSE `retry:` reconnect delay advertised to clients."),
+    "max_stream_seconds": Setting("WEBAPP_MAX_STREAM_SECONDS", _option("max_stream_seconds"),
                                   "A stream still running after this long ends with an explicit `error` event (type `timeout`)."),
     "watch_disconnect": Setting("WEBAPP_WATCH_DISCONNECT", _bool,
                                 "Watch the client socket for EOF so a dropped client cancels the upstream call within about a second."),
@@ -180,21 +213,21 @@ SETTINGS: dict[str, Setting] = {
     "max_message_chars": Setting("WEBAPP_MAX_MESSAGE_CHARS", _int(1, 10_000_000), "Longest message content accepted, in characters."),
     "max_tokens": Setting("WEBAPP_MAX_TOKENS", _int(1, 1_000_000),
                           "Ceiling on a request's `max_tokens` / `max_completion_tokens`; above it: 400."),
-    "max_concurrent_streams": Setting("WEBAPP_MAX_CONCURRENT_STREAMS", _int(0, 1_000_000),
+    "max_concurrent_streams": Setting("WEBAPP_MAX_CONCURRENT_STREAMS", _option("max_concurrent_streams"),
                                       "Open streams per worker process; one more gets an immediate `503` with `Retry-After`. `0`: no limit."),
-    "max_streams_per_key": Setting("WEBAPP_MAX_STREAMS_PER_KEY", _int(0, 1_000_000),
+    "max_streams_per_key": Setting("WEBAPP_MAX_STREAMS_PER_KEY", _option("max_streams_per_client"),
                                    "Runs one API key (with keys off: one client address) may have going per worker; one more gets `429` with `Retry-After`. `0`: no per-client limit."),
     "client_address_header": Setting("WEBAPP_CLIENT_ADDRESS_HEADER", _header,
                                      "Behind a trusted proxy, the header that carries the client's address (`X-Forwarded-For`: its last entry, the one your proxy added; or `X-Real-IP`). Unset: the peer address, which behind a proxy is the proxy's."),
-    "max_stream_events": Setting("WEBAPP_MAX_STREAM_EVENTS", _int(10, 10_000_000),
+    "max_stream_events": Setting("WEBAPP_MAX_STREAM_EVENTS", _option("max_stream_events"),
                                  "A run whose log reaches this many events ends with an explicit `too_large` error event."),
-    "max_stream_bytes": Setting("WEBAPP_MAX_STREAM_BYTES", _int(1024, 1024 * 1_048_576),
+    "max_stream_bytes": Setting("WEBAPP_MAX_STREAM_BYTES", _option("max_stream_bytes"),
                                 "...or this many bytes of events (text, arguments, tool results)."),
     "body_timeout_seconds": Setting("WEBAPP_BODY_TIMEOUT_SECONDS", _float(0, 600, " (0 turns it off)"),
                                     "A client that has not sent its whole request body this long after its headers gets `408` and its connection closed (gunicorn times only the headers)."),
-    "send_timeout_seconds": Setting("WEBAPP_SEND_TIMEOUT_SECONDS", _float(0, 3600, " (0 turns it off)"),
+    "send_timeout_seconds": Setting("WEBAPP_SEND_TIMEOUT_SECONDS", _option("send_timeout_seconds"),
                                     "A client that accepts no bytes for this long is dropped and its generation cancelled."),
-    "send_buffer_bytes": Setting("WEBAPP_SEND_BUFFER_BYTES", _int(0, 16 * 1_048_576, " (0 keeps the kernel's autotuning)"),
+    "send_buffer_bytes": Setting("WEBAPP_SEND_BUFFER_BYTES", _option("send_buffer_bytes"),
                                  "Kernel send buffer per streaming socket, so a stalled client pins at most this much."),
     "api_keys": Setting("WEBAPP_API_KEYS", lambda n, r: _keys(n, r.split(",")),
                         "Comma-separated keys; when set (or a file is), every route but `/healthz` needs `Authorization: Bearer <key>`. Never logged."),
@@ -207,9 +240,9 @@ SETTINGS: dict[str, Setting] = {
                                        "Memory store bound: beyond this many events in all, the oldest finished streams are dropped first."),
     "memory_store_max_bytes": Setting("WEBAPP_MEMORY_STORE_MAX_BYTES", _int(1_048_576, 64 * 1024 * 1_048_576),
                                       "Memory store bound in bytes of events: beyond it the oldest finished streams are dropped first."),
-    "on_disconnect": Setting("WEBAPP_ON_DISCONNECT", lambda n, r: _choice(n, r, ("continue", "cancel")),
+    "on_disconnect": Setting("WEBAPP_ON_DISCONNECT", lambda n, r: _choice(n, r, DISCONNECT_POLICIES),
                              "When an SSE client leaves: `continue` generating for `WEBAPP_RESUME_GRACE_SECONDS` so a reconnect finds it, or `cancel` the upstream call at once."),
-    "resume_grace_seconds": Setting("WEBAPP_RESUME_GRACE_SECONDS", _float(0, 3600),
+    "resume_grace_seconds": Setting("WEBAPP_RESUME_GRACE_SECONDS", _option("resume_grace_seconds"),
                                     "With `continue`: how long a stream nobody reads keeps generating before it is cancelled."),
     "upstream_timeout_seconds": Setting("WEBAPP_UPSTREAM_TIMEOUT_SECONDS", _float(1, 3600),
                                         "openai client timeout, including the longest silence between two chunks."),

@@ -76,8 +76,8 @@ def _store_unavailable(exc: Exception) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    from webapp.eventlog import StoreUnavailable
-    from webapp.streaming import StreamNotFound, StreamRefused, refusal_response
+    from uncut.eventlog import StoreUnavailable
+    from uncut.flask import StreamNotFound, StreamRefused, refusal_response
 
     app.register_error_handler(StreamRefused, refusal_response)
     app.register_error_handler(StreamNotFound, _not_found)

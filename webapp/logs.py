@@ -66,21 +66,38 @@ class TextFormatter(logging.Formatter):
         return f"{text} {json.dumps(fields, sort_keys=True, default=str)}" if fields else text
 
 
+LOGGERS = ("webapp", "uncut")  # the service's own, and the library's
+summary_log = logging.getLogger("webapp.stream")
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Our loggers write to stderr (gunicorn's error log) unless the host app set up logging."""
-    logger = logging.getLogger("webapp")
-    logger.setLevel(level)
     if logging.getLogger().handlers:
         for handler in logging.getLogger().handlers:
             handler.addFilter(RequestIdFilter())
+        for name in LOGGERS:
+            logging.getLogger(name).setLevel(level)
         return
-    for old in list(logger.handlers):
-        logger.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
-    logger.addHandler(handler)
-    logger.propagate = False
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def summary_fields() -> dict[str, Any]:
+    """Taken when a stream's response is built: its summary may be logged after the request has ended."""
+    return {"request_id": current_request_id()}
+
+
+def log_stream_summary(summary: dict[str, Any]) -> None:
+    """One ``stream_summary`` line per streamed response, with the request id of the request that opened it."""
+    summary_log.info("stream_summary", extra={"fields": summary, "request_id": summary.get("request_id")})
 
 
 def install_request_ids(app: Flask) -> None:

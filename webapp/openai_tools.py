@@ -15,7 +15,7 @@ from typing import Any
 
 from langchain_core.messages import ToolCall
 
-from webapp.events import parse_arguments
+from uncut.events import parse_arguments
 
 
 class InvalidCompletionRequest(ValueError):

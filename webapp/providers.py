@@ -11,7 +11,7 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 
 from webapp.config import Settings
-from webapp.scripted import ScriptedChatModel
+from uncut.scripted import ScriptedChatModel
 
 
 def build_chat_model(settings: Settings) -> BaseChatModel:
@@ -23,7 +23,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         )
     from langchain_openai import ChatOpenAI
 
-    from webapp.upstream_client import POOL_SHARDS, StreamingCompletions, build_http_client, sharded_clients
+    from uncut.upstream_client import POOL_SHARDS, StreamingCompletions, build_http_client, sharded_clients
 
     model = ChatOpenAI(
         model=settings.model,

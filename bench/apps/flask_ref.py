@@ -22,7 +22,7 @@ from bench.apps import chat_model, service_chat_model
 
 app = Flask(__name__)
 if os.environ.get("BENCH_CLIENT") == "service":
-    from webapp.server import tune_gc
+    from uncut.gunicorn import tune_gc
 
     llm = service_chat_model()
     tune_gc()  # imported in the worker after fork, as post_worker_init runs it for the service

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from bench.soak.plan import answer, prompt
-from webapp.sse import ServerSentEvent, SSEParser
+from uncut.sse import ServerSentEvent, SSEParser
 
 MAX_RECONNECTS = 40  # a stream still not ended after this many reconnects is counted as lost
 START_ATTEMPTS = 20  # refused starts (503, 429, a proxy's 502) are retried this many times

@@ -13,7 +13,7 @@ from flask import Flask, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from examples.existing_app.chain import build_chain
-from webapp.streaming import Streaming, sse_response  # + streaming
+from uncut.flask import Streaming, sse_response  # + streaming
 
 
 def read_doc() -> str:
@@ -26,7 +26,7 @@ def read_doc() -> str:
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    app.config.from_prefixed_env()  # e.g. FLASK_STREAMING_HEARTBEAT_SECONDS=10
+    app.config.from_prefixed_env()  # e.g. FLASK_UNCUT_HEARTBEAT_SECONDS=10
     chain = build_chain()
     Streaming(app)  # + streaming: app-wide heartbeat, limits and callbacks
 

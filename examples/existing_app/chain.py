@@ -23,7 +23,7 @@ def build_model() -> BaseChatModel:
         from langchain_openai import ChatOpenAI
 
         return ChatOpenAI(model=os.environ.get("EXAMPLE_MODEL", "gpt-4o-mini"), max_retries=0)
-    from webapp.scripted import ScriptedChatModel
+    from uncut.scripted import ScriptedChatModel
 
     return ScriptedChatModel()
 

@@ -103,7 +103,7 @@ def test_a_dropped_client_keeps_its_runs_slot_through_the_grace_but_not_under_ca
         next(first.response)  # the first bytes arrived; then the client leaves
         first.close()
         if policy == "cancel":  # a thread stops at the model's next token (200 ms here), and its slot with it
-            limiter = app.extensions["webapp.streaming"].limiter
+            limiter = app.extensions["uncut"].streams.limiter
             deadline = time.monotonic() + 5
             while limiter.active and time.monotonic() < deadline:
                 time.sleep(0.01)

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
 from webapp import create_app
-from webapp.sse import ServerSentEvent, parse_stream
+from uncut.sse import ServerSentEvent, parse_stream
 
 
 @pytest.fixture

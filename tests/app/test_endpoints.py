@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
 from webapp import ConfigError, create_app
-from webapp.relay import StreamAborted
-from webapp.scripted import ScriptedChatModel
-from webapp.sse import ServerSentEvent, parse_stream
+from uncut.relay import StreamAborted
+from uncut.scripted import ScriptedChatModel
+from uncut.sse import ServerSentEvent, parse_stream
 
 
 def sse_events(body: bytes) -> list[ServerSentEvent]:

@@ -12,11 +12,11 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableGenerator
 
-from webapp import sse_response as exported_sse_response
-from webapp.callbacks import AsyncCallbackError
-from webapp.scripted import ScriptedChatModel, script_tokens
-from webapp.sse import HEARTBEAT, ServerSentEvent, parse_stream
-from webapp.streaming import Streaming, sse_response, text_response
+import uncut.flask
+from uncut.callbacks import AsyncCallbackError
+from uncut.scripted import ScriptedChatModel, script_tokens
+from uncut.sse import HEARTBEAT, ServerSentEvent, parse_stream
+from uncut.flask import Streaming, sse_response, text_response
 
 PROMPT = ChatPromptTemplate.from_messages([("system", "Summarize."), ("user", "{doc}")])
 
@@ -58,7 +58,8 @@ def test_a_plain_flask_app_streams_with_defaults() -> None:
 
 
 def test_the_package_exports_the_same_function() -> None:
-    assert exported_sse_response is sse_response
+    assert {"Streaming", "sse_response", "text_response", "openai_response"} <= set(uncut.flask.__all__)
+    assert uncut.flask.sse_response is sse_response
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ def test_extension_defaults_apply_without_view_arguments() -> None:
 
 def test_app_config_overrides_the_extension_in_init_app() -> None:
     app = Flask(__name__)
-    app.config["STREAMING_RETRY_MS"] = "777"
+    app.config["UNCUT_RETRY_MS"] = "777"
     streaming = Streaming(retry_ms=1)
     streaming.init_app(app)
 
@@ -111,11 +112,11 @@ def test_app_config_overrides_the_extension_in_init_app() -> None:
     assert app.test_client().get("/").data.startswith(b"retry: 777\n")
 
 
-@pytest.mark.parametrize(("key", "value"), [("STREAMING_HEARTBEAT_SECONDS", "often"), ("STREAMING_HEARTBEAT_SECONDS", -1), ("STREAMING_WATCH_DISCONNECT", "maybe")])
+@pytest.mark.parametrize(("key", "value"), [("UNCUT_HEARTBEAT_SECONDS", "often"), ("UNCUT_HEARTBEAT_SECONDS", -1), ("UNCUT_WATCH_DISCONNECT", "maybe")])
 def test_bad_app_config_is_refused_at_init_naming_the_key(key: str, value: Any) -> None:
     app = Flask(__name__)
     app.config[key] = value
-    with pytest.raises(ValueError, match="STREAMING_"):
+    with pytest.raises(ValueError, match="UNCUT_"):
         Streaming(app)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import FAST_SCRIPTED
 from webapp import create_app
-from webapp.sse import ServerSentEvent, parse_stream
+from uncut.sse import ServerSentEvent, parse_stream
 
 APP = create_app(
     {**FAST_SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "0", "WEBAPP_MAX_MESSAGE_CHARS": "2000", "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "0"}, environ={}

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
 from webapp import create_app
-from webapp.sse import ServerSentEvent, parse_stream
+from uncut.sse import ServerSentEvent, parse_stream
 
 
 def events(body: bytes) -> list[ServerSentEvent]:
@@ -108,7 +108,7 @@ def test_the_playground_page_has_no_external_assets() -> None:
 
 def test_only_resumable_streams_are_kept_in_the_store() -> None:
     client = app_client()
-    store = client.application.extensions["webapp.streaming"].store
+    store = client.application.extensions["uncut"].streams.store
     assert client.post("/api/chat/stream", json={"message": "hello"}).status_code == 200
     assert client.post("/v1/chat/completions", json={"model": "m", "stream": True,
                                                      "messages": [{"role": "user", "content": "hi"}]}).status_code == 200

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.proxies import Nginx, Proxy, require_binary
 from tests.support.servers import GunicornServer
-from webapp.scripted import script_tokens
+from uncut.scripted import script_tokens
 
 pytestmark = pytest.mark.e2e
 

@@ -31,7 +31,7 @@ SERVERS: dict[str, Callable[[Path, dict[str, str]], ServerProcess]] = {
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def example(request: pytest.FixtureRequest, upstream_server: OpenAIUpstream, artifacts: Path) -> Iterator[ServerProcess]:
-    env = {**openai_env(upstream_server), "EXAMPLE_MODEL": "upstream-model", "FLASK_STREAMING_HEARTBEAT_SECONDS": "1"}
+    env = {**openai_env(upstream_server), "EXAMPLE_MODEL": "upstream-model", "FLASK_UNCUT_HEARTBEAT_SECONDS": "1"}
     server = SERVERS[request.param](artifacts, env)
     server.start()
     yield server

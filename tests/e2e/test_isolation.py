@@ -27,8 +27,8 @@ from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
-from webapp.eventlog import MemoryEventLog
-from webapp.redis_store import RedisStore
+from uncut.eventlog import MemoryEventLog
+from uncut.redis_store import RedisStore
 
 pytestmark = pytest.mark.e2e
 

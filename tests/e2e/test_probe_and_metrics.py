@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 def run_probe(*args: str) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "webapp.probe", *args], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "uncut.probe", *args], cwd=ROOT, capture_output=True, text=True,
                           env=clean_environ(), timeout=90)
     return done.returncode, done.stdout + done.stderr
 
@@ -97,7 +97,7 @@ def test_probe_says_idle_risk_for_a_long_silence(app_without_heartbeats: Gunicor
 
 
 def test_probe_warns_about_hazardous_headers() -> None:
-    from webapp.probe import header_warnings
+    from uncut.probe import header_warnings
 
     warnings = header_warnings(httpx.Headers({"content-length": "10", "content-encoding": "gzip"}), "HTTP/1.0")
     assert len(warnings) == 5 and any("gzip" in w for w in warnings) and any("HTTP/1.0" in w for w in warnings)

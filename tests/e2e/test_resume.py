@@ -16,7 +16,7 @@ from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
 from tests.support.proxies import Nginx, Proxy, Variant
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
-from webapp.scripted import script_tokens
+from uncut.scripted import script_tokens
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
 from tests.support.servers import GunicornServer
-from webapp.upstream_client import DRAIN_SECONDS, POOL_SHARDS
+from uncut.upstream_client import DRAIN_SECONDS, POOL_SHARDS
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ bp = Blueprint("text_only_agent", __name__)
 
 @bp.post("/api/agent/text-only-events")
 def text_only_events() -> ResponseReturnValue:
-    from webapp.streaming import sse_response
+    from uncut.flask import sse_response
 
     agent = service().agent
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import httpx
 
-from webapp.sse import Comment, ServerSentEvent, SSEParser
+from uncut.sse import Comment, ServerSentEvent, SSEParser
 
 
 @dataclass

@@ -9,7 +9,7 @@ import socket
 
 import gevent
 
-from webapp.concurrency import _GeventSignal, _peer_closed, short_lock
+from uncut.concurrency import _GeventSignal, _peer_closed, short_lock
 
 
 def test_a_socket_with_nothing_to_read_is_not_a_client_that_left() -> None:

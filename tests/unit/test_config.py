@@ -46,7 +46,7 @@ def test_empty_values_keep_defaults() -> None:
         ("WEBAPP_WATCH_DISCONNECT", "maybe", "true/false"),
         ("WEBAPP_PROVIDER", "anthropic", "scripted, openai"),
         ("WEBAPP_LOG_LEVEL", "loud", "DEBUG"),
-        ("WEBAPP_MAX_STREAM_SECONDS", "0", "from 1"),
+        ("WEBAPP_MAX_STREAM_SECONDS", "0", "from 0.001"),
         ("WEBAPP_UPSTREAM_MAX_RETRIES", "11", "from 0 to 10"),
     ],
 )

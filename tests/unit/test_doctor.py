@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import ROOT, clean_environ
-from webapp.doctor import haproxy_rules, nginx_directives, nginx_rules, parse_duration, run
+from uncut.doctor import haproxy_rules, nginx_directives, nginx_rules, parse_duration
+from webapp.doctor import run
 from webapp.config import load_settings
 
 CONF = ROOT / "conf"

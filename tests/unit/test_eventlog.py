@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from webapp.eventlog import LogClosedError, MemoryEventLog
+from uncut.eventlog import LogClosedError, MemoryEventLog
 
 
 def test_events_are_numbered_and_read_after_a_sequence_number() -> None:
@@ -59,7 +59,7 @@ GEVENT_READERS = r'''
 from gevent import monkey
 monkey.patch_all()
 import gevent
-from webapp.eventlog import MemoryEventLog
+from uncut.eventlog import MemoryEventLog
 
 # Under gevent the log's lock is the C lock (nothing under it switches) and readers park on hub waiters.
 assert type(MemoryEventLog("x")._lock) is type(monkey.get_original("_thread", "RLock")()), type(MemoryEventLog("x")._lock)

@@ -14,8 +14,8 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.messages.tool import tool_call_chunk
 
-from webapp.events import StreamEvents, jsonable, parse_arguments
-from webapp.graphs import GraphEvents
+from uncut.events import StreamEvents, jsonable, parse_arguments
+from uncut.graphs import GraphEvents
 
 
 def run(items: list[Any], translator: type[StreamEvents] = StreamEvents) -> tuple[list[tuple[str, dict[str, Any]]], StreamEvents]:

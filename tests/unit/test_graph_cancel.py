@@ -22,21 +22,21 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from tests.support.servers import ROOT
 from webapp.agent import build_agent
-from webapp.eventlog import MemoryEventLog
-from webapp.generation import Generation
-from webapp.scripted import ScriptedChatModel
+from uncut.eventlog import MemoryEventLog
+from uncut.generation import Generation
+from uncut.scripted import ScriptedChatModel
 
 CHILD = textwrap.dedent("""
     import json, sys, time
     from gevent import monkey; monkey.patch_all()
     from langchain_core.messages import HumanMessage
-    import webapp.agent, webapp.graphs
-    from webapp.eventlog import MemoryEventLog
-    from webapp.generation import Generation
-    from webapp.scripted import ScriptedChatModel
+    import webapp.agent, uncut.graphs
+    from uncut.eventlog import MemoryEventLog
+    from uncut.generation import Generation
+    from uncut.scripted import ScriptedChatModel
 
     if sys.argv[1] == "off":  # the negative control: only the producer is killed
-        webapp.graphs.TaskGreenlets.kill = lambda self, spare=None: 0
+        uncut.graphs.TaskGreenlets.kill = lambda self, spare=None: 0
     tool = {"outcome": "running"}
     real_sleep = time.sleep
     def slow(seconds, real_sleep=real_sleep):

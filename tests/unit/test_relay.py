@@ -15,20 +15,21 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.runnables import RunnableGenerator
 
-from webapp import sse
-from webapp.callbacks import AsyncCallbackError, SafeCallbackHandler, check_sync_handlers, safe_handlers
-from webapp.eventlog import MemoryEventLog
-from webapp.events import chunk_text
-from webapp.generation import Generation, StreamStats, error_body
-from webapp.relay import Relay, RelayOptions, StreamAborted
-from webapp.scripted import ScriptedChatModel
+from uncut import sse
+from uncut.callbacks import AsyncCallbackError, SafeCallbackHandler, check_sync_handlers, safe_handlers
+from uncut.eventlog import MemoryEventLog
+from uncut.events import chunk_text
+from uncut.generation import Generation, StreamStats, error_body
+from uncut.options import StreamOptions
+from uncut.relay import Relay, StreamAborted
+from uncut.scripted import ScriptedChatModel
 
 
-def relay_for(model: Any, *, options: RelayOptions | None = None, callbacks: list | None = None, summaries: list | None = None) -> Relay:
+def relay_for(model: Any, *, options: StreamOptions | None = None, callbacks: list | None = None, summaries: list | None = None) -> Relay:
     config = {"callbacks": safe_handlers(callbacks or [])}
     generation = Generation(model, "hello", MemoryEventLog("s_test"), config=config, start_data={"model": "m"})
     on_finish = summaries.append if summaries is not None else None
-    return Relay(generation.log, options or RelayOptions(heartbeat_seconds=1), generation=generation, on_finish=on_finish)
+    return Relay(generation.log, options or StreamOptions(heartbeat_seconds=1), generation=generation, on_finish=on_finish)
 
 
 def parse(frames: list[bytes]) -> list[Any]:
@@ -51,7 +52,7 @@ def test_first_write_carries_retry_and_start_before_any_token() -> None:
 def test_heartbeats_fill_a_long_pause_and_the_stream_still_ends() -> None:
     summaries: list[dict] = []
     model = ScriptedChatModel(tokens=4, ttft=0, interval=0, pause=0.8, pause_at=2)
-    frames = list(relay_for(model, options=RelayOptions(heartbeat_seconds=0.2), summaries=summaries).sse_frames())
+    frames = list(relay_for(model, options=StreamOptions(heartbeat_seconds=0.2), summaries=summaries).sse_frames())
     assert frames.count(sse.HEARTBEAT) >= 2
     assert kinds(frames) == ["start", "token", "token", "token", "token", "end"]
     # Heartbeats sit inside the pause: after the second token, before the third.
@@ -67,7 +68,7 @@ def test_heartbeats_fill_a_long_pause_and_the_stream_still_ends() -> None:
 
 def test_negative_control_no_heartbeat_means_silence_during_the_pause() -> None:
     model = ScriptedChatModel(tokens=4, ttft=0, interval=0, pause=0.6, pause_at=2)
-    frames = list(relay_for(model, options=RelayOptions(heartbeat_seconds=0)).sse_frames())
+    frames = list(relay_for(model, options=StreamOptions(heartbeat_seconds=0)).sse_frames())
     assert sse.HEARTBEAT not in frames
     assert kinds(frames)[-1] == "end"
 
@@ -145,7 +146,7 @@ def test_closing_the_consumer_closes_the_model_stream() -> None:
 def test_max_stream_seconds_ends_with_an_explicit_timeout_error() -> None:
     summaries: list[dict] = []
     model = ScriptedChatModel(tokens=100, ttft=0, interval=0.05)
-    options = RelayOptions(heartbeat_seconds=1, max_stream_seconds=0.3)
+    options = StreamOptions(heartbeat_seconds=1, max_stream_seconds=0.3)
     frames = list(relay_for(model, options=options, summaries=summaries).sse_frames())
     events = [i for i in parse(frames) if isinstance(i, sse.ServerSentEvent)]
     assert events[-1].event == "error" and json.loads(events[-1].data)["error"]["type"] == "timeout"
@@ -178,7 +179,7 @@ def test_a_raising_callback_cannot_cut_the_stream(caplog: pytest.LogCaptureFixtu
 def test_negative_control_unwrapped_raising_callback_cuts_the_stream() -> None:
     model = ScriptedChatModel(tokens=6, ttft=0, interval=0)
     generation = Generation(model, "hello", MemoryEventLog("s"), config={"callbacks": [RaisingHandler()]})
-    frames = list(Relay(generation.log, RelayOptions(heartbeat_seconds=1), generation=generation).sse_frames())
+    frames = list(Relay(generation.log, StreamOptions(heartbeat_seconds=1), generation=generation).sse_frames())
     assert kinds(frames)[-1] == "error" and kinds(frames).count("token") == 0
 
 
@@ -275,9 +276,9 @@ def test_negative_control_closing_a_chain_stream_drains_its_model() -> None:
 
 
 def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import webapp.generation as generation_module
-    import webapp.relay as relay_module
-    from webapp.shutdown import ShutdownNotice
+    import uncut.generation as generation_module
+    import uncut.relay as relay_module
+    from uncut.shutdown import ShutdownNotice
 
     notice = ShutdownNotice()
     monkeypatch.setattr(relay_module, "SHUTDOWN", notice)
@@ -301,14 +302,14 @@ def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error(monkeypatch
 def test_a_stream_starting_on_a_draining_worker_gets_its_id_before_it_is_moved(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by the soak: a new stream on a draining worker (a request on a kept-alive connection) was moved
     before its start event, so the client had no id to resume with, and the run went on for nobody."""
-    import webapp.relay as relay_module
-    from webapp.shutdown import ShutdownNotice
+    import uncut.relay as relay_module
+    from uncut.shutdown import ShutdownNotice
 
     notice = ShutdownNotice()
     notice.begin(30.0)  # already draining
     monkeypatch.setattr(relay_module, "SHUTDOWN", notice)
     generation = Generation(ScriptedChatModel(tokens=5, ttft=0.2, interval=0), "hi", MemoryEventLog("s_new"), on_disconnect="continue")
-    relay = Relay(generation.log, RelayOptions(heartbeat_seconds=1), generation=generation, resumable=True, move_on_shutdown=True)
+    relay = Relay(generation.log, StreamOptions(heartbeat_seconds=1), generation=generation, resumable=True, move_on_shutdown=True)
     items = parse(list(relay.sse_frames()))
     events = [i for i in items if isinstance(i, sse.ServerSentEvent)]
     assert [e.event for e in events] == ["start"] and events[0].id == "s_new:0"  # the client can resume
@@ -334,7 +335,7 @@ class _RecordedMetrics:
 
 def test_metrics_count_every_token_in_batches_and_one_gap_per_generation(monkeypatch: pytest.MonkeyPatch) -> None:
     recorded = _RecordedMetrics()
-    monkeypatch.setattr("webapp.generation.metrics", lambda: recorded)
+    monkeypatch.setattr("uncut.generation.metrics", lambda: recorded)
     stats = StreamStats()
     for _ in range(150):
         stats.token()

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableGenerator
 
-from webapp import sse
-from webapp.eventlog import Event, MemoryEventLog, MemoryStore
-from webapp.events import StreamEvents, clean_text
-from webapp.generation import Generation, RunBudget
-from webapp.relay import Relay, RelayOptions
+from uncut import sse
+from uncut.eventlog import Event, MemoryEventLog, MemoryStore
+from uncut.events import StreamEvents, clean_text
+from uncut.generation import Generation, RunBudget
+from uncut.options import StreamOptions
+from uncut.relay import Relay
 
 
 def chunks_of(texts: list[str], interval: float = 0.0) -> RunnableGenerator:
@@ -39,11 +40,11 @@ def sse_events(relay: Relay) -> list[sse.ServerSentEvent]:
     return [e for e in sse.parse_stream(relay.sse_frames()) if isinstance(e, sse.ServerSentEvent)]
 
 
-def run(texts: list[str], budget: RunBudget = RunBudget(), interval: float = 0.0, options: RelayOptions | None = None,
+def run(texts: list[str], budget: RunBudget = RunBudget(), interval: float = 0.0, options: StreamOptions | None = None,
         summaries: list[dict[str, Any]] | None = None) -> list[sse.ServerSentEvent]:
     generation = Generation(chunks_of(texts, interval), None, MemoryEventLog("s"), budget=budget)
     on_finish = summaries.append if summaries is not None else None
-    return sse_events(Relay(generation.log, options or RelayOptions(heartbeat_seconds=0), generation=generation, on_finish=on_finish))
+    return sse_events(Relay(generation.log, options or StreamOptions(heartbeat_seconds=0), generation=generation, on_finish=on_finish))
 
 
 def text_of(events: list[sse.ServerSentEvent]) -> str:
@@ -73,7 +74,7 @@ def test_any_text_a_model_streams_is_framed_and_ends_cleanly(texts: list[str]) -
 def test_an_event_that_cannot_be_framed_ends_the_stream_with_server_error() -> None:
     summaries: list[dict[str, Any]] = []
     generation = Generation(chunks_of(["a", "b", "c"], 0.05), None, MemoryEventLog("s"))
-    relay = Relay(generation.log, RelayOptions(heartbeat_seconds=0), generation=generation, on_finish=summaries.append)
+    relay = Relay(generation.log, StreamOptions(heartbeat_seconds=0), generation=generation, on_finish=summaries.append)
 
     def frame(event: Event) -> bytes:
         if event.kind == "token" and event.data["text"] == "b":
@@ -100,7 +101,7 @@ def test_a_reconnecting_reader_cannot_extend_the_runs_deadline() -> None:
     started = time.monotonic()
     after = -1
     for _ in range(20):  # a reader that reconnects every 0.2 s, as a fresh connection each time
-        relay = Relay(log, RelayOptions(heartbeat_seconds=0, max_stream_seconds=5), generation=generation, after=after, resumable=True)
+        relay = Relay(log, StreamOptions(heartbeat_seconds=0, max_stream_seconds=5), generation=generation, after=after, resumable=True)
         frames = relay.sse_frames()
         ended_at = time.monotonic() + 0.2
         for frame in frames:
@@ -121,7 +122,7 @@ def test_a_reader_that_is_always_behind_still_meets_the_deadline() -> None:
     for _ in range(5000):  # a backlog the reader will never catch up with
         log.append("token", {"text": "x"})
     log.deadline = time.monotonic() + 0.2
-    relay = Relay(log, RelayOptions(heartbeat_seconds=1), after=0)
+    relay = Relay(log, StreamOptions(heartbeat_seconds=1), after=0)
     started = time.monotonic()
     for frame in relay.sse_frames():
         time.sleep(0.01)  # a slow client: each write takes a while, and new events are always waiting

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from webapp.server import GC_THRESHOLDS, tune_gc
+from uncut.gunicorn import GC_THRESHOLDS, tune_gc
 
 
 def test_tune_gc_sets_the_thresholds_and_can_be_switched_off() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webapp import sse
+from uncut import sse
 
 
 @pytest.mark.parametrize(

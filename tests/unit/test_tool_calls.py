@@ -16,10 +16,10 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from webapp.eventlog import Event
-from webapp.openai_format import DONE, ChunkFormat
-from webapp.scripted import ScriptedChatModel
-from webapp.tool_script import fit_arguments, plan_tool_calls
+from uncut.eventlog import Event
+from uncut.openai_chunks import DONE, ChunkFormat
+from uncut.scripted import ScriptedChatModel
+from uncut.tool_script import fit_arguments, plan_tool_calls
 
 
 @tool

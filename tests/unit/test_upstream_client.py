@@ -7,7 +7,7 @@ import socket
 import openai
 from openai.types.chat import ChatCompletionChunk
 
-from webapp.upstream_client import ReusableStream, StreamingCompletions, readable_now
+from uncut.upstream_client import ReusableStream, StreamingCompletions, readable_now
 
 
 def test_readable_now_sees_data_and_eof_without_consuming_them() -> None:

@@ -15,7 +15,7 @@ from webapp.api import service
 from webapp.api.chat import chat_messages, json_body
 from webapp.api.streams import heartbeat_events, last_event_id
 from webapp.errors import ApiError
-from webapp.streaming import resume_response, sse_response
+from uncut.flask import resume_response, sse_response
 
 bp = Blueprint("agent", __name__, url_prefix="/api/agent")
 

@@ -15,9 +15,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from webapp.api import service
 from webapp.chat_request import ChatLimits, InvalidChatRequest, parse_chat_body
 from webapp.errors import ApiError
-from webapp.generation import error_body
+from uncut.generation import error_body
 from webapp.jsonbody import InvalidJSON, load_json
-from webapp.streaming import resume_response, sse_response, text_response
+from uncut.flask import resume_response, sse_response, text_response
 
 bp = Blueprint("chat", __name__, url_prefix="/api/chat")
 

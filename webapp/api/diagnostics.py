@@ -16,8 +16,8 @@ from flask.typing import ResponseReturnValue
 from langchain_core.messages import HumanMessage
 
 from webapp.errors import ApiError
-from webapp.scripted import ScriptedChatModel
-from webapp.streaming import sse_response
+from uncut.scripted import ScriptedChatModel
+from uncut.flask import sse_response
 
 bp = Blueprint("diagnostics", __name__, url_prefix="/api/diagnostics")
 

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from webapp.api import service
-from webapp.metrics import exposition
+from uncut.prometheus import exposition
 
 bp = Blueprint("health", __name__)
 

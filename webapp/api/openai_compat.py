@@ -20,10 +20,10 @@ from webapp.api import service
 from webapp.api.chat import json_body
 from webapp.chat_request import ChatLimits
 from webapp.errors import ApiError
-from webapp.generation import error_body
-from webapp.openai_format import completion, openai_error, wire_tool_calls
+from uncut.generation import error_body
+from uncut.openai_chunks import completion, openai_error, wire_tool_calls
 from webapp.openai_request import CompletionRequest, InvalidCompletionRequest, parse_completion_request
-from webapp.streaming import openai_response
+from uncut.flask import openai_response
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 

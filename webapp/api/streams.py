@@ -16,7 +16,7 @@ from flask.typing import ResponseReturnValue
 from webapp.api import service
 from webapp.api.chat import chat_messages, json_body
 from webapp.errors import ApiError
-from webapp.streaming import StreamNotFound, cancel_stream, resume_response, start_stream, stream_status
+from uncut.flask import StreamNotFound, cancel_stream, resume_response, start_stream, stream_status
 
 bp = Blueprint("streams", __name__, url_prefix="/api/streams")
 

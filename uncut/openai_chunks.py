@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from webapp.eventlog import Event
+from uncut.eventlog import Event
 
 DONE = b"data: [DONE]\n\n"
 

@@ -42,8 +42,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from webapp.concurrency import spawn
-from webapp.eventlog import (
+from uncut.concurrency import spawn
+from uncut.eventlog import (
     PRODUCER_LOST,
     STORE_UNAVAILABLE,
     Event,

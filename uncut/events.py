@@ -3,7 +3,7 @@
 A chat model streams ``AIMessageChunk``s that may carry text, reasoning and
 fragments of tool calls; a chain may stream strings or dicts; a LangGraph
 graph streams messages from every node, tool results included
-(``webapp.graphs`` feeds those here). ``StreamEvents`` turns each item into
+(``uncut.graphs`` feeds those here). ``StreamEvents`` turns each item into
 the wire's events and hands them to ``emit(kind, data)``:
 
 - ``token`` ``{"text"}``: assistant text only, never tool output or echoed input;

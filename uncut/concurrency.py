@@ -12,11 +12,9 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import sys
 import threading
 from typing import Any, Callable, Protocol
-
-# Importing gevent patches nothing; the decision to use it is made per call (under_gevent).
-from gevent.hub import Waiter, get_hub
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +23,19 @@ _THREAD_WATCH_TICK_SECONDS = 1.0
 
 
 def under_gevent() -> bool:
-    """True when gevent has patched the socket module (gunicorn's gevent workers)."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a runtime dependency
-        return False
-    return bool(monkey.is_module_patched("socket"))
+    """True when gevent has patched the socket module (gunicorn's gevent workers).
+
+    Without gevent loaded nothing can have patched anything: gevent is
+    optional, and the core imports it only once it is the one serving.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
+
+
+# gevent's Waiter and hub, bound once by signal_factory when it first finds gevent serving: a stream
+# hands off once per token, and an import per wait would cost more than the wait.
+_Waiter: Any = None
+_get_hub: Any = None
 
 
 class Signal(Protocol):
@@ -55,7 +60,9 @@ class _GeventSignal:
     def __init__(self) -> None:
         self._is_set = False
         self._waiter: Any = None
-        self._loop = get_hub().loop
+        if _get_hub is None:
+            _bind_gevent()
+        self._loop = _get_hub().loop
 
     def set(self) -> None:
         if self._is_set:
@@ -71,7 +78,7 @@ class _GeventSignal:
         """True once set; False if ``timeout`` seconds pass first. One waiter at a time."""
         if self._is_set:
             return True
-        waiter = self._waiter = Waiter()
+        waiter = self._waiter = _Waiter()
         if self._is_set:  # set while the Waiter was built (a finalizer the allocation ran)
             self._waiter = None
             return True
@@ -106,7 +113,18 @@ def short_lock() -> Any:
 
 def signal_factory() -> Callable[[], Signal]:
     """A one-waiter signal on the hub under gevent; ``threading.Event`` (a Condition in Python) otherwise."""
-    return _GeventSignal if under_gevent() else threading.Event
+    if not under_gevent():
+        return threading.Event
+    _bind_gevent()
+    return _GeventSignal
+
+
+def _bind_gevent() -> None:
+    global _Waiter, _get_hub
+    if _Waiter is None:
+        from gevent.hub import Waiter, get_hub
+
+        _Waiter, _get_hub = Waiter, get_hub
 
 
 class Task(Protocol):

@@ -7,7 +7,7 @@ same pace. It answers with readable text built from the prompt, and can
 wait before the first token, pause at token K, or fail at token K. Bound to
 tools (``bind_tools``, as ``create_agent`` does), it calls them the way
 OpenAI streams calls, and answers from their results once they are back
-(``webapp.tool_script`` decides which and with what).
+(``uncut.tool_script`` decides which and with what).
 ``time.sleep`` is cooperative under gevent, so its pauses block nobody.
 """
 
@@ -28,7 +28,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 
-from webapp.tool_script import PlannedCall, answer_from_results, plan_tool_calls
+from uncut.tool_script import PlannedCall, answer_from_results, plan_tool_calls
 
 # A tool call's JSON arguments are streamed in fragments of this many characters, as providers do.
 ARGUMENT_FRAGMENT_CHARS = 8

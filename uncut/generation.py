@@ -17,13 +17,14 @@ from typing import Any, Callable, Iterator
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from webapp.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
-from webapp.concurrency import Task, spawn, under_gevent
-from webapp.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
-from webapp.events import StreamEvents
-from webapp.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
-from webapp.metrics import metrics
-from webapp.shutdown import SHUTDOWN
+from uncut.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
+from uncut.concurrency import Task, spawn, under_gevent
+from uncut.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
+from uncut.events import StreamEvents
+from uncut.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
+from uncut.options import DISCONNECT_POLICIES
+from uncut.shutdown import SHUTDOWN
+from uncut.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,6 @@ CANCELLED = {"error": {"type": "cancelled", "message": "The stream was cancelled
 TIMEOUT_BODY = {"error": {"type": "timeout", "message": "The stream reached its maximum duration.", "retryable": False}}
 TOO_LARGE = {"error": {"type": "too_large", "message": "The stream reached its maximum size.", "retryable": False}}
 ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the stream.", "retryable": False}}
-DISCONNECT_POLICIES = ("continue", "cancel")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import Any, Protocol
 
-from webapp.concurrency import spawn
+from uncut.concurrency import spawn
 
 # How often the worker's liveness is polled (cheap: one attribute read).
 _POLL_SECONDS = 0.2

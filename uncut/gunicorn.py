@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Mapping
 
-from webapp.concurrency import under_gevent
+from uncut.concurrency import under_gevent
 
 # Young collections every 50,000 net allocations instead of CPython's 700.
 # A streaming worker allocates a few objects per token and keeps thousands of

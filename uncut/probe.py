@@ -1,4 +1,4 @@
-"""Diagnose a streaming endpoint from the client side: ``python -m webapp.probe URL``.
+"""Diagnose a streaming endpoint from the client side: ``python -m uncut.probe URL``.
 
 The article's debugging advice, as a tool: see where a cutoff happens, log
 every chunk's arrival time, and tell a truncated response from a complete
@@ -24,7 +24,7 @@ from typing import Sequence
 
 import httpx
 
-from webapp.sse import Comment, ServerSentEvent, SSEParser
+from uncut.sse import Comment, ServerSentEvent, SSEParser
 
 EXIT_CODES = {"OK": 0, "BUFFERED": 3, "CUT OFF": 4, "IDLE-RISK": 5, "ERROR": 6}
 # Idle limits in front of many deployments (API Gateway, HAProxy's stock config, nginx/ALB, Cloudflare).
@@ -266,7 +266,7 @@ def plot(report: Report, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webapp.probe", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m uncut.probe", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("url")
     parser.add_argument("-X", "--method", help="default: POST with a body, else GET")

@@ -1,4 +1,7 @@
-"""Prometheus metrics for streams, correct across gunicorn workers.
+"""Prometheus metrics for streams, correct across gunicorn workers (``pip install "uncut[metrics]"``).
+
+``install()`` makes the core report here (``uncut.telemetry``); ``exposition()``
+is what ``/metrics`` answers.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (conf/gunicorn.conf.py sets it up and
 cleans it), every worker writes its samples to files there and ``/metrics``
@@ -16,27 +19,26 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
-OUTCOMES = (
-    "completed", "client_disconnected", "slow_client", "upstream_error", "timeout", "server_shutdown",
-    "cancelled", "store_unavailable", "server_error", "rejected",
-)
+from uncut.telemetry import OUTCOMES, use_metrics
+
+__all__ = ["OUTCOMES", "PrometheusMetrics", "exposition", "install", "mark_worker_dead"]
 _GAP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
 
-class StreamMetrics:
+class PrometheusMetrics:
     """The stream counters, gauges and histograms, named and described in one place."""
 
-    def __init__(self) -> None:
-        self.started = Counter("webapp_streams_started", "Streams requested, admitted or not.", ["surface"])
-        self.finished = Counter("webapp_streams_finished", "Streams ended, by outcome.", ["surface", "outcome"])
-        self.active = Gauge("webapp_streams_active", "Streams open now.", ["surface"], multiprocess_mode="livesum")
-        self.ttft = Histogram("webapp_time_to_first_token_seconds", "From the start of a generation to its first token.", buckets=_TTFT_BUCKETS)
-        self.max_gap = Histogram("webapp_max_token_gap_seconds", "The longest silence between two tokens, per generation.",
+    def __init__(self, prefix: str = "uncut") -> None:
+        self.started = Counter(f"{prefix}_streams_started", "Streams requested, admitted or not.", ["surface"])
+        self.finished = Counter(f"{prefix}_streams_finished", "Streams ended, by outcome.", ["surface", "outcome"])
+        self.active = Gauge(f"{prefix}_streams_active", "Streams open now.", ["surface"], multiprocess_mode="livesum")
+        self.ttft = Histogram(f"{prefix}_time_to_first_token_seconds", "From the start of a generation to its first token.", buckets=_TTFT_BUCKETS)
+        self.max_gap = Histogram(f"{prefix}_max_token_gap_seconds", "The longest silence between two tokens, per generation.",
                                  buckets=_GAP_BUCKETS)
-        self.tokens = Counter("webapp_tokens", "Tokens generated.")
-        self.heartbeats = Counter("webapp_heartbeats", "Heartbeats sent.")
-        self.resumes = Counter("webapp_resumes", "Streams resumed with Last-Event-ID.")
+        self.tokens = Counter(f"{prefix}_tokens", "Tokens generated.")
+        self.heartbeats = Counter(f"{prefix}_heartbeats", "Heartbeats sent.")
+        self.resumes = Counter(f"{prefix}_resumes", "Streams resumed with Last-Event-ID.")
 
     def stream_started(self, surface: str) -> None:
         self.started.labels(surface).inc()
@@ -49,6 +51,13 @@ class StreamMetrics:
     def stream_rejected(self, surface: str) -> None:
         self.started.labels(surface).inc()
         self.finished.labels(surface, "rejected").inc()
+
+    def stream_resumed(self) -> None:
+        self.resumes.inc()
+
+    def heartbeats_sent(self, count: int) -> None:
+        if count:
+            self.heartbeats.inc(count)
 
     def first_token(self, ttft: float) -> None:
         self.ttft.observe(ttft)
@@ -64,8 +73,15 @@ class StreamMetrics:
 
 
 @lru_cache(maxsize=1)
-def metrics() -> StreamMetrics:
-    return StreamMetrics()
+def install(prefix: str = "uncut") -> PrometheusMetrics:
+    """Report streams to Prometheus in this process, as ``<prefix>_streams_started`` and so on.
+
+    Once per process: the registry refuses a metric name twice, so later
+    calls return the same metrics whatever prefix they name.
+    """
+    sink = PrometheusMetrics(prefix)
+    use_metrics(sink)
+    return sink
 
 
 def exposition() -> tuple[bytes, str]:

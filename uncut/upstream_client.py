@@ -36,7 +36,7 @@ import openai
 from httpcore2._backends.sync import SyncBackend, SyncStream
 from openai._streaming import ServerSentEvent
 
-from webapp.concurrency import under_gevent
+from uncut.concurrency import under_gevent
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -18,14 +18,14 @@ import socket
 import threading
 import time
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from webapp import sse
-from webapp.concurrency import SocketWatch
-from webapp.eventlog import Event, EventLog
-from webapp.generation import TIMEOUT_BODY, Generation
-from webapp.shutdown import SHUTDOWN
+from uncut import sse
+from uncut.concurrency import SocketWatch
+from uncut.eventlog import Event, EventLog
+from uncut.generation import TIMEOUT_BODY, Generation
+from uncut.options import StreamOptions
+from uncut.shutdown import SHUTDOWN
 
 log = logging.getLogger(__name__)
 
@@ -42,45 +42,13 @@ class StreamAborted(RuntimeError):
     """Raised into the WSGI server so a plain-text response ends without its terminator."""
 
 
-@dataclass(frozen=True)
-class RelayOptions:
-    """How one response is relayed; defaults are the service's defaults."""
-
-    heartbeat_seconds: float = 15.0
-    retry_ms: int = 3000
-    max_stream_seconds: float | None = 300.0
-    watch_disconnect: bool = True
-    shutdown_notice: bool = True
-    send_timeout_seconds: float | None = 30.0
-    send_buffer_bytes: int = 65_536
-    heartbeat_events: bool = False  # heartbeats as `event: heartbeat` (no id) for browsers, which hide comments
-    max_stream_events: int | None = 50_000  # a run's log beyond this ends with a `too_large` error
-    max_stream_bytes: int | None = 8 * 1_048_576  # ...and beyond about this many bytes of events
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.heartbeat_seconds <= 300:
-            raise ValueError(f"heartbeat_seconds={self.heartbeat_seconds!r}: must be from 0 (off) to 300")
-        if not 0 <= self.retry_ms <= 600_000:
-            raise ValueError(f"retry_ms={self.retry_ms!r}: must be from 0 to 600000")
-        if self.max_stream_seconds is not None and not 0 < self.max_stream_seconds <= 86_400:
-            raise ValueError(f"max_stream_seconds={self.max_stream_seconds!r}: must be above 0 and at most 86400, or None")
-        if self.send_timeout_seconds is not None and not 0 <= self.send_timeout_seconds <= 3600:
-            raise ValueError(f"send_timeout_seconds={self.send_timeout_seconds!r}: must be from 0 (off) to 3600, or None")
-        if not 0 <= self.send_buffer_bytes <= 16 * 1_048_576:
-            raise ValueError(f"send_buffer_bytes={self.send_buffer_bytes!r}: must be from 0 (kernel default) to 16 MiB")
-        if self.max_stream_events is not None and not 10 <= self.max_stream_events <= 10_000_000:
-            raise ValueError(f"max_stream_events={self.max_stream_events!r}: must be from 10 to 10000000, or None")
-        if self.max_stream_bytes is not None and not 1024 <= self.max_stream_bytes <= 1024 * 1_048_576:
-            raise ValueError(f"max_stream_bytes={self.max_stream_bytes!r}: must be from 1024 to 1 GiB, or None")
-
-
 class Relay:
     """Couples one event log (and, when this process runs it, its Generation) to one response."""
 
     def __init__(
         self,
         log: EventLog,
-        options: RelayOptions,
+        options: StreamOptions,
         *,
         generation: Generation | None = None,
         after: int = -1,

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, NamedTuple, Protocol
 
-from webapp.concurrency import Signal, short_lock, signal_factory
+from uncut.concurrency import Signal, short_lock, signal_factory
 
 TERMINAL_KINDS = frozenset({"end", "error"})
 _SWEEP_INTERVAL_SECONDS = 1.0
@@ -190,7 +190,7 @@ class MemoryStore:
     Logs expire ``ttl_seconds`` after their terminal event; beyond
     ``max_events`` or ``max_bytes`` in total, the oldest finished logs go
     first. Running streams are never evicted: each run bounds its own log
-    (``RelayOptions.max_stream_events`` and ``max_stream_bytes``).
+    (``StreamOptions.max_stream_events`` and ``max_stream_bytes``).
     """
 
     shared = False

@@ -24,7 +24,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableBinding
 
-from webapp.events import Emit, StreamEvents, jsonable
+from uncut.events import Emit, StreamEvents, jsonable
 
 STREAM_MODES = ("messages", "updates", "custom")
 INTERRUPT_KEY = "__interrupt__"

@@ -1,0 +1,252 @@
+"""Flask: ``sse_response(runnable, input)`` from a view, and the ``Streaming`` extension for app-wide defaults.
+
+Call them from a view after reading the request::
+
+    @app.post("/summarize")
+    def summarize():
+        doc = request.get_json()["doc"]
+        return sse_response(prompt | llm | StrOutputParser(), {"doc": doc})
+
+They decide everything (ids, options, callbacks, headers) before the first
+byte and return a ``Response`` whose body is a ``stream_with_context``
+generator around the relay. App-wide defaults come from the ``Streaming``
+extension when the app has one (``app.config`` keys ``UNCUT_<OPTION>``
+override its arguments), else from ``StreamOptions()``: a plain
+``Flask(__name__)`` app that only imports these functions streams correctly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from flask import Flask, Response, current_app, has_app_context, has_request_context, request, stream_with_context
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from uncut.callbacks import check_sync_handlers
+from uncut.options import OptionError, StreamOptions
+from uncut.relay import Relay
+from uncut.streams import CONTENT_TYPES, HEADERS, EventLogStore, StreamNotFound, StreamRefused, Streams, log_summary
+from uncut.telemetry import metrics
+
+__all__ = [
+    "Streaming", "StreamNotFound", "StreamRefused", "sse_response", "text_response", "openai_response",
+    "start_stream", "resume_response", "stream_status", "cancel_stream", "refusal_response",
+]
+
+EXTENSION_KEY = "uncut"
+CONFIG_PREFIX = "UNCUT_"
+
+
+def _no_owner() -> str | None:
+    return None
+
+
+def _remote_address() -> str | None:
+    return request.remote_addr if has_request_context() else None
+
+
+def _no_fields() -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class _AppStreams:
+    """What the extension keeps per app: the core, and who is asking in the current request."""
+
+    streams: Streams
+    owner: Callable[[], str | None] = _no_owner
+    client: Callable[[], str | None] = _remote_address
+    summary_fields: Callable[[], Mapping[str, Any]] = _no_fields
+
+
+_plain: _AppStreams | None = None
+
+
+def _current() -> _AppStreams:
+    """The app's streaming state; for an app without the extension, one per process with the defaults."""
+    global _plain
+    if has_app_context():
+        found = current_app.extensions.get(EXTENSION_KEY)
+        if isinstance(found, _AppStreams):
+            return found
+    if _plain is None:
+        _plain = _AppStreams(Streams())
+    return _plain
+
+
+class Streaming:
+    """Flask extension: app-wide streaming defaults, so views call ``sse_response(chain, input)`` bare.
+
+    ``Streaming(app, heartbeat_seconds=10)`` or ``streaming.init_app(app)``
+    in a factory. Keyword arguments are ``StreamOptions`` fields; the
+    ``app.config`` keys ``UNCUT_<FIELD>`` (``UNCUT_HEARTBEAT_SECONDS``...)
+    override them, and a bad value stops ``init_app`` naming the key.
+    Callbacks run on every stream, wrapped so they cannot cut it; async
+    handlers are refused here, at start-up. ``owner`` (who starts a run:
+    only they may follow or cancel it), ``client`` (whose share of
+    ``max_streams_per_client`` a run takes) and ``summary_fields`` (added
+    to each stream's summary) are called in the request that opens a stream.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+        metadata: Mapping[str, Any] | None = None,
+        store: EventLogStore | None = None,
+        owner: Callable[[], str | None] = _no_owner,
+        client: Callable[[], str | None] = _remote_address,
+        summary_fields: Callable[[], Mapping[str, Any]] = _no_fields,
+        on_summary: Callable[[dict[str, Any]], None] = log_summary,
+        **options: Any,
+    ) -> None:
+        self.options = StreamOptions(**options)
+        self.callbacks = tuple(check_sync_handlers(callbacks))  # refused at once, not at the first request
+        self.metadata = dict(metadata or {})
+        self.store = store
+        self.owner = owner
+        self.client = client
+        self.summary_fields = summary_fields
+        self.on_summary = on_summary
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        try:
+            options = StreamOptions.from_mapping(self.options, app.config, prefix=CONFIG_PREFIX)
+        except OptionError as exc:
+            raise ValueError(f"app.config[{exc.name!r}]={exc.value!r}: {exc.rule}") from None
+        streams = Streams(options, callbacks=self.callbacks, metadata=self.metadata, store=self.store, on_summary=self.on_summary)
+        app.extensions[EXTENSION_KEY] = _AppStreams(streams, self.owner, self.client, self.summary_fields)
+
+
+def refusal_response(refused: StreamRefused, surface: str = "sse") -> Response:
+    """503 (the worker is full) or 429 (this client holds its share), with Retry-After; OpenAI's shape on /v1."""
+    metrics().stream_rejected(surface)
+    response = Response(refused.body(surface), status=refused.refusal.status, mimetype="application/json")
+    response.headers["Retry-After"] = str(refused.retry_after)
+    return response
+
+
+def _response(relay: Relay, surface: str, **body_args: Any) -> Response:
+    body = Streams.body(relay, surface, wrap=stream_with_context, **body_args)
+    response = Response(body, content_type=CONTENT_TYPES[surface], headers=list(HEADERS))
+    response.direct_passthrough = True  # the body is already bytes; StreamBody.close() still runs
+    return response
+
+
+def _run(runnable: Runnable[Any, Any], input: Any, surface: str, **kwargs: Any) -> Relay:
+    state = _current()
+    return state.streams.run(
+        runnable, input, surface=surface, environ=request.environ, owner=state.owner(), client=state.client(),
+        summary_fields=state.summary_fields(), **kwargs,
+    )
+
+
+def sse_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Response:
+    """Stream ``runnable.stream(input)`` (a graph's ``graph.stream()``) as Server-Sent Events.
+
+    ``start``, then ``token``, ``reasoning`` and tool-call events as the
+    runnable streams them, then ``end`` or ``error``. ``metadata`` adds
+    fields to the ``start`` event and the summary; keyword ``options``
+    (``StreamOptions`` fields) override the app's for this response.
+    """
+    try:
+        relay = _run(runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata, **options)
+    except StreamRefused as refused:
+        return refusal_response(refused)
+    return _response(relay, "sse")
+
+
+def text_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Response:
+    """Stream ``runnable.stream(input)`` as plain text; a failure truncates the transfer.
+
+    No heartbeats and no end marker: clients tell completion from a cut only
+    by the chunked terminator. Prefer ``sse_response`` where you can.
+    """
+    try:
+        relay = _run(runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata, **options)
+    except StreamRefused as refused:
+        return refusal_response(refused, "text")
+    return _response(relay, "text")
+
+
+def openai_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    model: str,
+    include_usage: bool = False,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Response:
+    """Stream as OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]`` (heartbeats are comments)."""
+    try:
+        relay = _run(runnable, input, "openai", callbacks=callbacks, config=config, metadata=metadata)
+    except StreamRefused as refused:
+        return refusal_response(refused, "openai")
+    return _response(relay, "openai", model=model, include_usage=include_usage)
+
+
+def start_stream(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Start a run with no reader yet; readers attach with ``resume_response``. Returns its stream id.
+
+    Raises ``StreamRefused`` when no admission slot is left.
+    """
+    state = _current()
+    return state.streams.start(
+        runnable, input, owner=state.owner(), client=state.client(), callbacks=callbacks, config=config, metadata=metadata
+    )
+
+
+def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool = False) -> Response:
+    """SSE of every event after sequence number ``after``, then the live tail; starts no new run.
+
+    Raises ``StreamNotFound`` (also for someone else's stream). A client
+    that already has the terminal event gets ``204 No Content``.
+    """
+    state = _current()
+    relay = state.streams.follow(
+        stream_id, after, environ=request.environ, owner=state.owner(), heartbeat_events=heartbeat_events,
+        summary_fields=state.summary_fields(),
+    )
+    return Response(status=204) if relay is None else _response(relay, "sse")
+
+
+def stream_status(stream_id: str) -> dict[str, Any]:
+    """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""
+    state = _current()
+    return state.streams.status(stream_id, owner=state.owner())
+
+
+def cancel_stream(stream_id: str) -> dict[str, Any]:
+    """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
+    state = _current()
+    return state.streams.cancel(stream_id, owner=state.owner())

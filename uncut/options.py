@@ -1,0 +1,192 @@
+"""Every streaming option, its default and its range, written once.
+
+``StreamOptions`` is built with keywords only and checks itself; every
+adapter and the service read it (the service's own environment variables
+go through the same ranges, so a value one accepts the other accepts
+too). ``parse_bool`` is the one way a setting's text becomes a boolean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+DISCONNECT_POLICIES = ("continue", "cancel")
+MiB = 1_048_576
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class OptionError(ValueError):
+    """An option outside what it accepts; ``rule`` says what it accepts."""
+
+    def __init__(self, name: str, value: Any, rule: str) -> None:
+        super().__init__(f"{name}={value!r}: {rule}")
+        self.name = name
+        self.value = value
+        self.rule = rule
+
+
+def parse_bool(value: Any) -> bool:
+    """A boolean from a bool or from text: true/false, yes/no, on/off, 1/0."""
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("must be one of true/false, yes/no, on/off, 1/0")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers an option accepts: ``low`` to ``high``, whole or not, and maybe None."""
+
+    low: float
+    high: float
+    integer: bool = False
+    optional: bool = False  # None is accepted (no bound)
+    note: str = ""
+
+    def rule(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        return f"must be {kind} from {self.low:g} to {self.high:g}{self.note}" + (", or None" if self.optional else "")
+
+    def parse(self, raw: Any) -> float | int:
+        """Text or a number to this range's type; raises ValueError with the rule."""
+        if isinstance(raw, bool):
+            raise ValueError(self.rule())
+        try:
+            value: float | int = int(raw) if self.integer and not isinstance(raw, float) else float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(self.rule()) from None
+        if self.integer and value != int(value):
+            raise ValueError(self.rule())
+        self.check(value)
+        return int(value) if self.integer else value
+
+    def check(self, value: float | int) -> None:
+        if isinstance(value, float) and not math.isfinite(value) or not self.low <= value <= self.high:
+            raise ValueError(self.rule())
+
+
+RANGES: dict[str, Range] = {
+    "heartbeat_seconds": Range(0, 300, note=" (0 turns heartbeats off: unsafe, for negative controls)"),
+    "retry_ms": Range(0, 600_000, integer=True),
+    "max_stream_seconds": Range(0.001, 86_400, optional=True),
+    "send_timeout_seconds": Range(0, 3600, optional=True, note=" (0 turns it off)"),
+    "send_buffer_bytes": Range(0, 16 * MiB, integer=True, note=" (0 keeps the kernel's autotuning)"),
+    "max_stream_events": Range(10, 10_000_000, integer=True, optional=True),
+    "max_stream_bytes": Range(1024, 1024 * MiB, integer=True, optional=True),
+    "resume_grace_seconds": Range(0, 3600),
+    "max_concurrent_streams": Range(0, 1_000_000, integer=True, note=" (0 for no limit)"),
+    "max_streams_per_client": Range(0, 1_000_000, integer=True, note=" (0 for no limit)"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamOptions:
+    """How streams are served. The defaults are the library's; the service changes a few (README).
+
+    - ``heartbeat_seconds``: a comment (or ``heartbeat_events``: an event
+      with no id) after this long with nothing sent; 0 turns them off.
+    - ``retry_ms``: the SSE ``retry:`` a client waits before reconnecting.
+    - ``max_stream_seconds``: a run still going this long after it started
+      ends with a ``timeout`` error event, however its readers reconnect.
+    - ``watch_disconnect``: notice a client that closed its socket at once.
+    - ``shutdown_notice``: end streams with a retryable ``server_shutdown``
+      before a draining gunicorn worker would cut them.
+    - ``send_timeout_seconds`` / ``send_buffer_bytes``: a client that takes
+      no bytes this long is dropped; at most this much waits in the kernel.
+    - ``max_stream_events`` / ``max_stream_bytes``: a run's log beyond
+      either ends with a ``too_large`` error event.
+    - ``on_disconnect``: when the last reader leaves, ``cancel`` the run,
+      or ``continue`` it for ``resume_grace_seconds`` so a reconnect finds it.
+    - ``max_concurrent_streams`` / ``max_streams_per_client``: runs per
+      process, and per client; 0 for no limit.
+    """
+
+    heartbeat_seconds: float = 15.0
+    retry_ms: int = 3000
+    max_stream_seconds: float | None = 300.0
+    watch_disconnect: bool = True
+    shutdown_notice: bool = True
+    send_timeout_seconds: float | None = 30.0
+    send_buffer_bytes: int = 65_536
+    heartbeat_events: bool = False
+    max_stream_events: int | None = 50_000
+    max_stream_bytes: int | None = 8 * MiB
+    on_disconnect: str = "cancel"
+    resume_grace_seconds: float = 15.0
+    max_concurrent_streams: int = 0
+    max_streams_per_client: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            if value is None and allowed.optional:
+                continue
+            try:
+                if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(allowed.rule())
+                if allowed.integer and value != int(value):
+                    raise ValueError(allowed.rule())
+                allowed.check(value)
+            except ValueError as exc:
+                raise OptionError(name, value, str(exc)) from None
+        for name in ("watch_disconnect", "shutdown_notice", "heartbeat_events"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(name, getattr(self, name), "must be True or False")
+        if self.on_disconnect not in DISCONNECT_POLICIES:
+            raise OptionError("on_disconnect", self.on_disconnect, f"must be one of {', '.join(DISCONNECT_POLICIES)}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def parse(cls, name: str, raw: Any) -> Any:
+        """One option from text (a config file, an environment variable) to its type; raises OptionError."""
+        try:
+            if name in RANGES:
+                allowed = RANGES[name]
+                if allowed.optional and (raw is None or str(raw).strip().lower() in ("none", "")):
+                    return None
+                return allowed.parse(raw)
+            if name in ("watch_disconnect", "shutdown_notice", "heartbeat_events"):
+                return parse_bool(raw)
+            if name == "on_disconnect":
+                value = str(raw).strip().lower()
+                if value not in DISCONNECT_POLICIES:
+                    raise ValueError(f"must be one of {', '.join(DISCONNECT_POLICIES)}")
+                return value
+        except ValueError as exc:
+            raise OptionError(name, raw, str(exc)) from None
+        raise OptionError(name, raw, f"is not an option; the options are {', '.join(cls.names())}")
+
+    @classmethod
+    def from_mapping(cls, base: "StreamOptions", values: Mapping[str, Any], *, prefix: str = "") -> "StreamOptions":
+        """``base`` with the options ``values`` names (as ``prefix`` + NAME in capitals), parsed and checked.
+
+        Flask's ``app.config`` uses the prefix ``UNCUT_``; Django's
+        ``settings.UNCUT`` dict, none. An unknown key with the prefix is an
+        error, so a typo does not silently keep a default.
+        """
+        chosen: dict[str, Any] = {}
+        wanted = {prefix + name.upper(): name for name in cls.names()}
+        for key, raw in values.items():
+            if not isinstance(key, str) or not key.startswith(prefix):
+                continue
+            if key not in wanted:
+                raise OptionError(key, raw, f"is not an option; the options are {', '.join(wanted)}")
+            try:
+                chosen[wanted[key]] = cls.parse(wanted[key], raw)
+            except OptionError as exc:
+                raise OptionError(key, raw, exc.rule) from None
+        try:
+            return cls(**{**{f.name: getattr(base, f.name) for f in fields(cls)}, **chosen})
+        except OptionError as exc:
+            raise OptionError(prefix + exc.name.upper(), exc.value, exc.rule) from None

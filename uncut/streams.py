@@ -1,0 +1,326 @@
+"""The part every adapter shares: runs, their admission, and the bodies that stream them.
+
+``Streams`` holds what is app-wide (the options, callbacks, the event-log
+store, admission, the runs this process produces) and turns a request
+into a response body without any web framework: a view calls ``run`` (a
+new run), ``follow`` (a resume), ``status``, ``cancel`` or ``start``, then
+wraps ``body(...)`` in its framework's streaming response with
+``HEADERS`` and ``CONTENT_TYPES[surface]``. The adapters (``uncut.flask``,
+``uncut.django``, ``uncut.wsgi``) are that wrapping and little else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+import weakref
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from uncut.admission import Refusal, StreamLimiter
+from uncut.callbacks import check_sync_handlers, with_safe_callbacks
+from uncut.concurrency import client_socket
+from uncut.eventlog import EventLog, MemoryEventLog, MemoryStore
+from uncut.generation import CANCELLED, Generation, RunBudget
+from uncut.openai_chunks import ChunkFormat
+from uncut.options import StreamOptions
+from uncut.relay import Relay
+from uncut.telemetry import metrics
+
+SURFACES = ("sse", "text", "openai")
+CONTENT_TYPES = {"sse": "text/event-stream; charset=utf-8", "text": "text/plain; charset=utf-8", "openai": "text/event-stream; charset=utf-8"}
+# On every stream: no cache, no buffering by nginx; never a Content-Length, never compressed.
+HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
+
+summary_log = logging.getLogger("uncut.stream")
+
+
+class EventLogStore(Protocol):
+    """Where streams' events are kept: ``MemoryStore`` (this process) or ``RedisStore`` (shared)."""
+
+    shared: bool
+
+    def create(self, stream_id: str, owner: str | None = None) -> EventLog: ...
+    def open(self, stream_id: str) -> EventLog | None: ...
+    def remote_reader(self, stream_id: str) -> bool: ...
+    def announce_cancel(self, stream_id: str) -> None: ...
+    def watch_cancels(self, on_cancel: Callable[[str], None]) -> None: ...
+
+
+class StreamNotFound(LookupError):
+    """No such stream here: unknown, expired, (memory store) kept by another worker, or someone else's."""
+
+
+class StreamRefused(Exception):
+    """No run was admitted: the worker is full (503) or the client holds its share (429)."""
+
+    def __init__(self, refusal: Refusal, retry_after: int) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+        self.retry_after = retry_after
+
+    def body(self, surface: str = "sse") -> bytes:
+        """The JSON error body; OpenAI's shape on the /v1 surface."""
+        refusal = self.refusal
+        if surface == "openai":
+            error: dict[str, Any] = {"message": refusal.message, "type": refusal.reason, "param": None, "code": refusal.reason}
+        else:
+            error = {"type": refusal.reason, "message": refusal.message}
+        return json.dumps({"error": error}).encode()
+
+
+def new_stream_id() -> str:
+    return "s_" + secrets.token_hex(8)
+
+
+def log_summary(summary: dict[str, Any]) -> None:
+    """The default: one ``stream_summary`` line per response, its fields in the record (``record.fields``)."""
+    summary_log.info("stream_summary", extra={"fields": summary})
+
+
+class StreamBody:
+    """The body a WSGI server iterates and closes.
+
+    Frameworks hand a streaming body to the server as it is (Flask with
+    ``direct_passthrough``), so nothing else runs when the server closes
+    it, and closing a generator that never started runs none of its code:
+    a response dropped before its first byte would leave its run waiting,
+    holding its slot. This ``close()`` always runs.
+    """
+
+    __slots__ = ("_frames", "_generation")
+
+    def __init__(self, frames: Iterator[bytes], generation: Generation | None) -> None:
+        self._frames = frames
+        self._generation = generation
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._frames
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+        finally:
+            generation = self._generation
+            if generation is not None and not generation.started:
+                generation.cancel()
+
+
+class Streams:
+    """App-wide streaming state, and every way a request starts, follows, inspects or stops a run."""
+
+    def __init__(
+        self,
+        options: StreamOptions = StreamOptions(),
+        *,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+        metadata: Mapping[str, Any] | None = None,
+        store: EventLogStore | None = None,
+        on_summary: Callable[[dict[str, Any]], None] = log_summary,
+    ) -> None:
+        self.options = options
+        self.callbacks = tuple(check_sync_handlers(callbacks))  # async handlers are refused here, at start-up
+        self.metadata = dict(metadata or {})
+        self.store: EventLogStore = store if store is not None else MemoryStore()
+        self.limiter = StreamLimiter(options.max_concurrent_streams, options.max_streams_per_client)
+        self.on_summary = on_summary
+        # The runs this process is producing, by stream id (gone once nobody holds them).
+        self.generations: "weakref.WeakValueDictionary[str, Generation]" = weakref.WeakValueDictionary()
+        generations = self.generations
+
+        def cancelled_elsewhere(stream_id: str) -> None:  # a cancel in another worker (shared store)
+            generation = generations.get(stream_id)
+            if generation is not None:
+                generation.cancel()
+
+        self.store.watch_cancels(cancelled_elsewhere)
+
+    # -- new runs -----------------------------------------------------------------------
+
+    def _new_generation(
+        self, options: StreamOptions, runnable: Runnable[Any, Any], input: Any, *, owner: str | None, client: str | None,
+        run_config: RunnableConfig, labels: dict[str, Any], kept: bool,
+    ) -> Generation:
+        """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
+
+        The run holds an admission slot until it ends; raises
+        ``StreamRefused`` when the process or the client has none left.
+        Plain-text and /v1 responses never show their stream id, so their
+        events are not kept (no TTL retention, no store write per token).
+        """
+        admitted = self.limiter.try_acquire(client)
+        if isinstance(admitted, Refusal):
+            raise StreamRefused(admitted, max(1, -(-options.retry_ms // 1000)))
+        try:
+            stream_id = new_stream_id()
+            log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
+            generation = Generation(
+                runnable, input, log, config=run_config, start_data=labels,
+                on_disconnect=options.on_disconnect, grace_seconds=options.resume_grace_seconds,
+                remote_reader=self.store.remote_reader, shutdown_notice=options.shutdown_notice,
+                budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
+                on_end=admitted,
+            )
+        except BaseException:
+            admitted()
+            raise
+        self.generations[generation.stream_id] = generation
+        return generation
+
+    def _relay(
+        self, log: EventLog, options: StreamOptions, surface: str, environ: Mapping[str, Any], labels: dict[str, Any],
+        summary_fields: Mapping[str, Any] | None, **relay_args: Any,
+    ) -> Relay:
+        metrics().stream_started(surface)
+        fields = {"surface": surface, **labels, **(summary_fields or {})}
+        on_summary = self.on_summary
+
+        def on_finish(summary: dict[str, Any]) -> None:
+            metrics().stream_finished(surface, summary["outcome"])
+            metrics().heartbeats_sent(summary.get("heartbeats", 0))
+            on_summary({**summary, **fields})
+
+        return Relay(log, options, client_socket=client_socket(environ), on_finish=on_finish, **relay_args)
+
+    def options_with(self, overrides: Mapping[str, Any]) -> StreamOptions:
+        """The app's options with a call's own (None keeps the app's value)."""
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        if not chosen:
+            return self.options
+        return StreamOptions(**{**{name: getattr(self.options, name) for name in StreamOptions.names()}, **chosen})
+
+    def run(
+        self,
+        runnable: Runnable[Any, Any],
+        input: Any,
+        *,
+        surface: str = "sse",
+        environ: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        client: str | None = None,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+        config: RunnableConfig | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        summary_fields: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Relay:
+        """A new, admitted run and the relay for this response; raises ``StreamRefused``.
+
+        ``owner`` is who may later follow or cancel it; ``client`` whose
+        share of admission it takes; ``environ`` gives the client's socket
+        (watched for a disconnect); ``overrides`` are option names.
+        """
+        if surface not in SURFACES:
+            raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
+        options = self.options_with(overrides)
+        run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])  # refuses async handlers before a slot is taken
+        labels = {**self.metadata, **(metadata or {})}
+        resumable = surface == "sse"
+        generation = self._new_generation(
+            options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable
+        )
+        return self._relay(
+            generation.log, options, surface, environ or {}, labels, summary_fields,
+            generation=generation, resumable=resumable, move_on_shutdown=resumable and self.store.shared,
+        )
+
+    def start(
+        self,
+        runnable: Runnable[Any, Any],
+        input: Any,
+        *,
+        owner: str | None = None,
+        client: str | None = None,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+        config: RunnableConfig | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Start a run with no reader yet (readers come with ``follow``); returns its stream id.
+
+        It holds an admission slot like any run (raises ``StreamRefused``)
+        and waits ``resume_grace_seconds`` for its first reader, then stops.
+        """
+        labels = {**self.metadata, **(metadata or {})}
+        run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])
+        generation = self._new_generation(
+            self.options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=True
+        )
+        generation.start()
+        generation.await_reader()
+        return generation.stream_id
+
+    # -- existing runs ------------------------------------------------------------------
+
+    def _open(self, stream_id: str, owner: str | None) -> EventLog:
+        """The stream's log, if it exists and belongs to whoever asks; anything else is the same StreamNotFound."""
+        log = self.store.open(stream_id)
+        if log is None or log.owner != owner:
+            hint = "" if self.store.shared else (
+                " With several worker processes or hosts, each keeps its own streams in memory:"
+                " use a shared store (RedisStore; WEBAPP_STREAM_STORE=redis://... in the service)."
+            )
+            raise StreamNotFound(f"Stream {stream_id} is unknown here or has expired.{hint}")
+        return log
+
+    def follow(
+        self, stream_id: str, after: int = -1, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
+        heartbeat_events: bool = False, summary_fields: Mapping[str, Any] | None = None,
+    ) -> Relay | None:
+        """A relay for every event after ``after``, then the live tail; starts nothing.
+
+        None when the client already has the terminal event (answer 204,
+        which stops a browser's EventSource). Raises ``StreamNotFound``,
+        also for a stream another owner started.
+        """
+        log = self._open(stream_id, owner)
+        last = log.last()
+        if last is not None and last.terminal and last.seq is not None and after >= last.seq:
+            return None
+        options = self.options_with({"heartbeat_events": heartbeat_events})
+        metrics().stream_resumed()
+        return self._relay(
+            log, options, "sse", environ or {}, dict(self.metadata), summary_fields,
+            generation=self.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=self.store.shared,
+        )
+
+    def status(self, stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""
+        log = self._open(stream_id, owner)
+        last = log.last()
+        status = "running"
+        if last is not None and last.terminal:
+            kind = last.data.get("error", {}).get("type") if last.kind == "error" else None
+            status = "completed" if last.kind == "end" else ("cancelled" if kind == "cancelled" else "failed")
+        last_id = f"{stream_id}:{last.seq}" if last else None
+        return {"stream_id": stream_id, "status": status, "events": log.count(), "last_event_id": last_id}
+
+    def cancel(self, stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
+        log = self._open(stream_id, owner)
+        generation = self.generations.get(stream_id)
+        if generation is not None:
+            generation.cancel()
+        elif log.finish("error", CANCELLED):
+            self.store.announce_cancel(stream_id)  # the worker producing it stops at once, even mid-pause
+        return self.status(stream_id, owner=owner)
+
+    # -- bodies -------------------------------------------------------------------------
+
+    @staticmethod
+    def body(relay: Relay, surface: str = "sse", *, model: str = "", include_usage: bool = False,
+             wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> StreamBody:
+        """What the server iterates for this surface; ``wrap`` lets a framework keep its request context."""
+        if surface == "text":
+            frames = relay.text_chunks()
+        elif surface == "openai":
+            chunks = ChunkFormat(f"chatcmpl-{relay.stream_id}", model, int(time.time()), include_usage)
+            frames = relay.frames(chunks.frame)
+        else:
+            frames = relay.sse_frames()
+        return StreamBody(wrap(frames) if wrap is not None else frames, relay.generation)
