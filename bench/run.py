@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import report
 from bench import profile as profiler
-from bench.procs import (PYTHON, ROOT, Child, NotReady, busy_seconds, children_cpu_seconds, cpu_seconds, free_port,
-                         http_json, run_json)
+from bench import report
+from bench.procs import PYTHON, ROOT, Child, NotReady, busy_seconds, children_cpu_seconds, cpu_seconds, free_port, http_json, run_json
 from bench.servers import CEILING, CEILING_RELAY, CEILING_STOCK, PSEUDO_APPS, SERVERS, TARGETS, Target, clean_env
 
 BENCH_DIR = ROOT / "bench"

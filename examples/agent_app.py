@@ -21,9 +21,9 @@ import time
 from flask import Flask, abort, request
 from flask.typing import ResponseReturnValue
 from langchain.agents import create_agent
-from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import tool
 
+from examples.models import build_model
 from uncut.flask import sse_response
 
 
@@ -32,16 +32,6 @@ def get_weather(city: str) -> str:
     """The current weather in a city."""
     time.sleep(float(os.environ.get("EXAMPLE_WEATHER_SECONDS", "2")))  # a slow API: cooperative under gevent
     return f"It is sunny and 21 °C in {city}."
-
-
-def build_model() -> BaseChatModel:
-    if os.environ.get("OPENAI_API_KEY"):
-        from langchain_openai import ChatOpenAI
-
-        return ChatOpenAI(model=os.environ.get("EXAMPLE_MODEL", "gpt-4o-mini"), max_retries=0)
-    from uncut.scripted import ScriptedChatModel
-
-    return ScriptedChatModel()
 
 
 app = Flask(__name__)

@@ -266,7 +266,7 @@ def plot(report: Report, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uncut.probe", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="uncut-probe", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("url")
     parser.add_argument("-X", "--method", help="default: POST with a body, else GET")

@@ -43,15 +43,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from uncut.concurrency import spawn
-from uncut.eventlog import (
-    PRODUCER_LOST,
-    STORE_UNAVAILABLE,
-    Event,
-    LogClosedError,
-    MemoryEventLog,
-    MemoryStore,
-    StoreUnavailable,
-)
+from uncut.eventlog import PRODUCER_LOST, STORE_UNAVAILABLE, Event, LogClosedError, MemoryEventLog, MemoryStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

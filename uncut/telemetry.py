@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+# How a streamed response can end (its summary's "outcome"), and "rejected" for one never admitted.
 OUTCOMES = (
     "completed", "client_disconnected", "slow_client", "upstream_error", "timeout", "server_shutdown", "cancelled",
-    "store_unavailable", "server_error", "too_large", "producer_lost", "abandoned", "rejected",
+    "store_unavailable", "server_error", "too_large", "producer_lost", "rejected",
 )
 
 

@@ -123,7 +123,8 @@ def create_app(
     browser.install(app, settings.cors_origins)  # before the key check: a CORS preflight carries no key
     require_api_keys(app, settings.api_keys)
 
-    from webapp.api import agent as agent_api, chat, diagnostics, health, openai_compat, playground, streams
+    from webapp.api import agent as agent_api
+    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)

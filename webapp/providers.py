@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from langchain_core.language_models import BaseChatModel
 
-from webapp.config import Settings
 from uncut.scripted import ScriptedChatModel
+from webapp.config import Settings
 
 
 def build_chat_model(settings: Settings) -> BaseChatModel:

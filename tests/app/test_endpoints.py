@@ -9,10 +9,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
-from webapp import ConfigError, create_app
 from uncut.relay import StreamAborted
 from uncut.scripted import ScriptedChatModel
 from uncut.sse import ServerSentEvent, parse_stream
+from webapp import ConfigError, create_app
 
 
 def sse_events(body: bytes) -> list[ServerSentEvent]:

@@ -14,9 +14,9 @@ from langchain_core.runnables import RunnableGenerator
 
 import uncut.flask
 from uncut.callbacks import AsyncCallbackError
+from uncut.flask import Streaming, sse_response, text_response
 from uncut.scripted import ScriptedChatModel, script_tokens
 from uncut.sse import HEARTBEAT, ServerSentEvent, parse_stream
-from uncut.flask import Streaming, sse_response, text_response
 
 PROMPT = ChatPromptTemplate.from_messages([("system", "Summarize."), ("user", "{doc}")])
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import FAST_SCRIPTED
-from webapp import create_app
 from uncut.sse import ServerSentEvent, parse_stream
+from webapp import create_app
 
 APP = create_app(
     {**FAST_SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "0", "WEBAPP_MAX_MESSAGE_CHARS": "2000", "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "0"}, environ={}

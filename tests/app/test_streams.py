@@ -8,8 +8,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
-from webapp import create_app
 from uncut.sse import ServerSentEvent, parse_stream
+from webapp import create_app
 
 
 def events(body: bytes) -> list[ServerSentEvent]:

@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from langchain_core.runnables import RunnableGenerator
 
 from webapp.api import service
-from webapp.api.chat import chat_messages
+from webapp.api.reading import chat_messages
 from wsgi import app
 
 bp = Blueprint("text_only_agent", __name__)

@@ -10,8 +10,8 @@ import pytest
 
 from tests.support.servers import ROOT, clean_environ
 from uncut.doctor import haproxy_rules, nginx_directives, nginx_rules, parse_duration
-from webapp.doctor import run
 from webapp.config import load_settings
+from webapp.doctor import run
 
 CONF = ROOT / "conf"
 SHIPPED = ["--nginx", str(CONF / "nginx.conf"), "--haproxy", str(CONF / "haproxy.cfg")]

@@ -21,10 +21,10 @@ import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from tests.support.servers import ROOT
-from webapp.agent import build_agent
 from uncut.eventlog import MemoryEventLog
 from uncut.generation import Generation
 from uncut.scripted import ScriptedChatModel
+from webapp.agent import build_agent
 
 CHILD = textwrap.dedent("""
     import json, sys, time

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from webapp.chat_request import ChatLimits
-from uncut.eventlog import Event
-from webapp.jsonbody import MAX_DEPTH, InvalidJSON, load_json
 from uncut.admission import CLIENT_LIMIT, OVERLOADED, Refusal, StreamLimiter
+from uncut.eventlog import Event
 from uncut.openai_chunks import DONE, ChunkFormat, openai_usage
+from webapp.chat_request import ChatLimits
+from webapp.jsonbody import MAX_DEPTH, InvalidJSON, load_json
 from webapp.openai_request import InvalidCompletionRequest, parse_completion_request
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}

@@ -11,11 +11,10 @@ from __future__ import annotations
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
-from webapp.api import service
-from webapp.api.chat import chat_messages, json_body
-from webapp.api.streams import heartbeat_events, last_event_id
-from webapp.errors import ApiError
 from uncut.flask import resume_response, sse_response
+from webapp.api import service
+from webapp.api.reading import chat_messages, heartbeat_events, json_body, last_event_id
+from webapp.errors import ApiError
 
 bp = Blueprint("agent", __name__, url_prefix="/api/agent")
 

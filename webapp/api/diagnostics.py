@@ -15,9 +15,9 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 from langchain_core.messages import HumanMessage
 
-from webapp.errors import ApiError
-from uncut.scripted import ScriptedChatModel
 from uncut.flask import sse_response
+from uncut.scripted import ScriptedChatModel
+from webapp.errors import ApiError
 
 bp = Blueprint("diagnostics", __name__, url_prefix="/api/diagnostics")
 

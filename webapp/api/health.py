@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
-from webapp.api import service
 from uncut.prometheus import exposition
+from webapp.api import service
 
 bp = Blueprint("health", __name__)
 

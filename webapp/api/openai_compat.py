@@ -16,14 +16,14 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 from langchain_core.runnables import Runnable
 
-from webapp.api import service
-from webapp.api.chat import json_body
-from webapp.chat_request import ChatLimits
-from webapp.errors import ApiError
+from uncut.flask import openai_response
 from uncut.generation import error_body
 from uncut.openai_chunks import completion, openai_error, wire_tool_calls
+from webapp.api import service
+from webapp.api.reading import json_body
+from webapp.chat_request import ChatLimits
+from webapp.errors import ApiError
 from webapp.openai_request import CompletionRequest, InvalidCompletionRequest, parse_completion_request
-from uncut.flask import openai_response
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 

@@ -1,0 +1,106 @@
+"""Django: ``sse_response(request, runnable, input)`` and ``text_response(...)`` from a view.
+
+Each returns a ``StreamingHttpResponse`` that streams the run as it
+happens, watches the client's socket (gunicorn puts it in
+``request.META``) and applies the disconnect policy when the server closes
+it. App-wide defaults come from ``settings.UNCUT``, a dict of
+``StreamOptions`` fields in capitals (``{"HEARTBEAT_SECONDS": 10}``) plus
+optional ``STORE``, ``CALLBACKS`` and ``METADATA``.
+
+Django's ``GZipMiddleware`` compresses streaming responses too, and zlib
+holds the small writes of a token stream until its buffer fills: the
+whole answer then arrives at the end. These responses tell the middleware
+that this client takes no gzip (for this request only), so it leaves them
+alone; proxies in front must not compress them either (conf/).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from uncut.options import StreamOptions
+from uncut.streams import CONTENT_TYPES, HEADERS, StreamRefused, Streams
+from uncut.telemetry import metrics
+
+__all__ = ["sse_response", "text_response", "streams"]
+
+OBJECTS = ("STORE", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
+_GZIP = re.compile(r"\s*(x-)?gzip\s*(;[^,]*)?,?", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def streams() -> Streams:
+    """The project's streaming state, built from ``settings.UNCUT`` on first use."""
+    configured: Mapping[str, Any] = getattr(settings, "UNCUT", {}) or {}
+    options = StreamOptions.from_mapping(StreamOptions(), {k: v for k, v in configured.items() if k not in OBJECTS})
+    return Streams(
+        options, store=configured.get("STORE"), callbacks=configured.get("CALLBACKS", ()), metadata=configured.get("METADATA"),
+    )
+
+
+def _refused(refused: StreamRefused) -> HttpResponse:
+    metrics().stream_rejected("sse")
+    response = HttpResponse(refused.body(), status=refused.refusal.status, content_type="application/json")
+    response["Retry-After"] = str(refused.retry_after)
+    return response
+
+
+def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, owner: str | None,
+            client: str | None, **kwargs: Any) -> HttpResponse:
+    try:
+        relay = streams().run(runnable, input, surface=surface, environ=request.META, owner=owner,
+                              client=client if client is not None else request.META.get("REMOTE_ADDR"), **kwargs)
+    except StreamRefused as refused:
+        return _refused(refused)
+    response = StreamingHttpResponse(Streams.body(relay, surface), content_type=CONTENT_TYPES[surface])
+    for name, value in HEADERS:
+        response[name] = value
+    # GZipMiddleware reads the request's Accept-Encoding in process_response: without gzip there, it passes.
+    accepted = request.META.get("HTTP_ACCEPT_ENCODING", "")
+    if accepted:
+        request.META["HTTP_ACCEPT_ENCODING"] = _GZIP.sub("", accepted).strip(" ,")
+    return response
+
+
+def sse_response(
+    request: HttpRequest,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> HttpResponse:
+    """Stream ``runnable.stream(input)`` as Server-Sent Events: start, tokens and tool events, then end or error.
+
+    ``owner`` (who may follow or cancel the run later) and ``client``
+    (whose share of admission it takes; default the peer address) are the
+    view's to say; keyword ``options`` override ``settings.UNCUT``.
+    """
+    return _stream(request, "sse", runnable, input, owner, client, callbacks=callbacks, config=config, metadata=metadata, **options)
+
+
+def text_response(
+    request: HttpRequest,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> HttpResponse:
+    """Stream the text alone; a failure ends the transfer without its terminator (a visible cut)."""
+    return _stream(request, "text", runnable, input, owner, client, callbacks=callbacks, config=config, metadata=metadata, **options)

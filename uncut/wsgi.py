@@ -1,0 +1,86 @@
+"""Plain WSGI: ``sse_response(environ, start_response, runnable, input)`` for Bottle, Pyramid, Falcon or a bare callable.
+
+Each returns the iterable a WSGI server sends; its ``close()`` (which
+every WSGI server calls, also when the client has gone) applies the
+disconnect policy. App-wide state is a ``Streams``: pass your own
+(``streams=``) or use the process's default, built with the library's
+defaults on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from uncut.streams import CONTENT_TYPES, HEADERS, StreamRefused, Streams
+from uncut.telemetry import metrics
+
+__all__ = ["sse_response", "text_response", "default_streams"]
+
+StartResponse = Callable[..., Any]
+_STATUS = {503: "503 Service Unavailable", 429: "429 Too Many Requests"}
+_default: Streams | None = None
+
+
+def default_streams() -> Streams:
+    global _default
+    if _default is None:
+        _default = Streams()
+    return _default
+
+
+def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: str, runnable: Runnable[Any, Any], input: Any,
+            streams: Streams | None, owner: str | None, client: str | None, **kwargs: Any) -> Iterable[bytes]:
+    hub = streams or default_streams()
+    try:
+        relay = hub.run(runnable, input, surface=surface, environ=environ, owner=owner,
+                        client=client if client is not None else environ.get("REMOTE_ADDR"), **kwargs)
+    except StreamRefused as refused:
+        metrics().stream_rejected(surface)
+        body = refused.body()
+        start_response(_STATUS[refused.refusal.status], [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Retry-After", str(refused.retry_after)),
+        ])
+        return [body]
+    start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *HEADERS])
+    return Streams.body(relay, surface)
+
+
+def sse_response(
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    streams: Streams | None = None,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Iterable[bytes]:
+    """Stream ``runnable.stream(input)`` as Server-Sent Events; returns the WSGI body."""
+    return _stream(environ, start_response, "sse", runnable, input, streams, owner, client,
+                   callbacks=callbacks, config=config, metadata=metadata, **options)
+
+
+def text_response(
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    streams: Streams | None = None,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Iterable[bytes]:
+    """Stream the text alone; a failure ends the transfer without its terminator (a visible cut)."""
+    return _stream(environ, start_response, "text", runnable, input, streams, owner, client,
+                   callbacks=callbacks, config=config, metadata=metadata, **options)
