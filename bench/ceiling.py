@@ -32,7 +32,7 @@ from langchain_core.messages import HumanMessage  # noqa: E402
 from bench.load import emit_result, percentile  # noqa: E402
 from uncut.eventlog import MemoryEventLog  # noqa: E402
 from uncut.generation import Generation  # noqa: E402
-from uncut.options import StreamOptions
+from uncut.options import StreamOptions  # noqa: E402
 from uncut.relay import Relay  # noqa: E402
 
 now = time.perf_counter

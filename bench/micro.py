@@ -38,7 +38,7 @@ from bench.report import median_of  # noqa: E402
 from uncut.eventlog import MemoryEventLog  # noqa: E402
 from uncut.generation import Generation  # noqa: E402
 from uncut.gunicorn import tune_gc  # noqa: E402
-from uncut.options import StreamOptions
+from uncut.options import StreamOptions  # noqa: E402
 from uncut.relay import Relay  # noqa: E402
 
 MODEL_DEPTH = 15  # generator levels between llm.stream() and the socket read in the real client
