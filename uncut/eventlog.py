@@ -200,6 +200,7 @@ class MemoryStore:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._logs: "OrderedDict[str, MemoryEventLog]" = OrderedDict()
+        self._names: "OrderedDict[str, str]" = OrderedDict()  # a client's name for its latest stream (a chat id)
         self._lock = threading.Lock()
         self._last_sweep = 0.0
 
@@ -221,6 +222,19 @@ class MemoryStore:
 
     def remote_reader(self, stream_id: str) -> bool:
         return False  # nobody outside this process can read a memory log
+
+    def name_stream(self, name: str, stream_id: str) -> None:
+        """Point ``name`` at ``stream_id``; a name lives as long as the log it names (bounded like the logs)."""
+        with self._lock:
+            self._names.pop(name, None)
+            self._names[name] = stream_id
+            while len(self._names) > max(1024, 2 * len(self._logs)):  # names of expired logs go, oldest first
+                self._names.popitem(last=False)
+
+    def named(self, name: str) -> str | None:
+        """The stream ``name`` points at, if any."""
+        with self._lock:
+            return self._names.get(name)
 
     def running_ids(self) -> list[str]:
         """The streams in this store whose runs have not ended."""

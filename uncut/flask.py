@@ -17,6 +17,7 @@ override its arguments), else from ``StreamOptions()``: a plain
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -27,11 +28,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from uncut.callbacks import check_sync_handlers
 from uncut.options import OptionError, StreamOptions
 from uncut.relay import Relay
-from uncut.streams import CONTENT_TYPES, HEADERS, EventLogStore, StreamNotFound, StreamRefused, Streams, log_summary
+from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRefused, Streams, headers_for, log_summary
 from uncut.telemetry import metrics
 
 __all__ = [
     "Streaming", "StreamNotFound", "StreamRefused", "sse_response", "text_response", "openai_response",
+    "ui_message_response", "resume_ui_message_response", "responses_response",
     "start_stream", "resume_response", "stream_status", "cancel_stream", "refusal_response",
 ]
 
@@ -133,7 +135,7 @@ def refusal_response(refused: StreamRefused, surface: str = "sse") -> Response:
 
 def _response(relay: Relay, surface: str, **body_args: Any) -> Response:
     body = Streams.body(relay, surface, wrap=stream_with_context, **body_args)
-    response = Response(body, content_type=CONTENT_TYPES[surface], headers=list(HEADERS))
+    response = Response(body, content_type=CONTENT_TYPES[surface], headers=headers_for(surface))
     response.direct_passthrough = True  # the body is already bytes; StreamBody.close() still runs
     return response
 
@@ -206,6 +208,73 @@ def openai_response(
     except StreamRefused as refused:
         return refusal_response(refused, "openai")
     return _response(relay, "openai", model=model, include_usage=include_usage)
+
+
+def ui_message_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    chat_id: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Response:
+    """Stream as the Vercel AI SDK's UI message stream, for ``useChat`` / ``DefaultChatTransport``.
+
+    With ``chat_id`` (the request body's ``id``), the run becomes the chat's
+    latest stream, which ``resume_ui_message_response(chat_id)`` replays:
+    the SDK's ``resume``. ``uncut.ui_request.parse_ui_chat`` turns the
+    SDK's request body into LangChain messages.
+    """
+    try:
+        relay = _run(runnable, input, "ui", callbacks=callbacks, config=config, metadata=metadata, **options)
+    except StreamRefused as refused:
+        return refusal_response(refused, "ui")
+    if chat_id is not None:
+        _current().streams.remember_chat(chat_id, relay.stream_id, owner=_current().owner())
+    return _response(relay, "ui")
+
+
+def resume_ui_message_response(chat_id: str) -> Response:
+    """The chat's latest stream, replayed from its start then followed live; 204 when there is none.
+
+    That is what the AI SDK's ``reconnectToStream`` (``GET <api>/<chatId>/stream``) expects.
+    """
+    state = _current()
+    relay = state.streams.follow_chat(chat_id, environ=request.environ, owner=state.owner(), summary_fields=state.summary_fields())
+    return Response(status=204) if relay is None else _response(relay, "ui")
+
+
+def responses_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    echo: Mapping[str, Any],
+    stream: bool = True,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Response:
+    """OpenAI's Responses API: events (``response.created`` ... ``response.completed``), or with
+    ``stream=False`` the final Response object as JSON (a failure is OpenAI's error body and status).
+
+    ``echo`` holds the request fields the Response object repeats
+    (``model``, ``instructions``, ``tools``...).
+    """
+    try:
+        relay = _run(runnable, input, "responses", callbacks=callbacks, config=config, metadata=metadata)
+    except StreamRefused as refused:
+        return refusal_response(refused, "responses")
+    if stream:
+        return _response(relay, "responses", echo=echo)
+    done = Streams.collect_response(relay, echo)
+    if done.failure is None and done.final is not None:
+        return Response(json.dumps(done.final, ensure_ascii=False), mimetype="application/json")
+    status, body, retryable = done.error_reply()
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    response.headers["x-should-retry"] = "true" if retryable else "false"
+    return response
 
 
 def start_stream(

@@ -165,6 +165,20 @@ class RedisStore:
             except redis.RedisError:
                 pass  # Redis is away: the next append will say so
 
+    def name_stream(self, name: str, stream_id: str) -> None:
+        """Point ``name`` at ``stream_id`` for every worker; it lives as long as a running stream may."""
+        try:
+            self.client.set(f"webapp:name:{name}", stream_id, px=self.running_ttl_ms)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    def named(self, name: str) -> str | None:
+        try:
+            found = self.client.get(f"webapp:name:{name}")
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+        return found.decode() if isinstance(found, bytes) else found
+
     def producer_alive(self, stream_id: str) -> bool:
         try:
             return bool(self.client.exists(self.lease_key(stream_id)))

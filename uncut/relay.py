@@ -78,8 +78,12 @@ class Relay:
 
     # -- the surfaces -----------------------------------------------------
 
-    def frames(self, frame: Callable[[Event], bytes], prefix: bytes = b"") -> Iterator[bytes]:
-        """Each ready batch of events framed by ``frame`` into one write; heartbeat comments between."""
+    def frames(self, frame: Callable[[Event], bytes], prefix: bytes = b"", moved: bytes | None = None) -> Iterator[bytes]:
+        """Each ready batch of events framed by ``frame`` into one write; heartbeat comments between.
+
+        ``moved`` is what a reader leaving a draining worker is told (the
+        run goes on, the client resumes elsewhere): by default an SSE comment.
+        """
         heartbeat = self.options.heartbeat_seconds or None
         beat = sse.HEARTBEAT_EVENT if self.options.heartbeat_events else sse.HEARTBEAT
         with closing(self._batches(heartbeat)) as batches:  # its finally runs when we are closed, not in a finalizer
@@ -96,7 +100,7 @@ class Relay:
                     yield prefix + body if prefix else body
                 prefix = b""
         if self.outcome == "server_shutdown" and self.move_on_shutdown:
-            yield sse.format_comment("server restarting: reconnect with Last-Event-ID to resume")
+            yield moved if moved is not None else sse.format_comment("server restarting: reconnect with Last-Event-ID to resume")
 
     def _frame_each(self, events: list[Event], frame: Callable[[Event], bytes]) -> bytes:
         """Frame what can be framed; an event that cannot be ends the run with ``server_error``.

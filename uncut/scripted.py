@@ -118,6 +118,7 @@ class ScriptedChatModel(BaseChatModel):
     pause: float = Field(default=0.0, ge=0, description="An extra silence of this length...")
     pause_at: int | None = Field(default=None, ge=0, description="...after this many tokens.")
     fail_at: int | None = Field(default=None, ge=0, description="Raise ScriptedModelError after this many tokens.")
+    reasoning: bool = Field(default=False, description="Stream a short reasoning summary before the answer.")
 
     @property
     def _llm_type(self) -> str:
@@ -151,6 +152,8 @@ class ScriptedChatModel(BaseChatModel):
         if isinstance(max_tokens, int) and len(tokens) > max_tokens:
             tokens, finish_reason = tokens[:max_tokens], "length"
         time.sleep(self.ttft)
+        if self.reasoning:
+            yield from self._stream_reasoning(_last_user_text(messages) if not results else "the tools' results")
         for index, text in enumerate(tokens):
             if index == self.fail_at:
                 raise ScriptedModelError(f"scripted failure after {index} tokens")
@@ -165,6 +168,13 @@ class ScriptedChatModel(BaseChatModel):
         if self.pause_at is not None and self.pause_at >= len(tokens) and self.pause:
             time.sleep(self.pause)
         yield self._last_chunk(messages, len(tokens), finish_reason)
+
+    def _stream_reasoning(self, about: str) -> Iterator[ChatGenerationChunk]:
+        """A reasoning summary in LangChain's standard content blocks, word by word, as reasoning models stream it."""
+        topic = " ".join(about.split()[:8]) or "nothing in particular"
+        for word in _words(f'The question is about "{topic}". I will answer in a few plain sentences.'):
+            time.sleep(self.interval)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=[{"type": "reasoning", "reasoning": word}]))
 
     def _stream_calls(self, calls: list[PlannedCall], messages: list[BaseMessage]) -> Iterator[ChatGenerationChunk]:
         """Each call's first fragment (id and name), then its arguments in pieces, interleaved by index."""

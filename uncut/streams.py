@@ -27,14 +27,25 @@ from uncut.concurrency import client_socket
 from uncut.eventlog import EventLog, MemoryEventLog, MemoryStore
 from uncut.generation import CANCELLED, Generation, RunBudget
 from uncut.openai_chunks import ChunkFormat
+from uncut.openai_responses import ResponsesFormat
 from uncut.options import StreamOptions
 from uncut.relay import Relay
 from uncut.telemetry import metrics
+from uncut.ui_messages import HEADERS as UI_HEADERS
+from uncut.ui_messages import UIMessageFormat
 
-SURFACES = ("sse", "text", "openai")
-CONTENT_TYPES = {"sse": "text/event-stream; charset=utf-8", "text": "text/plain; charset=utf-8", "openai": "text/event-stream; charset=utf-8"}
+SURFACES = ("sse", "text", "openai", "ui", "responses")
+# Surfaces whose runs a client can come back to: SSE by Last-Event-ID, the AI SDK's by its chat id.
+RESUMABLE = frozenset({"sse", "ui"})
+_EVENT_STREAM = "text/event-stream; charset=utf-8"
+CONTENT_TYPES = {"sse": _EVENT_STREAM, "text": "text/plain; charset=utf-8", "openai": _EVENT_STREAM, "ui": _EVENT_STREAM, "responses": _EVENT_STREAM}
 # On every stream: no cache, no buffering by nginx; never a Content-Length, never compressed.
 HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
+
+
+def headers_for(surface: str) -> list[tuple[str, str]]:
+    """``HEADERS``, plus a protocol's own (the AI SDK's ``x-vercel-ai-ui-message-stream``)."""
+    return [*HEADERS, *UI_HEADERS] if surface == "ui" else list(HEADERS)
 
 summary_log = logging.getLogger("uncut.stream")
 
@@ -48,6 +59,8 @@ class EventLogStore(Protocol):
     def open(self, stream_id: str) -> EventLog | None: ...
     def remote_reader(self, stream_id: str) -> bool: ...
     def announce_cancel(self, stream_id: str) -> None: ...
+    def name_stream(self, name: str, stream_id: str) -> None: ...
+    def named(self, name: str) -> str | None: ...
     def watch_cancels(self, on_cancel: Callable[[str], None]) -> None: ...
 
 
@@ -64,9 +77,9 @@ class StreamRefused(Exception):
         self.retry_after = retry_after
 
     def body(self, surface: str = "sse") -> bytes:
-        """The JSON error body; OpenAI's shape on the /v1 surface."""
+        """The JSON error body; OpenAI's shape on the /v1 surfaces."""
         refusal = self.refusal
-        if surface == "openai":
+        if surface in ("openai", "responses"):
             error: dict[str, Any] = {"message": refusal.message, "type": refusal.reason, "param": None, "code": refusal.reason}
         else:
             error = {"type": refusal.reason, "message": refusal.message}
@@ -221,7 +234,7 @@ class Streams:
         options = self.options_with(overrides)
         run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])  # refuses async handlers before a slot is taken
         labels = {**self.metadata, **(metadata or {})}
-        resumable = surface == "sse"
+        resumable = surface in RESUMABLE
         generation = self._new_generation(
             options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable
         )
@@ -270,7 +283,7 @@ class Streams:
 
     def follow(
         self, stream_id: str, after: int = -1, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
-        heartbeat_events: bool = False, summary_fields: Mapping[str, Any] | None = None,
+        heartbeat_events: bool = False, summary_fields: Mapping[str, Any] | None = None, surface: str = "sse",
     ) -> Relay | None:
         """A relay for every event after ``after``, then the live tail; starts nothing.
 
@@ -285,9 +298,38 @@ class Streams:
         options = self.options_with({"heartbeat_events": heartbeat_events})
         metrics().stream_resumed()
         return self._relay(
-            log, options, "sse", environ or {}, dict(self.metadata), summary_fields,
+            log, options, surface, environ or {}, dict(self.metadata), summary_fields,
             generation=self.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=self.store.shared,
         )
+
+    # -- chats (the AI SDK's resume) ----------------------------------------------------
+
+    @staticmethod
+    def _chat_name(chat_id: str, owner: str | None) -> str:
+        return f"chat:{owner or '-'}:{chat_id}"  # per owner: one key's chat ids never reach another's streams
+
+    def remember_chat(self, chat_id: str, stream_id: str, *, owner: str | None = None) -> None:
+        """Make ``stream_id`` the chat's latest stream, the one ``follow_chat`` replays."""
+        self.store.name_stream(self._chat_name(chat_id, owner), stream_id)
+
+    def follow_chat(
+        self, chat_id: str, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
+        summary_fields: Mapping[str, Any] | None = None,
+    ) -> Relay | None:
+        """A relay replaying the chat's latest stream from its start, then its live tail; None when there is none.
+
+        The AI SDK's resume re-reads a stream from its ``start`` chunk and
+        swaps the message in place. The latest stream stays replayable
+        while its log is kept (the store's TTL after it ends), so a client
+        cut near the end still gets the whole answer.
+        """
+        stream_id = self.store.named(self._chat_name(chat_id, owner))
+        if stream_id is None:
+            return None
+        try:
+            return self.follow(stream_id, -1, environ=environ, owner=owner, summary_fields=summary_fields, surface="ui")
+        except StreamNotFound:
+            return None  # expired: nothing to resume
 
     def status(self, stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""
@@ -310,17 +352,43 @@ class Streams:
             self.store.announce_cancel(stream_id)  # the worker producing it stops at once, even mid-pause
         return self.status(stream_id, owner=owner)
 
+    @staticmethod
+    def collect_response(relay: Relay, echo: Mapping[str, Any]) -> ResponsesFormat:
+        """Run a ``responses`` relay to its end with nobody streaming: a non-streaming request's Response.
+
+        The relay still watches the client (a client that leaves stops the
+        run) and every budget holds; ``.final`` is the Response object.
+        """
+        responses = ResponsesFormat(relay.stream_id, dict(echo))
+        frames = relay.frames(responses.frame)
+        try:
+            for _ in frames:
+                pass
+        finally:
+            frames.close()
+        return responses
+
     # -- bodies -------------------------------------------------------------------------
 
     @staticmethod
     def body(relay: Relay, surface: str = "sse", *, model: str = "", include_usage: bool = False,
+             echo: Mapping[str, Any] | None = None,
              wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> StreamBody:
-        """What the server iterates for this surface; ``wrap`` lets a framework keep its request context."""
+        """What the server iterates for this surface; ``wrap`` lets a framework keep its request context.
+
+        ``model`` and ``include_usage`` are for ``openai`` (chat completions),
+        ``echo`` (the request fields a Response repeats) for ``responses``.
+        """
         if surface == "text":
             frames = relay.text_chunks()
         elif surface == "openai":
             chunks = ChunkFormat(f"chatcmpl-{relay.stream_id}", model, int(time.time()), include_usage)
             frames = relay.frames(chunks.frame)
+        elif surface == "ui":
+            ui = UIMessageFormat(relay.stream_id)
+            frames = relay.frames(ui.frame, moved=ui.moved())
+        elif surface == "responses":
+            frames = relay.frames(ResponsesFormat(relay.stream_id, dict(echo or {})).frame)
         else:
             frames = relay.sse_frames()
         return StreamBody(wrap(frames) if wrap is not None else frames, relay.generation)

@@ -124,11 +124,12 @@ def create_app(
     require_api_keys(app, settings.api_keys)
 
     from webapp.api import agent as agent_api
-    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams
+    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, ui_chat
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(agent_api.bp)
+    app.register_blueprint(ui_chat.bp)
     if settings.diagnostics:
         app.register_blueprint(diagnostics.bp)
     app.register_blueprint(openai_compat.bp)

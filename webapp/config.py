@@ -167,6 +167,7 @@ class Settings:
     scripted_ttft_ms: int = 300
     agent_slow_tool_seconds: float = 3.0
     scripted_interval_ms: int = 40
+    scripted_reasoning: bool = False
     allow_sync_worker: bool = False
     log_format: str = "json"
     log_level: str = "INFO"
@@ -257,6 +258,7 @@ SETTINGS: dict[str, Setting] = {
                             "Comma-separated origins (`https://app.example.com`) whose pages may call the API from a browser; other sites' requests get `403`. `*`: any site."),
     "scripted_ttft_ms": Setting("WEBAPP_SCRIPTED_TTFT_MS", _int(0, 600_000), "Scripted model: delay before the first token."),
     "scripted_interval_ms": Setting("WEBAPP_SCRIPTED_INTERVAL_MS", _int(0, 60_000), "Scripted model: delay between tokens."),
+    "scripted_reasoning": Setting("WEBAPP_SCRIPTED_REASONING", _bool, "Scripted model: stream a short reasoning summary before each answer, as reasoning models do."),
     "agent_slow_tool_seconds": Setting("WEBAPP_AGENT_SLOW_TOOL_SECONDS", _float(0, 30),
                                        "Demo agent: how long its `slow_lookup` tool takes when the model does not say (a tool pause for proxies to survive)."),
     "allow_sync_worker": Setting("WEBAPP_ALLOW_SYNC_WORKER", _bool,

@@ -22,7 +22,7 @@ from webapp.openai_tools import InvalidCompletionRequest, parse_tool_calls, pars
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
-__all__ = ["CompletionRequest", "InvalidCompletionRequest", "parse_completion_request"]
+__all__ = ["CompletionRequest", "InvalidCompletionRequest", "convert_messages", "parse_completion_request"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise InvalidCompletionRequest("parallel_tool_calls must be true or false", "parallel_tool_calls")
-    converted = _messages(messages, limits)
+    converted = convert_messages(messages, limits)
 
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -125,7 +125,7 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
     )
 
 
-def _messages(messages: list[Any], limits: ChatLimits) -> list[BaseMessage]:
+def convert_messages(messages: list[Any], limits: ChatLimits) -> list[BaseMessage]:
     """The conversation as LangChain messages; every tool call answered, every answer to a known call."""
     converted: list[BaseMessage] = []
     waiting: dict[str, str] = {}  # tool_call_id -> tool name, for the calls not yet answered

@@ -19,9 +19,12 @@ from uncut.events import parse_arguments
 
 
 class InvalidCompletionRequest(ValueError):
-    def __init__(self, message: str, param: str | None = None) -> None:
+    """A request OpenAI would refuse with a 400; ``param`` names the field, ``code`` is OpenAI's (or None)."""
+
+    def __init__(self, message: str, param: str | None = None, *, code: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -20,6 +20,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
             model_name=settings.model,
             ttft=settings.scripted_ttft_ms / 1000,
             interval=settings.scripted_interval_ms / 1000,
+            reasoning=settings.scripted_reasoning,
         )
     from langchain_openai import ChatOpenAI
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible surface: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+"""The OpenAI-compatible surface: ``POST /v1/chat/completions``, ``POST /v1/responses`` and ``GET /v1/models``.
 
 Existing OpenAI clients (the official SDK, ChatOpenAI, anything speaking the
 protocol) use the service unchanged, and it can sit in front of any
@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 from langchain_core.runnables import Runnable
 
-from uncut.flask import openai_response
+from uncut.flask import openai_response, responses_response
 from uncut.generation import error_body
 from uncut.openai_chunks import completion, openai_error, wire_tool_calls
 from webapp.api import service
@@ -24,19 +24,33 @@ from webapp.api.reading import json_body
 from webapp.chat_request import ChatLimits
 from webapp.errors import ApiError
 from webapp.openai_request import CompletionRequest, InvalidCompletionRequest, parse_completion_request
+from webapp.responses_request import parse_responses_request
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
 def _invalid(exc: InvalidCompletionRequest) -> Response:
-    response = jsonify({"error": {"message": str(exc), "type": "invalid_request_error", "param": exc.param, "code": None}})
+    response = jsonify({"error": {"message": str(exc), "type": "invalid_request_error", "param": exc.param, "code": exc.code}})
     response.status_code = 400
     return response
 
 
-def _parse() -> CompletionRequest:
+def _limits() -> ChatLimits:
     settings = service().settings
-    limits = ChatLimits(max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
-    return parse_completion_request(json_body(), limits, settings.max_tokens)
+    return ChatLimits(max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
+
+
+def _parse() -> CompletionRequest:
+    return parse_completion_request(json_body(), _limits(), service().settings.max_tokens)
+
+
+def _model_for(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool | None, params: dict[str, Any]) -> Runnable[Any, Any]:
+    """The configured model, bound to the request's tools and sampling parameters."""
+    model: Runnable[Any, Any] = service().chat_model
+    if tools:
+        model = service().chat_model.bind_tools(tools, tool_choice=tool_choice, parallel_tool_calls=parallel)
+    if params:
+        model = model.bind(**params)
+    return model
 
 
 @bp.get("/models")
@@ -51,11 +65,7 @@ def chat_completions() -> ResponseReturnValue:
         req = _parse()
     except InvalidCompletionRequest as exc:
         return _invalid(exc)
-    model: Runnable[Any, Any] = service().chat_model
-    if req.tools:
-        model = service().chat_model.bind_tools(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls)
-    if req.params:
-        model = model.bind(**req.params)
+    model = _model_for(req.tools, req.tool_choice, req.parallel_tool_calls, req.params)
     if req.stream:
         return openai_response(model, req.messages, model=req.model, include_usage=req.include_usage)
     try:
@@ -67,6 +77,17 @@ def chat_completions() -> ResponseReturnValue:
     finish = answer.response_metadata.get("finish_reason") or "stop"
     calls = wire_tool_calls(answer)
     return jsonify(completion("chatcmpl-" + secrets.token_hex(12), req.model, int(time.time()), answer.text, finish, answer.usage_metadata, calls))
+
+
+@bp.post("/responses")
+def responses() -> ResponseReturnValue:
+    """OpenAI's Responses API over the configured model: streamed events, or the Response as JSON."""
+    try:
+        req = parse_responses_request(json_body(), _limits(), service().settings.max_tokens)
+    except InvalidCompletionRequest as exc:
+        return _invalid(exc)
+    model = _model_for(req.tools, req.tool_choice, req.parallel_tool_calls, req.params)
+    return responses_response(model, req.messages, echo=req.echo, stream=req.stream)
 
 
 @bp.errorhandler(ApiError)

@@ -1,0 +1,100 @@
+// Drive the service with the real Vercel AI SDK (`ai`, pinned in package-lock.json), as useChat would.
+//
+// Usage: node ui_chat.mjs <mode> <api url> [text]
+//   chat    a headless Chat (AbstractChat: useChat's logic, no React) sends one message
+//   strict  the transport and readUIMessageStream with terminateOnError: any protocol slip throws
+//   resume  reconnectToStream(chatId): what useChat({resume: true}) does on page load
+//   cut     a Chat sends a message, stop()s it once text has arrived, then resumeStream()s it
+// Env: CHAT_ID (default "chat-node"), API_KEY (sent as a bearer token), TIMEOUT_MS (default 20000).
+// Prints one JSON object on stdout; exits 1 on an error the SDK raised.
+import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
+
+const [mode, api, text = 'What is the weather in Paris?'] = process.argv.slice(2);
+const chatId = process.env.CHAT_ID ?? 'chat-node';
+const headers = process.env.API_KEY ? { authorization: `Bearer ${process.env.API_KEY}` } : {};
+const timeoutMs = Number(process.env.TIMEOUT_MS ?? 20000);
+setTimeout(() => { console.log(JSON.stringify({ error: `timed out after ${timeoutMs} ms` })); process.exit(2); }, timeoutMs).unref();
+
+class MemoryState {
+  status = 'ready'; error = undefined; messages = [];
+  pushMessage = m => { this.messages = this.messages.concat(m); };
+  popMessage = () => { this.messages = this.messages.slice(0, -1); };
+  replaceMessage = (i, m) => { this.messages = [...this.messages.slice(0, i), m, ...this.messages.slice(i + 1)]; };
+  snapshot = v => structuredClone(v);
+}
+
+class NodeChat extends AbstractChat {
+  constructor(init) { super({ ...init, state: new MemoryState() }); }
+}
+
+const transport = new DefaultChatTransport({ api, headers });
+const textOf = message => (message?.parts ?? []).filter(p => p.type === 'text').map(p => p.text).join('');
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+function newChat(finished) {
+  return new NodeChat({
+    id: chatId, transport,
+    onFinish: info => finished.push({ isAbort: info.isAbort, isDisconnect: info.isDisconnect, isError: info.isError, finishReason: info.finishReason }),
+  });
+}
+
+function report(chat, finished, extra = {}) {
+  const last = chat.messages.at(-1);
+  return { status: chat.status, error: chat.error?.message ?? null, finished, text: textOf(last), message: last, ...extra };
+}
+
+async function strict() {
+  const stream = await transport.sendMessages({
+    chatId, trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
+    messages: [{ id: 'u1', role: 'user', parts: [{ type: 'text', text }] }],
+  });
+  let last;
+  for await (const message of readUIMessageStream({ stream, terminateOnError: true })) last = message;
+  return { text: textOf(last), message: last };
+}
+
+async function resume() {
+  const stream = await transport.reconnectToStream({ chatId });
+  if (stream == null) return { resumed: false };
+  let last;
+  for await (const message of readUIMessageStream({ stream, terminateOnError: true })) last = message;
+  return { resumed: true, text: textOf(last), message: last };
+}
+
+async function cut() {
+  const finished = [];
+  const chat = newChat(finished);
+  const sending = chat.sendMessage({ text });
+  let partial = '';
+  for (let i = 0; i < 400 && !partial; i++) {  // bounded: at most 400 x 25 ms
+    await sleep(25);
+    const last = chat.messages.at(-1);
+    if (last?.role === 'assistant') partial = textOf(last);
+  }
+  await chat.stop();
+  await sending;
+  const afterStop = { status: chat.status, text: textOf(chat.messages.at(-1)) };
+  await chat.resumeStream();
+  return report(chat, finished, { partial, afterStop, messageCount: chat.messages.length });
+}
+
+async function main() {
+  if (mode === 'chat') {
+    const finished = [];
+    const chat = newChat(finished);
+    await chat.sendMessage({ text });
+    return report(chat, finished);
+  }
+  if (mode === 'strict') return strict();
+  if (mode === 'resume') return resume();
+  if (mode === 'cut') return cut();
+  throw new Error(`unknown mode ${mode}`);
+}
+
+try {
+  console.log(JSON.stringify(await main()));
+  process.exit(0);
+} catch (error) {
+  console.log(JSON.stringify({ thrown: `${error?.name}: ${error?.message}` }));
+  process.exit(1);
+}

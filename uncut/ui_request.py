@@ -1,0 +1,164 @@
+"""The AI SDK's chat request (``DefaultChatTransport``'s POST body) as LangChain messages, with no web framework.
+
+``useChat`` sends ``{"id", "messages": [UIMessage], "trigger", "messageId"?}``
+plus whatever the app adds. Each UIMessage has a ``role`` and ``parts``.
+An assistant message is a list of steps (``step-start`` parts): each step
+becomes one ``AIMessage`` (its text and tool calls) followed by one
+``ToolMessage`` per call that has an output, the way the model produced
+them. Reasoning, sources, data and step parts carry nothing for the model
+and are skipped; a tool call that never got an output (the user stopped it)
+is left out, since every call sent to a model must have its answer. Files
+are refused: the service sends text only. Anything malformed raises
+``InvalidUIRequest`` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+TRIGGERS = ("submit-message", "regenerate-message")
+# Chat ids go in the resume URL's path: no slashes, nothing a proxy might rewrite.
+_CHAT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+class InvalidUIRequest(ValueError):
+    """The body is JSON but not a chat request the AI SDK would send; ``param`` names the field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class UIChatRequest:
+    chat_id: str
+    messages: list[BaseMessage]
+    trigger: str
+
+
+def valid_chat_id(value: Any, where: str = "id") -> str:
+    if not isinstance(value, str) or not _CHAT_ID.fullmatch(value) or value in (".", ".."):
+        raise InvalidUIRequest(f"{where} must be 1 to 128 letters, digits or _.:- (the AI SDK's chat id)", where)
+    return value
+
+
+def parse_ui_chat(body: Any, *, max_messages: int, max_message_chars: int) -> UIChatRequest:
+    """Validate an AI SDK chat request; the conversation comes out as LangChain messages."""
+    if not isinstance(body, dict):
+        raise InvalidUIRequest("the body must be a JSON object")
+    chat_id = valid_chat_id(body.get("id"))
+    trigger = body.get("trigger", "submit-message")
+    if trigger not in TRIGGERS:
+        raise InvalidUIRequest(f"trigger must be one of {', '.join(TRIGGERS)}", "trigger")
+    message_id = body.get("messageId")
+    if message_id is not None and not isinstance(message_id, str):
+        raise InvalidUIRequest("messageId must be a string", "messageId")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidUIRequest("messages must be a non-empty list of UI messages", "messages")
+    if len(messages) > max_messages:
+        raise InvalidUIRequest(f"messages has more than {max_messages} items", "messages")
+    converted: list[BaseMessage] = []
+    for index, message in enumerate(messages):
+        converted += _message(message, f"messages[{index}]", max_message_chars)
+    if not converted or not isinstance(converted[-1], (HumanMessage, ToolMessage)):
+        raise InvalidUIRequest("the conversation must end with a user message that has text", "messages")
+    return UIChatRequest(chat_id, converted, trigger)
+
+
+def _message(message: Any, where: str, max_chars: int) -> list[BaseMessage]:
+    if not isinstance(message, dict):
+        raise InvalidUIRequest(f"{where} must be an object with role and parts", where)
+    role = message.get("role")
+    if role not in ("system", "user", "assistant"):
+        raise InvalidUIRequest(f"{where}.role must be one of system, user, assistant", f"{where}.role")
+    parts = message.get("parts")
+    if not isinstance(parts, list):
+        raise InvalidUIRequest(f"{where}.parts must be a list", f"{where}.parts")
+    for index, part in enumerate(parts):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise InvalidUIRequest(f"{where}.parts[{index}] must be an object with a type", f"{where}.parts[{index}]")
+    if role == "assistant":
+        return _assistant(parts, where, max_chars)
+    text = _text_of(parts, where, max_chars)
+    if not text.strip():
+        return []  # a message of only non-text parts (data, sources) says nothing to the model
+    return [HumanMessage(text) if role == "user" else SystemMessage(text)]
+
+
+def _check_length(text: str, where: str, max_chars: int) -> str:
+    if len(text) > max_chars:
+        raise InvalidUIRequest(f"{where} is longer than {max_chars} characters", where)
+    return text
+
+
+def _text_of(parts: list[dict[str, Any]], where: str, max_chars: int) -> str:
+    texts = []
+    for index, part in enumerate(parts):
+        kind = part["type"]
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise InvalidUIRequest(f"{where}.parts[{index}].text must be a string", f"{where}.parts[{index}].text")
+            texts.append(part["text"])
+        elif kind == "file":
+            raise InvalidUIRequest(f"{where}.parts[{index}]: file parts are not supported; send text", f"{where}.parts[{index}]")
+    return _check_length("".join(texts), f"{where}.parts", max_chars)
+
+
+def _tool_output(part: dict[str, Any]) -> tuple[str, str] | None:
+    """A finished call's output as the tool message's content and status; None for a call without one."""
+    state = part.get("state")
+    if state == "output-available":
+        output = part.get("output")
+        return (output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)), "success"
+    if state == "output-error":
+        return str(part.get("errorText") or "The tool failed."), "error"
+    return None
+
+
+def _assistant(parts: list[dict[str, Any]], where: str, max_chars: int) -> list[BaseMessage]:
+    out: list[BaseMessage] = []
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    results: list[ToolMessage] = []
+    seen: set[str] = set()
+
+    def end_step() -> None:
+        if text or calls:
+            out.append(AIMessage(content=_check_length("".join(text), f"{where}.parts", max_chars), tool_calls=list(calls)))
+            out.extend(results)
+        text.clear(), calls.clear(), results.clear()
+
+    for index, part in enumerate(parts):
+        kind, at = part["type"], f"{where}.parts[{index}]"
+        if kind == "step-start":
+            end_step()
+        elif kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise InvalidUIRequest(f"{at}.text must be a string", f"{at}.text")
+            text.append(part["text"])
+        elif kind.startswith("tool-") or kind == "dynamic-tool":
+            name = part.get("toolName") if kind == "dynamic-tool" else kind[len("tool-"):]
+            call_id = part.get("toolCallId")
+            if not isinstance(call_id, str) or not call_id or call_id in seen:
+                raise InvalidUIRequest(f"{at}.toolCallId must be a string, unique in its message", f"{at}.toolCallId")
+            if not isinstance(name, str) or not name:
+                raise InvalidUIRequest(f"{at} must name its tool", f"{at}.toolName")
+            finished = _tool_output(part)
+            if finished is None:
+                continue  # never ran to an output: not sent to the model
+            args = part.get("input")
+            seen.add(call_id)
+            calls.append({"id": call_id, "name": name, "args": args if isinstance(args, dict) else {}})
+            content, status = finished
+            results.append(ToolMessage(_check_length(content, f"{at}.output", max_chars), tool_call_id=call_id, name=name, status=status))
+        elif kind == "file":
+            raise InvalidUIRequest(f"{at}: file parts are not supported; send text", at)
+        # Anything else (reasoning, sources, data, parts of later SDK versions) says nothing to the model.
+    end_step()
+    return out
