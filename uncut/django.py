@@ -26,10 +26,11 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.options import StreamOptions
-from uncut.streams import CONTENT_TYPES, HEADERS, StreamRefused, Streams
+from uncut.relay import Relay
+from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
 
-__all__ = ["sse_response", "text_response", "streams"]
+__all__ = ["sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams"]
 
 OBJECTS = ("STORE", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
 _GZIP = re.compile(r"\s*(x-)?gzip\s*(;[^,]*)?,?", re.IGNORECASE)
@@ -45,22 +46,28 @@ def streams() -> Streams:
     )
 
 
-def _refused(refused: StreamRefused) -> HttpResponse:
-    metrics().stream_rejected("sse")
-    response = HttpResponse(refused.body(), status=refused.refusal.status, content_type="application/json")
+def _refused(refused: StreamRefused, surface: str) -> HttpResponse:
+    metrics().stream_rejected(surface)
+    response = HttpResponse(refused.body(surface), status=refused.refusal.status, content_type="application/json")
     response["Retry-After"] = str(refused.retry_after)
     return response
 
 
 def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, owner: str | None,
-            client: str | None, **kwargs: Any) -> HttpResponse:
+            client: str | None, chat_id: str | None = None, **kwargs: Any) -> HttpResponse:
     try:
         relay = streams().run(runnable, input, surface=surface, environ=request.META, owner=owner,
                               client=client if client is not None else request.META.get("REMOTE_ADDR"), **kwargs)
     except StreamRefused as refused:
-        return _refused(refused)
+        return _refused(refused, surface)
+    if chat_id is not None:
+        streams().remember_chat(chat_id, relay.stream_id, owner=owner)
+    return _streaming(request, relay, surface)
+
+
+def _streaming(request: HttpRequest, relay: Relay, surface: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(Streams.body(relay, surface), content_type=CONTENT_TYPES[surface])
-    for name, value in HEADERS:
+    for name, value in headers_for(surface):
         response[name] = value
     # GZipMiddleware reads the request's Accept-Encoding in process_response: without gzip there, it passes.
     accepted = request.META.get("HTTP_ACCEPT_ENCODING", "")
@@ -104,3 +111,30 @@ def text_response(
 ) -> HttpResponse:
     """Stream the text alone; a failure ends the transfer without its terminator (a visible cut)."""
     return _stream(request, "text", runnable, input, owner, client, callbacks=callbacks, config=config, metadata=metadata, **options)
+
+
+def ui_message_response(
+    request: HttpRequest,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    chat_id: str | None = None,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> HttpResponse:
+    """Stream as the Vercel AI SDK's UI message stream (``useChat``); with ``chat_id``, resumable by it.
+
+    ``uncut.ui_request.parse_ui_chat`` turns the SDK's request body into messages.
+    """
+    return _stream(request, "ui", runnable, input, owner, client, chat_id=chat_id, callbacks=callbacks, config=config,
+                   metadata=metadata, **options)
+
+
+def resume_ui_message_response(request: HttpRequest, chat_id: str, *, owner: str | None = None) -> HttpResponse:
+    """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none."""
+    relay = streams().follow_chat(chat_id, environ=request.META, owner=owner)
+    return HttpResponse(status=204) if relay is None else _streaming(request, relay, "ui")

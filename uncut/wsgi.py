@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from uncut.streams import CONTENT_TYPES, HEADERS, StreamRefused, Streams
+from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
 
-__all__ = ["sse_response", "text_response", "default_streams"]
+__all__ = ["sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams"]
 
 StartResponse = Callable[..., Any]
 _STATUS = {503: "503 Service Unavailable", 429: "429 Too Many Requests"}
@@ -32,19 +32,22 @@ def default_streams() -> Streams:
 
 
 def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: str, runnable: Runnable[Any, Any], input: Any,
-            streams: Streams | None, owner: str | None, client: str | None, **kwargs: Any) -> Iterable[bytes]:
+            streams: Streams | None, owner: str | None, client: str | None, chat_id: str | None = None,
+            **kwargs: Any) -> Iterable[bytes]:
     hub = streams or default_streams()
     try:
         relay = hub.run(runnable, input, surface=surface, environ=environ, owner=owner,
                         client=client if client is not None else environ.get("REMOTE_ADDR"), **kwargs)
     except StreamRefused as refused:
         metrics().stream_rejected(surface)
-        body = refused.body()
+        body = refused.body(surface)
         start_response(_STATUS[refused.refusal.status], [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Retry-After", str(refused.retry_after)),
         ])
         return [body]
-    start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *HEADERS])
+    if chat_id is not None:
+        hub.remember_chat(chat_id, relay.stream_id, owner=owner)
+    start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
     return Streams.body(relay, surface)
 
 
@@ -84,3 +87,36 @@ def text_response(
     """Stream the text alone; a failure ends the transfer without its terminator (a visible cut)."""
     return _stream(environ, start_response, "text", runnable, input, streams, owner, client,
                    callbacks=callbacks, config=config, metadata=metadata, **options)
+
+
+def ui_message_response(
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    chat_id: str | None = None,
+    streams: Streams | None = None,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Iterable[bytes]:
+    """Stream as the Vercel AI SDK's UI message stream (``useChat``); with ``chat_id``, resumable by it."""
+    return _stream(environ, start_response, "ui", runnable, input, streams, owner, client, chat_id=chat_id,
+                   callbacks=callbacks, config=config, metadata=metadata, **options)
+
+
+def resume_ui_message_response(
+    environ: Mapping[str, Any], start_response: StartResponse, chat_id: str, *, streams: Streams | None = None,
+    owner: str | None = None,
+) -> Iterable[bytes]:
+    """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none."""
+    relay = (streams or default_streams()).follow_chat(chat_id, environ=environ, owner=owner)
+    if relay is None:
+        start_response("204 No Content", [])
+        return []
+    start_response("200 OK", [("Content-Type", CONTENT_TYPES["ui"]), *headers_for("ui")])
+    return Streams.body(relay, "ui")

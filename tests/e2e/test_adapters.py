@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
+from tests.support.node import run_ui_chat
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
 from tests.support.proxies import Nginx, Proxy
 from tests.support.servers import GunicornServer
@@ -77,3 +78,13 @@ def test_negative_control_django_gzip_middleware_holds_a_plain_stream_until_the_
     assert record.kinds == ["start"] + ["token"] * 10 + ["end"]  # complete, once decompressed...
     times = record.token_times()
     assert times[-1] - times[0] < 0.3, f"...but all at once at the end: {times}"
+
+
+def test_the_ai_sdk_reads_the_ui_message_stream_through_nginx(served: tuple[str, Proxy], upstream: OpenAIUpstream) -> None:
+    name, proxy = served
+    upstream.script = Script(tokens=12, interval=0.05)
+    code, out = run_ui_chat("strict", proxy.url + "/ui/chat", env={"CHAT_ID": f"adapter-{name}"})
+    assert code == 0 and out["text"] == answer_text(12), f"{name}: {out}"
+    assert out["firstTextMs"] < out["endMs"] - 250, f"{name}: the text arrived all at once"
+    code, none = run_ui_chat("resume", proxy.url + "/ui/chat", env={"CHAT_ID": "never-started"})
+    assert code == 0 and none == {"resumed": False}

@@ -5,7 +5,8 @@
 //   strict  the transport and readUIMessageStream with terminateOnError: any protocol slip throws
 //   resume  reconnectToStream(chatId): what useChat({resume: true}) does on page load
 //   cut     a Chat sends a message, stop()s it once text has arrived, then resumeStream()s it
-// Env: CHAT_ID (default "chat-node"), API_KEY (sent as a bearer token), TIMEOUT_MS (default 20000).
+// Env: CHAT_ID (default "chat-node"), API_KEY (sent as a bearer token), TIMEOUT_MS (default 20000),
+//      RESUME_API (resume from this URL instead: another instance, say).
 // Prints one JSON object on stdout; exits 1 on an error the SDK raised.
 import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
 
@@ -27,7 +28,11 @@ class NodeChat extends AbstractChat {
   constructor(init) { super({ ...init, state: new MemoryState() }); }
 }
 
-const transport = new DefaultChatTransport({ api, headers });
+const resumeApi = process.env.RESUME_API;
+const transport = new DefaultChatTransport({
+  api, headers,
+  ...(resumeApi ? { prepareReconnectToStreamRequest: ({ id }) => ({ api: `${resumeApi}/${encodeURIComponent(id)}/stream`, headers }) } : {}),
+});
 const textOf = message => (message?.parts ?? []).filter(p => p.type === 'text').map(p => p.text).join('');
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
@@ -48,9 +53,13 @@ async function strict() {
     chatId, trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
     messages: [{ id: 'u1', role: 'user', parts: [{ type: 'text', text }] }],
   });
-  let last;
-  for await (const message of readUIMessageStream({ stream, terminateOnError: true })) last = message;
-  return { text: textOf(last), message: last };
+  const started = performance.now();
+  let last, firstTextMs = null;
+  for await (const message of readUIMessageStream({ stream, terminateOnError: true })) {
+    last = message;
+    if (firstTextMs === null && textOf(message)) firstTextMs = performance.now() - started;
+  }
+  return { text: textOf(last), message: last, firstTextMs, endMs: performance.now() - started };
 }
 
 async function resume() {

@@ -1,0 +1,168 @@
+"""The Vercel AI SDK (`ai` from npm, pinned by tests/js/package-lock.json) against a real gunicorn.
+
+Node runs the SDK's own code: a headless ``Chat`` (useChat's logic without
+React), or its transport with ``readUIMessageStream({terminateOnError})``,
+which throws on any protocol slip. The service streams from the local
+OpenAI-protocol upstream through the real ChatOpenAI. Each protection has
+its negative control: a stream missing ``text-start`` makes the same SDK
+throw; with ``on_disconnect=cancel`` a stopped chat cannot be resumed
+whole; a buffering nginx delivers everything at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import openai_env
+from tests.support.node import installed_version, require_js_clients, run_ui_chat
+from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
+from tests.support.proxies import Nginx, Variant
+from tests.support.redis_server import RedisServer
+from tests.support.replay import replay_server, without_blocks
+from tests.support.servers import GunicornServer
+
+pytestmark = pytest.mark.e2e
+
+KEY = "ai-sdk-key-0123456789"
+AUTH = {"API_KEY": KEY}
+
+
+@pytest.fixture(scope="module")
+def service(upstream_server: OpenAIUpstream, artifacts: Path) -> Iterator[GunicornServer]:
+    require_js_clients()
+    env = openai_env(upstream_server, WEBAPP_API_KEYS=KEY, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_AGENT_SLOW_TOOL_SECONDS="0")
+    server = GunicornServer(artifacts, env=env, name="ai-sdk")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def servers(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., GunicornServer]]:
+    started: list[GunicornServer] = []
+
+    def start(env: dict[str, str], name: str) -> GunicornServer:
+        server = GunicornServer(artifacts, env=env, name=f"{name}-{request.node.name[:40]}")
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def test_the_sdk_that_runs_is_the_pinned_one(service: GunicornServer) -> None:
+    assert installed_version("ai") == "6.0.326"
+
+
+def test_use_chat_gets_the_whole_answer(service: GunicornServer, upstream: OpenAIUpstream) -> None:
+    upstream.script = Script(tokens=8, interval=0.02)
+    code, out = run_ui_chat("chat", service.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "plain"})
+    assert code == 0, out
+    assert out["status"] == "ready" and out["error"] is None
+    assert out["text"] == answer_text(8)
+    assert out["finished"] == [{"isAbort": False, "isDisconnect": False, "isError": False, "finishReason": "stop"}]
+
+
+def test_an_agent_with_tools_passes_the_sdks_protocol_checks(service: GunicornServer, upstream: OpenAIUpstream) -> None:
+    upstream.script = Script(tokens=5, interval=0.01, tool_calls=(("get_current_time", "{}"), ("calculate", '{"expression": "6*7"}')))
+    code, out = run_ui_chat("strict", service.url + "/api/ui/chat?agent=1", "What time is it, and what is 6*7?", env={**AUTH, "CHAT_ID": "agent"})
+    assert code == 0, out
+    parts = out["message"]["parts"]
+    tools = {p["type"]: p for p in parts if p["type"].startswith("tool-")}
+    assert set(tools) == {"tool-get_current_time", "tool-calculate"}
+    assert tools["tool-calculate"]["state"] == "output-available" and tools["tool-calculate"]["input"] == {"expression": "6*7"}
+    assert tools["tool-calculate"]["output"] == "42"
+    assert [p["type"] for p in parts].count("step-start") == 2 and parts[-1]["type"] == "text"
+    assert out["text"] == answer_text(5)
+
+
+def test_a_failure_mid_answer_puts_the_chat_in_error_with_a_safe_message(service: GunicornServer, upstream: OpenAIUpstream) -> None:
+    upstream.script = Script(tokens=10, interval=0.01, drop_at=3)
+    code, out = run_ui_chat("chat", service.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "failing"})
+    assert code == 0, out
+    assert out["status"] == "error" and out["finished"][0]["isError"] is True
+    assert out["error"] == "The connection to the model provider failed."
+    assert out["text"] == answer_text(3)
+
+
+def test_stop_then_resume_gets_the_whole_answer_from_one_generation(service: GunicornServer, upstream: OpenAIUpstream) -> None:
+    upstream.script = Script(tokens=30, interval=0.05)
+    code, out = run_ui_chat("cut", service.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "cut-resume"})
+    assert code == 0, out
+    assert out["partial"] and len(out["partial"]) < len(answer_text(30))  # it really was cut
+    assert out["text"] == answer_text(30) and out["messageCount"] == 2  # resumed whole, swapped in place
+    assert len(upstream.requests) == 1  # one generation, nothing re-run
+
+
+def test_negative_control_with_cancel_on_disconnect_the_resumed_answer_is_cut(
+    servers: Callable[..., GunicornServer], upstream: OpenAIUpstream
+) -> None:
+    require_js_clients()
+    app = servers(openai_env(upstream, WEBAPP_API_KEYS=KEY, WEBAPP_ON_DISCONNECT="cancel"), "cancel")
+    upstream.script = Script(tokens=30, interval=0.05)
+    code, out = run_ui_chat("cut", app.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "cut-cancel"})
+    assert code == 0, out
+    assert out["text"] != answer_text(30) and len(out["text"]) < len(answer_text(30))
+    assert upstream.wait_for_requests(1)[0].client_closed_at is not None  # the stop cancelled the generation
+
+
+def test_resume_on_another_instance_sharing_redis(
+    servers: Callable[..., GunicornServer], upstream: OpenAIUpstream, tmp_path: Path
+) -> None:
+    redis_server = RedisServer(tmp_path).start()
+    try:
+        env = openai_env(upstream, WEBAPP_API_KEYS=KEY, WEBAPP_STREAM_STORE=redis_server.url)
+        one, two = servers(env, "one"), servers(env, "two")
+        upstream.script = Script(tokens=30, interval=0.05)
+        code, out = run_ui_chat("cut", one.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "moving", "RESUME_API": two.url + "/api/ui/chat"})
+        assert code == 0, out
+        assert out["text"] == answer_text(30) and len(upstream.requests) == 1
+        assert "/api/ui/chat/moving/stream" in two.log() and "/api/ui/chat/moving/stream" not in one.log()
+    finally:
+        redis_server.stop()
+
+
+def test_through_the_shipped_nginx_text_arrives_as_it_is_made(
+    service: GunicornServer, upstream: OpenAIUpstream, tmp_path: Path
+) -> None:
+    upstream.script = Script(tokens=20, interval=0.05)
+    proxy = Nginx(tmp_path, service.port).start()
+    try:
+        code, out = run_ui_chat("strict", proxy.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "nginx"})
+    finally:
+        proxy.stop()
+    assert code == 0 and out["text"] == answer_text(20), out
+    assert out["firstTextMs"] < out["endMs"] - 500  # about 1 s of tokens: the first came well before the end
+
+
+def test_negative_control_a_buffering_nginx_delivers_it_all_at_the_end(
+    service: GunicornServer, upstream: OpenAIUpstream, tmp_path: Path
+) -> None:
+    upstream.script = Script(tokens=20, interval=0.05)
+    variant = Variant(remove=["proxy_buffering off;", "proxy_http_version 1.1;"],
+                      add_after={"proxy_cache off;": "proxy_ignore_headers X-Accel-Buffering;"})
+    proxy = Nginx(tmp_path, service.port, variant).start()
+    try:
+        code, out = run_ui_chat("strict", proxy.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "buffered"})
+    finally:
+        proxy.stop()
+    assert code == 0 and out["text"] == answer_text(20), out
+    assert out["firstTextMs"] > out["endMs"] - 200
+
+
+def test_negative_control_the_sdk_throws_on_a_stream_missing_text_start(service: GunicornServer, upstream: OpenAIUpstream) -> None:
+    upstream.script = Script(tokens=4, interval=0.01)
+    body = {"id": "recorded", "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]}
+    recorded = httpx.post(service.url + "/api/ui/chat", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=30).content
+    assert b'"type":"text-start"' in recorded
+    broken = without_blocks(recorded, lambda block: b'"type":"text-start"' in block)
+    with replay_server(broken) as url:
+        code, out = run_ui_chat("strict", url + "/api/ui/chat")
+    with replay_server(recorded) as url:  # the same server with the stream as sent: accepted
+        good_code, good = run_ui_chat("strict", url + "/api/ui/chat")
+    assert code == 1 and "text-start" in out["thrown"], out
+    assert good_code == 0 and good["text"] == answer_text(4), good
