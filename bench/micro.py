@@ -39,7 +39,9 @@ from uncut.eventlog import MemoryEventLog  # noqa: E402
 from uncut.generation import Generation  # noqa: E402
 from uncut.gunicorn import tune_gc  # noqa: E402
 from uncut.options import StreamOptions  # noqa: E402
+from uncut.openai_responses import ResponsesFormat  # noqa: E402
 from uncut.relay import Relay  # noqa: E402
+from uncut.ui_messages import UIMessageFormat  # noqa: E402
 
 MODEL_DEPTH = 15  # generator levels between llm.stream() and the socket read in the real client
 
@@ -74,8 +76,22 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+MODES = ("bare", "text", "sse", "ui", "responses")
+
+
+def _frames(relay: Relay, mode: str) -> Iterator[bytes]:
+    """The relay's output for a surface: text, SSE, the AI SDK's UI messages, or OpenAI Responses events."""
+    if mode == "text":
+        return relay.text_chunks()
+    if mode == "ui":
+        return relay.frames(UIMessageFormat(relay.stream_id).frame)
+    if mode == "responses":
+        return relay.frames(ResponsesFormat(relay.stream_id, {"model": "m"}).frame)
+    return relay.sse_frames()
+
+
 def relay_cost(mode: str, concurrency: int, streams: int, tokens: int, interval: float) -> dict[str, Any]:
-    """CPU microseconds per token with ``mode`` bare, text (the relay's text surface) or sse."""
+    """CPU microseconds per token with ``mode`` bare (the model alone) or through one of the relay's surfaces."""
     model = FreeModel(tokens, interval)
     options = StreamOptions()
 
@@ -87,7 +103,7 @@ def relay_cost(mode: str, concurrency: int, streams: int, tokens: int, interval:
                 continue
             generation = Generation(model, None, MemoryEventLog(f"s{index}-{n}"))
             relay = Relay(generation.log, options, generation=generation)
-            for _ in relay.sse_frames() if mode == "sse" else relay.text_chunks():
+            for _ in _frames(relay, mode):
                 pass
 
     cpu, wall = _cpu_seconds(), time.perf_counter()
@@ -99,16 +115,16 @@ def relay_cost(mode: str, concurrency: int, streams: int, tokens: int, interval:
 
 def relay_main(args: argparse.Namespace) -> dict[str, Any]:
     tune_gc()  # as the service's worker runs
-    for mode in ("bare", "text", "sse"):
+    for mode in MODES:
         relay_cost(mode, 50, 1, 10, 0.001)  # warm-up
     rounds: list[dict[str, Any]] = []
     for _ in range(args.rounds):  # modes alternate inside each round, so drift falls on all of them
-        rounds += [relay_cost(mode, args.concurrency, args.streams, args.tokens, args.interval) for mode in ("bare", "text", "sse")]
-    medians = {mode: median_of([r for r in rounds if r["mode"] == mode], "cpu_us_per_token") for mode in ("bare", "text", "sse")}
+        rounds += [relay_cost(mode, args.concurrency, args.streams, args.tokens, args.interval) for mode in MODES]
+    medians = {mode: median_of([r for r in rounds if r["mode"] == mode], "cpu_us_per_token") for mode in MODES}
     return {
         "measure": "relay", "concurrency": args.concurrency, "tokens": args.tokens, "interval_s": args.interval,
         "cpu_us_per_token": medians,
-        "relay_us_per_token": {mode: round(medians[mode] - medians["bare"], 2) for mode in ("text", "sse")},
+        "relay_us_per_token": {mode: round(medians[mode] - medians["bare"], 2) for mode in MODES[1:]},
         "rounds": rounds,
     }
 
@@ -156,7 +172,7 @@ def greenlet_main(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="measure", required=True)
-    relay = sub.add_parser("relay", help="CPU per token: bare, through the relay's text and SSE surfaces")
+    relay = sub.add_parser("relay", help="CPU per token: bare, and through the relay's text, SSE, UI message and Responses surfaces")
     relay.add_argument("--concurrency", type=int, default=400)
     relay.add_argument("--streams", type=int, default=5, help="streams per user")
     relay.add_argument("--tokens", type=int, default=50)

@@ -28,6 +28,7 @@ from typing import Any
 from uncut.eventlog import Event
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_string = json.encoder.encode_basestring  # C; what _encode does to a str
 
 # Our error types the SDK's strict ResponseError.code knows by another name; anything else is server_error.
 _ERROR_CODES = {"rate_limited": "rate_limit_exceeded"}
@@ -264,6 +265,18 @@ class ResponsesFormat:
         return []
 
     def frame(self, event: Event) -> bytes:
+        message = self._message
+        if event.kind == "token" and message is not None and self._reasoning is None and event.data.get("text"):
+            # The hot path, one per token: a delta to the open message, without a dict per event.
+            delta = event.data["text"]
+            message.text.append(delta)
+            seq = self._seq
+            self._seq += 1
+            return (
+                'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+                f'{seq},"item_id":"{message.item["id"]}","output_index":{message.index},"content_index":0,'
+                f'"delta":{_encode_string(delta)},"logprobs":[]}}\n\n'
+            ).encode("utf-8")
         return b"".join(
             b"event: " + e["type"].encode("ascii") + b"\ndata: " + _encode(e).encode("utf-8") + b"\n\n" for e in self.events(event)
         )

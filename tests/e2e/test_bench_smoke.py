@@ -53,9 +53,10 @@ def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
     )
     assert relay.returncode == 0, relay.stderr[-4000:]
     report = json.loads(relay.stdout)
-    assert set(report["cpu_us_per_token"]) == {"bare", "text", "sse"}
+    modes = ["bare", "text", "sse", "ui", "responses"]
+    assert set(report["cpu_us_per_token"]) == set(modes)
     assert all(value > 0 for value in report["cpu_us_per_token"].values())
-    assert [r["mode"] for r in report["rounds"]] == ["bare", "text", "sse"]
+    assert [r["mode"] for r in report["rounds"]] == modes
 
     greenlet = subprocess.run(
         [sys.executable, "-m", "bench.micro", "greenlet", "--greenlets", "200"],

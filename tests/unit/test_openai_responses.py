@@ -114,3 +114,11 @@ def test_non_streaming_reply_for_a_failure_says_the_status_and_whether_to_retry(
     status, body, retryable = fmt.error_reply()
     assert (status, retryable) == (504, True)
     assert body["error"]["type"] == "upstream_timeout" and body["error"]["param"] is None
+
+
+def test_the_token_fast_path_frames_any_text_as_the_general_path_does() -> None:
+    texts = ['a "quoted"\nline', "tab\there \\ back", "emoji 🙂 and é", "\u2028 separator"]
+    events = events_of(START, ("token", {"text": "first"}), *[("token", {"text": t}) for t in texts], ("end", {"finish_reason": "stop", "usage": {}}))
+    assert [e["delta"] for e in events if e["type"] == "response.output_text.delta"] == ["first", *texts]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert final(accumulate(events)).output_text == "first" + "".join(texts)

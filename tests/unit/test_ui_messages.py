@@ -128,3 +128,10 @@ def test_a_reader_moved_off_a_draining_worker_is_told_to_resume() -> None:
 def test_a_replay_rebuilds_the_same_chunks() -> None:
     events = [START, ("reasoning", {"text": "r"}), ("token", {"text": "x"}), ("tool_call", {"id": "c", "name": "f", "index": 0}), END]
     assert frames(*events) == frames(*events)
+
+
+def test_the_token_fast_path_frames_any_text_as_the_general_path_does() -> None:
+    texts = ['a "quoted"\nline', "tab\there \\ back", "emoji 🙂 and é", "\u2028 separator", "</script>"]
+    chunks_out = frames(START, ("token", {"text": "first"}), *[("token", {"text": t}) for t in texts], END)
+    deltas = [c["delta"] for c in chunks_out if isinstance(c, dict) and c["type"] == "text-delta"]
+    assert deltas == ["first", *texts]
