@@ -84,6 +84,49 @@ tool_bodies = st.fixed_dictionaries(
               "parallel_tool_calls": st.booleans() | json_values, "stream": st.booleans()},
 )
 
+part_types = st.sampled_from(["text", "step-start", "reasoning", "file", "data-x", "tool-get_weather", "dynamic-tool", "source-url", ""]) | json_values
+ui_parts = st.lists(
+    st.fixed_dictionaries({"type": part_types}, optional={
+        "text": st.text(max_size=20) | json_values, "toolCallId": st.sampled_from(["c1", "c2"]) | json_values,
+        "toolName": tool_names, "state": st.sampled_from(["output-available", "output-error", "input-available"]) | json_values,
+        "input": json_values, "output": json_values, "errorText": json_values,
+    }) | json_values,
+    max_size=5,
+)
+ui_bodies = st.one_of(
+    st.fixed_dictionaries({"id": st.just("chat-1"), "messages": st.just([{"role": "user", "parts": [{"type": "text", "text": "q"}]}])}),
+    json_values,
+    st.fixed_dictionaries(
+        {"id": st.sampled_from(["chat-1", "a/b", "", ".."]) | json_values,
+         "messages": st.lists(st.fixed_dictionaries({"role": roles, "parts": ui_parts}) | json_values, max_size=4)},
+        optional={"trigger": st.sampled_from(["submit-message", "regenerate-message", "x"]) | json_values, "messageId": json_values},
+    ),
+)
+input_items = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"role": roles, "content": contents}),
+        st.fixed_dictionaries({"type": st.just("function_call"), "call_id": st.sampled_from(["c1", "c2"]) | json_values,
+                               "name": tool_names, "arguments": st.sampled_from(["{}", "{", "[]"]) | json_values}),
+        st.fixed_dictionaries({"type": st.just("function_call_output"), "call_id": st.sampled_from(["c1", "c2"]) | json_values,
+                               "output": st.text(max_size=10) | json_values}),
+        json_values,
+    ),
+    max_size=4,
+)
+response_bodies = st.one_of(
+    st.fixed_dictionaries({"model": words, "input": words, "stream": st.booleans()}),
+    json_values,
+    st.fixed_dictionaries(
+        {"model": st.text(max_size=10) | json_values, "input": words | input_items | json_values},
+        optional={
+            "stream": st.booleans() | json_values, "instructions": st.text(max_size=10) | json_values,
+            "tools": st.lists(st.fixed_dictionaries({"type": st.sampled_from(["function", "web_search"]) | json_values, "name": tool_names}), max_size=2) | json_values,
+            "tool_choice": st.sampled_from(["auto", "none", "required"]) | json_values, "max_output_tokens": st.integers(-5, 5000) | json_values,
+            "store": json_values, "metadata": json_values, "text": json_values, "reasoning": json_values, "include": json_values,
+        },
+    ),
+)
+
 
 def check_response(client: FlaskClient, path: str, data: bytes) -> None:
     response = client.post(path, data=data, content_type="application/json")
@@ -94,7 +137,10 @@ def check_response(client: FlaskClient, path: str, data: bytes) -> None:
         assert isinstance(body["error"]["message"], str) and body["error"]["type"]
         return
     if response.mimetype == "application/json":
-        assert response.json["object"] == "chat.completion"
+        assert response.json["object"] in ("chat.completion", "response")
+    elif path == "/v1/responses":
+        names = [line.removeprefix("event: ") for line in response.data.decode().splitlines() if line.startswith("event: ")]
+        assert names[0] == "response.created" and names[-1] in ("response.completed", "response.incomplete")
     elif path in ("/api/chat/events", "/api/agent/events"):
         events = [e for e in parse_stream([response.data]) if isinstance(e, ServerSentEvent)]
         assert events[0].event == "start" and events[-1].event == "end"
@@ -132,10 +178,22 @@ def test_the_agent_answers_any_json_body(body: Any) -> None:
     check_response(APP.test_client(), "/api/agent/events", json.dumps(body).encode())
 
 
+@SETTINGS
+@given(body=ui_bodies)
+def test_the_ai_sdk_endpoint_answers_any_json_body(body: Any) -> None:
+    check_response(APP.test_client(), "/api/ui/chat", json.dumps(body).encode())
+
+
+@SETTINGS
+@given(body=response_bodies)
+def test_responses_answer_any_json_body(body: Any) -> None:
+    check_response(APP.test_client(), "/v1/responses", json.dumps(body).encode())
+
+
 @settings(max_examples=100, deadline=None)
 @given(raw=st.binary(max_size=200))
 def test_any_bytes_get_a_json_error_not_a_crash(raw: bytes) -> None:
-    for path in ("/api/chat/events", "/v1/chat/completions", "/api/chat/stream", "/api/chat", "/api/agent/events"):
+    for path in ("/api/chat/events", "/v1/chat/completions", "/api/chat/stream", "/api/chat", "/api/agent/events", "/api/ui/chat", "/v1/responses"):
         check_response(APP.test_client(), path, raw)
 
 
@@ -152,7 +210,8 @@ request_headers = st.fixed_dictionaries({}, optional={
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(headers=request_headers, method=st.sampled_from(["GET", "POST", "OPTIONS", "DELETE"]),
        path=st.sampled_from(["/api/chat/events", "/api/streams/s_0123456789abcdef", "/api/streams/s_0123456789abcdef/events",
-                             "/api/diagnostics/stream", "/v1/chat/completions", "/api/agent/events", "/"]))
+                             "/api/diagnostics/stream", "/v1/chat/completions", "/api/agent/events", "/",
+                             "/api/ui/chat", "/api/ui/chat/chat-1/stream", "/v1/responses"]))
 def test_any_headers_get_an_answer_not_a_crash(headers: dict[str, str], method: str, path: str) -> None:
     response = APP.test_client().open(path, method=method, headers=headers, json={"message": "q"} if method == "POST" else None)
     event(f"{method} {path} -> {response.status_code}")
