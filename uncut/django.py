@@ -61,7 +61,7 @@ def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], in
     except StreamRefused as refused:
         return _refused(refused, surface)
     if chat_id is not None:
-        streams().remember_chat(chat_id, relay.stream_id, owner=owner)
+        streams().remember_chat(chat_id, relay, owner=owner)
     return _streaming(request, relay, surface)
 
 

@@ -236,6 +236,12 @@ class MemoryStore:
         with self._lock:
             return self._names.get(name)
 
+    def forget_name(self, name: str, stream_id: str) -> None:
+        """Drop ``name`` if it still points at ``stream_id`` (a newer stream keeps it)."""
+        with self._lock:
+            if self._names.get(name) == stream_id:
+                del self._names[name]
+
     def running_ids(self) -> list[str]:
         """The streams in this store whose runs have not ended."""
         with self._lock:

@@ -232,7 +232,7 @@ def ui_message_response(
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
     if chat_id is not None:
-        _current().streams.remember_chat(chat_id, relay.stream_id, owner=_current().owner())
+        _current().streams.remember_chat(chat_id, relay, owner=_current().owner())
     return _response(relay, "ui")
 
 

@@ -88,6 +88,15 @@ _READ_SLICE_SECONDS = 1.0  # longest single XREAD BLOCK, so wake-ups are seen pr
 _READER_PRESENCE_MS = 3000
 
 
+# Delete a name only if it still names the given stream.
+_FORGET = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
 def masked(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -120,6 +129,7 @@ class RedisStore:
             url, socket_timeout=_READ_SLICE_SECONDS + 4, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
         )
         self._append_script = self.client.register_script(_APPEND)
+        self._forget_script = self.client.register_script(_FORGET)
         self._closed = threading.Event()
         self._keeper_started = False
         store = self
@@ -178,6 +188,13 @@ class RedisStore:
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from None
         return found.decode() if isinstance(found, bytes) else found
+
+    def forget_name(self, name: str, stream_id: str) -> None:
+        """Drop ``name`` if it still points at ``stream_id``, atomically (a newer stream keeps it)."""
+        try:
+            self._forget_script(keys=[f"webapp:name:{name}"], args=[stream_id])
+        except redis.RedisError:
+            pass  # the name then lives to its TTL: a resume replays a finished stream, nothing is lost
 
     def producer_alive(self, stream_id: str) -> bool:
         try:

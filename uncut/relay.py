@@ -66,6 +66,8 @@ class Relay:
         self.outcome: str | None = None
         self._socket = client_socket
         self._on_finish = on_finish
+        # Called once the terminal event has been handed to the server (the client has the whole stream).
+        self.on_delivered: Callable[[], None] | None = None
         self._disconnected = threading.Event()
         self._heartbeats = 0
         self._events_sent = 0
@@ -198,6 +200,8 @@ class Relay:
                 self._writing_since = now
                 yield events  # empty: a heartbeat is due
                 self._writing_since = None
+                if self.outcome is not None and self.on_delivered is not None:
+                    self.on_delivered()
         except Exception:
             self.outcome = self.outcome or "server_error"
             raise

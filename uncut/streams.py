@@ -61,6 +61,7 @@ class EventLogStore(Protocol):
     def announce_cancel(self, stream_id: str) -> None: ...
     def name_stream(self, name: str, stream_id: str) -> None: ...
     def named(self, name: str) -> str | None: ...
+    def forget_name(self, name: str, stream_id: str) -> None: ...
     def watch_cancels(self, on_cancel: Callable[[str], None]) -> None: ...
 
 
@@ -308,28 +309,42 @@ class Streams:
     def _chat_name(chat_id: str, owner: str | None) -> str:
         return f"chat:{owner or '-'}:{chat_id}"  # per owner: one key's chat ids never reach another's streams
 
-    def remember_chat(self, chat_id: str, stream_id: str, *, owner: str | None = None) -> None:
-        """Make ``stream_id`` the chat's latest stream, the one ``follow_chat`` replays."""
-        self.store.name_stream(self._chat_name(chat_id, owner), stream_id)
+    def remember_chat(self, chat_id: str, relay: Relay, *, owner: str | None = None) -> None:
+        """Make ``relay``'s stream the chat's active stream, the one ``follow_chat`` replays, until a reader has it all."""
+        name = self._chat_name(chat_id, owner)
+        self.store.name_stream(name, relay.stream_id)
+        self._forget_when_delivered(relay, name)
+
+    def _forget_when_delivered(self, relay: Relay, name: str) -> None:
+        store, stream_id = self.store, relay.stream_id
+
+        def delivered() -> None:
+            store.forget_name(name, stream_id)
+
+        relay.on_delivered = delivered
 
     def follow_chat(
         self, chat_id: str, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
         summary_fields: Mapping[str, Any] | None = None,
     ) -> Relay | None:
-        """A relay replaying the chat's latest stream from its start, then its live tail; None when there is none.
+        """A relay replaying the chat's active stream from its start, then its live tail; None when there is none.
 
         The AI SDK's resume re-reads a stream from its ``start`` chunk and
-        swaps the message in place. The latest stream stays replayable
-        while its log is kept (the store's TTL after it ends), so a client
-        cut near the end still gets the whole answer.
+        swaps the message in place. A stream stays active until some reader
+        has been sent its terminal event: a client cut just before the end
+        still gets the whole answer, and once one has it all, ``204``.
         """
-        stream_id = self.store.named(self._chat_name(chat_id, owner))
+        name = self._chat_name(chat_id, owner)
+        stream_id = self.store.named(name)
         if stream_id is None:
             return None
         try:
-            return self.follow(stream_id, -1, environ=environ, owner=owner, summary_fields=summary_fields, surface="ui")
+            relay = self.follow(stream_id, -1, environ=environ, owner=owner, summary_fields=summary_fields, surface="ui")
         except StreamNotFound:
             return None  # expired: nothing to resume
+        if relay is not None:
+            self._forget_when_delivered(relay, name)
+        return relay
 
     def status(self, stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""

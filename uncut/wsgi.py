@@ -46,7 +46,7 @@ def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: 
         ])
         return [body]
     if chat_id is not None:
-        hub.remember_chat(chat_id, relay.stream_id, owner=owner)
+        hub.remember_chat(chat_id, relay, owner=owner)
     start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
     return Streams.body(relay, surface)
 

@@ -57,13 +57,21 @@ def test_ui_chat_with_the_agent_streams_tool_parts() -> None:
     assert kinds.count("start-step") == 2 and kinds[-1] == "finish"
 
 
-def test_resume_replays_the_chats_latest_stream_and_204_when_there_is_none(client: FlaskClient) -> None:
-    first = client.post("/api/ui/chat", json=chat_body(chat_id="c-9")).data
+def test_resume_replays_a_stream_nobody_has_whole_and_204_once_one_has() -> None:
+    client = app_with(WEBAPP_SCRIPTED_INTERVAL_MS="20").test_client()
+    cut = client.post("/api/ui/chat", json=chat_body(chat_id="c-9"))
+    head = next(cut.response)  # the first chunks, then the client is gone
+    cut.close()
     replay = client.get("/api/ui/chat/c-9/stream")
     assert replay.status_code == 200 and replay.headers["x-vercel-ai-ui-message-stream"] == "v1"
-    assert chunks(replay.data) == chunks(first)  # the same message id and parts: the client swaps it in place
-    second = client.post("/api/ui/chat", json=chat_body("another question", chat_id="c-9")).data
-    assert chunks(client.get("/api/ui/chat/c-9/stream").data) == chunks(second)  # the latest stream
+    whole = chunks(replay.data)
+    assert chunks(head)[0] == whole[0]  # the same message id: the client swaps the message in place
+    assert whole[-2:] == [{"type": "finish", "finishReason": "stop"}, "[DONE]"]
+    assert client.get("/api/ui/chat/c-9/stream").status_code == 204  # delivered whole: nothing to resume
+    unread = client.post("/api/ui/chat", json=chat_body("another question", chat_id="c-9"))  # the chat's new stream...
+    assert chunks(client.get("/api/ui/chat/c-9/stream").data)[0]["messageId"] != whole[0]["messageId"]  # ...is the one resumed
+    unread.close()
+    assert client.get("/api/ui/chat/c-9/stream").status_code == 204
     assert client.get("/api/ui/chat/never-seen/stream").status_code == 204
     bad = client.get("/api/ui/chat/a..b%20c/stream")
     assert bad.status_code == 400 and bad.json["error"]["type"] == "invalid_request"
@@ -72,7 +80,9 @@ def test_resume_replays_the_chats_latest_stream_and_204_when_there_is_none(clien
 def test_one_keys_chat_is_not_another_keys() -> None:
     client = app_with(WEBAPP_API_KEYS=f"{KEY_A},{KEY_B}").test_client()
     a, b = {"Authorization": f"Bearer {KEY_A}"}, {"Authorization": f"Bearer {KEY_B}"}
-    assert client.post("/api/ui/chat", json=chat_body(chat_id="shared"), headers=a).status_code == 200
+    cut = client.post("/api/ui/chat", json=chat_body(chat_id="shared"), headers=a)
+    next(cut.response)
+    cut.close()  # cut: the stream stays resumable
     assert client.get("/api/ui/chat/shared/stream", headers=b).status_code == 204
     assert client.get("/api/ui/chat/shared/stream", headers=a).status_code == 200
     assert client.get("/api/ui/chat/shared/stream").status_code == 401

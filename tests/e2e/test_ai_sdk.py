@@ -96,6 +96,8 @@ def test_stop_then_resume_gets_the_whole_answer_from_one_generation(service: Gun
     assert out["partial"] and len(out["partial"]) < len(answer_text(30))  # it really was cut
     assert out["text"] == answer_text(30) and out["messageCount"] == 2  # resumed whole, swapped in place
     assert len(upstream.requests) == 1  # one generation, nothing re-run
+    code, again = run_ui_chat("resume", service.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "cut-resume"})
+    assert code == 0 and again == {"resumed": False}  # 204 once the client has it all
 
 
 def test_negative_control_with_cancel_on_disconnect_the_resumed_answer_is_cut(
@@ -122,6 +124,8 @@ def test_resume_on_another_instance_sharing_redis(
         assert code == 0, out
         assert out["text"] == answer_text(30) and len(upstream.requests) == 1
         assert "/api/ui/chat/moving/stream" in two.log() and "/api/ui/chat/moving/stream" not in one.log()
+        code, again = run_ui_chat("resume", one.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "moving"})
+        assert code == 0 and again == {"resumed": False}  # delivered on instance two: 204 on instance one too
     finally:
         redis_server.stop()
 
