@@ -12,6 +12,14 @@ Two shapes of load:
   and of how new streams are admitted while others run.
 - burst (``--burst``): C streams started together (optionally spread over
   ``--ramp`` seconds), one each; for the scale and cold-start scenarios.
+- open loop (``--rate R --duration D``): one stream per arrival, arrivals
+  a Poisson process of R per second for D seconds (seeded), whatever the
+  app's state: the load a public endpoint sees, where a slow server does
+  not slow its callers down. ``--burst`` is the open loop's other shape.
+
+Each record keeps its first byte (headers or body, whatever came first),
+so an app that answers at once, served or refused (``503``), is told apart
+from one that keeps its callers waiting.
 
 Every chunk is timestamped on arrival; each token is counted (text: one
 "w" per token; SSE: ``event: token`` frames; OpenAI: chunks with content)
@@ -24,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import sys
 import time
@@ -43,6 +52,7 @@ class StreamRecord:
     """One request: when it started, when each token arrived, how it ended."""
 
     started: float
+    first_byte: float | None = None  # the first bytes of the response, served or refused
     status: int | None = None
     token_times: list[float] = field(default_factory=list)
     complete: bool = False  # the HTTP message ended properly (chunked terminator)
@@ -174,6 +184,8 @@ class Client(asyncio.Protocol):
         self._at = now()
         if self.parser is None:
             return
+        if self.record is not None and self.record.first_byte is None:
+            self.record.first_byte = self._at
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -275,7 +287,9 @@ class Load:
                 client.close()
                 return None
             sink.close(self.expected)
-            if record.status is not None and record.status != 200:
+            if record.status in REFUSALS:
+                record.error = "refused"  # an answer, not a failure: counted apart
+            elif record.status is not None and record.status != 200:
                 record.error = record.error or f"status_{record.status}"
             elif record.error is None and not (record.complete and record.ended):
                 record.error = "truncated"
@@ -336,6 +350,49 @@ class RssSampler:
             if rss is not None:
                 self.best = max(self.best, (self.load.in_flight, rss))
             await asyncio.sleep(self.period)
+
+
+REFUSALS = (503, 429)
+
+
+def open_loop_summary(records: list[StreamRecord], t0: float) -> dict[str, Any]:
+    """What an open loop is judged by: first bytes for everyone, then what the admitted streams got.
+
+    A request that never got a byte counts with the time it waited, so a
+    silent queue cannot hide in the percentiles.
+    """
+    waits = [(r.first_byte if r.first_byte is not None else (r.finished or now())) - r.started for r in records]
+    admitted = [r for r in records if r.status == 200]
+    ttfts = [r.token_times[0] - r.started for r in admitted if r.token_times]
+    completed = [r for r in admitted if not r.error]
+    tokens = sum(r.tokens for r in completed)
+    last = max((r.finished or t0 for r in admitted), default=t0)
+    gaps = [b - a for r in admitted for a, b in zip(r.token_times, r.token_times[1:])]
+    return {
+        "requests": len(records),
+        "first_byte_p50_ms": _ms(percentile(waits, 50)),
+        "first_byte_p99_ms": _ms(percentile(waits, 99)),
+        "first_byte_max_ms": _ms(max(waits) if waits else None),
+        "refused": sum(1 for r in records if r.error == "refused"),
+        "refused_share": round(sum(1 for r in records if r.error == "refused") / max(1, len(records)), 4),
+        "admitted": len(admitted),
+        "admitted_failed": sum(1 for r in admitted if r.error),
+        "ttft_admitted_p50_ms": _ms(percentile(ttfts, 50)),
+        "ttft_admitted_p99_ms": _ms(percentile(ttfts, 99)),
+        "gap_admitted_p99_ms": _ms(percentile(gaps, 99)),
+        "goodput_tokens_per_s": round(tokens / max(1e-9, last - t0), 1),
+        "last_admitted_finished_s": round(last - t0, 3),
+    }
+
+
+def arrivals(rate: float, duration: float, seed: int) -> list[float]:
+    """Poisson arrival times (seconds from the start) of ``rate`` per second over ``duration``."""
+    rng = random.Random(seed)
+    times, at = [], rng.expovariate(rate)
+    while at < duration:
+        times.append(at)
+        at += rng.expovariate(rate)
+    return times
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -415,10 +472,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sampler = RssSampler(args.rss_pid, load)
     sampling = asyncio.create_task(sampler.run())
     t0 = now()
-    stop_at = None if args.burst else t0 + args.duration
-    users = [asyncio.create_task(load.user(t0 + (i * args.ramp / args.concurrency if args.ramp else 0), stop_at))
-             for i in range(args.concurrency)]
-    hard_limit = (args.duration if not args.burst else args.ramp) + args.stream_timeout + 10
+    if args.rate:  # open loop: one stream per Poisson arrival
+        stop_at = None
+        starts = arrivals(args.rate, args.duration, args.seed)
+        users = [asyncio.create_task(load.user(t0 + at, None)) for at in starts]
+        hard_limit = args.duration + args.stream_timeout + 10
+    else:
+        stop_at = None if args.burst else t0 + args.duration
+        users = [asyncio.create_task(load.user(t0 + (i * args.ramp / args.concurrency if args.ramp else 0), stop_at))
+                 for i in range(args.concurrency)]
+        hard_limit = (args.duration if not args.burst else args.ramp) + args.stream_timeout + 10
     done, pending = await asyncio.wait(users, timeout=hard_limit)
     for task in pending:
         task.cancel()
@@ -427,14 +490,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sampling.cancel()
     wall = now() - t0
     result = summarize(load, t0, stop_at, args.interval, sampler, wall)
+    result["open_loop"] = open_loop_summary(load.records, t0)
+    kind = "poisson" if args.rate else ("burst" if args.burst else "closed_loop")
     result.update(
-        app=args.app, mode=args.mode, path=args.path, concurrency=args.concurrency, kind="burst" if args.burst else "closed_loop",
+        app=args.app, mode=args.mode, path=args.path, concurrency=args.concurrency, kind=kind, rate=args.rate or None,
         duration_s=args.duration if not args.burst else None, ramp_s=args.ramp, expected_tokens=args.tokens,
         interval_ms=round(args.interval * 1000, 3), cancelled_users=len(pending), connect_errors=load.connect_errors,
     )
     if args.keep_records:
         result["records"] = [
             {"started": r.started - t0, "ttft": (r.token_times[0] - r.started) if r.token_times else None,
+             "first_byte": None if r.first_byte is None else r.first_byte - r.started, "status": r.status,
              "tokens": r.tokens, "error": r.error} for r in load.records
         ]
     return result
@@ -446,7 +512,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", default="/api/chat/stream")
     parser.add_argument("--mode", choices=sorted(SINKS), default="text")
     parser.add_argument("--app", default="app", help="label for the summary")
-    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=1, help="closed loop and burst: the number of users")
+    parser.add_argument("--rate", type=float, default=0.0, help="open loop: Poisson arrivals per second, for --duration")
+    parser.add_argument("--seed", type=int, default=1, help="open loop: the arrivals' seed")
     parser.add_argument("--duration", type=float, default=5.0, help="closed loop: seconds to keep C streams open")
     parser.add_argument("--burst", action="store_true", help="one stream per user instead of a closed loop")
     parser.add_argument("--ramp", type=float, default=0.0, help="spread user starts over this many seconds")

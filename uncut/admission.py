@@ -7,14 +7,20 @@ holds the slot while the run goes on (the resume grace). A worker that
 accepts every run slows them all down and bills upstream calls nobody
 may read; a client told ``503`` (the worker is full) or ``429`` (this
 client has its share) with ``Retry-After`` at once can go elsewhere or come
-back. Imports nothing from Flask.
+back. Past its fixed limit a worker may also take fewer: an
+``AdaptiveLimit`` (uncut.adaptive) lowers the limit while the event loop
+lags, and a request may wait ``wait_seconds`` for a slot before it is
+refused. Imports nothing from Flask.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
+
+from uncut.adaptive import AdaptiveLimit
 
 OVERLOADED = "overloaded"  # the worker is full: 503, retry elsewhere
 CLIENT_LIMIT = "too_many_streams"  # this client holds its share: 429
@@ -38,24 +44,49 @@ class Refusal:
 
 
 class StreamLimiter:
-    """Counts running runs, in all and per client; 0 for either limit admits everything it would bound."""
+    """Counts running runs, in all and per client; 0 for either limit admits everything it would bound.
 
-    def __init__(self, limit: int, per_client: int = 0) -> None:
-        if limit < 0 or per_client < 0:
-            raise ValueError("limits must be 0 (no limit) or more")
+    With ``adaptive``, the worker's limit is also the adaptive one (never
+    above ``limit``); a request over it waits up to ``wait_seconds`` for a
+    run to end before it is refused.
+    """
+
+    def __init__(self, limit: int, per_client: int = 0, *, adaptive: AdaptiveLimit | None = None, wait_seconds: float = 0.0) -> None:
+        if limit < 0 or per_client < 0 or wait_seconds < 0:
+            raise ValueError("limits must be 0 (no limit) or more, and the wait not negative")
         self.limit = limit
         self.per_client = per_client
+        self.adaptive = adaptive
+        self.wait_seconds = wait_seconds
         self.active = 0
         self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
+
+    def _refusal(self, client: str | None) -> Refusal | None:
+        if (self.limit and self.active >= self.limit) or (self.adaptive is not None and self.active >= self.adaptive.limit):
+            return Refusal(OVERLOADED)
+        if client is not None and self.per_client and self._by_client.get(client, 0) >= self.per_client:
+            return Refusal(CLIENT_LIMIT)
+        return None
 
     def try_acquire(self, client: str | None = None) -> Callable[[], None] | Refusal:
         """A release function for an admitted run (safe to call twice), or the Refusal."""
+        if self.adaptive is not None:
+            self.adaptive.start(lambda: self.active)
+        deadline = None
         with self._lock:
-            if self.limit and self.active >= self.limit:
-                return Refusal(OVERLOADED)
-            if client is not None and self.per_client and self._by_client.get(client, 0) >= self.per_client:
-                return Refusal(CLIENT_LIMIT)
+            while True:
+                refusal = self._refusal(client)
+                if refusal is None:
+                    break
+                if refusal.reason != OVERLOADED or not self.wait_seconds:
+                    return refusal
+                now = time.monotonic()
+                deadline = deadline or now + self.wait_seconds
+                if now >= deadline:
+                    return refusal
+                self._freed.wait(deadline - now)  # a run that ends wakes one waiter
             self.active += 1
             if client is not None:
                 self._by_client[client] = self._by_client.get(client, 0) + 1
@@ -73,6 +104,7 @@ class StreamLimiter:
                         self._by_client[client] = left
                     else:
                         del self._by_client[client]
+                self._freed.notify()
 
         return release
 

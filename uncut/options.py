@@ -84,7 +84,10 @@ RANGES: dict[str, Range] = {
     "resume_grace_seconds": Range(0, 3600),
     "max_concurrent_streams": Range(0, 1_000_000, integer=True, note=" (0 for no limit)"),
     "max_streams_per_client": Range(0, 1_000_000, integer=True, note=" (0 for no limit)"),
+    "admission_target_lag_ms": Range(1, 10_000, integer=True),
+    "admission_wait_ms": Range(0, 60_000, integer=True, note=" (0 refuses at once)"),
 }
+BOOLEANS = ("watch_disconnect", "shutdown_notice", "heartbeat_events", "adaptive_admission")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +110,10 @@ class StreamOptions:
       or ``continue`` it for ``resume_grace_seconds`` so a reconnect finds it.
     - ``max_concurrent_streams`` / ``max_streams_per_client``: runs per
       process, and per client; 0 for no limit.
+    - ``adaptive_admission``: under gevent, also hold runs to what the
+      event loop keeps up with: the limit falls while the loop lags more
+      than ``admission_target_lag_ms`` (uncut.adaptive); a new run waits up
+      to ``admission_wait_ms`` for a slot, then is refused (``503``).
     """
 
     heartbeat_seconds: float = 15.0
@@ -123,6 +130,9 @@ class StreamOptions:
     resume_grace_seconds: float = 15.0
     max_concurrent_streams: int = 0
     max_streams_per_client: int = 0
+    adaptive_admission: bool = True
+    admission_target_lag_ms: int = 100
+    admission_wait_ms: int = 100
 
     def __post_init__(self) -> None:
         for name, allowed in RANGES.items():
@@ -137,7 +147,7 @@ class StreamOptions:
                 allowed.check(value)
             except ValueError as exc:
                 raise OptionError(name, value, str(exc)) from None
-        for name in ("watch_disconnect", "shutdown_notice", "heartbeat_events"):
+        for name in BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "must be True or False")
         if self.on_disconnect not in DISCONNECT_POLICIES:
@@ -156,7 +166,7 @@ class StreamOptions:
                 if allowed.optional and (raw is None or str(raw).strip().lower() in ("none", "")):
                     return None
                 return allowed.parse(raw)
-            if name in ("watch_disconnect", "shutdown_notice", "heartbeat_events"):
+            if name in BOOLEANS:
                 return parse_bool(raw)
             if name == "on_disconnect":
                 value = str(raw).strip().lower()

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from uncut.adaptive import AdaptiveLimit
 from uncut.admission import Refusal, StreamLimiter
 from uncut.callbacks import check_sync_handlers, with_safe_callbacks
 from uncut.concurrency import client_socket
@@ -142,7 +143,11 @@ class Streams:
         self.callbacks = tuple(check_sync_handlers(callbacks))  # async handlers are refused here, at start-up
         self.metadata = dict(metadata or {})
         self.store: EventLogStore = store if store is not None else MemoryStore()
-        self.limiter = StreamLimiter(options.max_concurrent_streams, options.max_streams_per_client)
+        self.adaptive = AdaptiveLimit(options.admission_target_lag_ms / 1000, maximum=options.max_concurrent_streams) if options.adaptive_admission else None
+        self.limiter = StreamLimiter(
+            options.max_concurrent_streams, options.max_streams_per_client, adaptive=self.adaptive,
+            wait_seconds=options.admission_wait_ms / 1000,
+        )
         self.on_summary = on_summary
         # The runs this process is producing, by stream id (gone once nobody holds them).
         self.generations: "weakref.WeakValueDictionary[str, Generation]" = weakref.WeakValueDictionary()

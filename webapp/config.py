@@ -144,6 +144,9 @@ class Settings:
     max_tokens: int = 4096
     max_concurrent_streams: int = 1000  # the service's: the library's default is no limit
     max_streams_per_key: int = 250  # the service's: a quarter of the worker, so no one client takes it all
+    adaptive_admission: bool = DEFAULTS.adaptive_admission
+    admission_target_lag_ms: int = DEFAULTS.admission_target_lag_ms
+    admission_wait_ms: int = DEFAULTS.admission_wait_ms
     client_address_header: str | None = None
     max_stream_events: int = DEFAULTS.max_stream_events or 50_000
     max_stream_bytes: int = DEFAULTS.max_stream_bytes or 8 * 1_048_576
@@ -189,6 +192,8 @@ class Settings:
             "max_stream_events": self.max_stream_events, "max_stream_bytes": self.max_stream_bytes,
             "on_disconnect": self.on_disconnect, "resume_grace_seconds": self.resume_grace_seconds,
             "max_concurrent_streams": self.max_concurrent_streams, "max_streams_per_client": self.max_streams_per_key,
+            "adaptive_admission": self.adaptive_admission, "admission_target_lag_ms": self.admission_target_lag_ms,
+            "admission_wait_ms": self.admission_wait_ms,
         }
 
 
@@ -218,6 +223,12 @@ SETTINGS: dict[str, Setting] = {
                                       "Open streams per worker process; one more gets an immediate `503` with `Retry-After`. `0`: no limit."),
     "max_streams_per_key": Setting("WEBAPP_MAX_STREAMS_PER_KEY", _option("max_streams_per_client"),
                                    "Runs one API key (with keys off: one client address) may have going per worker; one more gets `429` with `Retry-After`. `0`: no per-client limit."),
+    "adaptive_admission": Setting("WEBAPP_ADAPTIVE_ADMISSION", _bool,
+                                  "Under gevent, hold a worker to the streams its event loop keeps up with: while the loop lags more than `WEBAPP_ADMISSION_TARGET_LAG_MS` the limit falls (never above `WEBAPP_MAX_CONCURRENT_STREAMS`), and new streams beyond it get `503` with `Retry-After` at once. `false`: the fixed limit only."),
+    "admission_target_lag_ms": Setting("WEBAPP_ADMISSION_TARGET_LAG_MS", _option("admission_target_lag_ms"),
+                                       "The event-loop lag adaptive admission holds a worker under."),
+    "admission_wait_ms": Setting("WEBAPP_ADMISSION_WAIT_MS", _option("admission_wait_ms"),
+                                 "How long a new stream may wait for a slot before it is refused. `0`: refuse at once."),
     "client_address_header": Setting("WEBAPP_CLIENT_ADDRESS_HEADER", _header,
                                      "Behind a trusted proxy, the header that carries the client's address (`X-Forwarded-For`: its last entry, the one your proxy added; or `X-Real-IP`). Unset: the peer address, which behind a proxy is the proxy's."),
     "max_stream_events": Setting("WEBAPP_MAX_STREAM_EVENTS", _option("max_stream_events"),
