@@ -55,8 +55,8 @@ class OpenLoop:
         return server, target
 
     def capacity(self) -> float:
-        """The service worker's streams per second at its peak: a closed loop at C=400."""
-        server, target = self.start("service")
+        """The service worker's streams per second at its peak: a closed loop at C=400, nothing refused."""
+        server, target = self.start("service-no-adaptive")
         try:
             row = self.bench.load(server, target, 400, duration=self.args.capacity_seconds)
         finally:

@@ -132,7 +132,7 @@ class StreamOptions:
     max_streams_per_client: int = 0
     adaptive_admission: bool = True
     admission_target_lag_ms: int = 100
-    admission_wait_ms: int = 100
+    admission_wait_ms: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in RANGES.items():

@@ -1,0 +1,165 @@
+"""Overload: every request gets its first bytes at once, served or refused, and a refusal goes elsewhere.
+
+One gunicorn gevent worker, the real ChatOpenAI, and the bench's asyncio
+upstream (it holds hundreds of streams cheaply), driven past capacity by the
+bench's open-loop load generator in its own process. A separate request sent
+in the middle of the overload times its own first byte. Orderings only, with
+wide margins: the figures live in bench/OPENLOOP.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.support.proxies import Nginx, Variant
+from tests.support.servers import ROOT, GunicornServer, clean_environ, free_port
+
+pytestmark = pytest.mark.e2e
+
+TOKENS, INTERVAL = 50, 0.02
+RATE, SECONDS = 150.0, 6.0  # new streams per second: about twice one worker's capacity on these machines, and more elsewhere
+# A worker with one slot, which one stream holds for a minute (the scripted model's first token is that far off).
+HELD_BY_ONE = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "60000", "WEBAPP_MAX_CONCURRENT_STREAMS": "1"}
+
+
+@pytest.fixture(scope="module")
+def bench_upstream() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.upstream", "--port", str(port), "--tokens", str(TOKENS), "--interval", str(INTERVAL)],
+        cwd=ROOT, env=clean_environ(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/bench/stats", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/v1"
+    process.kill()
+    process.wait(10)
+
+
+@pytest.fixture
+def servers(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., GunicornServer]]:
+    started: list[GunicornServer] = []
+
+    def start(upstream: str, name: str, **settings: str) -> GunicornServer:
+        env = {"WEBAPP_PROVIDER": "openai", "OPENAI_API_KEY": "not-secret", "OPENAI_BASE_URL": upstream, "WEBAPP_MODEL": "bench-model",
+               "WEBAPP_UPSTREAM_MAX_RETRIES": "0", "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING",
+               "GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "5000", **settings}
+        server = GunicornServer(artifacts, env=env, name=f"{name}-{request.node.name[:40]}")
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def first_byte_of_a_fresh_request(url: str, after: float, result: dict[str, float | int]) -> None:
+    """Wait ``after`` seconds into the overload, then time one new stream's first byte (and its status)."""
+    time.sleep(after)
+    started = time.monotonic()
+    with httpx.stream("POST", url + "/api/chat/events", json={"message": "fresh"}, timeout=60) as response:
+        for _ in response.iter_raw():
+            result["first_byte"] = time.monotonic() - started
+            result["status"] = response.status_code
+            result["retry_after"] = int(response.headers.get("Retry-After", "0"))
+            break
+
+
+def overload(server: GunicornServer, tmp_path: Path) -> tuple[dict, dict[str, float | int]]:
+    """An open loop at RATE for SECONDS with a fresh request timed two thirds in; (the load's summary, the fresh request)."""
+    out = tmp_path / f"load-{server.port}.json"
+    fresh: dict[str, float | int] = {}
+    probe = threading.Thread(target=first_byte_of_a_fresh_request, args=(server.url, SECONDS * 2 / 3, fresh))
+    load = subprocess.Popen(
+        [sys.executable, "-m", "bench.load", "--url", server.url, "--path", "/api/chat/events", "--mode", "sse",
+         "--tokens", str(TOKENS), "--interval", str(INTERVAL), "--rate", str(RATE), "--duration", str(SECONDS),
+         "--stream-timeout", "90", "--out", str(out)],
+        cwd=ROOT, env=clean_environ(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    probe.start()
+    try:
+        _, errors = load.communicate(timeout=180)
+    finally:
+        if load.poll() is None:
+            load.kill()
+    probe.join(90)
+    assert load.returncode == 0, errors.decode(errors="replace")[-2000:]
+    return json.loads(out.read_text())["open_loop"], fresh
+
+
+def test_past_capacity_a_fresh_request_gets_its_first_bytes_at_once_and_nothing_admitted_fails(
+    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path
+) -> None:
+    adaptive = servers(bench_upstream, "adaptive")
+    summary, fresh = overload(adaptive, tmp_path)
+    assert summary["refused"] > 0, summary  # it was past capacity, and said so
+    assert summary["admitted_failed"] == 0, summary  # nothing admitted failed or was cut
+    assert fresh["status"] in (200, 503) and (fresh["status"] == 200 or fresh["retry_after"] >= 1), fresh
+    assert fresh["first_byte"] < 1.5, fresh
+    assert summary["first_byte_p99_ms"] < 2500, summary
+
+    # Negative control: the same overload with adaptive admission off (the fixed limit is far away):
+    # everything is admitted, and requests queue behind the streams already running.
+    fixed = servers(bench_upstream, "fixed", WEBAPP_ADAPTIVE_ADMISSION="false")
+    late, _ = overload(fixed, tmp_path)
+    assert late["refused"] == 0
+    assert late["first_byte_p99_ms"] > 2 * summary["first_byte_p99_ms"], (late, summary)
+    assert late["ttft_admitted_p99_ms"] > 2 * summary["ttft_admitted_p99_ms"], (late, summary)
+
+
+def test_a_503_from_a_full_worker_is_retried_on_the_other_server_by_nginx(
+    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path
+) -> None:
+    full = servers(bench_upstream, "full", **HELD_BY_ONE)
+    other = servers(bench_upstream, "other")
+    hold = httpx.Client(timeout=60)
+    with hold.stream("POST", full.url + "/api/chat/events", json={"message": "holds the only slot"}) as held:
+        next(held.iter_raw())
+        assert httpx.post(full.url + "/api/chat/events", json={"message": "x"}, timeout=10).status_code == 503
+        two_servers = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{other.port};"}, remove=["worker_processes auto;"])
+        proxy = Nginx(tmp_path, full.port, two_servers).start()
+        try:
+            statuses = [httpx.post(proxy.url + "/api/chat/events", json={"message": "q"}, timeout=30).status_code for _ in range(6)]
+        finally:
+            proxy.stop()
+        assert statuses == [200] * 6, statuses  # round robin sent half to the full one: each went on to the other
+
+        # Negative control: the same two servers without proxy_next_upstream: the full one's 503s reach the client.
+        plain = Variant(add_after=two_servers.add_after, remove=[*two_servers.remove, "proxy_next_upstream error timeout http_503 non_idempotent;"])
+        proxy = Nginx(tmp_path, full.port, plain).start()
+        try:
+            statuses = [httpx.post(proxy.url + "/api/chat/events", json={"message": "q"}, timeout=30).status_code for _ in range(6)]
+        finally:
+            proxy.stop()
+        assert 503 in statuses and 200 in statuses, statuses
+    hold.close()
+
+
+def test_the_openai_sdk_retries_a_503_on_its_own(servers: Callable[..., GunicornServer], bench_upstream: str) -> None:
+    full = servers(bench_upstream, "sdk-full", **HELD_BY_ONE)
+    with httpx.Client(timeout=60) as hold, hold.stream("POST", full.url + "/api/chat/events", json={"message": "holds the slot"}) as held:
+        next(held.iter_raw())
+        client = openai.OpenAI(base_url=full.url + "/v1", api_key="x", max_retries=2, timeout=30)
+        raw = client.chat.completions.with_raw_response
+        started = time.monotonic()
+        with pytest.raises(openai.InternalServerError) as raised:
+            raw.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True)
+        waited = time.monotonic() - started
+    retry_after = int(raised.value.response.headers["Retry-After"])
+    assert raised.value.status_code == 503 and raised.value.code == "overloaded" and retry_after >= 1
+    assert waited >= 2 * retry_after * 0.9  # two retries, each after Retry-After: the SDK tried three times

@@ -1,0 +1,82 @@
+"""Adaptive admission (uncut.adaptive, uncut.admission): the limit follows the loop's lag; waits are bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from uncut.adaptive import ADJUST_EVERY_SECONDS, AdaptiveLimit, LoopLag
+from uncut.admission import OVERLOADED, Refusal, StreamLimiter
+
+
+def test_lag_above_the_target_cuts_the_limit_to_a_share_of_what_runs() -> None:
+    limit = AdaptiveLimit(target_lag=0.05, initial=200)
+    limit.observe(0.2, in_flight=100, now=10.0)
+    assert limit.limit == pytest.approx(90) and limit.lagging
+    limit.observe(0.2, in_flight=90, now=10.01)  # too soon: one step per ADJUST_EVERY_SECONDS
+    assert limit.limit == pytest.approx(90)
+    now = 10.0
+    for _ in range(100):
+        now += ADJUST_EVERY_SECONDS
+        limit.observe(0.2, in_flight=int(limit.limit), now=now)
+    assert limit.limit == limit.minimum  # never below the floor
+
+
+def test_a_quiet_loop_with_runs_pressing_on_the_limit_lets_it_grow_up_to_the_ceiling() -> None:
+    limit = AdaptiveLimit(target_lag=0.05, initial=10, maximum=40)
+    now = 0.0
+    for _ in range(200):
+        now += ADJUST_EVERY_SECONDS
+        limit.observe(0.001, in_flight=int(limit.limit), now=now)
+    assert limit.limit == 40 and not limit.lagging
+    idle = AdaptiveLimit(target_lag=0.05, initial=10)
+    idle.observe(0.001, in_flight=1, now=1.0)  # plenty of room: nothing to grow for
+    assert idle.limit == 10
+    between = AdaptiveLimit(target_lag=0.05, initial=10)
+    between.observe(0.04, in_flight=10, now=1.0)  # under the target but not well under: hold
+    assert between.limit == 10
+
+
+def test_the_lag_sample_sees_a_late_wake_up() -> None:
+    lag = LoopLag(period=0.001)
+    overshoot = lag.sample()
+    assert 0 <= overshoot < 0.5 and lag.lag >= 0
+
+
+def test_without_gevent_the_adaptive_limit_stays_open_and_only_the_ceiling_holds() -> None:
+    adaptive = AdaptiveLimit(initial=1)
+    limiter = StreamLimiter(3, adaptive=adaptive)
+    releases = [limiter.try_acquire() for _ in range(3)]
+    assert all(callable(r) for r in releases)  # the adaptive limit of 1 does not apply under threads
+    assert limiter.try_acquire() == Refusal(OVERLOADED)
+
+
+def test_an_adaptive_limit_refuses_beyond_it() -> None:
+    adaptive = AdaptiveLimit(initial=2)
+    adaptive._started = True  # as if sampling: the limit applies
+    limiter = StreamLimiter(0, adaptive=adaptive)
+    first, second = limiter.try_acquire(), limiter.try_acquire()
+    assert callable(first) and callable(second)
+    assert limiter.try_acquire() == Refusal(OVERLOADED)
+    adaptive.limit = 3
+    assert callable(limiter.try_acquire())
+
+
+def test_a_request_waits_for_a_slot_only_as_long_as_allowed() -> None:
+    limiter = StreamLimiter(1, wait_seconds=0.3)
+    release = limiter.try_acquire()
+    assert callable(release)
+    started = time.monotonic()
+    assert limiter.try_acquire() == Refusal(OVERLOADED)
+    assert 0.25 <= time.monotonic() - started < 2.0
+    threading.Timer(0.1, release).start()  # a run ends during the wait: the waiter gets its slot
+    started = time.monotonic()
+    assert callable(limiter.try_acquire())
+    assert time.monotonic() - started < 0.29
+    no_wait = StreamLimiter(1)
+    held = no_wait.try_acquire()
+    started = time.monotonic()
+    assert no_wait.try_acquire() == Refusal(OVERLOADED) and time.monotonic() - started < 0.05
+    assert callable(held)
