@@ -52,8 +52,10 @@ def gunicorn(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Callab
     """Factory: ``gunicorn(env={...}, args=[...])`` starts a real server, stopped after the test."""
     started: list[GunicornServer] = []
 
-    def start(env: dict[str, str] | None = None, args: list[str] | None = None, app: str = "wsgi:app") -> GunicornServer:
-        server = GunicornServer(artifacts, env=env, args=args or [], app=app, name=request.node.name.replace("/", "_"))
+    def start(env: dict[str, str] | None = None, args: list[str] | None = None, app: str = "wsgi:app", name: str = "") -> GunicornServer:
+        """``name`` tells apart the logs of several servers in one test."""
+        label = f"{name}-{request.node.name[:40]}" if name else request.node.name
+        server = GunicornServer(artifacts, env=env, args=args or [], app=app, name=label.replace("/", "_"))
         started.append(server)
         return server.start()
 

@@ -40,20 +40,6 @@ def service(upstream_server: OpenAIUpstream, artifacts: Path) -> Iterator[Gunico
     server.stop()
 
 
-@pytest.fixture
-def servers(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., GunicornServer]]:
-    started: list[GunicornServer] = []
-
-    def start(env: dict[str, str], name: str) -> GunicornServer:
-        server = GunicornServer(artifacts, env=env, name=f"{name}-{request.node.name[:40]}")
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def test_the_sdk_that_runs_is_the_pinned_one(service: GunicornServer) -> None:
     assert installed_version("ai") == "6.0.326"
 
@@ -101,10 +87,10 @@ def test_stop_then_resume_gets_the_whole_answer_from_one_generation(service: Gun
 
 
 def test_negative_control_with_cancel_on_disconnect_the_resumed_answer_is_cut(
-    servers: Callable[..., GunicornServer], upstream: OpenAIUpstream
+    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream
 ) -> None:
     require_js_clients()
-    app = servers(openai_env(upstream, WEBAPP_API_KEYS=KEY, WEBAPP_ON_DISCONNECT="cancel"), "cancel")
+    app = gunicorn(env=openai_env(upstream, WEBAPP_API_KEYS=KEY, WEBAPP_ON_DISCONNECT="cancel"), name="cancel")
     upstream.script = Script(tokens=30, interval=0.05)
     code, out = run_ui_chat("cut", app.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "cut-cancel"})
     assert code == 0, out
@@ -113,12 +99,12 @@ def test_negative_control_with_cancel_on_disconnect_the_resumed_answer_is_cut(
 
 
 def test_resume_on_another_instance_sharing_redis(
-    servers: Callable[..., GunicornServer], upstream: OpenAIUpstream, tmp_path: Path
+    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream, tmp_path: Path
 ) -> None:
     redis_server = RedisServer(tmp_path).start()
     try:
         env = openai_env(upstream, WEBAPP_API_KEYS=KEY, WEBAPP_STREAM_STORE=redis_server.url)
-        one, two = servers(env, "one"), servers(env, "two")
+        one, two = gunicorn(env=env, name="one"), gunicorn(env=env, name="two")
         upstream.script = Script(tokens=30, interval=0.05)
         code, out = run_ui_chat("cut", one.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "moving", "RESUME_API": two.url + "/api/ui/chat"})
         assert code == 0, out

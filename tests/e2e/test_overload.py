@@ -52,20 +52,16 @@ def bench_upstream() -> Iterator[str]:
 
 
 @pytest.fixture
-def servers(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., GunicornServer]]:
-    started: list[GunicornServer] = []
+def servers(gunicorn: Callable[..., GunicornServer]) -> Callable[..., GunicornServer]:
+    """One gevent worker streaming from the bench upstream; ``settings`` override."""
 
     def start(upstream: str, name: str, **settings: str) -> GunicornServer:
         env = {"WEBAPP_PROVIDER": "openai", "OPENAI_API_KEY": "not-secret", "OPENAI_BASE_URL": upstream, "WEBAPP_MODEL": "bench-model",
                "WEBAPP_UPSTREAM_MAX_RETRIES": "0", "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING",
                "GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "5000", **settings}
-        server = GunicornServer(artifacts, env=env, name=f"{name}-{request.node.name[:40]}")
-        started.append(server)
-        return server.start()
+        return gunicorn(env=env, name=name)
 
-    yield start
-    for server in started:
-        server.stop()
+    return start
 
 
 def first_byte_of_a_fresh_request(url: str, after: float, result: dict[str, float | int]) -> None:
