@@ -22,7 +22,7 @@ from webapp.openai_tools import InvalidCompletionRequest, parse_tool_calls, pars
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
-__all__ = ["CompletionRequest", "InvalidCompletionRequest", "convert_messages", "parse_completion_request"]
+__all__ = ["CompletionRequest", "InvalidCompletionRequest", "convert_messages", "number_param", "parse_completion_request", "whole_param"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class CompletionRequest:
     parallel_tool_calls: bool | None = None
 
 
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+def number_param(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
         return None
@@ -46,7 +46,7 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
     return float(value)
 
 
-def _whole(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+def whole_param(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
     value = body.get(name)
     if value is None:
         return None
@@ -110,11 +110,11 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
 
     params: dict[str, Any] = {}
     for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
-        value = _number(body, name, low, high)
+        value = number_param(body, name, low, high)
         if value is not None:
             params[name] = value
-    limit = _whole(body, "max_completion_tokens", 1, max_tokens)
-    limit = limit if limit is not None else _whole(body, "max_tokens", 1, max_tokens)
+    limit = whole_param(body, "max_completion_tokens", 1, max_tokens)
+    limit = limit if limit is not None else whole_param(body, "max_tokens", 1, max_tokens)
     if limit is not None:
         params["max_tokens"] = limit
     stop = _stop(body.get("stop"))

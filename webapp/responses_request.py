@@ -24,7 +24,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage
 
 from webapp.chat_request import ChatLimits
-from webapp.openai_request import convert_messages
+from webapp.openai_request import convert_messages, number_param, whole_param
 from webapp.openai_tools import InvalidCompletionRequest, parse_tool_choice, parse_tools
 
 ACCEPTED = frozenset({
@@ -137,15 +137,6 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> str | dict[str, Any
         raise _fail(str(exc).replace('{"type": "function", "function": {"name": ...}}', '{"type": "function", "name": ...}'), "tool_choice") from None
 
 
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise _fail(f"{name} must be a number from {low:g} to {high:g}", name)
-    return float(value)
-
-
 def _echoed(body: dict[str, Any]) -> dict[str, Any]:
     """The optional fields a Response repeats, checked."""
     metadata = body.get("metadata")
@@ -214,13 +205,11 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
 
     params: dict[str, Any] = {}
     for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
-        value = _number(body, name, low, high)
+        value = number_param(body, name, low, high)
         if value is not None:
             params[name] = value
-    limit = body.get("max_output_tokens")
+    limit = whole_param(body, "max_output_tokens", 1, max_tokens)
     if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= max_tokens:
-            raise _fail(f"max_output_tokens must be a whole number from 1 to {max_tokens}", "max_output_tokens")
         params["max_tokens"] = limit
     echo = {
         "model": model.strip(), "instructions": instructions, "max_output_tokens": limit,
