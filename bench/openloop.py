@@ -32,7 +32,7 @@ from bench.servers import TARGETS, Target, clean_env
 
 SAMPLER_RATE = 2.0  # the sampler's own streams per second: too few to load anything
 APPS = {
-    "service": ("service", {}),
+    "service": ("service", {"WEBAPP_ADAPTIVE_ADMISSION": "true"}),
     "service-no-adaptive": ("service", {"WEBAPP_ADAPTIVE_ADMISSION": "false"}),
     "fastapi": ("fastapi", {}),
     "flask-gevent": ("flask-gevent", {}),

@@ -60,6 +60,9 @@ def service(upstream_url: str, log_dir: Path, cpus: Sequence[int] | None,
     env = clean_env(upstream_url, {
         "WEBAPP_PROVIDER": "openai", "WEBAPP_MODEL": "bench-model", "WEBAPP_UPSTREAM_MAX_RETRIES": "0",
         "WEBAPP_MAX_CONCURRENT_STREAMS": "100000", "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING", "WEBAPP_ON_DISCONNECT": "cancel",
+        # A closed loop measures the peak with every user served: a refused user would retry at once. The open
+        # loop (bench.openloop) turns adaptive admission back on to measure what it buys.
+        "WEBAPP_ADAPTIVE_ADMISSION": "false",
         "GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "20000", "GUNICORN_ACCESSLOG": "",  # none, like the reference apps
         **(service_env or {}),
     })
