@@ -29,6 +29,8 @@ from typing import Callable
 from uncut.concurrency import spawn, under_gevent
 
 DECREASE = 0.9  # multiplicative decrease: a share of the runs in flight
+SUSTAINED_STEPS = 2  # the lag must stay above the target this many steps running before the limit falls
+FLOOR = 64  # the limit never falls below this (or below the fixed ceiling): any worker streams that many
 INCREASE = 0.05  # additive-ish increase: a share of the limit
 ADJUST_EVERY_SECONDS = 0.1
 SMOOTHING = 0.3  # weight of the newest lag sample in the moving average
@@ -64,13 +66,14 @@ class LoopLag:
 class AdaptiveLimit:
     """A concurrency limit driven by loop lag; ``limit`` is read on every admission."""
 
-    def __init__(self, target_lag: float = 0.1, initial: int = 64, minimum: int = 4, maximum: int = 0) -> None:
+    def __init__(self, target_lag: float = 0.1, initial: int = 128, minimum: int = FLOOR, maximum: int = 0) -> None:
         if target_lag <= 0:
             raise ValueError("target_lag must be positive")
         self.target_lag = target_lag
-        self.minimum = minimum
         self.maximum = maximum or math.inf  # the fixed ceiling, if any
+        self.minimum = min(minimum, self.maximum)
         self.limit: float = min(initial, self.maximum)
+        self._lagging_steps = 0
         self.lagging = False
         self.loop = LoopLag()
         self._adjusted_at = 0.0
@@ -100,9 +103,9 @@ class AdaptiveLimit:
         self.lagging = lag > self.target_lag
         if now - self._adjusted_at < ADJUST_EVERY_SECONDS:
             return
-        if self.lagging:
+        self._adjusted_at = now
+        self._lagging_steps = self._lagging_steps + 1 if self.lagging else 0
+        if self._lagging_steps >= SUSTAINED_STEPS:  # a sustained lag, not a spike (a cold start, a collection)
             self.limit = max(self.minimum, min(self.limit, in_flight) * DECREASE)
-            self._adjusted_at = now
         elif lag < self.target_lag / 2 and in_flight >= self.limit * 0.9:
             self.limit = min(self.maximum, self.limit + max(1.0, self.limit * INCREASE))
-            self._adjusted_at = now
