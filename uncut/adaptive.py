@@ -42,7 +42,6 @@ class LoopLag:
     def __init__(self, period: float = 0.02) -> None:
         self.period = period
         self.lag = 0.0
-        self.last_sample = 0.0
 
     def sample(self) -> float:
         """Sleep one period and fold its overshoot into the average; returns the newest overshoot.
@@ -58,7 +57,6 @@ class LoopLag:
         time.sleep(self.period)  # looked up now: gevent's, once it has patched time
         time.sleep(0)
         overshoot = max(0.0, time.monotonic() - before - self.period)
-        self.last_sample = overshoot
         self.lag += SMOOTHING * (overshoot - self.lag)
         return overshoot
 

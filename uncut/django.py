@@ -54,14 +54,12 @@ def _refused(refused: StreamRefused, surface: str) -> HttpResponse:
 
 
 def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, owner: str | None,
-            client: str | None, chat_id: str | None = None, **kwargs: Any) -> HttpResponse:
+            client: str | None, **kwargs: Any) -> HttpResponse:
     try:
         relay = streams().run(runnable, input, surface=surface, environ=request.META, owner=owner,
                               client=client if client is not None else request.META.get("REMOTE_ADDR"), **kwargs)
     except StreamRefused as refused:
         return _refused(refused, surface)
-    if chat_id is not None:
-        streams().remember_chat(chat_id, relay, owner=owner)
     return _streaming(request, relay, surface)
 
 

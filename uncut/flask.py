@@ -228,11 +228,9 @@ def ui_message_response(
     SDK's request body into LangChain messages.
     """
     try:
-        relay = _run(runnable, input, "ui", callbacks=callbacks, config=config, metadata=metadata, **options)
+        relay = _run(runnable, input, "ui", callbacks=callbacks, config=config, metadata=metadata, chat_id=chat_id, **options)
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
-    if chat_id is not None:
-        _current().streams.remember_chat(chat_id, relay, owner=_current().owner())
     return _response(relay, "ui")
 
 

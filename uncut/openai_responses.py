@@ -53,6 +53,11 @@ def responses_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _call_key(data: dict[str, Any]) -> Any:
+    """How an open call is found: its id, or its index when the model sent no id."""
+    return data.get("id") or ("index", data.get("index"))
+
+
 class _Item:
     """One output item being streamed: its index, its dict (as it will be in the final output), its text so far."""
 
@@ -172,14 +177,14 @@ class ResponsesFormat:
 
     def _call_begins(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         out = self._close_message() + self._close_reasoning()
-        key = data.get("id") or ("index", data.get("index"))
+        key = _call_key(data)
         call_id = data.get("id") or f"call_{self._stream_id}_{self._items}"
         entry, added = self._new_item("fc", {"type": "function_call", "status": "in_progress", "call_id": call_id, "name": data.get("name") or "", "arguments": ""})
         self._calls[key] = entry
         return out + [added]
 
     def _call_for(self, data: dict[str, Any]) -> _Item | None:
-        return self._calls.get(data.get("id") or ("index", data.get("index")))
+        return self._calls.get(_call_key(data))
 
     def _call_delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         entry = self._call_for(data)
@@ -195,7 +200,7 @@ class ResponsesFormat:
         out: list[dict[str, Any]] = []
         if key not in self._calls:  # a call that arrived whole: it begins here
             out = self._call_begins(data)
-            key = data.get("id") or ("index", data.get("index"))
+            key = _call_key(data)
         entry = self._calls.pop(key)
         arguments = "".join(entry.text) if entry.text else (data.get("args_text") or json.dumps(data.get("args") or {}, ensure_ascii=False))
         entry.item.update(status="completed", arguments=arguments)

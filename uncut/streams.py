@@ -227,13 +227,15 @@ class Streams:
         config: RunnableConfig | None = None,
         metadata: Mapping[str, Any] | None = None,
         summary_fields: Mapping[str, Any] | None = None,
+        chat_id: str | None = None,
         **overrides: Any,
     ) -> Relay:
         """A new, admitted run and the relay for this response; raises ``StreamRefused``.
 
         ``owner`` is who may later follow or cancel it; ``client`` whose
         share of admission it takes; ``environ`` gives the client's socket
-        (watched for a disconnect); ``overrides`` are option names.
+        (watched for a disconnect); ``chat_id`` makes the run that chat's
+        active stream (``follow_chat``); ``overrides`` are option names.
         """
         if surface not in SURFACES:
             raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
@@ -244,10 +246,13 @@ class Streams:
         generation = self._new_generation(
             options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable
         )
-        return self._relay(
+        relay = self._relay(
             generation.log, options, surface, environ or {}, labels, summary_fields,
             generation=generation, resumable=resumable, move_on_shutdown=resumable and self.store.shared,
         )
+        if chat_id is not None:
+            self._remember_chat(chat_id, relay, owner)
+        return relay
 
     def start(
         self,
@@ -314,7 +319,7 @@ class Streams:
     def _chat_name(chat_id: str, owner: str | None) -> str:
         return f"chat:{owner or '-'}:{chat_id}"  # per owner: one key's chat ids never reach another's streams
 
-    def remember_chat(self, chat_id: str, relay: Relay, *, owner: str | None = None) -> None:
+    def _remember_chat(self, chat_id: str, relay: Relay, owner: str | None) -> None:
         """Make ``relay``'s stream the chat's active stream, the one ``follow_chat`` replays, until a reader has it all."""
         name = self._chat_name(chat_id, owner)
         self.store.name_stream(name, relay.stream_id)

@@ -32,8 +32,7 @@ def default_streams() -> Streams:
 
 
 def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: str, runnable: Runnable[Any, Any], input: Any,
-            streams: Streams | None, owner: str | None, client: str | None, chat_id: str | None = None,
-            **kwargs: Any) -> Iterable[bytes]:
+            streams: Streams | None, owner: str | None, client: str | None, **kwargs: Any) -> Iterable[bytes]:
     hub = streams or default_streams()
     try:
         relay = hub.run(runnable, input, surface=surface, environ=environ, owner=owner,
@@ -45,8 +44,6 @@ def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: 
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Retry-After", str(refused.retry_after)),
         ])
         return [body]
-    if chat_id is not None:
-        hub.remember_chat(chat_id, relay, owner=owner)
     start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
     return Streams.body(relay, surface)
 
