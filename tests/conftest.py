@@ -15,6 +15,23 @@ from webapp import create_app
 
 ARTIFACTS = ROOT / "test-artifacts"
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--group", choices=("all", "shared", "alone"), default="all",
+        help="shared: only tests that may run beside others (pytest-xdist -n); alone: only those marked alone",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``scripts/test`` runs the suite in two passes: most tests two at a time, then the ``alone`` ones."""
+    group = config.getoption("--group")
+    if group == "all":
+        return
+    keep = [item for item in items if (item.get_closest_marker("alone") is not None) == (group == "alone")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
 # A fast scripted model so app-level tests take milliseconds, not seconds.
 FAST_SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5"}
 

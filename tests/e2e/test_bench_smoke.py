@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.servers import ROOT, clean_environ
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 SMOKE_TOKENS = 5  # what `python -m bench --smoke` asks the upstream for
 

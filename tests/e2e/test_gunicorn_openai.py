@@ -78,6 +78,7 @@ def test_invoke_returns_the_whole_answer(served: GunicornServer, upstream: OpenA
     assert body["text"] == answer_text(5) and body["finish_reason"] == "stop"
 
 
+@pytest.mark.alone  # compares its own timings: no other test may share the CPU
 def test_fifty_concurrent_streams_share_one_worker(served: GunicornServer, upstream: OpenAIUpstream) -> None:
     upstream.script = Script(tokens=20, interval=0.05)  # about 1 s per stream
     started = time.monotonic()

@@ -24,7 +24,7 @@ import pytest
 from tests.support.proxies import Nginx, Variant
 from tests.support.servers import ROOT, GunicornServer, clean_environ, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 TOKENS, INTERVAL = 50, 0.02
 RATE, SECONDS = 150.0, 6.0  # new streams per second: about twice one worker's capacity on these machines, and more elsewhere

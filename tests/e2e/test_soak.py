@@ -20,7 +20,7 @@ import pytest
 from tests.support.proxies import require_binary
 from tests.support.servers import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 
 @pytest.mark.timeout(420)

@@ -8,6 +8,7 @@ quotes. Readiness is polled on ``/healthz``; nothing sleeps a fixed time.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,9 +23,31 @@ ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
 
 
+PORTS_PER_TEST_WORKER = 4000  # under pytest-xdist, worker gwN draws from 10000 + N * 4000, below the ephemeral range
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on now.
+
+    Alone, the kernel picks one. Under pytest-xdist each worker draws from its
+    own range instead: two workers probing at once could otherwise be handed
+    the same port, and one test's readiness check would reach the other's server.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return _bind_probe(0)
+    low = 10000 + int(worker[2:]) * PORTS_PER_TEST_WORKER
+    for port in random.sample(range(low, low + PORTS_PER_TEST_WORKER), 200):
+        try:
+            return _bind_probe(port)
+        except OSError:
+            continue
+    raise RuntimeError(f"no free port in {low}-{low + PORTS_PER_TEST_WORKER - 1}")
+
+
+def _bind_probe(port: int) -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         return sock.getsockname()[1]
 
 
