@@ -51,6 +51,9 @@ def warm_up(model: BaseChatModel) -> None:
     in bench/ as a first burst three times slower than later ones.
     """
     list(ScriptedChatModel(ttft=0, interval=0, tokens=2).stream("warm up"))
+    root = getattr(model, "root_client", None)
+    if root is None:  # not an openai client (the scripted model): importing the SDK would only slow the boot
+        return
     try:
         from langchain_core.messages import AIMessageChunk
         from openai._models import construct_type
@@ -59,11 +62,9 @@ def warm_up(model: BaseChatModel) -> None:
         sample = {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm",
                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": None}]}
         construct_type(type_=ChatCompletionChunk, value=sample)
-        root = getattr(model, "root_client", None)
-        if root is not None:
-            # platform.platform() runs `uname -p` in a subprocess on first use: once here,
-            # not once per concurrent first request (28% of a cold burst in bench/).
-            root.platform_headers()
+        # platform.platform() runs `uname -p` in a subprocess on first use: once here,
+        # not once per concurrent first request (28% of a cold burst in bench/).
+        root.platform_headers()
         client = getattr(model, "client", None)
         if client is not None and hasattr(model, "_convert_chunk_to_generation_chunk"):
             model._convert_chunk_to_generation_chunk(sample, AIMessageChunk, {})  # type: ignore[attr-defined]
