@@ -22,7 +22,7 @@ from webapp.openai_tools import InvalidCompletionRequest, parse_tool_calls, pars
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
-__all__ = ["CompletionRequest", "InvalidCompletionRequest", "convert_messages", "number_param", "parse_completion_request", "whole_param"]
+__all__ = ["CompletionRequest", "InvalidCompletionRequest", "convert_messages", "parse_completion_request", "sampling_params", "whole_param"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,23 @@ class CompletionRequest:
     parallel_tool_calls: bool | None = None
 
 
-def number_param(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise InvalidCompletionRequest(f"{name} must be a number from {low:g} to {high:g}", name)
     return float(value)
+
+
+def sampling_params(body: dict[str, Any]) -> dict[str, float]:
+    """``temperature`` and ``top_p`` where given, checked: both OpenAI APIs take them alike."""
+    params = {}
+    for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
+        value = _number(body, name, low, high)
+        if value is not None:
+            params[name] = value
+    return params
 
 
 def whole_param(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
@@ -108,11 +118,7 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
     if body.get("n", 1) != 1 or isinstance(body.get("n"), bool):
         raise InvalidCompletionRequest("only n=1 is supported", "n")
 
-    params: dict[str, Any] = {}
-    for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
-        value = number_param(body, name, low, high)
-        if value is not None:
-            params[name] = value
+    params: dict[str, Any] = sampling_params(body)
     limit = whole_param(body, "max_completion_tokens", 1, max_tokens)
     limit = limit if limit is not None else whole_param(body, "max_tokens", 1, max_tokens)
     if limit is not None:

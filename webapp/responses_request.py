@@ -24,7 +24,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage
 
 from webapp.chat_request import ChatLimits
-from webapp.openai_request import convert_messages, number_param, whole_param
+from webapp.openai_request import convert_messages, sampling_params, whole_param
 from webapp.openai_tools import InvalidCompletionRequest, parse_tool_choice, parse_tools
 
 ACCEPTED = frozenset({
@@ -203,11 +203,7 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
     if instructions:
         messages = [SystemMessage(instructions), *messages]
 
-    params: dict[str, Any] = {}
-    for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
-        value = number_param(body, name, low, high)
-        if value is not None:
-            params[name] = value
+    params: dict[str, Any] = sampling_params(body)
     limit = whole_param(body, "max_output_tokens", 1, max_tokens)
     if limit is not None:
         params["max_tokens"] = limit
