@@ -13,8 +13,7 @@ in flight (at most every 100 ms); while it is under half the target and
 runs press against the limit, the limit grows by 5 % (every 100 ms). Runs
 beyond the limit are refused at once (``503``), so requests get their
 first bytes quickly, served or refused, and the admitted ones keep their
-pace. ``lagging`` also tells producers to yield between chunks, so a
-stream's first token does not wait behind another's backlog.
+pace. ``lagging`` says whether the smoothed lag is over the target now.
 
 Without gevent (threads, the Flask dev server) there is no one loop to
 measure: the limit stays open and only the fixed ceiling applies.
