@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
 
 
-PORTS_PER_TEST_WORKER = 4000  # under pytest-xdist, worker gwN draws from 10000 + N * 4000, below the ephemeral range
+PORTS_PER_TEST_WORKER = 4000  # under pytest-xdist, worker gwN draws from 10000 + N * 4000: below the kernel's ephemeral ports (32768 up) for gw0-gw4
 
 
 def free_port() -> int:
