@@ -368,13 +368,14 @@ def open_loop_summary(records: list[StreamRecord], t0: float) -> dict[str, Any]:
     tokens = sum(r.tokens for r in completed)
     last = max((r.finished or t0 for r in admitted), default=t0)
     gaps = [b - a for r in admitted for a, b in zip(r.token_times, r.token_times[1:])]
+    refused = sum(1 for r in records if r.error == "refused")
     return {
         "requests": len(records),
         "first_byte_p50_ms": _ms(percentile(waits, 50)),
         "first_byte_p99_ms": _ms(percentile(waits, 99)),
         "first_byte_max_ms": _ms(max(waits) if waits else None),
-        "refused": sum(1 for r in records if r.error == "refused"),
-        "refused_share": round(sum(1 for r in records if r.error == "refused") / max(1, len(records)), 4),
+        "refused": refused,
+        "refused_share": round(refused / max(1, len(records)), 4),
         "admitted": len(admitted),
         "admitted_failed": sum(1 for r in admitted if r.error),
         "ttft_admitted_p50_ms": _ms(percentile(ttfts, 50)),
