@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
 
 
-PORTS_PER_TEST_WORKER = 4000  # under pytest-xdist, worker gwN draws from 10000 + N * 4000: below the kernel's ephemeral ports (32768 up) for gw0-gw4
+# Under pytest-xdist, worker gwN draws from FIRST_TEST_PORT + N * PORTS_PER_TEST_WORKER. The ranges start
+# above 10080, the highest of the ports that fetch() (Node, browsers) refuses to connect to, and stay
+# below the kernel's ephemeral ports (32768 up) for gw0-gw4.
+FIRST_TEST_PORT = 11000
+PORTS_PER_TEST_WORKER = 4000
 
 
 def free_port() -> int:
@@ -36,7 +40,7 @@ def free_port() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if not worker.startswith("gw"):
         return _bind_probe(0)
-    low = 10000 + int(worker[2:]) * PORTS_PER_TEST_WORKER
+    low = FIRST_TEST_PORT + int(worker[2:]) * PORTS_PER_TEST_WORKER
     for port in random.sample(range(low, low + PORTS_PER_TEST_WORKER), 200):
         try:
             return _bind_probe(port)
