@@ -4,8 +4,14 @@
   404 after a Redis restart lost the stream): nothing ended silently;
 - its sequence numbers run 0, 1, 2... across all its connections: none
   missing, none repeated;
-- its tokens are the upstream's answer exactly when it ended with ``end``,
-  and a prefix of it otherwise (an explicit, typed error);
+- its text is the uninterrupted answer of the deterministic upstream,
+  exactly, when it ended with ``end``, and a prefix of it otherwise (an
+  explicit, typed error). Numbering alone cannot show this: a token that
+  never reached the log leaves the ids contiguous (``mismatched``);
+- an explicit error caused by the service's own infrastructure (the store,
+  a lost producer, a stream the store no longer has) is counted apart from
+  the upstream's faults (``infrastructure``): a fault the service should
+  have absorbed, even though the client was told;
 - a run whose client left for good stopped within the grace period;
 - the upstream generated each run at most once (exactly once when it
   ended with ``end``), the other requests being retries of injected 429s
@@ -41,16 +47,18 @@ class Verdict:
     completed: int = 0
     lost: int = 0
     duplicated: int = 0
+    mismatched: int = 0
     silent: int = 0
     not_stopped: int = 0
     extra_generations: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    infrastructure: Counter[str] = field(default_factory=Counter)
     upstream_faults: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicated or self.silent or self.not_stopped or self.extra_generations)
+        return not (self.lost or self.duplicated or self.mismatched or self.silent or self.not_stopped or self.extra_generations)
 
     def fail(self, what: str, history: History, **detail: Any) -> None:
         self.failures.append({"problem": what, "tag": history.tag, **detail, "history": _as_json(history)})
@@ -77,15 +85,21 @@ def _check_sequence(verdict: Verdict, history: History) -> None:
         verdict.fail("a sequence number is missing", history, seqs=seqs)
 
 
+# Explicit errors that come from the service's own parts, not from the upstream: each is an answer the
+# service lost although the client was told (a 404 after a restart names the stream it no longer has).
+INFRASTRUCTURE_ERRORS = frozenset({"store_unavailable", "producer_lost", "stream_not_found", "server_shutdown"})
+
+
 def _check_text(verdict: Verdict, history: History) -> None:
+    """The text against the uninterrupted answer: with ids contiguous, a token can still be missing."""
     text = "".join(data["text"] for _, kind, data in history.events if kind == "token")
     ended = history.terminal is not None and history.terminal[0] == "end"
     if ended and text != history.expected:
-        verdict.lost += 1
-        verdict.fail("ended with end, but the text is not the answer", history, text=text)
+        verdict.mismatched += 1
+        verdict.fail("ended with end, but the text is not the uninterrupted answer", history, text=text)
     elif not history.expected.startswith(text):
-        verdict.duplicated += 1
-        verdict.fail("the text is not a prefix of the answer", history, text=text)
+        verdict.mismatched += 1
+        verdict.fail("the text is not a prefix of the uninterrupted answer", history, text=text)
 
 
 def _check_terminal(verdict: Verdict, history: History) -> None:
@@ -105,6 +119,8 @@ def _check_terminal(verdict: Verdict, history: History) -> None:
         error = terminal[1].get("error", {}) if isinstance(terminal[1], dict) else {}
         if error.get("type"):
             verdict.errors[error["type"]] += 1
+            if error["type"] in INFRASTRUCTURE_ERRORS:
+                verdict.infrastructure[error["type"]] += 1
         else:
             verdict.silent += 1
             verdict.fail("an error event without a type", history)
@@ -118,6 +134,8 @@ def _check_terminal(verdict: Verdict, history: History) -> None:
         except (ValueError, KeyError, TypeError):
             kind = f"http_{body.get('status')}"
         verdict.errors[kind] += 1
+        if kind in INFRASTRUCTURE_ERRORS:
+            verdict.infrastructure[kind] += 1
 
 
 def _check_upstream(verdict: Verdict, history: History, requests: list[UpstreamRequest], grace: float) -> None:
@@ -166,14 +184,15 @@ def summary(verdict: Verdict, faults: list[tuple[float, str]], seed: int, client
     reloads = sum(1 for _, what in faults if what == "nginx reload")
     redis = sum(1 for _, what in faults if what.startswith("Redis restart"))
     errors = ", ".join(f"{kind} {count}" for kind, count in sorted(verdict.errors.items())) or "none"
+    infrastructure = sum(verdict.infrastructure.values())
     upstream = ", ".join(f"{kind} {count}" for kind, count in sorted(verdict.upstream_faults.items())) or "none"
     return (
         f"soak seed={seed} clients={clients} {seconds:.0f}s: streams {verdict.streams}, events {verdict.events}, "
         f"completed {verdict.completed}, cuts {verdict.cuts}, resumes {verdict.resumes}, left for good {verdict.left}, "
         f"orphaned starts {verdict.orphaned}, restarts {restarts}, worker kills {kills}, nginx reloads {reloads}, "
         f"Redis restarts {redis}, upstream faults ({upstream}); lost {verdict.lost}, duplicated {verdict.duplicated}, "
-        f"silent cuts {verdict.silent}, not stopped {verdict.not_stopped}, extra generations {verdict.extra_generations}; "
-        f"explicit errors: {errors}"
+        f"content mismatched {verdict.mismatched}, silent cuts {verdict.silent}, not stopped {verdict.not_stopped}, "
+        f"extra generations {verdict.extra_generations}; lost to infrastructure {infrastructure}; explicit errors: {errors}"
     )
 
 

@@ -34,7 +34,7 @@ def test_a_short_soak_loses_duplicates_and_silently_cuts_nothing(tmp_path: Path)
     failures = (tmp_path / "soak-1-failures.jsonl").read_text()
     assert done.returncode == 0 and result["ok"], f"{done.stdout}{done.stderr}\n{failures[:5000]}"
     line = result["summary"]
-    assert "lost 0, duplicated 0, silent cuts 0, not stopped 0, extra generations 0" in line
+    assert "lost 0, duplicated 0, content mismatched 0, silent cuts 0, not stopped 0, extra generations 0" in line
     kinds = [what for _, what in result["faults"]]
     assert {"nginx reload", "Redis restart (all stream state lost)"} <= set(kinds) and any(k.startswith("kill -9") for k in kinds)
     assert any(k.startswith("SIGTERM") for k in kinds) and any(k.startswith("SIGHUP") for k in kinds)

@@ -50,9 +50,35 @@ def test_a_repeated_event_is_duplicated() -> None:
     assert verdict.duplicated >= 1 and not verdict.ok
 
 
-def test_an_end_without_the_whole_answer_is_lost() -> None:
+def test_an_end_without_the_whole_answer_is_a_content_mismatch() -> None:
     verdict = check([history(START + tokens(0, 1) + [(3, "end", {})], END)], upstream(None), grace=5)
-    assert verdict.lost == 1
+    assert verdict.mismatched == 1 and not verdict.ok
+
+
+def test_a_token_dropped_before_the_log_is_caught_although_the_ids_are_contiguous() -> None:
+    """The deploy bug's shape: ids 0, 1, 2, 3 with no gap, `end`, and the middle token never written."""
+    dropped = history(START + tokens(0, 2) + [(3, "end", {"tokens": 2})], END)
+    assert dropped.seqs == [0, 1, 2, 3]  # numbering alone sees nothing wrong
+    verdict = check([dropped], upstream(None), grace=5)
+    assert verdict.mismatched == 1 and verdict.lost == 0 and not verdict.ok
+    assert "uninterrupted answer" in verdict.failures[0]["problem"]
+
+
+def test_a_changed_token_is_a_content_mismatch() -> None:
+    events = START + [(1, "token", {"text": token(TAG, 0)}), (2, "token", {"text": " c1s0.X"}), (3, "token", {"text": token(TAG, 2)})]
+    verdict = check([history(events + [(4, "end", {})], END)], upstream(None), grace=5)
+    assert verdict.mismatched == 1 and not verdict.ok
+
+
+def test_errors_from_the_service_own_parts_count_as_lost_to_infrastructure() -> None:
+    store = history(START + tokens(0) + [(2, "error", {"error": {"type": "store_unavailable"}})],
+                    ("error", {"error": {"type": "store_unavailable"}}))
+    upstream_fault = history(START + tokens(0) + [(2, "error", {"error": {"type": "upstream_unavailable"}})],
+                             ("error", {"error": {"type": "upstream_unavailable"}}))
+    gone = history(START + tokens(0), ("http", {"status": 404, "body": '{"error": {"type": "stream_not_found"}}'}))
+    verdict = check([store, upstream_fault, gone], [], grace=5)
+    assert verdict.infrastructure == {"store_unavailable": 1, "stream_not_found": 1}
+    assert verdict.errors["upstream_unavailable"] == 1
 
 
 def test_no_terminal_is_a_silent_cut_and_an_explicit_error_is_not() -> None:
