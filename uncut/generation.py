@@ -116,6 +116,11 @@ TOO_LARGE = {"error": {"type": "too_large", "message": "The stream reached its m
 ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the stream.", "retryable": False}}
 
 
+def _nobody_elsewhere(stream_id: str) -> bool:
+    """A log only this process reads: no reader elsewhere, ever."""
+    return False
+
+
 @dataclass(frozen=True)
 class RunBudget:
     """What one run may use, whoever reads it and however often they reconnect: None is no bound."""
@@ -150,7 +155,7 @@ class Generation:
         start_data: dict[str, Any] | None = None,
         on_disconnect: str = "cancel",
         grace_seconds: float = 15.0,
-        remote_reader: Callable[[str], bool] = lambda stream_id: False,
+        remote_reader: Callable[[str], bool] | None = None,
         shutdown_notice: bool = True,
         budget: RunBudget = RunBudget(),
         on_end: Callable[[], None] | None = None,
@@ -162,7 +167,7 @@ class Generation:
         self.log = log
         self.on_disconnect = on_disconnect
         self.grace_seconds = grace_seconds
-        self._remote_reader = remote_reader
+        self._remote_reader = remote_reader or _nobody_elsewhere  # readers in other processes, through a shared store
         self._shutdown_notice = shutdown_notice  # end with server_shutdown before a draining worker's cutoff
         self._cancel = threading.Event()
         # Under gevent a cancel kills the producer where it blocks (GreenletExit unwinds every layer);
@@ -247,26 +252,43 @@ class Generation:
                 idle = self._readers == 0
                 wait = self._last_left + self.grace_seconds - time.monotonic()
             if idle and wait <= 0:
-                if self._remote_reader(self.stream_id):
-                    self._last_left = time.monotonic()  # someone reads it through the shared store
+                if self._remote_reader(self.stream_id) or self._readers_moving():
+                    self._last_left = time.monotonic()  # someone reads it through the shared store, or is on the way
                     continue
                 log.info("stream %s: no reader for %gs; cancelling", self.stream_id, self.grace_seconds)
                 self.cancel(ABANDONED, outcome="abandoned")
                 return
             time.sleep(max(0.05, wait if idle else self.grace_seconds))
 
+    def _readers_moving(self) -> bool:
+        """This worker is draining and sent its readers elsewhere: they are reconnecting, not gone.
+
+        During a deploy a moved reader may bounce off other draining workers
+        or wait for a cold one to boot, longer than the grace, before it
+        reads again; the drain's cutoff bounds the run instead.
+        """
+        return self._remote_reader is not _nobody_elsewhere and SHUTDOWN.deadline is not None
+
     def cancel(self, body: dict[str, Any] = CANCELLED, outcome: str = "cancelled") -> None:
-        """Stop generating: kill the producer where it blocks (gevent), or at its next token, and end the log."""
+        """Stop generating: end the log, then kill the producer where it blocks (gevent), or stop it at its next token.
+
+        The log is ended first. Ending it waits for an append in flight (the
+        log's lock), so the producer is never killed inside a write to a
+        shared store: a kill there left the event in Redis but not in the
+        producer's copy, the terminal event then found the two apart and
+        reached only local readers, and readers elsewhere waited for a
+        lease to expire (``producer_lost``) on a run that had been ended.
+        """
         self._cancel.set()
-        if self._task is not None:
-            self._task.kill()
-            if self._task_greenlets is not None:
-                self._task_greenlets.kill(spare=self._task.greenlet)
         try:
             if self.log.finish("error", body):
                 self.outcome = self.outcome or outcome
         except StoreUnavailable:
             pass  # nobody can read the stream anyway
+        if self._task is not None:
+            self._task.kill()
+            if self._task_greenlets is not None:
+                self._task_greenlets.kill(spare=self._task.greenlet)
         SHUTDOWN.unregister_generation(self)
         if self._task is None:
             self._run_over()  # it never started: nothing else will

@@ -283,8 +283,22 @@ class RedisStore:
             raise StoreUnavailable(str(exc)) from None
         return _event(*entries[0]) if entries else None
 
-    def touch_reader(self, stream_id: str) -> None:
-        self.client.set(f"webapp:stream:{stream_id}:reader", 1, px=_READER_PRESENCE_MS)
+    def touch_reader(self, stream_id: str, milliseconds: int = _READER_PRESENCE_MS) -> None:
+        """A reader is here (or, with a longer time, is on its way): the run's grace does not run out meanwhile."""
+        self.client.set(f"webapp:stream:{stream_id}:reader", 1, px=max(1, milliseconds))
+
+    def expect_reader(self, stream_id: str, seconds: float) -> None:
+        """A draining worker told this stream's reader to reconnect elsewhere: count it present for ``seconds``.
+
+        On its way it may meet other draining workers or a worker still
+        booting; without this its run's grace could end first (measured in
+        the deploy-chaos scenario: 8 of 40 answers cancelled, "nobody was
+        reading", while their clients were reconnecting).
+        """
+        try:
+            self.touch_reader(stream_id, int(max(seconds, _READER_PRESENCE_MS / 1000) * 1000))
+        except redis.RedisError:
+            pass  # the store is away: its readers will hear of it
 
     def remote_reader(self, stream_id: str) -> bool:
         """True while a reader in any process has read this stream in the last few seconds."""
@@ -323,6 +337,9 @@ class MirroredLog(MemoryEventLog):
                 super()._append_locked(remote.kind, remote.data)
             raise LogClosedError(f"stream {self.stream_id} already ended")
         return super()._append_locked(kind, data)
+
+    def expect_reader(self, seconds: float) -> None:
+        self.store.expect_reader(self.stream_id, seconds)
 
     def finish(self, kind: str, data: dict[str, Any]) -> bool:
         with self._lock:
@@ -374,6 +391,9 @@ class RemoteLog:
     def wake(self) -> None:
         with self._lock:
             self._wakeups += 1
+
+    def expect_reader(self, seconds: float) -> None:
+        self.store.expect_reader(self.stream_id, seconds)
 
     def read_after(self, seq: int, timeout: float | None) -> list[Event]:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -172,6 +172,9 @@ class Relay:
                     # a stream that starts on a draining worker first sends its start event (the soak found
                     # new streams moved with no id, which nobody could resume).
                     self.outcome = "server_shutdown"
+                    expect_reader = getattr(log, "expect_reader", None)  # a shared store's log: keep the run waiting for it
+                    if expect_reader is not None:
+                        expect_reader(self.options.resume_grace_seconds)
                     return
                 wake_at = min(deadline, last_sent + heartbeat_every)
                 timeout = None if wake_at == math.inf else max(0.0, wake_at - time.monotonic())

@@ -182,7 +182,7 @@ class Streams:
             generation = Generation(
                 runnable, input, log, config=run_config, start_data=labels,
                 on_disconnect=options.on_disconnect, grace_seconds=options.resume_grace_seconds,
-                remote_reader=self.store.remote_reader, shutdown_notice=options.shutdown_notice,
+                remote_reader=self.store.remote_reader if self.store.shared and kept else None, shutdown_notice=options.shutdown_notice,
                 budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
                 on_end=admitted,
             )

@@ -89,6 +89,11 @@ class Cluster:
         self.instances[index] = new.start()
         self._did(f"restarted instance-{index + 1}")
 
+    def stop_instance(self, index: int) -> None:
+        """SIGTERM, and nothing started in its place (the last deploy of a scenario): its drain is left to run."""
+        self.instances[index].signal(signal.SIGTERM)
+        self._did(f"SIGTERM instance-{index + 1}")
+
     def kill_a_worker(self, index: int) -> None:
         """SIGKILL one worker: no drain, no terminal events; its master starts another."""
         master = self.instances[index].process
