@@ -98,12 +98,15 @@ class StallWatch:
 
     ``answered()`` says whether the run has appended output (anything past
     ``start``); ``can_retry`` whether a silent call may be made again (a
-    greenlet producer, not a graph).
+    greenlet producer, not a graph). For a ``graph`` only its model calls
+    are clocked (``model_handler``), never the producer's wait on the
+    graph, which spans its tools.
     """
 
     def __init__(self, limits: StallLimits, *, answered: Callable[[], bool], on_stall: Callable[[dict[str, Any]], None],
-                 can_retry: bool, name: str = "") -> None:
+                 can_retry: bool, graph: bool = False, name: str = "") -> None:
         self.limits = limits
+        self.graph = graph
         self._answered = answered
         self._on_stall = on_stall
         self.can_retry = can_retry
@@ -124,6 +127,13 @@ class StallWatch:
         return self._iterate(make)
 
     def _iterate(self, make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+        if self.graph:  # its model calls are clocked by their callbacks
+            self._start()
+            try:
+                yield from make()
+            finally:
+                self.stop()
+            return
         if under_gevent():
             from gevent import getcurrent
 
