@@ -131,7 +131,7 @@ def stall_rules(settings: Budget) -> list[Finding]:
     first, between = settings.first_chunk_timeout_seconds, settings.between_chunks_timeout_seconds
     first_name, between_name = settings.setting_name("first_chunk_timeout_seconds"), settings.setting_name("between_chunks_timeout_seconds")
     longest, longest_name = settings.max_stream_seconds, settings.setting_name("max_stream_seconds")
-    heartbeat = settings.heartbeat_seconds
+    heartbeat, heartbeat_name = settings.heartbeat_seconds, settings.setting_name("heartbeat_seconds")
     findings = [
         # A first-chunk stall is retried once with the full wait: past the deadline the run would end as a
         # non-retryable `timeout` instead, and a limit at or past it never fires at all.
@@ -144,7 +144,7 @@ def stall_rules(settings: Budget) -> list[Finding]:
         # A pause no longer than one heartbeat interval is one the heartbeats were built to carry: a limit
         # there cuts healthy pauses (and is most often a unit mistake).
         check("between-chunk limit > heartbeat", not between or not heartbeat or between > heartbeat,
-              f"{between_name}={between:g}s, {settings.setting_name('heartbeat_seconds')}={heartbeat:g}s" if between else f"{between_name}=0 (off)",
+              f"{between_name}={between:g}s, {heartbeat_name}={heartbeat:g}s" if between else f"{between_name}=0 (off)",
               f"raise {between_name} above the heartbeat (default 60)"),
     ]
     client_timeout = getattr(settings, "upstream_timeout_seconds", None)  # the service's openai client read timeout

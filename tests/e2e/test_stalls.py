@@ -89,7 +89,8 @@ def test_negative_control_without_the_limit_the_silent_stream_stays_open(unlimit
     assert record.kinds == ["start"] + ["token"] * 5 and record.duration >= STILL_OPEN_AFTER
     assert len(record.comments) >= 3  # heartbeats: the stream was alive, waiting on the silent provider
     (request,) = upstream.wait_for_requests(1, timeout=10)  # closed only because the client left
-    assert request.client_closed_at is not None and request.client_closed_at - request.stalled_at >= STILL_OPEN_AFTER - 0.5  # type: ignore[operator]
+    assert request.client_closed_at is not None and request.stalled_at is not None
+    assert request.client_closed_at - request.stalled_at >= STILL_OPEN_AFTER - 0.5
 
 
 def test_silence_before_the_first_token_is_retried_once_then_ends(limited: GunicornServer, upstream: OpenAIUpstream) -> None:
