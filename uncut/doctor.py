@@ -1,7 +1,7 @@
 """Check a deployment's timeout budget: ``uncut-doctor --gunicorn-conf FILE [--nginx FILE] [--haproxy FILE]``.
 
 Reads the app's streaming settings (``--heartbeat-seconds``,
-``--max-stream-seconds``; the library's defaults otherwise), gunicorn's
+``--max-stream-seconds``, the stall limits; the library's defaults otherwise), gunicorn's
 (from the file given, else ``./gunicorn.conf.py`` as gunicorn itself
 would) and the proxy files it is given, and reports each rule of the
 timeout budget as OK or as a problem with its fix. Exits 0 only when every
@@ -51,6 +51,8 @@ class Budget(Protocol):
     heartbeat_seconds: float
     max_stream_seconds: float
     shutdown_notice: bool
+    first_chunk_timeout_seconds: float
+    between_chunks_timeout_seconds: float
 
     def setting_name(self, option: str) -> str: ...
 
@@ -62,6 +64,8 @@ class AppBudget:
     heartbeat_seconds: float = StreamOptions().heartbeat_seconds
     max_stream_seconds: float = StreamOptions().max_stream_seconds or 300.0
     shutdown_notice: bool = True
+    first_chunk_timeout_seconds: float = StreamOptions().first_chunk_timeout_seconds
+    between_chunks_timeout_seconds: float = StreamOptions().between_chunks_timeout_seconds
 
     def setting_name(self, option: str) -> str:
         return option
@@ -113,7 +117,46 @@ def app_rules(settings: Budget) -> list[Finding]:
     return [
         check("heartbeats on", settings.heartbeat_seconds > 0, f"{name}={settings.heartbeat_seconds:g}",
               f"set {name} (default 15) below every idle timeout in front of the app"),
+        *stall_rules(settings),
     ]
+
+
+def stall_rules(settings: Budget) -> list[Finding]:
+    """The stall limits (uncut.stall) against the limits they work inside; a limit of 0 is off and always fits.
+
+    No rule compares them with the proxies' idle timeouts: heartbeats keep
+    a silent stream alive there. gunicorn's graceful_timeout needs none of
+    its own either: it is held to the run deadline, which holds these.
+    """
+    first, between = settings.first_chunk_timeout_seconds, settings.between_chunks_timeout_seconds
+    first_name, between_name = settings.setting_name("first_chunk_timeout_seconds"), settings.setting_name("between_chunks_timeout_seconds")
+    longest, longest_name = settings.max_stream_seconds, settings.setting_name("max_stream_seconds")
+    heartbeat, heartbeat_name = settings.heartbeat_seconds, settings.setting_name("heartbeat_seconds")
+    findings = [
+        # A first-chunk stall is retried once with the full wait: past the deadline the run would end as a
+        # non-retryable `timeout` instead, and a limit at or past it never fires at all.
+        check("first-chunk limit and its retry fit the run deadline", not first or 2 * first < longest,
+              f"{first_name}={first:g}s (twice: {2 * first:g}s), {longest_name}={longest:g}s" if first else f"{first_name}=0 (off)",
+              f"lower {first_name} below half of {longest_name}, or raise {longest_name}"),
+        check("between-chunk limit below the run deadline", not between or between < longest,
+              f"{between_name}={between:g}s, {longest_name}={longest:g}s" if between else f"{between_name}=0 (off)",
+              f"lower {between_name} below {longest_name} (a limit past the deadline never fires)"),
+        # A pause no longer than one heartbeat interval is one the heartbeats were built to carry: a limit
+        # there cuts healthy pauses (and is most often a unit mistake).
+        check("between-chunk limit > heartbeat", not between or not heartbeat or between > heartbeat,
+              f"{between_name}={between:g}s, {heartbeat_name}={heartbeat:g}s" if between else f"{between_name}=0 (off)",
+              f"raise {between_name} above the heartbeat (default 60)"),
+    ]
+    client_timeout = getattr(settings, "upstream_timeout_seconds", None)  # the service's openai client read timeout
+    if client_timeout is not None:
+        client_name = settings.setting_name("upstream_timeout_seconds")
+        limits = [(n, v) for n, v in ((first_name, first), (between_name, between)) if v]
+        too_long = [f"{n}={v:g}s" for n, v in limits if v >= client_timeout]
+        # The client's own read timeout would end the wait first: as an error mid-call, never retried.
+        findings.append(check("stall limits below the upstream client timeout", not too_long,
+                              f"{', '.join(f'{n}={v:g}s' for n, v in limits) or 'stall limits off'}, {client_name}={client_timeout:g}s",
+                              f"raise {client_name} above {', '.join(too_long)}, or lower those"))
+    return findings
 
 
 def gunicorn_rules(conf: dict[str, Any], settings: Budget) -> list[Finding]:
@@ -231,8 +274,11 @@ def run(argv: Sequence[str] | None = None) -> tuple[int, list[Finding]]:
     parser.add_argument("--heartbeat-seconds", type=float, default=AppBudget.heartbeat_seconds)
     parser.add_argument("--max-stream-seconds", type=float, default=AppBudget.max_stream_seconds)
     parser.add_argument("--no-shutdown-notice", action="store_true", help="the app does not send server_shutdown")
+    parser.add_argument("--first-chunk-timeout-seconds", type=float, default=AppBudget.first_chunk_timeout_seconds)
+    parser.add_argument("--between-chunks-timeout-seconds", type=float, default=AppBudget.between_chunks_timeout_seconds)
     args = parser.parse_args(argv)
-    budget = AppBudget(args.heartbeat_seconds, args.max_stream_seconds, not args.no_shutdown_notice)
+    budget = AppBudget(args.heartbeat_seconds, args.max_stream_seconds, not args.no_shutdown_notice,
+                       args.first_chunk_timeout_seconds, args.between_chunks_timeout_seconds)
     findings = findings_for(args, budget)
     return (0 if all(f.ok for f in findings) else 1), findings
 

@@ -24,6 +24,7 @@ from uncut.events import StreamEvents
 from uncut.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
 from uncut.options import DISCONNECT_POLICIES
 from uncut.shutdown import SHUTDOWN
+from uncut.stall import StallLimits, StallWatch
 from uncut.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class Generation:
         shutdown_notice: bool = True,
         budget: RunBudget = RunBudget(),
         on_end: Callable[[], None] | None = None,
+        stall: StallLimits = StallLimits(),
     ) -> None:
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
@@ -182,6 +184,12 @@ class Generation:
             self._task_greenlets = TaskGreenlets()
             self.config = with_handler(self.config, self._task_greenlets)
         self.stats = StreamStats()
+        # A silent model ends the run with upstream_timeout, or is called again if nothing was sent (uncut.stall).
+        self._stall = StallWatch(stall, answered=lambda: self.stats.first_token_at is not None, name=log.stream_id,
+                                 on_stall=lambda body: self.cancel(body, outcome="upstream_error"),
+                                 can_retry=under_gevent() and not self.graph, graph=self.graph)
+        if self.graph and stall.on:
+            self.config = with_handler(self.config, self._stall.model_handler())
         self.outcome: str | None = None
         self._task: Task | None = None
         self._lock = threading.Lock()
@@ -339,7 +347,7 @@ class Generation:
         iterator: Iterator[Any] | None = None
         events = GraphEvents(self._emit) if self.graph else StreamEvents(self._emit)
         try:
-            iterator = self._stream()
+            iterator = self._stall.iterate(self._stream)
             for item in iterator:
                 if self._cancel.is_set():
                     break
@@ -369,6 +377,7 @@ class Generation:
                     self.outcome = self.outcome or "cancelled"
             except StoreUnavailable:
                 pass
+            self._stall.stop()
             self.stats.finished()
             SHUTDOWN.unregister_generation(self)
             self._run_over()

@@ -86,6 +86,8 @@ RANGES: dict[str, Range] = {
     "max_streams_per_client": Range(0, 1_000_000, integer=True, note=" (0 for no limit)"),
     "admission_target_lag_ms": Range(1, 10_000, integer=True),
     "admission_wait_ms": Range(0, 60_000, integer=True, note=" (0 refuses at once)"),
+    "first_chunk_timeout_seconds": Range(0, 86_400, note=" (0 turns it off)"),
+    "between_chunks_timeout_seconds": Range(0, 86_400, note=" (0 turns it off)"),
 }
 BOOLEANS = ("watch_disconnect", "shutdown_notice", "heartbeat_events", "adaptive_admission")
 
@@ -114,6 +116,15 @@ class StreamOptions:
       event loop keeps up with: the limit falls while the loop lags more
       than ``admission_target_lag_ms`` (uncut.adaptive); a new run waits up
       to ``admission_wait_ms`` for a slot, then is refused (``503``).
+    - ``first_chunk_timeout_seconds`` / ``between_chunks_timeout_seconds``:
+      a model silent this long before its first output, or between two
+      chunks after it, ends the run with a retryable ``upstream_timeout``
+      error event; a call silent before any output is first made again,
+      once (uncut.stall). 0 turns a limit off. 120 s: reasoning models
+      think before they show anything, and twice that (the retry) still
+      fits the 300 s run deadline. 60 s: mid-answer, providers send many
+      chunks a second, and their longest quiet spells (a provider-side
+      tool such as a web search) stay well under a minute.
     """
 
     heartbeat_seconds: float = 15.0
@@ -133,6 +144,8 @@ class StreamOptions:
     adaptive_admission: bool = True
     admission_target_lag_ms: int = 100
     admission_wait_ms: int = 0
+    first_chunk_timeout_seconds: float = 120.0
+    between_chunks_timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         for name, allowed in RANGES.items():

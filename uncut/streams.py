@@ -31,6 +31,7 @@ from uncut.openai_chunks import ChunkFormat
 from uncut.openai_responses import ResponsesFormat
 from uncut.options import StreamOptions
 from uncut.relay import Relay
+from uncut.stall import StallLimits
 from uncut.telemetry import metrics
 from uncut.ui_messages import HEADERS as UI_HEADERS
 from uncut.ui_messages import UIMessageFormat
@@ -185,6 +186,7 @@ class Streams:
                 remote_reader=self.store.remote_reader if self.store.shared and kept else None, shutdown_notice=options.shutdown_notice,
                 budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
                 on_end=admitted,
+                stall=StallLimits(options.first_chunk_timeout_seconds, options.between_chunks_timeout_seconds),
             )
         except BaseException:
             admitted()

@@ -162,6 +162,8 @@ class Settings:
     on_disconnect: str = "continue"  # the service's: it can resume streams (the library cancels)
     resume_grace_seconds: float = DEFAULTS.resume_grace_seconds
     upstream_timeout_seconds: float = 600.0
+    first_chunk_timeout_seconds: float = DEFAULTS.first_chunk_timeout_seconds
+    between_chunks_timeout_seconds: float = DEFAULTS.between_chunks_timeout_seconds
     upstream_max_retries: int = 2
     upstream_max_connections: int = 10_000
     upstream_raw_chunks: bool = True
@@ -194,6 +196,8 @@ class Settings:
             "max_concurrent_streams": self.max_concurrent_streams, "max_streams_per_client": self.max_streams_per_key,
             "adaptive_admission": self.adaptive_admission, "admission_target_lag_ms": self.admission_target_lag_ms,
             "admission_wait_ms": self.admission_wait_ms,
+            "first_chunk_timeout_seconds": self.first_chunk_timeout_seconds,
+            "between_chunks_timeout_seconds": self.between_chunks_timeout_seconds,
         }
 
 
@@ -258,6 +262,10 @@ SETTINGS: dict[str, Setting] = {
                                     "With `continue`: how long a stream nobody reads keeps generating before it is cancelled."),
     "upstream_timeout_seconds": Setting("WEBAPP_UPSTREAM_TIMEOUT_SECONDS", _float(1, 3600),
                                         "openai client timeout, including the longest silence between two chunks."),
+    "first_chunk_timeout_seconds": Setting("WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS", _option("first_chunk_timeout_seconds"),
+                                           "A model silent this long before its first output is called again, once; silent again, the stream ends with a retryable `upstream_timeout` error event. `0`: off."),
+    "between_chunks_timeout_seconds": Setting("WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS", _option("between_chunks_timeout_seconds"),
+                                              "A model silent this long between two chunks, once it has shown output, ends the stream with a retryable `upstream_timeout` error event. `0`: off."),
     "upstream_max_retries": Setting("WEBAPP_UPSTREAM_MAX_RETRIES", _int(0, 10),
                                     "openai client retries before the first byte (429, 5xx, connection errors)."),
     "upstream_max_connections": Setting("WEBAPP_UPSTREAM_MAX_CONNECTIONS", _int(1, 1_000_000),

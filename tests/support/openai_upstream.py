@@ -3,7 +3,8 @@
 The app under test talks to it with the real ``ChatOpenAI`` and openai
 client. A test sets ``upstream.script`` to shape the next answers: timing,
 a pause, an HTTP error status before the stream, a dropped connection
-mid-stream, or tool calls (when the request offers tools and does not end
+mid-stream, a provider that goes silent mid-stream and holds the connection
+open (``stall_at``), or tool calls (when the request offers tools and does not end
 with a tool result), streamed as OpenAI does: each call's first fragment
 with its id and name, then its arguments in fragments, parallel calls
 interleaved by index, and ``finish_reason: "tool_calls"``. Each request is recorded with the tokens it sent and when its
@@ -35,6 +36,8 @@ class Script:
     pause_at: int | None = None
     fail_status: int | None = None  # answer with this status instead of a stream
     drop_at: int | None = None  # close the connection after this many tokens
+    stall_at: int | None = None  # after this many tokens send nothing more, holding the connection open silently...
+    stall_seconds: float = 30.0  # ...until the client leaves or this passes (then the connection is closed)
     hold_after_done: float = 0.0  # wait this long between `data: [DONE]` and the end of the response
     close_after: bool = False  # close the connection after the response instead of keeping it alive
     tool_calls: tuple[tuple[str, str], ...] = ()  # (name, arguments as JSON text) to call when tools are offered
@@ -70,6 +73,7 @@ class UpstreamRequest:
     fault: str | None = None  # "429", "500" or "drop" when the script failed this request on purpose
     started: float = field(default_factory=time.monotonic)
     tokens_sent: int = 0
+    stalled_at: float | None = None  # when it went silent (Script.stall_at)
     client_closed_at: float | None = None
     finished_at: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -160,6 +164,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._finish(body, base, script, record, "tool_calls")
             return
         for index in range(script.tokens):
+            if index == script.stall_at:
+                record.stalled_at = time.monotonic()
+                self._wait(script.stall_seconds, record)
+                self.close_connection = True
+                return
             if index == script.drop_at:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)

@@ -123,3 +123,48 @@ def test_rules_follow_the_heartbeat_setting() -> None:
     assert next(f for f in nginx_rules(unset, load_settings({})) if "read_timeout" in f.rule).ok
     rule = next(f for f in nginx_rules(unset, load_settings({"WEBAPP_HEARTBEAT_SECONDS": "61"})) if "read_timeout" in f.rule)
     assert not rule.ok and "60s" in rule.detail
+
+
+STALL_RULES = {
+    "first-chunk limit and its retry fit the run deadline", "between-chunk limit below the run deadline",
+    "between-chunk limit > heartbeat", "stall limits below the upstream client timeout",
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "rule", "says"),
+    [
+        ({"WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS": "150"}, "first-chunk limit and its retry fit the run deadline", "twice: 300s"),
+        ({"WEBAPP_MAX_STREAM_SECONDS": "200"}, "first-chunk limit and its retry fit the run deadline", "twice: 240s"),
+        ({"WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS": "300"}, "between-chunk limit below the run deadline", "never fires"),
+        ({"WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS": "15"}, "between-chunk limit > heartbeat", "WEBAPP_HEARTBEAT_SECONDS=15s"),
+        ({"WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS": "0.06"}, "between-chunk limit > heartbeat", "0.06s"),  # ms for s
+        ({"WEBAPP_UPSTREAM_TIMEOUT_SECONDS": "100"}, "stall limits below the upstream client timeout",
+         "WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS=120s"),
+    ],
+)
+def test_a_stall_limit_that_cannot_work_fails_with_its_reason(env: dict[str, str], rule: str, says: str) -> None:
+    status, findings = run(SHIPPED, environ=env)
+    failed = {f.rule: f for f in findings if not f.ok}
+    assert status == 1 and set(failed) == {rule}, [f.line() for f in failed.values()]
+    assert says in failed[rule].detail + failed[rule].fix and failed[rule].fix
+
+
+def test_stall_limits_off_pass_and_the_shipped_ones_are_checked() -> None:
+    _, shipped = run(SHIPPED, environ={})
+    assert STALL_RULES <= {f.rule for f in shipped if f.ok}
+    off = {"WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS": "0", "WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS": "0", "WEBAPP_UPSTREAM_TIMEOUT_SECONDS": "1"}
+    status, findings = run(SHIPPED, environ=off)
+    assert status == 0 and all(f.ok for f in findings if f.rule in STALL_RULES)
+
+
+def test_the_library_doctor_takes_the_stall_limits_on_its_command_line() -> None:
+    from uncut.doctor import run as library_run
+
+    conf = ["--gunicorn-conf", str(CONF / "gunicorn.conf.py")]
+    assert library_run(conf)[0] == 0
+    status, findings = library_run([*conf, "--first-chunk-timeout-seconds", "200"])
+    assert status == 1 and {f.rule for f in findings if not f.ok} == {"first-chunk limit and its retry fit the run deadline"}
+    status, findings = library_run([*conf, "--between-chunks-timeout-seconds", "10", "--heartbeat-seconds", "20"])
+    assert status == 1 and {f.rule for f in findings if not f.ok} == {"between-chunk limit > heartbeat"}
+    assert "stall limits below the upstream client timeout" not in {f.rule for f in findings}  # the library has no client
