@@ -24,7 +24,10 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 # ``model`` is echoed in every chunk of a stream: a long one multiplies the bytes sent by the tokens.
 MAX_MODEL_CHARS = 256
 
-__all__ = ["CompletionRequest", "InvalidCompletionRequest", "MAX_MODEL_CHARS", "convert_messages", "model_param", "parse_completion_request", "sampling_params", "whole_param"]
+__all__ = [
+    "CompletionRequest", "InvalidCompletionRequest", "MAX_MODEL_CHARS", "convert_messages", "model_param", "parse_completion_request",
+    "sampling_params", "whole_param",
+]
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,9 @@ def _echoed(body: dict[str, Any]) -> dict[str, Any]:
         reasoning.get(key) is None or (isinstance(reasoning.get(key), str) and len(reasoning[key]) <= MAX_REASONING_CHARS)
         for key in ("effort", "summary")
     )):
-        raise _fail(f"reasoning must be an object such as {{\"effort\": \"low\"}} (strings of up to {MAX_REASONING_CHARS} characters)", "reasoning")
+        raise _fail(
+            f"reasoning must be an object such as {{\"effort\": \"low\"}} (strings of up to {MAX_REASONING_CHARS} characters)", "reasoning"
+        )
     text = body.get("text")
     text_format = text.get("format") if isinstance(text, dict) else None
     if text is not None and (not isinstance(text, dict) or (text_format is not None and (

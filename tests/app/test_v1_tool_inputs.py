@@ -135,7 +135,8 @@ def test_well_formed_schemas_still_reach_the_model(client: FlaskClient) -> None:
     """Negative control: boolean subschemas, tuple items, $defs and refs are JSON Schema, and the scripted model takes them."""
     schema = {
         "type": "object", "$defs": {"unit": {"enum": ["c", "f"]}},
-        "properties": {"city": True, "unit": {"$ref": "#/$defs/unit"}, "pair": {"type": "array", "items": [{"type": "number"}], "minItems": 1},
+        "properties": {"city": True, "unit": {"$ref": "#/$defs/unit"},
+                       "pair": {"type": "array", "items": [{"type": "number"}], "minItems": 1},
                        "n": {"type": ["integer", "null"], "minimum": 0, "exclusiveMaximum": 10}},
         "required": ["city", "pair", "n"], "additionalProperties": False,
     }

@@ -70,7 +70,8 @@ def test_the_upstream_really_splits_the_pair(service: GunicornServer, split_pair
 
 def test_v1_chat_completions_through_the_openai_sdk(service: GunicornServer, split_pair: OpenAIUpstream) -> None:
     sdk = openai.OpenAI(base_url=service.url + "/v1", api_key="unused", max_retries=0, timeout=30)
-    stream = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER], stream=True)  # type: ignore[list-item]
+    messages = [{"role": "user", "content": "weather?"}]
+    stream = sdk.chat.completions.create(model="m", messages=messages, tools=[WEATHER], stream=True)  # type: ignore[arg-type, list-item]
     arguments = "".join(
         call.function.arguments or ""
         for chunk in stream if chunk.choices
@@ -80,7 +81,8 @@ def test_v1_chat_completions_through_the_openai_sdk(service: GunicornServer, spl
 
 
 def test_v1_chat_completions_through_chat_openai(service: GunicornServer, split_pair: OpenAIUpstream) -> None:
-    llm = ChatOpenAI(model="m", base_url=service.url + "/v1", api_key="unused", max_retries=0).bind_tools([WEATHER])  # type: ignore[arg-type]
+    llm = ChatOpenAI(model="m", base_url=service.url + "/v1", api_key="unused", max_retries=0)  # type: ignore[arg-type]
+    llm = llm.bind_tools([WEATHER])  # type: ignore[assignment]
     chunks = list(llm.stream("weather?"))
     message = chunks[0]
     for chunk in chunks[1:]:
