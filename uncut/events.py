@@ -23,8 +23,9 @@ Items that carry nothing emit nothing.
 Text is always encodable: a model that splits a character outside the
 Basic Multilingual Plane (an emoji) across two chunks gives two lone UTF-16
 surrogates after JSON decoding; the first is held until the next chunk
-completes it, and any surrogate left alone becomes U+FFFD. Imports nothing
-from Flask.
+completes it, and any surrogate left alone becomes U+FFFD. The same holds
+for each tool call's argument fragments, per call. Imports nothing from
+Flask.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def parse_arguments(text: str) -> tuple[dict[str, Any] | None, str | None]:
         return {}, None
     try:
         args = json.loads(text)
+    except RecursionError:  # a model's arguments nested thousands deep: not ours to crash on
+        return None, "the arguments are nested too deeply"
     except ValueError:
         return None, "the arguments are not valid JSON"
     if not isinstance(args, dict):
@@ -123,7 +126,7 @@ def tool_result_data(message: ToolMessage) -> dict[str, Any]:
 class _ToolCall:
     """One call being streamed: its fragments, joined."""
 
-    __slots__ = ("id", "name", "index", "args_text", "started")
+    __slots__ = ("id", "name", "index", "args_text", "started", "held")
 
     def __init__(self, index: Any, call_id: str | None, name: str | None) -> None:
         self.index = index
@@ -131,6 +134,16 @@ class _ToolCall:
         self.name = name
         self.args_text = ""
         self.started = False
+        self.held = ""  # a high surrogate that ended the last fragment, waiting for its pair
+
+    def take(self, fragment: str) -> str:
+        """A fragment of arguments made encodable, as text is: half of a pair waits for the next fragment."""
+        if not self.held and fragment.isascii():
+            return fragment
+        text, self.held = self.held + fragment, ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, self.held = text[:-1], text[-1]
+        return clean_text(text)
 
     def end_data(self) -> dict[str, Any]:
         args, error = parse_arguments(self.args_text)
@@ -256,7 +269,7 @@ class StreamEvents:
             name = fragment.get("name")
             if name and not call.name:
                 call.name = clean_text(name)
-            args = clean_text(fragment.get("args") or "")
+            args = call.take(fragment.get("args") or "")
             if not call.started and call.name:
                 call.started = True
                 self._emit("tool_call", {"id": call.id, "name": call.name, "index": call.index})
@@ -278,7 +291,7 @@ class StreamEvents:
             call.started = bool(name)
             if call.started:
                 self._emit("tool_call", {"id": call_id, "name": name, "index": index})
-            call.args_text = args_text
+            call.args_text = args_text = clean_text(args_text)
             if call.started and args_text:
                 self._emit("tool_call_delta", {"id": call_id, "index": index, "args": args_text})
         self.end_calls()
@@ -289,6 +302,11 @@ class StreamEvents:
             return
         calls, self._calls = self._calls, {}
         for call in calls.values():
+            if call.held:  # the pair never came: U+FFFD, as for text
+                call.held = ""
+                call.args_text += "\ufffd"
+                if call.started:
+                    self._emit("tool_call_delta", {"id": call.id, "index": call.index, "args": "\ufffd"})
             if not call.started:
                 call.started = True
                 self._emit("tool_call", {"id": call.id, "name": call.name or "", "index": call.index})

@@ -4,7 +4,8 @@ It waits on the log with the heartbeat interval as its timeout: when the
 model is silent it writes a heartbeat, otherwise it writes every event that
 is ready in one chunk. It owns what happens at the edges of a stream: the
 first bytes go out at once, a client that closes its socket is noticed
-(socket watch), an over-long stream ends with an explicit error, and one
+(socket watch), an over-long stream, or one whose framed bytes reach the
+byte budget, ends with an explicit error, and one
 summary is reported whatever the outcome. A relay may also follow a stream
 it did not start (a resume): it reads after a given sequence number and
 starts nothing. Imports nothing from Flask.
@@ -23,7 +24,7 @@ from typing import Any, Callable, Iterator
 from uncut import sse
 from uncut.concurrency import SocketWatch
 from uncut.eventlog import Event, EventLog
-from uncut.generation import TIMEOUT_BODY, Generation
+from uncut.generation import TIMEOUT_BODY, TOO_LARGE, Generation
 from uncut.options import StreamOptions
 from uncut.shutdown import SHUTDOWN
 
@@ -71,6 +72,7 @@ class Relay:
         self._disconnected = threading.Event()
         self._heartbeats = 0
         self._events_sent = 0
+        self.bytes_sent = 0  # of frames (not heartbeats), counted against max_stream_bytes
         self._writing_since: float | None = None
         self._id_prefix = f"{log.stream_id}:"  # an SSE id is "<stream id>:<seq>"
 
@@ -88,6 +90,7 @@ class Relay:
         """
         heartbeat = self.options.heartbeat_seconds or None
         beat = sse.HEARTBEAT_EVENT if self.options.heartbeat_events else sse.HEARTBEAT
+        limit = self.options.max_stream_bytes
         with closing(self._batches(heartbeat)) as batches:  # its finally runs when we are closed, not in a finalizer
             for events in batches:
                 if not events:
@@ -95,7 +98,7 @@ class Relay:
                     yield beat
                     continue
                 try:
-                    body = frame(events[0]) if len(events) == 1 else b"".join([frame(event) for event in events])
+                    body = self._framed(events, frame, limit)
                 except Exception:  # noqa: BLE001 - an event that cannot be framed must not cut the stream silently
                     body = self._frame_each(events, frame)
                 if body or prefix:
@@ -103,6 +106,46 @@ class Relay:
                 prefix = b""
         if self.outcome == "server_shutdown" and self.move_on_shutdown:
             yield moved if moved is not None else sse.format_comment("server restarting: reconnect with Last-Event-ID to resume")
+
+    def _framed(self, events: list[Event], frame: Callable[[Event], bytes], limit: int | None) -> bytes:
+        """The batch framed, up to the byte budget: the event that reaches it is the last one sent.
+
+        If the run is still going, it ends with ``too_large`` and that
+        terminal event comes with the next batch. If the batch already holds
+        the run's terminal event (a reader far behind), the rest of the batch
+        gives way to a ``too_large`` error of this response's own.
+        """
+        if not limit:
+            body = frame(events[0]) if len(events) == 1 else b"".join([frame(event) for event in events])
+            self.bytes_sent += len(body)
+            return body
+        out = []
+        last = len(events) - 1
+        for index, event in enumerate(events):
+            framed = frame(event)
+            out.append(framed)
+            self.bytes_sent += len(framed)
+            if self.bytes_sent < limit or event.terminal:
+                continue
+            if self.outcome is None:
+                self._too_large()
+            elif index < last:
+                out.append(frame(Event(None, "error", TOO_LARGE)))
+                self.outcome = "too_large"
+            break
+        return b"".join(out)
+
+    def _too_large(self) -> None:
+        """The bytes sent reached ``max_stream_bytes``: end the run as its own byte budget would.
+
+        The run counts its log's bytes; a framing may send many more (a
+        ``/v1`` chunk repeats the id and model with every token), so the
+        budget also holds for what actually went out.
+        """
+        log.warning("stream %s: %d bytes sent, over max_stream_bytes; ending the stream", self.stream_id, self.bytes_sent)
+        self.log.finish("error", TOO_LARGE)
+        if self.generation is not None:
+            self.generation.cancel(TOO_LARGE, outcome="too_large")
 
     def _frame_each(self, events: list[Event], frame: Callable[[Event], bytes]) -> bytes:
         """Frame what can be framed; an event that cannot be ends the run with ``server_error``.

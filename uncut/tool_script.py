@@ -9,6 +9,7 @@ prompt, and after the tools answer the model reports what they returned.
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ _ASKING = frozenset({"what", "is", "it", "me", "please", "tell", "up", "in", "on
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _MAX_STRING = 200
+# The planner runs on the worker's event loop: it looks at this much of the prompt and this many tools, and
+# its work is linear in both (a set of the prompt's words, not every name part against every word: that was
+# 15 s of a frozen gevent worker for 128 tools and a 32,000-character prompt).
+MAX_PROMPT_CHARS = 32_000
+MAX_TOOLS = 128
+_STEM = 4  # look/lookup, slow/slowly: words that share their first four letters
 
 
 @dataclass(frozen=True)
@@ -35,12 +42,22 @@ def _name_parts(name: str) -> set[str]:
     return {part.lower() for part in re.split(r"[_\-\s]+", spaced) if part and part.lower() not in _FILLER}
 
 
-def _matches(part: str, word: str) -> bool:
-    """A prompt word names a part of a tool's name: the same word, or the same stem (look/lookup, slow/slowly)."""
-    if part == word:
-        return True
-    stem = min(len(part), len(word))
-    return stem >= 4 and part[:4] == word[:4]
+class _Vocabulary:
+    """Words, for asking "does a word name this part?" in constant time.
+
+    A word names a part when they are the same word, or share a stem: both
+    at least four letters long with the same first four.
+    """
+
+    __slots__ = ("words", "stems")
+
+    def __init__(self, words: "set[str] | frozenset[str]") -> None:
+        self.words = words
+        self.stems = {word[:_STEM] for word in words if len(word) >= _STEM}
+
+    def names(self, word: str) -> bool:
+        """Some word of these names ``word`` (the relation is symmetric)."""
+        return word in self.words or (len(word) >= _STEM and word[:_STEM] in self.stems)
 
 
 def tool_name(tool: dict[str, Any]) -> str:
@@ -60,20 +77,22 @@ def _chosen(tool_choice: Any, names: list[str]) -> str | None:
 
 def plan_tool_calls(prompt: str, tools: list[dict[str, Any]], tool_choice: Any, parallel: bool | None, salt: int) -> list[PlannedCall]:
     """The calls to make for ``prompt``: the forced tool, or the best matches (all of them when parallel)."""
+    prompt = prompt[:MAX_PROMPT_CHARS]
+    tools = tools[:MAX_TOOLS]
     names = [tool_name(t) for t in tools]
-    words = [w.lower() for w in _WORD.findall(prompt)]
+    said = _Vocabulary({w.lower() for w in _WORD.findall(prompt)})
     forced = _chosen(tool_choice, names)
     if forced is not None:
         picked = [names.index(forced)]
     else:
-        scores = [sum(any(_matches(part, w) for w in words) for part in _name_parts(name)) for name in names]
+        scores = [sum(said.names(part) for part in _name_parts(name)) for name in names]
         picked = [i for i, score in enumerate(scores) if score > 0] or [0]
         if parallel is False:
             picked = [max(picked, key=lambda i: scores[i])]
-    name_words = set().union(*(_name_parts(names[i]) for i in picked))
+    named = _Vocabulary(set().union(*(_name_parts(names[i]) for i in picked)))
     rest = " ".join(
         w for w in prompt.split()
-        if w.lower().strip("?.!,") not in _ASKING and not any(_matches(part, w.lower().strip("?.!,")) for part in name_words)
+        if (bare := w.lower().strip("?.!,")) not in _ASKING and not named.names(bare)
     )
     calls = []
     for index in picked:
@@ -84,37 +103,63 @@ def plan_tool_calls(prompt: str, tools: list[dict[str, Any]], tool_choice: Any, 
     return calls
 
 
-def fit_arguments(schema: dict[str, Any], text: str) -> dict[str, Any]:
+def fit_arguments(schema: Any, text: str) -> dict[str, Any]:
     """Arguments for a JSON schema's required properties, taken from ``text`` where the type allows."""
-    properties = schema.get("properties") or {}
-    return {name: sample(properties.get(name) or {}, text) for name in schema.get("required") or [] if isinstance(name, str)}
+    if not isinstance(schema, dict):
+        return {}
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    required = schema.get("required")
+    required = required if isinstance(required, list) else []
+    return {name: sample(properties.get(name, {}), text) for name in required if isinstance(name, str)}
 
 
-def sample(schema: dict[str, Any], text: str) -> Any:
-    """A value that fits ``schema``: an enum's first value, numbers from the text, the text itself for strings."""
-    if "enum" in schema and schema["enum"]:
-        return schema["enum"][0]
+def sample(schema: Any, text: str) -> Any:
+    """A value that fits ``schema``: an enum's first value, numbers from the text, the text itself for strings.
+
+    Any JSON schema is taken, a boolean one (``true``) or one with keywords
+    of the wrong type included: the request checks schemas, but a model
+    must not fail on one that slipped through.
+    """
+    if not isinstance(schema, dict):
+        return text[:_MAX_STRING]  # true, or a schema that is not one: anything fits
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
     if "const" in schema:
         return schema["const"]
     for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return sample(schema[key][0], text)
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return sample(options[0], text)
     kind = schema.get("type", "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
     if kind in ("number", "integer"):
         found = _NUMBER.search(text)
-        value = float(found.group()) if found else float(schema.get("minimum", 1))
+        value = next((v for v in (_finite(found.group() if found else None), _finite(schema.get("minimum"))) if v is not None), 1.0)
         return int(value) if kind == "integer" else value
     if kind == "boolean":
         return True
     if kind == "array":
-        return [sample(schema.get("items") or {}, text)] if schema.get("minItems") else []
+        items = schema.get("items")
+        return [sample(items if items is not None else {}, text)] if schema.get("minItems") else []
     if kind == "object":
         return fit_arguments(schema, text)
     if kind == "null":
         return None
     return text[:_MAX_STRING]
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None: a 400-digit number in the prompt is no integer argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def answer_from_results(results: list[tuple[str, str]]) -> str:

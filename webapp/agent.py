@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import datetime
+import functools
 import logging
+import math
 import operator
 import re
 import time
@@ -38,18 +40,33 @@ _OPERATORS: dict[type, Callable[..., Any]] = {
 }
 
 
+MAX_RESULT_DIGITS = 1000  # every intermediate result too: the work stays small, and str() of it is allowed
+_RESULT_LIMIT = 10**MAX_RESULT_DIGITS
+
+
+def _checked(value: Any) -> float | int:
+    """A result the calculator can go on with: real, finite, and at most MAX_RESULT_DIGITS digits."""
+    if isinstance(value, complex):
+        raise ToolException("the result is not a real number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ToolException("the result is too large")
+    if isinstance(value, int) and abs(value) >= _RESULT_LIMIT:
+        raise ToolException(f"the result has more than {MAX_RESULT_DIGITS} digits")
+    return value
+
+
 def _evaluate(node: ast.AST) -> float | int:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return _checked(node.value)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.operand))
+        return _checked(_OPERATORS[type(node.op)](_evaluate(node.operand)))
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 1_000_000):
             raise ToolException("powers are limited to exponents up to 64 and bases up to 1,000,000")
-        return _OPERATORS[type(node.op)](left, right)
+        return _checked(_OPERATORS[type(node.op)](left, right))
     raise ToolException("only numbers, + - * / // % ** and parentheses are allowed")
 
 
@@ -66,6 +83,10 @@ def calculate(expression: str) -> str:
         raise ToolException("the arithmetic is not well formed") from None
     except ZeroDivisionError:
         raise ToolException("division by zero") from None
+    except OverflowError:
+        raise ToolException("the result is too large") from None
+    except (ArithmeticError, TypeError, ValueError, RecursionError) as exc:  # whatever else arithmetic raises is the tool's error
+        raise ToolException(f"the arithmetic failed: {type(exc).__name__}") from None
     return str(result)
 
 
@@ -87,10 +108,32 @@ def _slow_lookup(default_seconds: float) -> Callable[..., str]:
     return slow_lookup
 
 
+def _tool_errors(fn: Callable[..., str]) -> Callable[..., str]:
+    """``fn`` with every failure a ``ToolException``: LangChain turns only those into an error result.
+
+    Anything else a tool raises would fail the whole run (an
+    ``upstream_error``, retryable); the README promises a ``tool_result``
+    with ``status: "error"`` and a run that goes on.
+    """
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except ToolException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the model sees the error; the log has the traceback
+            log.warning("tool %s failed", fn.__name__, exc_info=True)
+            raise ToolException(f"the tool failed: {type(exc).__name__}") from None
+
+    return guarded
+
+
 def demo_tools(slow_seconds: float) -> list[BaseTool]:
-    """The agent's tools; a bad argument is an error result the model sees, never a failed stream."""
+    """The agent's tools; a bad argument or a failure is an error result the model sees, never a failed stream."""
     functions = [get_current_time, calculate, _slow_lookup(slow_seconds)]
-    return [StructuredTool.from_function(fn, handle_tool_error=True, handle_validation_error=True) for fn in functions]
+    return [
+        StructuredTool.from_function(_tool_errors(fn), handle_tool_error=True, handle_validation_error=True) for fn in functions
+    ]
 
 
 def build_agent(model: BaseChatModel, slow_seconds: float) -> Runnable[Any, Any]:

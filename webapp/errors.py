@@ -2,7 +2,9 @@
 
 Every error body is ``{"error": {"type": ..., "message": ...}}`` with the
 right status; werkzeug's HTML error pages and stack traces never reach a
-client.
+client. On the OpenAI surface (``/v1``) an HTTP error or an unexpected
+failure has OpenAI's shape, ``{"error": {"message", "type", "param",
+"code"}}``, which its SDKs parse: our type is the ``code``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,21 @@ def error_response(status: int, type: str, message: str, headers: dict[str, str]
     return response
 
 
+def on_openai_surface() -> bool:
+    """The request is for ``/v1``, routed or not (a 404 there has no blueprint)."""
+    path = request.path
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def openai_error_response(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """OpenAI's error body: ``invalid_request_error`` for the client's mistakes, ``server_error`` for ours."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    response = jsonify({"error": {"message": message, "type": kind, "param": None, "code": type}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = exc.description or exc.name
@@ -52,7 +69,8 @@ def _http_error(exc: HTTPException) -> Response:
         headers = {}
     if status == 400 and "JSON" in (exc.description or ""):
         message = "The request body is not valid JSON."
-    return error_response(status, _TYPES.get(status, "http_error"), message, headers)
+    answer = openai_error_response if on_openai_surface() else error_response
+    return answer(status, _TYPES.get(status, "http_error"), message, headers)
 
 
 def _api_error(exc: ApiError) -> Response:
@@ -63,7 +81,8 @@ def _unexpected(exc: Exception) -> Any:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
     log.exception("unhandled error")
-    return error_response(500, "internal_error", "The server failed to handle the request.")
+    answer = openai_error_response if on_openai_surface() else error_response
+    return answer(500, "internal_error", "The server failed to handle the request.")
 
 
 def _not_found(exc: Exception) -> Response:

@@ -47,13 +47,25 @@ def load_json(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidJSON("The request body is not valid UTF-8.") from None
+    return loads_strict(text)
+
+
+def loads_strict(text: str, what: str = "The request body") -> Any:
+    """Parse JSON text held to the body's rules (depth, surrogates, no NaN), or raise ``InvalidJSON``.
+
+    For JSON inside a string of the body too, such as a tool call's
+    ``arguments``: ``what`` names it in the message.
+    """
     try:
         value = json.loads(text, parse_constant=_no_constants)
     except RecursionError:
         raise InvalidJSON(f"The JSON is nested more than {MAX_DEPTH} levels deep.") from None
-    except InvalidJSON:
-        raise
+    except InvalidJSON as exc:
+        raise InvalidJSON(str(exc).replace("The request body", what)) from None
     except ValueError:
-        raise InvalidJSON("The request body is not valid JSON.") from None
-    _check(value)
+        raise InvalidJSON(f"{what} is not valid JSON.") from None
+    try:
+        _check(value)
+    except InvalidJSON as exc:
+        raise InvalidJSON(str(exc).replace("The request body", what)) from None
     return value

@@ -21,8 +21,13 @@ from webapp.chat_request import ChatLimits
 from webapp.openai_tools import InvalidCompletionRequest, parse_tool_calls, parse_tool_choice, parse_tools
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
+# ``model`` is echoed in every chunk of a stream: a long one multiplies the bytes sent by the tokens.
+MAX_MODEL_CHARS = 256
 
-__all__ = ["CompletionRequest", "InvalidCompletionRequest", "convert_messages", "parse_completion_request", "sampling_params", "whole_param"]
+__all__ = [
+    "CompletionRequest", "InvalidCompletionRequest", "MAX_MODEL_CHARS", "convert_messages", "model_param", "parse_completion_request",
+    "sampling_params", "whole_param",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,16 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise InvalidCompletionRequest(f"{name} must be a number from {low:g} to {high:g}", name)
     return float(value)
+
+
+def model_param(body: dict[str, Any]) -> str:
+    """The request's ``model``, stripped: the name echoed back, so bounded."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidCompletionRequest("model must be a non-empty string", "model")
+    if len(model) > MAX_MODEL_CHARS:
+        raise InvalidCompletionRequest(f"model must be at most {MAX_MODEL_CHARS} characters", "model")
+    return model.strip()
 
 
 def sampling_params(body: dict[str, Any]) -> dict[str, float]:
@@ -94,9 +109,7 @@ def _stop(value: Any) -> list[str] | None:
 def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> CompletionRequest:
     if not isinstance(body, dict):
         raise InvalidCompletionRequest("the body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidCompletionRequest("model must be a non-empty string", "model")
+    model = model_param(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidCompletionRequest("messages must be a non-empty list", "messages")
@@ -127,7 +140,7 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
     if stop:
         params["stop"] = stop
     return CompletionRequest(
-        model.strip(), converted, stream, bool(options.get("include_usage")), params, tools, tool_choice, parallel
+        model, converted, stream, bool(options.get("include_usage")), params, tools, tool_choice, parallel
     )
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from langchain_core.messages import ToolCall
 
-from uncut.events import parse_arguments
+from webapp.json_schema import SchemaError, check_schema
+from webapp.jsonbody import InvalidJSON, loads_strict
 
 
 class InvalidCompletionRequest(ValueError):
@@ -64,6 +65,13 @@ def parse_tools(value: Any) -> list[dict[str, Any]]:
         if parameters is not None:
             if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
                 raise InvalidCompletionRequest(f"{where}.function.parameters must be a JSON schema of type object", f"{where}.function.parameters")
+            try:
+                check_schema(parameters)
+            except SchemaError as exc:
+                inside = f" at {exc.where}" if exc.where else ""
+                raise InvalidCompletionRequest(
+                    f"{where}.function.parameters is not a valid JSON Schema{inside}: {exc}", f"{where}.function.parameters"
+                ) from None
             checked["parameters"] = parameters
         if "strict" in function and function["strict"] is not None:
             if not isinstance(function["strict"], bool):
@@ -84,6 +92,8 @@ def parse_tool_choice(value: Any, tools: list[dict[str, Any]]) -> str | dict[str
     names = {tool["function"]["name"] for tool in tools}
     if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("function"), dict):
         name = value["function"].get("name")
+        if not isinstance(name, str):
+            raise InvalidCompletionRequest("tool_choice.function.name must be the name of one of the tools", "tool_choice")
         if name in names:
             return {"type": "function", "function": {"name": name}}
         raise InvalidCompletionRequest(f"tool_choice names a tool that is not in tools: {name!r}", "tool_choice")
@@ -110,8 +120,23 @@ def parse_tool_calls(value: Any, where: str) -> list[ToolCall]:
         arguments = call["function"].get("arguments")
         if not isinstance(arguments, str):
             raise InvalidCompletionRequest(f"{here}.function.arguments must be a string of JSON", f"{here}.function.arguments")
-        args, error = parse_arguments(arguments)
-        if args is None:
-            raise InvalidCompletionRequest(f"{here}.function.arguments: {error}", f"{here}.function.arguments")
-        calls.append(ToolCall(id=call_id, name=name, args=args, type="tool_call"))
+        calls.append(ToolCall(id=call_id, name=name, args=_arguments(arguments, f"{here}.function.arguments"), type="tool_call"))
     return calls
+
+
+def _arguments(text: str, where: str) -> dict[str, Any]:
+    """A call's arguments, held to the body's own rules: JSON inside a string is still the client's JSON.
+
+    No NaN or Infinity, no lone surrogate (it cannot be sent on as UTF-8),
+    no nesting past the body's depth bound (RecursionError otherwise).
+    Empty arguments are ``{}``, as models send them.
+    """
+    if not text.strip():
+        return {}
+    try:
+        args = loads_strict(text, "The arguments text")
+    except InvalidJSON as exc:
+        raise InvalidCompletionRequest(f"{where}: {exc}", where) from None
+    if not isinstance(args, dict):
+        raise InvalidCompletionRequest(f"{where}: the arguments are not a JSON object", where)
+    return args

@@ -24,7 +24,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage
 
 from webapp.chat_request import ChatLimits
-from webapp.openai_request import convert_messages, sampling_params, whole_param
+from webapp.openai_request import convert_messages, model_param, sampling_params, whole_param
 from webapp.openai_tools import InvalidCompletionRequest, parse_tool_choice, parse_tools
 
 ACCEPTED = frozenset({
@@ -32,7 +32,9 @@ ACCEPTED = frozenset({
     "top_p", "stream", "metadata", "user", "reasoning", "text", "store",
 })
 MAX_METADATA_KEYS = 16
-_CHAT_MESSAGE = re.compile(r"messages\[(\d+)\]")
+MAX_REASONING_CHARS = 32  # reasoning.effort and .summary are echoed: "low", "detailed"...
+_CHAT_MESSAGE = re.compile(r"messages\[(\d+)\](?:\.tool_calls\[(\d+)\]\.(?:function\.)?(\w+))?")
+_CALL_FIELDS = {"id": "call_id"}  # a chat call's field -> the function_call item's
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,8 @@ def _text_parts(value: Any, where: str) -> str:
     return "".join(texts)
 
 
-def _items_as_chat(value: Any) -> tuple[list[dict[str, Any]], list[int]]:
-    """``input`` as chat-completions messages, and the input item each came from.
+def _items_as_chat(value: Any) -> tuple[list[dict[str, Any]], list[int], dict[tuple[int, int], int]]:
+    """``input`` as chat-completions messages, the input item each came from, and each call's item.
 
     Function calls join the assistant turn before them (its text and its
     other calls), as chat completions has them.
@@ -73,11 +75,12 @@ def _items_as_chat(value: Any) -> tuple[list[dict[str, Any]], list[int]]:
     if isinstance(value, str):
         if not value.strip():
             raise _fail("input must not be empty", "input")
-        return [{"role": "user", "content": value}], [0]
+        return [{"role": "user", "content": value}], [0], {}
     if not isinstance(value, list) or not value:
         raise _fail("input must be a string or a non-empty list of items", "input")
     chat: list[dict[str, Any]] = []
     origin: list[int] = []
+    calls: dict[tuple[int, int], int] = {}  # (chat message, its call) -> the function_call item
     for index, item in enumerate(value):
         where = f"input[{index}]"
         if not isinstance(item, dict):
@@ -97,6 +100,7 @@ def _items_as_chat(value: Any) -> tuple[list[dict[str, Any]], list[int]]:
             else:
                 chat.append({"role": "assistant", "content": "", "tool_calls": [call]})
                 origin.append(index)
+            calls[(len(chat) - 1, len(chat[-1]["tool_calls"]) - 1)] = index
             continue
         elif kind == "function_call_output":
             output = item.get("output")
@@ -106,7 +110,7 @@ def _items_as_chat(value: Any) -> tuple[list[dict[str, Any]], list[int]]:
             continue  # a previous turn's reasoning: nothing the model needs again
         else:
             raise _fail(f"{where}.type {kind!r} is not supported (message, function_call, function_call_output, reasoning)", f"{where}.type")
-    return chat, origin
+    return chat, origin, calls
 
 
 def _flat_tools(value: Any) -> list[dict[str, Any]]:
@@ -149,10 +153,18 @@ def _echoed(body: dict[str, Any]) -> dict[str, Any]:
     if user is not None and (not isinstance(user, str) or len(user) > 256):
         raise _fail("user must be a string of up to 256 characters", "user")
     reasoning = body.get("reasoning")
-    if reasoning is not None and not isinstance(reasoning, dict):
-        raise _fail("reasoning must be an object such as {\"effort\": \"low\"}", "reasoning")
+    if reasoning is not None and (not isinstance(reasoning, dict) or not all(
+        reasoning.get(key) is None or (isinstance(reasoning.get(key), str) and len(reasoning[key]) <= MAX_REASONING_CHARS)
+        for key in ("effort", "summary")
+    )):
+        raise _fail(
+            f"reasoning must be an object such as {{\"effort\": \"low\"}} (strings of up to {MAX_REASONING_CHARS} characters)", "reasoning"
+        )
     text = body.get("text")
-    if text is not None and (not isinstance(text, dict) or (text.get("format") or {"type": "text"}).get("type") != "text"):
+    text_format = text.get("format") if isinstance(text, dict) else None
+    if text is not None and (not isinstance(text, dict) or (text_format is not None and (
+        not isinstance(text_format, dict) or text_format.get("type", "text") != "text"
+    ))):
         raise _fail("text.format must be {\"type\": \"text\"}: this server does not constrain output to a schema", "text.format")
     echo: dict[str, Any] = {"metadata": metadata or {}, "user": user}
     if reasoning is not None:
@@ -175,9 +187,7 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
         raise InvalidCompletionRequest(
             "store must be false: this server keeps no responses.", "store", code="unsupported_parameter",
         )
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise _fail("model must be a non-empty string", "model")
+    model = model_param(body)
     instructions = body.get("instructions")
     if instructions is not None and (not isinstance(instructions, str) or len(instructions) > limits.max_message_chars):
         raise _fail(f"instructions must be a string of up to {limits.max_message_chars} characters", "instructions")
@@ -190,14 +200,17 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
     tools = _flat_tools(body.get("tools"))
     tool_choice = _tool_choice(body.get("tool_choice"), tools)
 
-    chat, origin = _items_as_chat(body.get("input"))
+    chat, origin, call_items = _items_as_chat(body.get("input"))
     if len(chat) > limits.max_messages:
         raise _fail(f"input has more than {limits.max_messages} messages", "input")
     try:
         messages = convert_messages(chat, limits)
     except InvalidCompletionRequest as exc:  # the checks name chat messages; the client sent input items
         def item(match: re.Match[str]) -> str:
-            return f"input[{origin[int(match.group(1))]}]"
+            message, call, field = match.group(1), match.group(2), match.group(3)
+            if call is not None and (int(message), int(call)) in call_items:  # a function_call item's own field
+                return f"input[{call_items[(int(message), int(call))]}].{_CALL_FIELDS.get(field, field)}"
+            return f"input[{origin[int(message)]}]"
 
         raise _fail(_CHAT_MESSAGE.sub(item, str(exc)), _CHAT_MESSAGE.sub(item, exc.param or "input")) from None
     if instructions:
@@ -208,12 +221,12 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
     if limit is not None:
         params["max_tokens"] = limit
     echo = {
-        "model": model.strip(), "instructions": instructions, "max_output_tokens": limit,
+        "model": model, "instructions": instructions, "max_output_tokens": limit,
         "tools": [{"type": "function", **tool["function"]} for tool in tools],
         "tool_choice": _echo_choice(tool_choice), "parallel_tool_calls": True if parallel is None else parallel,
         "temperature": params.get("temperature"), "top_p": params.get("top_p"), **_echoed(body),
     }
-    return ResponsesRequest(model.strip(), messages, stream, params, tools, tool_choice, parallel, echo)
+    return ResponsesRequest(model, messages, stream, params, tools, tool_choice, parallel, echo)
 
 
 def _echo_choice(choice: str | dict[str, Any] | None) -> Any:

@@ -60,7 +60,7 @@ def test_the_multi_turn_items_the_sdk_sends() -> None:
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]}, "input[0].tool_calls", None),
         ({"input": [{"role": "user", "content": "q"}, {"type": "function_call_output", "call_id": "nope", "output": "x"}]}, "input[1].tool_call_id", None),
         ({"input": [{"role": "user", "content": "q"}, {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{bad"}, {"type": "function_call_output", "call_id": "c", "output": "x"}]},
-         "input[1].tool_calls[0].function.arguments", None),
+         "input[1].arguments", None),
         ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type", None),
         ({"input": "hi", "tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name", None),
         ({"input": "hi", "tools": [TOOL], "tool_choice": {"type": "function", "name": "other"}}, "tool_choice", None),
