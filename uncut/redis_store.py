@@ -475,6 +475,7 @@ class RedisStore:
         give_up: float | None = None
         delay = _FIRST_BACKOFF_SECONDS
         reseeded = 0
+        bound = 0.0 if mlog.store_lost else self.retry_seconds  # its terminal event, after a give-up: one try
         while True:
             try:
                 seq = self.append(mlog.stream_id, kind, data, expected=expected, owner=mlog.owner, deadline=mlog.deadline)
@@ -489,8 +490,9 @@ class RedisStore:
                 if not self.reseed:
                     raise
                 now = time.monotonic()
-                give_up = now + self.retry_seconds if give_up is None else give_up
+                give_up = now + bound if give_up is None else give_up
                 if now >= give_up:
+                    mlog.store_lost = True
                     raise
                 time.sleep(min(delay, give_up - now))
                 delay = min(2 * delay, _MAX_BACKOFF_SECONDS)
@@ -552,6 +554,7 @@ class MirroredLog(MemoryEventLog):
     def __init__(self, stream_id: str, store: RedisStore, owner: str | None = None) -> None:
         super().__init__(stream_id, owner)
         self.store = store
+        self.store_lost = False  # a write gave up on Redis after the retry bound
 
     @staticmethod
     def _new_lock() -> Any:

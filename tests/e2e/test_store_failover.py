@@ -147,3 +147,41 @@ def test_every_stream_completes_through_a_sentinel_failover(
         check_every_stream_failed_on_the_store(results)
         return
     check_every_answer_is_whole(results, fault_at)
+
+
+# -- a producer killed with kill -9 ------------------------------------------------------------------------
+
+
+def test_a_killed_producer_ends_its_own_streams_with_producer_lost_and_touches_nothing_else(
+    gunicorn: Callable[..., GunicornServer], redis_factory: Callable[[bool], RedisServer],
+) -> None:
+    """Re-seeding is on: a lease that runs out with Redis healthy still means the producer is gone."""
+    import psutil
+
+    redis_server = redis_factory(True)
+    env = {**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "200", "WEBAPP_STREAM_STORE": redis_server.url}
+    doomed, survivor = gunicorn(env=env, name="doomed"), gunicorn(env={**env, "GUNICORN_WORKERS": "2"}, name="survivor")
+    assert doomed.process is not None
+    (worker,) = psutil.Process(doomed.process.pid).children()
+    killed: list[float] = []
+    with ThreadPoolExecutor(STREAMS) as pool:
+        # Odd clients: produced by the doomed instance, resumed on the survivor. Even: produced and read on the survivor.
+        clients = [pool.submit(one_client, i, doomed, survivor) if i % 2 else pool.submit(one_client, i, survivor, survivor)
+                   for i in range(STREAMS)]
+        time.sleep(2.0)
+        killed.append(time.monotonic())
+        worker.kill()  # SIGKILL: no drain, no terminal event
+        results = [client.result(timeout=45) for client in clients]
+    lost_after = []
+    for i, parts in enumerate(results):
+        if i % 2:  # the doomed instance's streams
+            assert store_failure(parts[-1]) == "producer_lost", (i, parts[-1].kinds[-3:])
+            lost_after.append((parts[-1].ended or 0) - killed[0])
+        else:
+            terminal = parts[-1].terminal
+            assert terminal is not None and terminal.event == "end", (i, terminal and terminal.data)
+            assert "".join(p.text for p in parts) == "".join(script_tokens(prompt(i), None))
+            assert (parts[-1].ended or 0) > killed[0] + 3, "it was still running while the lost streams were ended"
+    print(f"producer_lost reached the readers {min(lost_after):.1f}-{max(lost_after):.1f}s after kill -9; "
+          f"the survivor's {STREAMS // 2} streams all ended whole")
+    assert max(lost_after) < 11
