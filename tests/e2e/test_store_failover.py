@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.redis_server import RedisServer, SentinelSetup
-from tests.support.servers import GunicornServer
+from tests.support.servers import ROOT, GunicornServer
 from uncut.scripted import script_tokens
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +91,8 @@ def instances(gunicorn: Callable[..., GunicornServer], url: str, reseed: bool) -
 @pytest.fixture
 def redis_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[bool], RedisServer]:
     def start(appendonly: bool) -> RedisServer:
-        server = RedisServer(tmp_path, appendonly=appendonly)
+        """With ``appendonly``, the shipped conf/redis.conf (AOF everysec, noeviction); without, nothing kept."""
+        server = RedisServer(tmp_path, config=ROOT / "conf" / "redis.conf") if appendonly else RedisServer(tmp_path)
         request.addfinalizer(server.stop)
         return server.start()
 

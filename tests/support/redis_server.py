@@ -29,8 +29,12 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, *, appendonly: bool = False, replica_of: int | None = None, name: str = "") -> None:
+    def __init__(
+        self, workdir: Path, *, appendonly: bool = False, replica_of: int | None = None, name: str = "", config: Path | None = None,
+    ) -> None:
+        """``config``: a redis.conf (conf/redis.conf) whose settings hold, but for the port, address and directory."""
         self.executable = require_binary("redis-server", "redis-server")
+        self.config = config
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.appendonly = appendonly
@@ -43,9 +47,13 @@ class RedisServer:
         return redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=2)
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
-        command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-                   "--dir", str(self.workdir), "--daemonize", "no"]
+        if self.config is not None:
+            command = [self.executable, str(self.config), "--port", str(self.port), "--bind", "127.0.0.1",
+                       "--dir", str(self.workdir), "--daemonize", "no"]
+        else:
+            command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                       "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+                       "--dir", str(self.workdir), "--daemonize", "no"]
         if self.replica_of is not None:
             command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         with open(self.workdir / "redis.log", "ab") as log:

@@ -221,3 +221,16 @@ def test_a_cluster_mode_server_is_refused_with_a_clear_message(tmp_path: Path, r
     store = RedisStore(server.url)
     with pytest.raises(StoreUnavailable, match="cluster-mode server: Redis Cluster is not supported"):
         store.ping()
+
+
+def test_the_shipped_redis_conf_keeps_an_aof_and_never_evicts(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from tests.support.servers import ROOT
+
+    server = RedisServer(tmp_path, config=ROOT / "conf" / "redis.conf")
+    request.addfinalizer(server.stop)
+    client = server.start().client()
+    settings = {key: client.config_get(key)[key] for key in ("appendonly", "appendfsync", "maxmemory-policy", "save")}
+    assert settings == {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction", "save": ""}
+    client.set("kept", 1)
+    server.restart()
+    assert server.client().get("kept") == b"1", "a kill -9 and restart keep what the AOF was given"
