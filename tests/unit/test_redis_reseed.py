@@ -23,10 +23,6 @@ def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Red
     yield server.start()
 
 
-def stores(url: str, **options: object) -> Iterator[RedisStore]:
-    return RedisStore(url, **options)  # type: ignore[arg-type, return-value]
-
-
 def remote(store: RedisStore, stream_id: str) -> list[tuple[int, str, dict]]:
     return [(int(entry_id.split(b"-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]))
             for entry_id, fields in store.client.xrange(store.keys(stream_id)[0])]
@@ -234,3 +230,12 @@ def test_the_shipped_redis_conf_keeps_an_aof_and_never_evicts(tmp_path: Path, re
     client.set("kept", 1)
     server.restart()
     assert server.client().get("kept") == b"1", "a kill -9 and restart keep what the AOF was given"
+
+
+def test_sentinels_that_do_not_answer_stop_start_up_with_the_url_masked() -> None:
+    from tests.support.servers import free_port
+
+    store = RedisStore(f"redis+sentinel://:hunter2-secret@127.0.0.1:{free_port()}/mymaster/0")
+    with pytest.raises(StoreUnavailable) as caught:
+        store.ping()
+    assert "cannot reach Redis at redis+sentinel://:***@127.0.0.1:" in str(caught.value) and "hunter2" not in str(caught.value)
