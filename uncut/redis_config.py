@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 # How long a producer or a reader keeps retrying an unreachable Redis (and re-seeding it) before it gives up.
 STORE_RETRY_SECONDS = 10.0
-_CLUSTER = "Redis Cluster is not supported (a stream's keys are written together by one script); use one primary, with Sentinel for failover"
+_CLUSTER = ("Redis Cluster is not supported (a stream's keys are written together by one script);"
+            " use one primary, with Sentinel for failover")
 
 
 @dataclass(frozen=True)
