@@ -8,13 +8,27 @@ across processes. Readers in other workers tail it with ``XREAD BLOCK``.
 Logs expire ``ttl`` seconds after their terminal event (and, if a worker
 dies mid-stream, a while after their last write).
 
-Losing Redis is never a hang: a failed write ends the stream with a
-``store_unavailable`` error event, a failed read gives the reader the same
-error. redis-py's own retries are off, so a restarted (empty) Redis is
-noticed rather than silently written into. An append names the sequence
-number it expects to write, so the one retry after a lost reply (Redis ran
-the script, the answer never came back) finds its own event there instead
-of writing it twice under two numbers.
+Losing Redis costs no answer while the producer lives: it holds the whole
+log in memory, so Redis is a copy it can rebuild. An append that cannot
+reach Redis is retried with backoff for ``retry_seconds``; one that finds
+the stream gone (a restart without its data) or shorter than the local log
+(the last second an ``appendfsync everysec`` AOF or an async replica had
+not kept) first re-seeds it: the missing events under their own ids, the
+meta hash, the lease, in one script per batch, so a reader tailing it
+sees the next ids in order, never a gap or a duplicate. A keeper does the
+same for every stream this process holds (running and finished, and the
+chat names pointing at them) when it sees Redis come back or a new server
+(a restart, a Sentinel failover) answer. Readers elsewhere retry a failed
+``XREAD`` for the same bound, and while Redis has just come back they wait
+for re-seeds instead of calling a stream missing or its producer lost.
+Only Redis away past the bound ends a stream with ``store_unavailable``.
+``reseed=False`` restores failing at once (the tests' negative control).
+
+redis-py's own retries are off, so a restarted (empty) Redis is noticed
+rather than silently written into. An append names the sequence number it
+expects to write, so a retry after a lost reply (Redis ran the script, the
+answer never came back) finds its own event there instead of writing it
+twice under two numbers.
 
 A producer holds a lease on each stream it runs (a key that expires unless
 renewed: every append renews it, and a keeper renews it through model
@@ -25,8 +39,9 @@ leaves no reader waiting for ``WEBAPP_MAX_STREAM_SECONDS``.
 
 A cancel in one worker reaches the worker producing the stream at once:
 it ends the stream in Redis and publishes the stream id on
-``webapp:cancel``, which every worker's store listens to. Imports nothing
-from Flask.
+``webapp:cancel``, which every worker's store listens to. The URL forms
+(Sentinel among them) are ``uncut.redis_config``'s. Imports nothing from
+Flask.
 """
 
 from __future__ import annotations
@@ -35,8 +50,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Callable, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -44,12 +58,22 @@ from redis.retry import Retry
 
 from uncut.concurrency import spawn
 from uncut.eventlog import PRODUCER_LOST, STORE_UNAVAILABLE, Event, LogClosedError, MemoryEventLog, MemoryStore, StoreUnavailable
+from uncut.redis_config import STORE_RETRY_SECONDS, connect, masked, parse_store_url, refuse_cluster
+
+__all__ = ["RedisStore", "MirroredLog", "RemoteLog", "masked"]
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 CANCEL_CHANNEL = "webapp:cancel"
 LEASE_MS = 6000  # a producer not heard of for this long is taken for dead
 _LEASE_RENEW_SECONDS = 1.5
+# After Redis comes back (or a new server answers), how long readers wait for producers to re-seed before they
+# call a stream missing or its producer lost: more than one keeper round, which re-seeds everything.
+_SETTLE_SECONDS = 2 * _LEASE_RENEW_SECONDS + 0.5
+_FIRST_BACKOFF_SECONDS = 0.05
+_MAX_BACKOFF_SECONDS = 0.5
+_RESEED_BATCH = 500  # events per re-seed script: a long log goes in several, each in order
 
 # KEYS: stream, meta, lease. ARGV: kind, data, terminal (0/1), first (0/1), running ttl ms, finished ttl ms,
 # expected sequence number (-1: whatever is next, for a cancel from another worker), owner, deadline (epoch ms),
@@ -88,6 +112,41 @@ _READ_SLICE_SECONDS = 1.0  # longest single XREAD BLOCK, so wake-ups are seen pr
 _READER_PRESENCE_MS = 3000
 
 
+# KEYS: stream, meta, lease. ARGV: start, owner, deadline (epoch ms), lease ms (0: none), ttl ms, then a kind and
+# its data for each of the events numbered start, start + 1, ... Writes them if Redis holds exactly `start`
+# events, and (while the stream runs) restores its meta hash and lease. Returns {status, held}: 0 written (held:
+# the events Redis now holds), 1 Redis holds `held` events (send from there), -1 the stream ended in Redis.
+_RESEED = """
+if redis.call('HGET', KEYS[2], 'done') == '1' then return {-1, 0} end
+local held = 0
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 1 then held = tonumber(string.match(last[1][1], '^(%d+)')) + 1 end
+local start = tonumber(ARGV[1])
+if held ~= start then return {1, held} end
+local n = (#ARGV - 5) / 2
+local done = false
+for i = 0, n - 1 do
+  local kind = ARGV[6 + 2 * i]
+  redis.call('XADD', KEYS[1], (start + i) .. '-1', 'k', kind, 'd', ARGV[7 + 2 * i])
+  if kind == 'end' or kind == 'error' then done = true end
+end
+redis.call('HSET', KEYS[2], 'seq', start + n, 'owner', ARGV[2], 'deadline', ARGV[3])
+if done then
+  redis.call('HSET', KEYS[2], 'done', '1')
+  redis.call('DEL', KEYS[3])
+elseif ARGV[4] ~= '0' then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[4])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {0, start + n}
+"""
+
+
+class _Diverged(StoreUnavailable):
+    """Redis holds events this worker never wrote, and no terminal one: nothing to re-seed, nothing to retry."""
+
+
 # Delete a name only if it still names the given stream.
 _FORGET = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -95,15 +154,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def masked(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def _event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
@@ -114,29 +164,51 @@ def _event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
 
 
 class RedisStore:
-    """Shared event logs: local ones written through to Redis, remote ones read from it."""
+    """Shared event logs: local ones written through to Redis, remote ones read from it.
+
+    ``url`` is any form ``uncut.redis_config`` parses (``redis+sentinel://``
+    too). ``reseed`` (on by default) retries an unreachable Redis for
+    ``retry_seconds`` and rebuilds what it lost from the local logs; off,
+    every failure ends the stream at once with ``store_unavailable``.
+    """
 
     shared = True
 
     def __init__(
         self, url: str, ttl_seconds: float = 300.0, running_ttl_seconds: float = 3600.0, max_events: int = 500_000,
-        max_bytes: int = 256 * 1_048_576,
+        max_bytes: int = 256 * 1_048_576, *, reseed: bool = True, retry_seconds: float = STORE_RETRY_SECONDS,
     ) -> None:
+        try:
+            self.target = parse_store_url(url)
+        except ValueError as exc:
+            raise StoreUnavailable(str(exc)) from None
         self.url = url
         self.ttl_ms = int(ttl_seconds * 1000)
         self.running_ttl_ms = int(running_ttl_seconds * 1000)
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=_READ_SLICE_SECONDS + 4, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+        self.reseed = reseed
+        self.retry_seconds = retry_seconds if reseed else 0.0
+        self.client = connect(
+            self.target, socket_timeout=_READ_SLICE_SECONDS + 4, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
         )
         self._append_script = self.client.register_script(_APPEND)
+        self._reseed_script = self.client.register_script(_RESEED)
         self._forget_script = self.client.register_script(_FORGET)
         self._closed = threading.Event()
         self._keeper_started = False
+        self._server_id: str | None = None  # the run_id of the Redis the keeper last talked to
+        self._trouble_at = -1e9  # monotonic time Redis last failed us or a new server answered
+        self.reseeds = 0  # events written back to Redis from local logs (for tests and logs)
         store = self
 
         class _Local(MemoryStore):
             def _new_log(self, stream_id: str, owner: str | None) -> MemoryEventLog:
                 return MirroredLog(stream_id, store, owner)
+
+            def held(self) -> tuple[list[MemoryEventLog], dict[str, str]]:
+                """Every log still kept here, and the names pointing at one of them (what a re-seed restores)."""
+                with self._lock:
+                    return list(self._logs.values()), {n: sid for n, sid in self._names.items() if sid in self._logs}
 
         self._local = _Local(ttl_seconds, max_events, max_bytes)
 
@@ -149,74 +221,223 @@ class RedisStore:
         return f"webapp:stream:{stream_id}:lease"
 
     def ping(self) -> None:
-        """Raise StoreUnavailable naming the (masked) URL if Redis does not answer."""
+        """Raise StoreUnavailable naming the (masked) URL if Redis does not answer, or is a cluster."""
         try:
             self.client.ping()
+            refuse_cluster(self.client, self.url)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"cannot reach Redis at {masked(self.url)}: {exc}") from None
+        except ValueError as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    # -- retrying ---------------------------------------------------------------------------
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, retried with backoff while Redis is away, at most ``retry_seconds``; then StoreUnavailable."""
+        give_up: float | None = None
+        delay = _FIRST_BACKOFF_SECONDS
+        while True:
+            try:
+                return call()
+            except redis.RedisError as exc:
+                now = self._troubled()
+                give_up = now + self.retry_seconds if give_up is None else give_up
+                if now >= give_up:
+                    raise StoreUnavailable(str(exc)) from None
+                time.sleep(min(delay, give_up - now))
+                delay = min(2 * delay, _MAX_BACKOFF_SECONDS)
+
+    def _troubled(self) -> float:
+        now = time.monotonic()
+        self._trouble_at = now
+        return now
+
+    def settling(self) -> bool:
+        """True just after Redis came back or changed: producers may still be re-seeding what it lost."""
+        if not self.reseed:
+            return False
+        if time.monotonic() - self._trouble_at < _SETTLE_SECONDS:
+            return True
+        try:  # a process that saw no error (it was idle) asks Redis how long it has been up
+            return int(self.client.info("server").get("uptime_in_seconds", 1e9)) < _SETTLE_SECONDS
+        except redis.RedisError:
+            self._troubled()
+            return True
+
+    # -- the keeper ---------------------------------------------------------------------------
 
     def create(self, stream_id: str, owner: str | None = None) -> MemoryEventLog:
         if not self._keeper_started:
             self._keeper_started = True
-            spawn(self._renew_leases)
+            spawn(self._keep)
         return self._local.create(stream_id, owner)
 
-    def _renew_leases(self) -> None:
-        """Through model pauses (no appends), renew the lease of every stream this process is producing."""
+    def _keep(self) -> None:
+        """Renew the leases of the streams this process runs (through model pauses, no appends renew them);
+        when Redis comes back or another server answers, re-seed everything this process holds."""
+        away = False
         while not self._closed.wait(_LEASE_RENEW_SECONDS):
-            running = self._local.running_ids()
-            if not running:
-                continue
             try:
-                with self.client.pipeline(transaction=False) as pipe:
-                    for stream_id in running:
-                        pipe.set(self.lease_key(stream_id), 1, px=LEASE_MS, xx=True)
-                    pipe.execute()
-            except redis.RedisError:
-                pass  # Redis is away: the next append will say so
+                away = self._keep_once(away)
+            except (redis.RedisError, StoreUnavailable):
+                self._troubled()
+                away = True  # the next round that reaches Redis re-seeds
+            except Exception:  # noqa: BLE001 - the keeper must outlive one bad round
+                log.exception("stream store keeper: a round failed")
+
+    def _keep_once(self, was_away: bool) -> bool:
+        running = self._local.running_ids()
+        if self.reseed:
+            server_id = str(self.client.info("server").get("run_id", ""))
+            changed = server_id != self._server_id and self._server_id is not None
+            self._server_id = server_id
+            if changed or was_away:
+                self._troubled()
+                self.reseed_all()
+                return False
+        if not running:
+            return False
+        with self.client.pipeline(transaction=False) as pipe:
+            for stream_id in running:
+                pipe.set(self.lease_key(stream_id), 1, px=LEASE_MS, xx=True)
+            renewed = pipe.execute()
+        if self.reseed:
+            for stream_id, ok in zip(running, renewed):
+                if not ok:  # its lease is gone though it runs: Redis lost its state
+                    local = self._local.open(stream_id)
+                    if isinstance(local, MirroredLog):
+                        self._reseed_held(local)
+        return False
+
+    def reseed_all(self) -> int:
+        """Write back to Redis what it lacks of every log and name this process holds; returns the logs re-seeded."""
+        logs, names = self._local.held()
+        mirrored = [log for log in logs if isinstance(log, MirroredLog)]
+        with self.client.pipeline(transaction=False) as pipe:
+            for mlog in mirrored:
+                pipe.xlen(self.keys(mlog.stream_id)[0])
+                pipe.exists(self.lease_key(mlog.stream_id))
+            found = pipe.execute()
+        short = [mlog for k, mlog in enumerate(mirrored)
+                 if found[2 * k] < mlog.count() or (not mlog.finished and not found[2 * k + 1])]
+        for mlog in short:
+            self._reseed_held(mlog)
+        if names:
+            with self.client.pipeline(transaction=False) as pipe:
+                for name, stream_id in names.items():
+                    pipe.set(f"webapp:name:{name}", stream_id, px=self.running_ttl_ms, nx=True)  # a newer stream keeps it
+                pipe.execute()
+        if short:
+            log.warning("stream store: re-seeded %d of %d streams (and %d names) into Redis", len(short), len(mirrored), len(names))
+        return len(short)
+
+    def _reseed_held(self, mlog: "MirroredLog") -> None:
+        """Re-seed a log unless its producer is writing it (then that write re-seeds it)."""
+        if not mlog._lock.acquire(blocking=False):
+            return
+        try:
+            self.reseed_log(mlog)
+        except _Diverged as exc:
+            log.warning("stream %s: not re-seeded: %s", mlog.stream_id, exc)
+        finally:
+            mlog._lock.release()
+
+    def reseed_log(self, mlog: "MirroredLog", upto: int | None = None) -> int:
+        """Write the first ``upto`` events of ``mlog`` (all by default) that Redis lacks, in order, with the
+        meta hash and the lease; returns how many events Redis then holds, or -1 if it ended there.
+
+        Raises StoreUnavailable if Redis does not answer, ``_Diverged`` if it holds more than this log.
+        """
+        events = mlog.events()[:upto]
+        stream_key, meta_key = self.keys(mlog.stream_id)
+        finished = bool(events) and events[-1].terminal
+        if finished and mlog.finished_at is not None:
+            ttl = max(1000, self.ttl_ms - int((time.monotonic() - mlog.finished_at) * 1000))
+        else:
+            ttl = self.running_ttl_ms
+        head = [mlog.owner or "", _epoch_ms(mlog.deadline), 0 if finished else LEASE_MS, ttl]
+        start, written = 0, 0
+        batch: list[Event] = []  # the first call sends none: Redis answers how many it holds
+        for _ in range(len(events) // _RESEED_BATCH + 4):
+            args: list[Any] = [start, *head]
+            for event in batch:
+                args += [event.kind, json.dumps(event.data, separators=(",", ":"))]
+            try:
+                status, held = (int(x) for x in self._reseed_script(keys=[stream_key, meta_key, self.lease_key(mlog.stream_id)], args=args))
+            except redis.RedisError as exc:
+                self._troubled()
+                raise StoreUnavailable(str(exc)) from None
+            if status == -1:
+                return -1
+            if held > len(events):
+                raise _Diverged(f"stream {mlog.stream_id}: Redis holds {held} events, this worker {len(events)}")
+            if status == 0:
+                written += len(batch)
+                if held == len(events):
+                    self.reseeds += written
+                    if written:
+                        log.info("stream %s: re-seeded %d events into Redis", mlog.stream_id, written)
+                    return held
+            start = held
+            batch = events[start:start + _RESEED_BATCH]
+        raise StoreUnavailable(f"stream {mlog.stream_id}: re-seeding did not settle (Redis keeps changing)")
+
+    # -- names, leases, cancels ------------------------------------------------------------------
 
     def name_stream(self, name: str, stream_id: str) -> None:
-        """Point ``name`` at ``stream_id`` for every worker; it lives as long as a running stream may."""
-        try:
-            self.client.set(f"webapp:name:{name}", stream_id, px=self.running_ttl_ms)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
+        """Point ``name`` at ``stream_id`` for every worker; it lives as long as a running stream may.
+
+        Remembered here too, so a re-seed restores it.
+        """
+        self._local.name_stream(name, stream_id)
+        self._retrying(lambda: self.client.set(f"webapp:name:{name}", stream_id, px=self.running_ttl_ms))
 
     def named(self, name: str) -> str | None:
-        try:
-            found = self.client.get(f"webapp:name:{name}")
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
+        found = self._retrying(lambda: self.client.get(f"webapp:name:{name}"))
+        if found is None and self.settling():
+            found = self._wait_for(lambda: self.client.get(f"webapp:name:{name}"))
         return found.decode() if isinstance(found, bytes) else found
 
     def forget_name(self, name: str, stream_id: str) -> None:
         """Drop ``name`` if it still points at ``stream_id``, atomically (a newer stream keeps it)."""
+        self._local.forget_name(name, stream_id)
         try:
             self._forget_script(keys=[f"webapp:name:{name}"], args=[stream_id])
         except redis.RedisError:
             pass  # the name then lives to its TTL: a resume replays a finished stream, nothing is lost
 
     def producer_alive(self, stream_id: str) -> bool:
-        try:
-            return bool(self.client.exists(self.lease_key(stream_id)))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
+        return bool(self._retrying(lambda: self.client.exists(self.lease_key(stream_id))))
+
+    def _wait_for(self, probe: Callable[[], Any]) -> Any:
+        """Poll ``probe`` until it finds something, for at most the settling time (a re-seed is under way)."""
+        give_up = time.monotonic() + _SETTLE_SECONDS
+        while time.monotonic() < give_up:
+            time.sleep(0.1)
+            try:
+                found = probe()
+            except redis.RedisError:
+                self._troubled()
+                continue
+            if found:
+                return found
+        return None
 
     def open(self, stream_id: str) -> "MemoryEventLog | RemoteLog | None":
         local = self._local.open(stream_id)
         if local is not None:
             return local
         stream_key, meta_key = self.keys(stream_id)
-        try:
-            if not self.client.exists(stream_key):
-                return None
-            owner, deadline = self.client.hmget(meta_key, "owner", "deadline")
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
+        exists = self._retrying(lambda: self.client.exists(stream_key))
+        if not exists and not (self.settling() and self._wait_for(lambda: self.client.exists(stream_key))):
+            return None
+        owner, deadline = self._retrying(lambda: self.client.hmget(meta_key, "owner", "deadline"))
         remaining = int(deadline) / 1000 - time.time() if deadline else None
         return RemoteLog(
             stream_id, self, owner.decode() if owner else None, None if remaining is None else time.monotonic() + remaining
         )
+
+    # -- appends ---------------------------------------------------------------------------------
 
     def append(
         self, stream_id: str, kind: str, data: dict[str, Any], *, expected: int = -1, owner: str | None = None,
@@ -227,9 +448,8 @@ class RedisStore:
         The producer's appends (``expected`` >= 0) renew its lease. Retried once on a lost reply.
         """
         stream_key, meta_key = self.keys(stream_id)
-        deadline_ms = "" if deadline is None else str(int((time.time() + deadline - time.monotonic()) * 1000))
         args = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(expected == 0),
-                self.running_ttl_ms, self.ttl_ms, expected, owner or "", deadline_ms, LEASE_MS if expected >= 0 else 0]
+                self.running_ttl_ms, self.ttl_ms, expected, owner or "", _epoch_ms(deadline), LEASE_MS if expected >= 0 else 0]
         for attempt in range(2):
             try:
                 return int(self._append_script(keys=[stream_key, meta_key, self.lease_key(stream_id)], args=args))
@@ -237,17 +457,49 @@ class RedisStore:
                 # Redis may have run the script and the reply been lost: the same expected number makes a
                 # second try find that event rather than write it again under the next number.
                 if attempt or expected < 0:
+                    self._troubled()
                     raise StoreUnavailable(str(exc)) from None
             except redis.RedisError as exc:
+                self._troubled()
                 raise StoreUnavailable(str(exc)) from None
         raise AssertionError("unreachable")
 
+    def write(self, mlog: "MirroredLog", kind: str, data: dict[str, Any]) -> int:
+        """The producer's append of its next event, through a Redis that restarts, fails over or loses data.
+
+        Returns what ``append`` does: the sequence number, -1 (ended elsewhere), -2 (state gone) or -3
+        (diverged), the last two only with re-seeding off. With it on, an unreachable Redis is retried for
+        ``retry_seconds`` and a stream it lost (all or its tail) is re-seeded from ``mlog`` before the event.
+        """
+        expected = mlog.count()
+        give_up: float | None = None
+        delay = _FIRST_BACKOFF_SECONDS
+        reseeded = 0
+        bound = 0.0 if mlog.store_lost else self.retry_seconds  # its terminal event, after a give-up: one try
+        while True:
+            try:
+                seq = self.append(mlog.stream_id, kind, data, expected=expected, owner=mlog.owner, deadline=mlog.deadline)
+                if seq not in (-2, -3) or not self.reseed or reseeded >= 3:
+                    return seq
+                reseeded += 1
+                self._troubled()
+                self.reseed_log(mlog, upto=expected)  # -1 (it ended in Redis meanwhile): the append says so next
+            except _Diverged:
+                raise
+            except StoreUnavailable:
+                if not self.reseed:
+                    raise
+                now = time.monotonic()
+                give_up = now + bound if give_up is None else give_up
+                if now >= give_up:
+                    mlog.store_lost = True
+                    raise
+                time.sleep(min(delay, give_up - now))
+                delay = min(2 * delay, _MAX_BACKOFF_SECONDS)
+
     def announce_cancel(self, stream_id: str) -> None:
         """Tell every worker (the producing one among them) that the stream was cancelled."""
-        try:
-            self.client.publish(CANCEL_CHANNEL, stream_id)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
+        self._retrying(lambda: self.client.publish(CANCEL_CHANNEL, stream_id))
 
     def watch_cancels(self, on_cancel: Callable[[str], None]) -> None:
         """Call ``on_cancel(stream_id)`` for every cancel any worker announces, until ``close()``."""
@@ -277,10 +529,7 @@ class RedisStore:
         self._closed.set()
 
     def last(self, stream_id: str) -> Event | None:
-        try:
-            entries = self.client.xrevrange(self.keys(stream_id)[0], count=1)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
+        entries = self._retrying(lambda: self.client.xrevrange(self.keys(stream_id)[0], count=1))
         return _event(*entries[0]) if entries else None
 
     def touch_reader(self, stream_id: str, milliseconds: int = _READER_PRESENCE_MS) -> None:
@@ -308,12 +557,18 @@ class RedisStore:
             return False
 
 
+def _epoch_ms(deadline: float | None) -> str:
+    """A monotonic deadline as epoch milliseconds, the form every worker (on any host) reads back."""
+    return "" if deadline is None else str(int((time.time() + deadline - time.monotonic()) * 1000))
+
+
 class MirroredLog(MemoryEventLog):
     """A producer's log: memory for local readers, written through to Redis for everyone else."""
 
     def __init__(self, stream_id: str, store: RedisStore, owner: str | None = None) -> None:
         super().__init__(stream_id, owner)
         self.store = store
+        self.store_lost = False  # a write gave up on Redis after the retry bound
 
     @staticmethod
     def _new_lock() -> Any:
@@ -323,10 +578,14 @@ class MirroredLog(MemoryEventLog):
         """
         return threading.RLock()
 
+    def events(self) -> list[Event]:
+        """Every event so far (a copy), for a re-seed."""
+        return list(self._events)
+
     def _append_locked(self, kind: str, data: dict[str, Any]) -> Event:
         if self.finished:
             raise LogClosedError(f"stream {self.stream_id} already ended")
-        seq = self.store.append(self.stream_id, kind, data, expected=self.count(), owner=self.owner, deadline=self.deadline)
+        seq = self.store.write(self, kind, data)
         if seq == -2:
             raise StoreUnavailable(f"stream {self.stream_id} is gone from Redis (restarted or expired)")
         if seq == -3:
@@ -365,6 +624,8 @@ class RemoteLog:
         self._wakeups = 0
         self._lock = threading.Lock()
         self._terminal_seen = False
+        self._failing_since: float | None = None  # when reads started failing (Redis away)
+        self._lost_since: float | None = None  # when the producer's lease was first found gone
 
     @property
     def finished(self) -> bool:
@@ -374,10 +635,7 @@ class RemoteLog:
         return self._terminal_seen
 
     def count(self) -> int:
-        try:
-            return int(self.store.client.xlen(self.store.keys(self.stream_id)[0]))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
+        return int(self.store._retrying(lambda: self.store.client.xlen(self.store.keys(self.stream_id)[0])))
 
     def last(self) -> Event | None:
         return self.store.last(self.stream_id)
@@ -399,6 +657,7 @@ class RemoteLog:
         deadline = None if timeout is None else time.monotonic() + timeout
         wakeups = self._wakeups
         stream_key = self.store.keys(self.stream_id)[0]
+        delay = _FIRST_BACKOFF_SECONDS
         while self._wakeups == wakeups:
             remaining = _READ_SLICE_SECONDS if deadline is None else min(_READ_SLICE_SECONDS, deadline - time.monotonic())
             if remaining <= 0:
@@ -407,10 +666,19 @@ class RemoteLog:
                 self.store.touch_reader(self.stream_id)
                 found = self.store.client.xread({stream_key: f"{seq}-1" if seq >= 0 else "0-0"}, count=1000, block=max(1, int(remaining * 1000)))
             except redis.RedisError:
-                return [Event(None, "error", STORE_UNAVAILABLE)]
+                # Redis is away (restarting, failing over): retry, heartbeats still going out, up to the bound.
+                now = self.store._troubled()
+                self._failing_since = now if self._failing_since is None else self._failing_since
+                if now - self._failing_since >= self.store.retry_seconds:
+                    return [Event(None, "error", STORE_UNAVAILABLE)]
+                time.sleep(max(0.0, min(delay, remaining)))
+                delay = min(2 * delay, _MAX_BACKOFF_SECONDS)
+                continue
+            self._failing_since = None
             if found:
                 events = [_event(entry_id, fields) for entry_id, fields in found[0][1]]
                 self._terminal_seen = self._terminal_seen or events[-1].terminal
+                self._lost_since = None
                 return events
             lost = self._end_if_producer_lost()
             if lost is not None:
@@ -418,12 +686,22 @@ class RemoteLog:
         return []
 
     def _end_if_producer_lost(self) -> list[Event] | None:
-        """No events for a while: if nobody holds the lease and the stream never ended, end it for every reader."""
+        """No events for a while: if nobody holds the lease and the stream never ended, end it for every reader.
+
+        Just after Redis came back, a lease (or the whole stream) may be missing only until its producer
+        re-seeds it: the reader waits that long before it calls the producer lost.
+        """
         try:
             if self.store.producer_alive(self.stream_id) or self.finished:
+                self._lost_since = None
                 return None
+            now = time.monotonic()
+            if self._lost_since is None and self.store.settling():
+                self._lost_since = now
+            if self._lost_since is not None and now - self._lost_since < _SETTLE_SECONDS:
+                return None  # a re-seed may be under way
             if self.store.append(self.stream_id, "error", PRODUCER_LOST) == -2:
-                return [Event(None, "error", STORE_UNAVAILABLE)]  # its state is gone (Redis restarted)
+                return [Event(None, "error", STORE_UNAVAILABLE)]  # its state is gone and nobody restored it
         except StoreUnavailable:
             return [Event(None, "error", STORE_UNAVAILABLE)]
         log.warning("stream %s: its producer is gone (no lease); ended it with producer_lost", self.stream_id)

@@ -73,6 +73,7 @@ def build_store(settings: Settings) -> EventLogStore:
         running_ttl_seconds=settings.max_stream_seconds + settings.stream_ttl_seconds,
         max_events=settings.memory_store_max_events,
         max_bytes=settings.memory_store_max_bytes,
+        reseed=settings.stream_store_reseed, retry_seconds=settings.stream_store_retry_seconds,
     )
     try:
         store.ping()

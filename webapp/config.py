@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from uncut.options import DISCONNECT_POLICIES, RANGES, StreamOptions, parse_bool
+from uncut.redis_config import STORE_RETRY_SECONDS, masked, parse_store_url
 
 DEFAULTS = StreamOptions()  # the library's defaults: the service changes only what it says it changes
 
@@ -98,8 +99,10 @@ def _store_url(name: str, raw: str) -> str:
     value = raw.strip()
     if value.lower() == "memory":
         return "memory"
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{name}={raw!r}: must be memory or a redis://, rediss:// or unix:// URL")
+    try:
+        parse_store_url(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={exc} (or memory)") from None
     return value
 
 
@@ -156,6 +159,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     api_keys_file: str | None = None
     stream_store: str = field(default="memory", repr=False)
+    stream_store_reseed: bool = True
+    stream_store_retry_seconds: float = STORE_RETRY_SECONDS
     stream_ttl_seconds: float = 300.0
     memory_store_max_events: int = 500_000
     memory_store_max_bytes: int = 256 * 1_048_576
@@ -250,6 +255,10 @@ SETTINGS: dict[str, Setting] = {
     "api_keys_file": Setting("WEBAPP_API_KEYS_FILE", _text, "A file with one key per line (`#` comments), read at start-up."),
     "stream_store": Setting("WEBAPP_STREAM_STORE", lambda n, r: _store_url(n, r),
                             "`memory` (one worker, or sticky sessions) or a Redis URL (`redis://host:6379/0`) so any worker on any host can resume any stream."),
+    "stream_store_reseed": Setting("WEBAPP_STREAM_STORE_RESEED", _bool,
+                                   "Redis store: after a Redis restart or failover, each producer writes back what Redis lost of its streams (from its own copy) and goes on. `false`: such a stream ends with `store_unavailable`."),
+    "stream_store_retry_seconds": Setting("WEBAPP_STREAM_STORE_RETRY_SECONDS", _float(0, 300),
+                                          "Redis store, with re-seeding: how long producers and readers retry an unreachable Redis before the stream ends with `store_unavailable`."),
     "stream_ttl_seconds": Setting("WEBAPP_STREAM_TTL_SECONDS", _float(1, 86_400),
                                   "How long a finished stream can still be resumed or replayed."),
     "memory_store_max_events": Setting("WEBAPP_MEMORY_STORE_MAX_EVENTS", _int(1000, 100_000_000),
@@ -320,6 +329,5 @@ def describe(settings: Settings) -> dict[str, Any]:
     if shown["openai_api_key"]:
         shown["openai_api_key"] = "***"
     shown["api_keys"] = f"{len(settings.api_keys)} keys"
-    if "@" in shown["stream_store"]:
-        shown["stream_store"] = shown["stream_store"].split("://", 1)[0] + "://***@" + shown["stream_store"].rsplit("@", 1)[1]
+    shown["stream_store"] = masked(shown["stream_store"])
     return shown

@@ -1,5 +1,5 @@
 """Resumable streams end to end: cut connections lose nothing, one gunicorn or two behind
-nginx with a real Redis, through a deploy, and with Redis itself restarted mid-stream."""
+nginx with a real Redis, through a deploy, and with Redis itself gone mid-stream."""
 
 from __future__ import annotations
 
@@ -167,22 +167,25 @@ def test_sigterm_moves_the_client_to_the_other_instance_without_losing_anything(
     assert first.process is not None and first.process.wait(30) == 0, "the old instance finished its run, then exited"
 
 
-def test_redis_restarted_mid_stream_gives_an_explicit_error(
+def test_redis_gone_past_the_retry_bound_gives_an_explicit_error(
     gunicorn: Callable[..., GunicornServer], redis_server: RedisServer
 ) -> None:
-    server = gunicorn(env={**SCRIPTED, "WEBAPP_STREAM_STORE": redis_server.url})
-    restarted = []
+    """A restart is lived through (tests/e2e/test_store_failover.py); a Redis that stays away is not a hang."""
+    server = gunicorn(env={**SCRIPTED, "WEBAPP_STREAM_STORE": redis_server.url, "WEBAPP_STREAM_STORE_RETRY_SECONDS": "2"})
+    stopped = []
 
-    def restart_after_three(record: StreamRecord) -> bool:
-        if record.kinds.count("token") >= 3 and not restarted:
-            redis_server.restart()
-            restarted.append(time.monotonic())
+    def stop_after_three(record: StreamRecord) -> bool:
+        if record.kinds.count("token") >= 3 and not stopped:
+            redis_server.stop()
+            stopped.append(time.monotonic())
         return False
 
-    record = read_stream("POST", server.url + "/api/chat/events", json={"message": PROMPT}, stop_when=restart_after_three, timeout=30)
+    record = read_stream("POST", server.url + "/api/chat/events", json={"message": PROMPT}, stop_when=stop_after_three, timeout=30)
     assert record.terminal is not None and record.terminal.event == "error"
     assert record.terminal.json()["error"] == {"type": "store_unavailable", "message": "The stream store is unavailable.", "retryable": True}
-    assert (record.ended or 0) - restarted[0] < 5, "nothing hangs"
+    waited = (record.ended or 0) - stopped[0]
+    print(f"the stream ended with store_unavailable {waited:.1f}s after Redis went away (retry bound 2 s)")
+    assert 1.8 < waited < 4, "retried for the bound (once, not again for the terminal event), then said so"
 
 
 def test_redis_down_at_start_up_is_a_clear_start_up_error(artifacts: Path) -> None:
