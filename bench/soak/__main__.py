@@ -35,7 +35,7 @@ from tests.support.servers import ROOT
 # What is done to the cluster, at what share of the soak (each moved by up to ±3 % by the seed).
 SCHEDULE: list[tuple[float, str]] = [
     (0.12, "reload_nginx"), (0.25, "rolling_restart 0"), (0.38, "kill_a_worker 1"), (0.50, "stop_and_restart 1"),
-    (0.66, "restart_redis"), (0.80, "rolling_restart 1"), (0.90, "kill_a_worker 0"),
+    (0.60, "restart_redis"), (0.70, "failover_redis"), (0.80, "rolling_restart 1"), (0.90, "kill_a_worker 0"),
 ]
 FINISH_SECONDS = 90  # after the soak, how long clients may take to finish the streams they are in
 

@@ -183,6 +183,7 @@ def summary(verdict: Verdict, faults: list[tuple[float, str]], seed: int, client
     kills = sum(1 for _, what in faults if what.startswith("kill -9"))
     reloads = sum(1 for _, what in faults if what == "nginx reload")
     redis = sum(1 for _, what in faults if what.startswith("Redis restart"))
+    failovers = sum(1 for _, what in faults if what == "Sentinel failover: primary killed")
     errors = ", ".join(f"{kind} {count}" for kind, count in sorted(verdict.errors.items())) or "none"
     infrastructure = sum(verdict.infrastructure.values())
     upstream = ", ".join(f"{kind} {count}" for kind, count in sorted(verdict.upstream_faults.items())) or "none"
@@ -190,7 +191,8 @@ def summary(verdict: Verdict, faults: list[tuple[float, str]], seed: int, client
         f"soak seed={seed} clients={clients} {seconds:.0f}s: streams {verdict.streams}, events {verdict.events}, "
         f"completed {verdict.completed}, cuts {verdict.cuts}, resumes {verdict.resumes}, left for good {verdict.left}, "
         f"orphaned starts {verdict.orphaned}, restarts {restarts}, worker kills {kills}, nginx reloads {reloads}, "
-        f"Redis restarts {redis}, upstream faults ({upstream}); lost {verdict.lost}, duplicated {verdict.duplicated}, "
+        f"Redis restarts {redis}, Sentinel failovers {failovers}, upstream faults ({upstream}); "
+        f"lost {verdict.lost}, duplicated {verdict.duplicated}, "
         f"content mismatched {verdict.mismatched}, silent cuts {verdict.silent}, not stopped {verdict.not_stopped}, "
         f"extra generations {verdict.extra_generations}; lost to infrastructure {infrastructure}; explicit errors: {errors}"
     )

@@ -5,7 +5,10 @@ workers each) share a real Redis, behind nginx from conf/nginx.conf with
 both as upstream servers; all stream from the local OpenAI-protocol
 upstream. Each fault is what operators do or suffer: a rolling SIGHUP, a
 SIGTERM followed by a restart on the same port, a worker killed with
-SIGKILL (its master starts another), an nginx reload, a Redis restart.
+SIGKILL (its master starts another), an nginx reload, a Redis restart
+with its data kept (AOF, as conf/redis.conf ships it) and a Sentinel
+failover (the primary killed, its replica promoted): the instances reach
+Redis through ``redis+sentinel://``.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
 from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.proxies import Nginx, Variant
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, SentinelSetup
 from tests.support.servers import GunicornServer
 
 
@@ -55,7 +59,8 @@ class Cluster:
 
     def start(self) -> "Cluster":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(self.workdir).start()
+        # Sentinel notices a dead primary after 3 s: a restart (well under that) stays a restart.
+        self.redis = SentinelSetup(self.workdir, down_after_ms=3000, failover_timeout_ms=10000).start()
         env = self.settings.env(self.upstream, self.redis.url)
         self.instances = [GunicornServer(self.workdir, env=env, name=f"instance-{i}").start() for i in (1, 2)]
         variant = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{self.instances[1].port};"})
@@ -108,11 +113,40 @@ class Cluster:
         self.nginx.process.send_signal(signal.SIGHUP)
         self._did("nginx reload")
 
+    def _primary(self) -> RedisServer:
+        port = self.redis.master_port()
+        return self.redis.primary if self.redis.primary.port == port else self.redis.replica
+
     def restart_redis(self) -> None:
-        self.redis.restart()
-        self._did("Redis restart (all stream state lost)")
+        """kill -9 of the primary, started again at once from its AOF: the data is kept, no failover."""
+        self._primary().restart()
+        self._did("Redis restart (data kept)")
+
+    def failover_redis(self) -> None:
+        """kill -9 of the primary; the Sentinel promotes the replica; the old primary comes back as its replica."""
+        old = self._primary()
+        old.stop()
+        self._did("Sentinel failover: primary killed")
+        _wait_until(lambda: self.redis.master_port() != old.port, 30.0)
+        self._did("Sentinel failover: replica promoted")
+        old.start()
 
     def stop(self) -> None:
-        for part in (self.nginx, *self.instances):
+        for part in (getattr(self, "nginx", None), *self.instances):
+            if part is None:
+                continue
             part.stop()
-        self.redis.stop()
+        if getattr(self, "redis", None) is not None:
+            self.redis.stop()
+
+
+def _wait_until(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - the Sentinel may not answer while it fails over
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"not done within {timeout}s")
