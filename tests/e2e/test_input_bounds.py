@@ -1,0 +1,111 @@
+"""Issue 22's input findings against a real gunicorn (and the shipped nginx): each with its negative control.
+
+A body trickled a byte at a time meets its deadline per byte; a chunked
+body over the cap is refused whole; with keys off a chat belongs to the
+browser that started it; requests gunicorn itself refuses get JSON through
+the shipped nginx, never gunicorn's HTML pages.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.support.servers import GunicornServer
+
+pytestmark = pytest.mark.e2e
+
+SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5"}
+OLD = "tests.support.old_inputs_wsgi:app"
+
+
+def read_answer(sock: socket.socket, timeout: float) -> bytes:
+    """Whatever the server sends until it closes or ``timeout`` passes."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            break
+        if not data:
+            break
+        got += data
+    return got
+
+
+# -- 4. a body's deadline holds per byte ---------------------------------------------------------------
+
+
+def trickle(port: int, seconds: float) -> tuple[bytes, float]:
+    """Headers announcing 100 bytes, then one byte every 0.5 s: the answer and when it came (or b"" after ``seconds``)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        sock.sendall(b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+        started = time.monotonic()
+        for _ in range(int(seconds / 0.5)):  # bounded: at most seconds / 0.5 bytes
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                pass  # closed after its answer
+            ready, _, _ = select.select([sock], [], [], 0.5)
+            if ready:
+                return read_answer(sock, 2), time.monotonic() - started
+        return b"", time.monotonic() - started
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("app", ["wsgi:app", OLD], ids=["per-byte", "negative-control-per-read"])
+def test_a_body_trickled_a_byte_at_a_time_gets_408_at_its_deadline(app: str, gunicorn: Callable[..., GunicornServer]) -> None:
+    server = gunicorn(env={**SCRIPTED, "WEBAPP_BODY_TIMEOUT_SECONDS": "2"}, app=app, name="trickle")
+    answer, waited = trickle(server.port, 7)
+    if app == OLD:
+        assert answer == b"", "with the deadline checked only between reads, a byte every 0.5 s is never late"
+        return
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer
+    assert 1.9 < waited < 3.5, waited
+
+
+# -- 5. a chunked body over the cap is refused whole ---------------------------------------------------
+
+PADDED = b" " * 65_536 + b'{"message": "the tail"}'  # valid JSON, past a 1 KiB cap; its tail alone is valid JSON too
+
+
+def chunked_request(body: bytes, piece: int = 8192) -> bytes:
+    head = b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + piece]), body[i:i + piece]) for i in range(0, len(body), piece))
+    return head + chunks + b"0\r\n\r\n"
+
+
+def send_raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        try:
+            sock.sendall(request)
+        except OSError:
+            pass  # refused before it was all sent
+        return read_answer(sock, 10)
+
+
+@pytest.mark.parametrize("cap", ["1024", "131072"], ids=["over-the-cap", "negative-control-under-the-cap"])
+def test_a_chunked_body_over_the_cap_gets_413_like_one_with_a_length(cap: str, gunicorn: Callable[..., GunicornServer]) -> None:
+    server = gunicorn(env={**SCRIPTED, "WEBAPP_MAX_BODY_BYTES": cap}, name="chunked")
+    chunked = send_raw(server.port, chunked_request(PADDED))
+    with_length = send_raw(server.port, b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(PADDED), PADDED))
+    if cap == "131072":  # the same bytes under the cap are a valid request, served: what the cap refuses is real
+        assert chunked.startswith(b"HTTP/1.1 200") and b"event: end" in chunked, chunked[:300]
+        assert with_length.startswith(b"HTTP/1.1 200"), with_length[:300]
+        return
+    assert with_length.startswith(b"HTTP/1.1 413"), with_length[:300]
+    assert chunked.startswith(b"HTTP/1.1 413"), chunked[:300]
+    assert b'"request_too_large"' in chunked and b"event:" not in chunked
