@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
+import time
+from typing import Any
 
 from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
+from uncut.ui_request import parse_ui_chat
 from webapp import create_app
 
 # -- 5. a chunked body over the cap is refused whole ---------------------------------------------------
@@ -28,3 +32,37 @@ def test_a_chunked_body_over_the_cap_gets_413_and_nothing_of_it_is_parsed() -> N
     roomy = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_BODY_BYTES": "131072"}, environ={}).test_client()
     status, data = post_chunked(roomy, PADDED)
     assert status == 200 and b"event: end" in data
+
+
+# -- 7. converted messages are counted -----------------------------------------------------------------
+
+
+def steps_body(steps: int) -> dict[str, Any]:
+    """Three UI messages; the assistant's has ``steps`` steps of one tool call each: 2 * steps + 2 model messages."""
+    parts: list[dict[str, Any]] = []
+    for i in range(steps):
+        parts += [{"type": "step-start"}, {"type": "tool-a", "toolCallId": f"c{i}", "state": "output-available", "output": ""}]
+    return {"id": "steps", "messages": [
+        {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]},
+        {"id": "a1", "role": "assistant", "parts": parts},
+        {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "again"}]},
+    ]}
+
+
+def test_three_ui_messages_that_would_be_18002_model_messages_get_400_quickly(client: FlaskClient) -> None:
+    body = json.dumps(steps_body(9000), separators=(",", ":"))
+    assert len(body) < 1_048_576  # under WEBAPP_MAX_BODY_BYTES: only the new limits refuse it
+    started = time.monotonic()
+    response = client.post("/api/ui/chat", data=body, content_type="application/json")
+    assert response.status_code == 400 and time.monotonic() - started < 2.0
+    assert response.json["error"]["message"] == "messages[1].parts: too many parts (more than 1000)"
+    # Under the parts limit, the model messages are what is counted: 400 steps are 802 of them, over 100.
+    response = client.post("/api/ui/chat", json=steps_body(400))
+    assert response.status_code == 400 and "more than 100 model messages" in response.json["error"]["message"]
+    # Negative control: with limits high enough the same three UI messages are 18,002 model messages.
+    assert len(parse_ui_chat(steps_body(9000), max_messages=20_000, max_message_chars=100, max_parts=20_000).messages) == 18_002
+
+
+def test_a_realistic_agent_conversation_still_converts(client: FlaskClient) -> None:
+    response = client.post("/api/ui/chat", json=steps_body(40))  # 40 tool steps: 82 model messages, under 100
+    assert response.status_code == 200 and b'"type":"finish"' in response.data
