@@ -8,12 +8,13 @@ the shipped nginx, never gunicorn's HTML pages.
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import time
-from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+import httpx
 import pytest
 
 from tests.support.servers import GunicornServer
@@ -109,3 +110,38 @@ def test_a_chunked_body_over_the_cap_gets_413_like_one_with_a_length(cap: str, g
     assert with_length.startswith(b"HTTP/1.1 413"), with_length[:300]
     assert chunked.startswith(b"HTTP/1.1 413"), chunked[:300]
     assert b'"request_too_large"' in chunked and b"event:" not in chunked
+
+
+# -- 3. with keys off, a chat belongs to the browser that started it -----------------------------------
+
+
+def ui_body(text: str) -> dict[str, Any]:
+    return {"id": "shared-chat", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": text}]}]}
+
+
+def ui_text(raw: bytes) -> str:
+    frames = [json.loads(b[6:]) for b in raw.decode().split("\n\n") if b.startswith("data: {")]
+    return "".join(f.get("delta", "") for f in frames if f["type"] == "text-delta")
+
+
+@pytest.mark.parametrize("app", ["wsgi:app", OLD], ids=["owned", "negative-control-ownership-off"])
+def test_with_keys_off_a_strangers_resume_gets_204_and_its_post_its_own_chat(app: str, gunicorn: Callable[..., GunicornServer]) -> None:
+    server = gunicorn(env={**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "50"}, app=app, name="chat-owner")
+    resume = server.url + "/api/ui/chat/shared-chat/stream"
+    with httpx.Client(timeout=20) as browser, httpx.Client(timeout=20) as stranger:
+        with browser.stream("POST", server.url + "/api/ui/chat", json=ui_body("my secret question")) as cut:
+            assert cut.status_code == 200
+            next(cut.iter_raw())  # the first bytes, then the browser is gone: the chat stays resumable
+        peek = stranger.get(resume)
+        stranger.post(server.url + "/api/ui/chat", json=ui_body("the stranger's question"))
+        mine = browser.get(resume)
+    if app == OLD:
+        assert peek.status_code == 200 and "my secret question" in ui_text(peek.content)
+        assert mine.status_code == 204  # the stranger's post took the id over (and read it whole): the browser's answer is gone
+        return
+    assert peek.status_code == 204 and peek.content == b""
+    assert mine.status_code == 200 and "my secret question" in ui_text(mine.content) and "stranger" not in ui_text(mine.content)
+    cookie = cut.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    behind_tls = httpx.post(server.url + "/api/ui/chat", json=ui_body("hi"), headers={"X-Forwarded-Proto": "https"}, timeout=20)
+    assert "Secure" in behind_tls.headers["set-cookie"]  # gunicorn trusts the loopback proxy's scheme
