@@ -12,11 +12,13 @@ import json
 import select
 import socket
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 import pytest
 
+from tests.support.proxies import Nginx, Variant
 from tests.support.servers import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -145,3 +147,53 @@ def test_with_keys_off_a_strangers_resume_gets_204_and_its_post_its_own_chat(app
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     behind_tls = httpx.post(server.url + "/api/ui/chat", json=ui_body("hi"), headers={"X-Forwarded-Proto": "https"}, timeout=20)
     assert "Secure" in behind_tls.headers["set-cookie"]  # gunicorn trusts the loopback proxy's scheme
+
+
+# -- 14. what gunicorn refuses itself answers JSON through the shipped nginx ---------------------------
+
+REFUSED_BEFORE_THE_APP = {
+    "line over nginx's buffer": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "line over gunicorn's limit": (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "header over nginx's buffer": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    "headers over gunicorn's count": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(120)) + b"\r\n", 431),
+    "lowercase method": (b"get /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+}
+WITHOUT_JSON_ERRORS = Variant(remove=[
+    "        error_page 400 /_proxy_error/400;\n        error_page 414 /_proxy_error/414;\n        error_page 494 =431 /_proxy_error/431;\n",
+    "proxy_intercept_errors on;",
+])
+
+
+def first_answer(port: int, request: bytes) -> tuple[int, bytes, bytes]:
+    """Status, head and body of the one answer to ``request``."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request)
+        head, _, body = read_answer(sock, 3).partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+@pytest.mark.parametrize("variant", ["shipped", "negative-control-no-json-errors"])
+def test_through_the_shipped_nginx_what_gunicorn_refuses_itself_is_json(
+    variant: str, gunicorn: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    server = gunicorn(env=SCRIPTED, name="refused")
+    direct = {name: first_answer(server.port, request) for name, (request, _) in REFUSED_BEFORE_THE_APP.items()}
+    assert all(b"text/html" in head for _, head, _ in direct.values())  # gunicorn alone: its own pages (documented)
+    assert b"Request Line is too large (8192 &gt; 4094)" in direct["line over nginx's buffer"][2]
+    proxy = Nginx(tmp_path, server.port, WITHOUT_JSON_ERRORS if variant != "shipped" else None).start()
+    try:
+        answers = {name: first_answer(proxy.port, request) for name, (request, _) in REFUSED_BEFORE_THE_APP.items()}
+        app_error = first_answer(proxy.port, b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 1\r\nConnection: close\r\n\r\n{")
+    finally:
+        proxy.stop()
+    assert app_error[0] == 400 and json.loads(app_error[2])["error"]["type"] == "invalid_json"  # the app's own errors pass
+    if variant != "shipped":
+        assert all(b"text/html" in head for _, head, _ in answers.values()), answers
+        assert b"Request Line is too large" in answers["line over gunicorn's limit"][2]  # gunicorn's page, naming its limit
+        assert b"limit request headers fields" in answers["headers over gunicorn's count"][2]
+        return
+    for name, (status, head, body) in answers.items():
+        assert status == REFUSED_BEFORE_THE_APP[name][1], (name, head)
+        assert b"application/json" in head and b"html" not in body.lower(), (name, body)
+        assert set(json.loads(body)["error"]) == {"type", "message"}, body
