@@ -28,8 +28,9 @@ def post_chunked(client: FlaskClient, body: bytes) -> tuple[int, bytes]:
     return response.status_code, response.data
 
 
-def test_a_chunked_body_over_the_cap_gets_413_and_nothing_of_it_is_parsed() -> None:
-    client = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_BODY_BYTES": "1024"}, environ={}).test_client()
+@pytest.mark.parametrize("deadline", ["10", "0"], ids=["with-a-body-deadline", "deadline-off"])
+def test_a_chunked_body_over_the_cap_gets_413_and_nothing_of_it_is_parsed(deadline: str) -> None:
+    client = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_BODY_BYTES": "1024", "WEBAPP_BODY_TIMEOUT_SECONDS": deadline}, environ={}).test_client()
     status, data = post_chunked(client, PADDED)
     assert status == 413 and b'"request_too_large"' in data, data
     # Negative control: the same body under a larger cap is a valid request, served.
