@@ -50,6 +50,13 @@ backlog = 2048
 #          it may send a request on a connection gunicorn just closed: 502).
 #   max_requests - 0: never recycle workers on a request count; recycling
 #          would cut streams that the dying worker still holds.
+#   limit_request_line, limit_request_fields, limit_request_field_size -
+#          gunicorn's own limits (its defaults, written out): a longer
+#          request line gets 414, more or longer headers 431, a lowercase
+#          method 400, each as gunicorn's HTML page naming the limit, before
+#          the app sees the request. The shipped nginx.conf answers all of
+#          these with JSON instead; exposed directly, gunicorn's pages are
+#          what clients see (conf/README.md, "Requests refused before the app").
 # ---------------------------------------------------------------------------
 
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
@@ -59,6 +66,9 @@ timeout = 30
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "310"))
 keepalive = 75
 max_requests = 0
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 # ---------------------------------------------------------------------------
 # Name resolution under gevent

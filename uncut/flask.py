@@ -140,10 +140,12 @@ def _response(relay: Relay, surface: str, **body_args: Any) -> Response:
     return response
 
 
-def _run(runnable: Runnable[Any, Any], input: Any, surface: str, **kwargs: Any) -> Relay:
+def _run(runnable: Runnable[Any, Any], input: Any, surface: str, *, owner: str | None = None, **kwargs: Any) -> Relay:
+    """A run for this request, owned by ``owner`` (else by the extension's ``owner()``)."""
     state = _current()
     return state.streams.run(
-        runnable, input, surface=surface, environ=request.environ, owner=state.owner(), client=state.client(),
+        runnable, input, surface=surface, environ=request.environ, owner=owner if owner is not None else state.owner(),
+        client=state.client(),
         summary_fields=state.summary_fields(), **kwargs,
     )
 
@@ -218,29 +220,35 @@ def ui_message_response(
     callbacks: Sequence[BaseCallbackHandler] = (),
     config: RunnableConfig | None = None,
     metadata: Mapping[str, Any] | None = None,
+    owner: str | None = None,
     **options: Any,
 ) -> Response:
     """Stream as the Vercel AI SDK's UI message stream, for ``useChat`` / ``DefaultChatTransport``.
 
     With ``chat_id`` (the request body's ``id``), the run becomes the chat's
     latest stream, which ``resume_ui_message_response(chat_id)`` replays:
-    the SDK's ``resume``. ``uncut.ui_request.parse_ui_chat`` turns the
-    SDK's request body into LangChain messages.
+    the SDK's ``resume``. Chat ids are chosen by the client: the chat is
+    ``owner``'s (else the extension's ``owner()``), and only a resume with
+    the same owner finds it; give each browser or user its own.
+    ``uncut.ui_request.parse_ui_chat`` turns the SDK's request body into
+    LangChain messages.
     """
     try:
-        relay = _run(runnable, input, "ui", callbacks=callbacks, config=config, metadata=metadata, chat_id=chat_id, **options)
+        relay = _run(runnable, input, "ui", callbacks=callbacks, config=config, metadata=metadata, chat_id=chat_id, owner=owner, **options)
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
     return _response(relay, "ui")
 
 
-def resume_ui_message_response(chat_id: str) -> Response:
+def resume_ui_message_response(chat_id: str, *, owner: str | None = None) -> Response:
     """The chat's latest stream, replayed from its start then followed live; 204 when there is none.
 
     That is what the AI SDK's ``reconnectToStream`` (``GET <api>/<chatId>/stream``) expects.
+    ``owner`` (else the extension's ``owner()``) is whose chat to look for: another owner's is none.
     """
     state = _current()
-    relay = state.streams.follow_chat(chat_id, environ=request.environ, owner=state.owner(), summary_fields=state.summary_fields())
+    owner = owner if owner is not None else state.owner()
+    relay = state.streams.follow_chat(chat_id, environ=request.environ, owner=owner, summary_fields=state.summary_fields())
     return Response(status=204) if relay is None else _response(relay, "ui")
 
 

@@ -10,6 +10,12 @@ and are skipped; a tool call that never got an output (the user stopped it)
 is left out, since every call sent to a model must have its answer. Files
 are refused: the service sends text only. Anything malformed raises
 ``InvalidUIRequest`` naming the field.
+
+``max_messages`` counts the messages the model gets, not the UI messages:
+one assistant message of 9,000 steps once became 18,000 model messages,
+all sent upstream. A message has at most ``max_parts`` parts, refused
+before any is looked at, and conversion stops as soon as the count passes
+the limit, so a refused request costs at most that many messages' work.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 TRIGGERS = ("submit-message", "regenerate-message")
+# Parts in one UI message. A long agent turn has a few per step (step-start, reasoning, text, tools).
+MAX_PARTS = 1000
 # Chat ids go in the resume URL's path: no slashes, nothing a proxy might rewrite.
 _CHAT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
@@ -47,8 +55,8 @@ def valid_chat_id(value: Any, where: str = "id") -> str:
     return value
 
 
-def parse_ui_chat(body: Any, *, max_messages: int, max_message_chars: int) -> UIChatRequest:
-    """Validate an AI SDK chat request; the conversation comes out as LangChain messages."""
+def parse_ui_chat(body: Any, *, max_messages: int, max_message_chars: int, max_parts: int = MAX_PARTS) -> UIChatRequest:
+    """Validate an AI SDK chat request; the conversation comes out as at most ``max_messages`` LangChain messages."""
     if not isinstance(body, dict):
         raise InvalidUIRequest("the body must be a JSON object")
     chat_id = valid_chat_id(body.get("id"))
@@ -65,13 +73,29 @@ def parse_ui_chat(body: Any, *, max_messages: int, max_message_chars: int) -> UI
         raise InvalidUIRequest(f"messages has more than {max_messages} items", "messages")
     converted: list[BaseMessage] = []
     for index, message in enumerate(messages):
-        converted += _message(message, f"messages[{index}]", max_message_chars)
+        try:
+            converted += _message(message, f"messages[{index}]", max_message_chars, max_parts, max_messages - len(converted))
+        except _TooMany:
+            raise _too_many(max_messages) from None
+        if len(converted) > max_messages:
+            raise _too_many(max_messages)
     if not converted or not isinstance(converted[-1], (HumanMessage, ToolMessage)):
         raise InvalidUIRequest("the conversation must end with a user message that has text", "messages")
     return UIChatRequest(chat_id, converted, trigger)
 
 
-def _message(message: Any, where: str, max_chars: int) -> list[BaseMessage]:
+class _TooMany(Exception):
+    """An assistant message's steps would pass what is left of ``max_messages``."""
+
+
+def _too_many(max_messages: int) -> InvalidUIRequest:
+    return InvalidUIRequest(
+        f"messages: the conversation is more than {max_messages} model messages "
+        "(each user message, assistant step and tool output is one)", "messages",
+    )
+
+
+def _message(message: Any, where: str, max_chars: int, max_parts: int, room: int) -> list[BaseMessage]:
     if not isinstance(message, dict):
         raise InvalidUIRequest(f"{where} must be an object with role and parts", where)
     role = message.get("role")
@@ -80,11 +104,13 @@ def _message(message: Any, where: str, max_chars: int) -> list[BaseMessage]:
     parts = message.get("parts")
     if not isinstance(parts, list):
         raise InvalidUIRequest(f"{where}.parts must be a list", f"{where}.parts")
+    if len(parts) > max_parts:
+        raise InvalidUIRequest(f"{where}.parts: too many parts (more than {max_parts})", f"{where}.parts")
     for index, part in enumerate(parts):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
             raise InvalidUIRequest(f"{where}.parts[{index}] must be an object with a type", f"{where}.parts[{index}]")
     if role == "assistant":
-        return _assistant(parts, where, max_chars)
+        return _assistant(parts, where, max_chars, room)
     text = _text_of(parts, where, max_chars)
     if not text.strip():
         return []  # a message of only non-text parts (data, sources) says nothing to the model
@@ -121,7 +147,8 @@ def _tool_output(part: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _assistant(parts: list[dict[str, Any]], where: str, max_chars: int) -> list[BaseMessage]:
+def _assistant(parts: list[dict[str, Any]], where: str, max_chars: int, room: int) -> list[BaseMessage]:
+    """The steps as model messages; past ``room`` of them, refused before the next is built."""
     out: list[BaseMessage] = []
     text: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -130,6 +157,8 @@ def _assistant(parts: list[dict[str, Any]], where: str, max_chars: int) -> list[
 
     def end_step() -> None:
         if text or calls:
+            if len(out) + 1 + len(results) > room:
+                raise _TooMany()
             out.append(AIMessage(content=_check_length("".join(text), f"{where}.parts", max_chars), tool_calls=list(calls)))
             out.extend(results)
         text.clear(), calls.clear(), results.clear()

@@ -2,8 +2,9 @@
 
 With API keys on, both are the hash of the request's key: a key's streams
 are its own, and each key gets its share. With keys off there is no owner
-(anyone who knows a stream id may follow it; ids are unguessable), and the
-share is per client address: the peer's, or behind a trusted proxy the one
+(anyone who knows a stream id may follow it; ids are unguessable; AI SDK
+chats, whose ids clients choose, are their browser's: webapp.chat_owner),
+and the share is per client address: the peer's, or behind a trusted proxy the one
 its configured header carries. A header is only trusted when configured:
 clients can send any header they like.
 """

@@ -86,6 +86,23 @@ def test_stop_then_resume_gets_the_whole_answer_from_one_generation(service: Gun
     assert code == 0 and again == {"resumed": False}  # 204 once the client has it all
 
 
+@pytest.mark.parametrize("cookies", ["1", "0"], ids=["kept-as-a-browser-does", "negative-control-no-cookie"])
+def test_with_keys_off_the_sdk_resumes_the_chat_of_its_own_browser(
+    cookies: str, gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream
+) -> None:
+    require_js_clients()
+    app = gunicorn(env=openai_env(upstream), name="keys-off")
+    upstream.script = Script(tokens=30, interval=0.05)
+    code, out = run_ui_chat("cut", app.url + "/api/ui/chat", env={"CHAT_ID": "keys-off", "KEEP_COOKIES": cookies})
+    assert code == 0, out
+    assert out["partial"] and len(out["partial"]) < len(answer_text(30))  # it really was cut
+    if cookies == "1":
+        assert out["text"] == answer_text(30) and out["messageCount"] == 2  # its browser id found its chat
+    else:  # without the cookie the resume is a stranger's: 204, the answer stays cut
+        assert len(out["text"]) < len(answer_text(30))
+    assert len(upstream.requests) == 1
+
+
 def test_negative_control_with_cancel_on_disconnect_the_resumed_answer_is_cut(
     gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream
 ) -> None:

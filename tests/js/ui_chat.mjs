@@ -6,7 +6,9 @@
 //   resume  reconnectToStream(chatId): what useChat({resume: true}) does on page load
 //   cut     a Chat sends a message, stop()s it once text has arrived, then resumeStream()s it
 // Env: CHAT_ID (default "chat-node"), API_KEY (sent as a bearer token), TIMEOUT_MS (default 20000),
-//      RESUME_API (resume from this URL instead: another instance, say).
+//      RESUME_API (resume from this URL instead: another instance, say),
+//      KEEP_COOKIES=1 (keep the cookies the service sets and send them back, as a browser does;
+//      Node's fetch keeps none).
 // Prints one JSON object on stdout; exits 1 on an error the SDK raised.
 import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
 
@@ -28,9 +30,24 @@ class NodeChat extends AbstractChat {
   constructor(init) { super({ ...init, state: new MemoryState() }); }
 }
 
+// A browser's cookie jar, reduced to what the service sets: name=value pairs, sent back on every request.
+const jar = new Map();
+async function fetchWithCookies(input, init = {}) {
+  const sent = new Headers(init.headers);
+  if (jar.size) sent.set('cookie', [...jar].map(([k, v]) => `${k}=${v}`).join('; '));
+  const response = await fetch(input, { ...init, headers: sent });
+  for (const line of response.headers.getSetCookie()) {
+    const [pair] = line.split(';');
+    const at = pair.indexOf('=');
+    jar.set(pair.slice(0, at).trim(), pair.slice(at + 1).trim());
+  }
+  return response;
+}
+
 const resumeApi = process.env.RESUME_API;
 const transport = new DefaultChatTransport({
   api, headers,
+  ...(process.env.KEEP_COOKIES === '1' ? { fetch: fetchWithCookies } : {}),
   ...(resumeApi ? { prepareReconnectToStreamRequest: ({ id }) => ({ api: `${resumeApi}/${encodeURIComponent(id)}/stream`, headers }) } : {}),
 });
 const textOf = message => (message?.parts ?? []).filter(p => p.type === 'text').map(p => p.text).join('');

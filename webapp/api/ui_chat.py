@@ -5,20 +5,22 @@ UI messages; the configured model answers, or the demo agent with
 ``?agent=1``, as a UI message stream. The SDK's ``resume`` asks for the
 chat's latest stream with a GET: it is replayed from its start and then
 followed live (across workers with a shared store), or 204 when there is
-none.
+none. A chat is its owner's (``webapp.chat_owner``): the key's, or with
+keys off the browser's that started it; anyone else's resume gets 204.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
 from uncut.flask import resume_ui_message_response, ui_message_response
 from uncut.ui_request import InvalidUIRequest, parse_ui_chat, valid_chat_id
 from webapp.api import service
 from webapp.api.reading import json_body
+from webapp.chat_owner import chat_owner
 from webapp.errors import ApiError
 
 bp = Blueprint("ui_chat", __name__, url_prefix="/api/ui/chat")
@@ -39,7 +41,8 @@ def chat() -> ResponseReturnValue:
     runnable: Any = service().agent if use_agent else service().chat_model
     input: Any = {"messages": req.messages} if use_agent else req.messages
     metadata = {"agent": "demo"} if use_agent else None
-    return ui_message_response(runnable, input, chat_id=req.chat_id, metadata=metadata)
+    owner = chat_owner(mint=True)
+    return owner.remember(ui_message_response(runnable, input, chat_id=req.chat_id, metadata=metadata, owner=owner.id))
 
 
 @bp.get("/<chat_id>/stream")
@@ -48,4 +51,7 @@ def resume(chat_id: str) -> ResponseReturnValue:
         valid_chat_id(chat_id, "chat id")
     except InvalidUIRequest as exc:
         raise _invalid(exc) from None
-    return resume_ui_message_response(chat_id)
+    owner = chat_owner(mint=False)
+    if owner.id is None:  # keys off and no browser id: no chat here is this client's
+        return Response(status=204)
+    return resume_ui_message_response(chat_id, owner=owner.id)
