@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import httpx
 
-from bench.soak.checks import check, summary, write_failures
+from bench.soak.checks import _as_json, check, summary, write_failures
 from bench.soak.client import Client
 from bench.soak.cluster import Cluster, Settings
 from bench.soak.plan import UpstreamFaults, tag_of
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
          "upstream_faults": dict(verdict.upstream_faults)}, indent=2))
     failures = args.out / f"soak-{args.seed}-failures.jsonl"
     write_failures(verdict, failures)
+    # Explicit errors are not failures, but each is an answer a client did not get: kept for reading.
+    errored = [h for h in histories if not h.orphaned and h.left_at is None and h.terminal is not None and h.terminal[0] != "end"]
+    (args.out / f"soak-{args.seed}-errors.jsonl").write_text("".join(json.dumps(_as_json(h), default=str) + "\n" for h in errored))
     if not verdict.ok:
         print(f"failures: {failures}", file=sys.stderr)
     return 0 if verdict.ok else 1
