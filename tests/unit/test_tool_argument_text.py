@@ -70,9 +70,10 @@ def test_model_arguments_nested_past_the_recursion_limit_are_an_error_not_a_cras
     ({"properties": {"a": {"maxLength": -1}}}, "properties.a.maxLength"),
     ({"properties": {"a": {"anyOf": [5]}}}, "properties.a.anyOf[0]"),
     ({"properties": {"a": {"anyOf": []}}}, "properties.a.anyOf"),
-    ({"items": [{"type": "x"}]}, "items[0].type"),
-    ({"$defs": {"d": {"multipleOf": 0}}}, "$defs.d.multipleOf"),
-    ({"dependencies": {"a": [1]}}, "dependencies.a"),
+    ({"$schema": "https://json-schema.org/draft/2020-12/schema", "items": [{"type": "string"}]}, "items"),  # its draft's rule
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "x"}]}, "items[0].type"),
+    ({"definitions": {"d": {"multipleOf": 0}}}, "definitions.d.multipleOf"),
+    ({"dependencies": {"a": [1]}}, "dependencies.a[0]"),
     ({"not": "x"}, "not"),
 ])
 def test_keywords_of_the_wrong_type_are_found_where_they_are(schema: dict[str, Any], where: str) -> None:
@@ -83,7 +84,8 @@ def test_keywords_of_the_wrong_type_are_found_where_they_are(schema: dict[str, A
 
 def test_json_schemas_pass_and_the_walk_is_bounded() -> None:
     check_schema({"type": "object", "properties": {"a": True, "b": False, "c": {"type": ["string", "null"], "x-custom": 5}},
-                  "required": [], "exclusiveMinimum": True, "dependencies": {"a": ["b"], "c": {"required": ["a"]}}})
+                  "required": [], "exclusiveMinimum": 0, "dependencies": {"a": ["b"], "c": {"required": ["a"]}}})
+    check_schema({"$schema": "http://json-schema.org/draft-04/schema#", "minimum": 0, "exclusiveMinimum": True})  # its own draft
     wide = {"properties": {f"p{i}": {} for i in range(MAX_SCHEMA_NODES)}}
     with pytest.raises(SchemaError, match="subschemas"):
         check_schema(wide)
