@@ -23,7 +23,7 @@ from typing import Callable
 import psutil
 
 from tests.support.openai_upstream import OpenAIUpstream
-from tests.support.proxies import Nginx, Variant
+from tests.support.proxies import Nginx, Variant, nginx_server
 from tests.support.redis_server import RedisServer, SentinelSetup
 from tests.support.servers import GunicornServer
 
@@ -63,7 +63,7 @@ class Cluster:
         self.redis = SentinelSetup(self.workdir, down_after_ms=3000, failover_timeout_ms=10000).start()
         env = self.settings.env(self.upstream, self.redis.url)
         self.instances = [GunicornServer(self.workdir, env=env, name=f"instance-{i}").start() for i in (1, 2)]
-        variant = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{self.instances[1].port};"})
+        variant = Variant(add_after={"keepalive 32;": nginx_server(self.instances[1].port)})
         self.nginx = Nginx(self.workdir, self.instances[0].port, variant).start()
         self.started = time.monotonic()
         return self

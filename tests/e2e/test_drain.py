@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
-from tests.support.proxies import Nginx, Variant
+from tests.support.proxies import Nginx, Variant, nginx_server
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
 
@@ -60,7 +60,7 @@ def test_a_draining_worker_keeps_producing_for_readers_that_moved_elsewhere(
     # itself, and hide whether the worker waits for its runs.
     draining = gunicorn(env=env, args=["--graceful-timeout", "20", "--keep-alive", "1"])
     other = gunicorn(env=env)
-    variant = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{other.port};"}, remove=["worker_processes auto;"])
+    variant = Variant(add_after={"keepalive 32;": nginx_server(other.port)}, remove=["worker_processes auto;"])
     proxy = Nginx(tmp_path, draining.port, variant).start()
     try:
         first = read_stream("POST", draining.url + "/api/chat/events", json={"message": "x"},

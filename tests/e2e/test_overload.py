@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.proxies import Nginx, Variant
+from tests.support.proxies import Nginx, Variant, nginx_server
 from tests.support.servers import ROOT, GunicornServer, clean_environ, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
@@ -127,7 +127,7 @@ def test_a_503_from_a_full_worker_is_retried_on_the_other_server_by_nginx(
     with hold.stream("POST", full.url + "/api/chat/events", json={"message": "holds the only slot"}) as held:
         next(held.iter_raw())
         assert httpx.post(full.url + "/api/chat/events", json={"message": "x"}, timeout=10).status_code == 503
-        two_servers = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{other.port};"}, remove=["worker_processes auto;"])
+        two_servers = Variant(add_after={"keepalive 32;": nginx_server(other.port)}, remove=["worker_processes auto;"])
         proxy = Nginx(tmp_path, full.port, two_servers).start()
         try:
             statuses = [httpx.post(proxy.url + "/api/chat/events", json={"message": "q"}, timeout=30).status_code for _ in range(6)]
@@ -144,6 +144,71 @@ def test_a_503_from_a_full_worker_is_retried_on_the_other_server_by_nginx(
             proxy.stop()
         assert 503 in statuses and 200 in statuses, statuses
     hold.close()
+
+
+def _status_of(url: str) -> int:
+    """A chat stream's status, without waiting for its body (an admitted one runs for a minute here)."""
+    with httpx.stream("POST", url + "/api/chat/events", json={"message": "q"}, timeout=30) as response:
+        return response.status_code
+
+
+def _hold_the_only_slot(client: httpx.Client, server: GunicornServer) -> Any:
+    """An open stream holding the server's one slot (waiting, bounded, for an earlier holder to be cancelled)."""
+    deadline = time.monotonic() + 10
+    while True:
+        stream = client.stream("POST", server.url + "/api/chat/events", json={"message": "holds the only slot"})
+        response = stream.__enter__()
+        if response.status_code == 200:
+            chunks = response.iter_raw()
+            next(chunks)
+            stream.chunks = chunks  # type: ignore[attr-defined]  # kept: a dropped iterator closes the response
+            return stream
+        stream.__exit__(None, None, None)
+        assert time.monotonic() < deadline, "the slot was never freed"
+        time.sleep(0.1)
+
+
+def _through_nginx_while_both_refuse(tmp_path: Path, first: GunicornServer, second: GunicornServer, *, max_fails: bool) -> tuple[list[int], list[int]]:
+    """Both servers full: what clients get through nginx then, and right after both free their slot."""
+    variant = Variant(add_after={"keepalive 32;": nginx_server(second.port, max_fails=max_fails)}, remove=["worker_processes auto;"])
+    if not max_fails:  # both server lines as nginx's defaults have them
+        both = nginx_server(first.port, max_fails=False) + "\n" + nginx_server(second.port, max_fails=False)
+        variant = Variant(add_after={"keepalive 32;": both}, remove=[*variant.remove, nginx_server(first.port) + "\n"])
+    proxy = Nginx(tmp_path, first.port, variant).start()
+    holds = [httpx.Client(timeout=60) for _ in (first, second)]
+    try:
+        streams = [_hold_the_only_slot(hold, server) for hold, server in zip(holds, (first, second))]
+        refused = [_status_of(proxy.url) for _ in range(4)]
+        for stream in streams:
+            stream.__exit__(None, None, None)
+        after: list[int] = []  # until the first answer, for at most 5 s (nginx's default fail_timeout is 10 s)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and 200 not in after:
+            after.append(_status_of(proxy.url))
+            time.sleep(0.2)
+        return refused, after
+    finally:
+        for hold in holds:
+            hold.close()
+        proxy.stop()
+
+
+def test_a_refusal_does_not_take_a_server_out_of_nginx_rotation(
+    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path
+) -> None:
+    """Both full: clients get the refusal itself (503, Retry-After), and the moment a slot frees, an answer.
+
+    Negative control: without ``max_fails=0`` nginx counts each retried 503 as a failure, takes both
+    servers out for 10 s, and answers ``502 no live upstreams`` even once they are free.
+    """
+    held_until_cancelled = {**HELD_BY_ONE, "WEBAPP_ON_DISCONNECT": "cancel"}  # a client that leaves frees its slot
+    first = servers(bench_upstream, "rota-1", **held_until_cancelled)
+    second = servers(bench_upstream, "rota-2", **held_until_cancelled)
+    refused, after = _through_nginx_while_both_refuse(tmp_path, first, second, max_fails=True)
+    assert refused == [503] * 4 and 502 not in after and after[-1] == 200, (refused, after)
+
+    refused, after = _through_nginx_while_both_refuse(tmp_path, first, second, max_fails=False)
+    assert 502 in refused + after and 200 not in after, (refused, after)
 
 
 def test_the_openai_sdk_retries_a_503_on_its_own(servers: Callable[..., GunicornServer], bench_upstream: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
-from tests.support.proxies import Nginx, Proxy, Variant
+from tests.support.proxies import Nginx, Proxy, Variant, nginx_server
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
 from uncut.scripted import script_tokens
@@ -100,7 +100,7 @@ def two_behind_nginx(gunicorn: Callable[..., GunicornServer], tmp_path: Path, en
     first, second = gunicorn(env=env), gunicorn(env=env)
     # One nginx worker so round robin strictly alternates: consecutive requests go to different instances.
     variant = Variant(
-        add_after={"keepalive 32;": f"        server 127.0.0.1:{second.port};"},
+        add_after={"keepalive 32;": nginx_server(second.port)},
         remove=["worker_processes auto;"],
     )
     proxy = Nginx(tmp_path, first.port, variant)

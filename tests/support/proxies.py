@@ -44,6 +44,12 @@ def substitute(text: str, old: str, new: str, *, every: bool = False) -> str:
     return text.replace(old, new)
 
 
+def nginx_server(port: int, *, max_fails: bool = True) -> str:
+    """Another ``server`` line for the shipped nginx upstream, written as conf/nginx.conf says to
+    (``max_fails=False``: as nginx's default would have it, for a negative control)."""
+    return f"        server 127.0.0.1:{port}{' max_fails=0' if max_fails else ''};"
+
+
 @dataclass
 class Variant:
     """How a test changes the shipped file: timeouts, removed lines, added lines."""
