@@ -10,7 +10,9 @@ client has its share) with ``Retry-After`` at once can go elsewhere or come
 back. Past its fixed limit a worker may also take fewer: an
 ``AdaptiveLimit`` (uncut.adaptive) lowers the limit while the event loop
 lags, and a request may wait ``wait_seconds`` for a slot before it is
-refused. Imports nothing from Flask.
+refused. Resume readers have a limiter of their own (``READER_LIMIT``):
+a reader holds a connection, not a run, but a client with many of them
+holds the worker's connections all the same. Imports nothing from Flask.
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from uncut.adaptive import AdaptiveLimit
 
 OVERLOADED = "overloaded"  # the worker is full: 503, retry elsewhere
 CLIENT_LIMIT = "too_many_streams"  # this client holds its share: 429
+READER_LIMIT = "too_many_readers"  # this client holds its share of resume readers: 429
+_MESSAGES = {
+    OVERLOADED: "Too many open streams on this server; retry shortly.",
+    CLIENT_LIMIT: "You have as many open streams as one client may; wait for one to end.",
+    READER_LIMIT: "You have as many readers open on resumed streams as one client may; close one first.",
+}
 
 
 @dataclass(frozen=True)
 class Refusal:
     """Why a run was not admitted."""
 
-    reason: str  # OVERLOADED or CLIENT_LIMIT
+    reason: str  # OVERLOADED, CLIENT_LIMIT or READER_LIMIT
 
     @property
     def status(self) -> int:
@@ -38,9 +46,7 @@ class Refusal:
 
     @property
     def message(self) -> str:
-        if self.reason == OVERLOADED:
-            return "Too many open streams on this server; retry shortly."
-        return "You have as many open streams as one client may; wait for one to end."
+        return _MESSAGES[self.reason]
 
 
 class StreamLimiter:
@@ -48,16 +54,21 @@ class StreamLimiter:
 
     With ``adaptive``, the worker's limit is also the adaptive one (never
     above ``limit``); a request over it waits up to ``wait_seconds`` for a
-    run to end before it is refused.
+    run to end before it is refused. ``client_reason`` names a client's
+    refusal (``READER_LIMIT`` for the readers' limiter).
     """
 
-    def __init__(self, limit: int, per_client: int = 0, *, adaptive: AdaptiveLimit | None = None, wait_seconds: float = 0.0) -> None:
+    def __init__(
+        self, limit: int, per_client: int = 0, *, adaptive: AdaptiveLimit | None = None, wait_seconds: float = 0.0,
+        client_reason: str = CLIENT_LIMIT,
+    ) -> None:
         if limit < 0 or per_client < 0 or wait_seconds < 0:
             raise ValueError("limits must be 0 (no limit) or more, and the wait not negative")
         self.limit = limit
         self.per_client = per_client
         self.adaptive = adaptive
         self.wait_seconds = wait_seconds
+        self.client_reason = client_reason
         self.active = 0
         self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -67,7 +78,7 @@ class StreamLimiter:
         if (self.limit and self.active >= self.limit) or (self.adaptive is not None and self.active >= self.adaptive.limit):
             return Refusal(OVERLOADED)
         if client is not None and self.per_client and self._by_client.get(client, 0) >= self.per_client:
-            return Refusal(CLIENT_LIMIT)
+            return Refusal(self.client_reason)
         return None
 
     def try_acquire(self, client: str | None = None) -> Callable[[], None] | Refusal:

@@ -132,7 +132,18 @@ def ui_message_response(
                    metadata=metadata, **options)
 
 
-def resume_ui_message_response(request: HttpRequest, chat_id: str, *, owner: str | None = None) -> HttpResponse:
-    """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none."""
-    relay = streams().follow_chat(chat_id, environ=request.META, owner=owner)
+def resume_ui_message_response(
+    request: HttpRequest, chat_id: str, *, owner: str | None = None, client: str | None = None,
+) -> HttpResponse:
+    """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none.
+
+    A reader takes a place of ``client``'s (default the peer address): past
+    ``max_readers_per_client``, ``429 too_many_readers``.
+    """
+    try:
+        relay = streams().follow_chat(
+            chat_id, environ=request.META, owner=owner, client=client if client is not None else request.META.get("REMOTE_ADDR"),
+        )
+    except StreamRefused as refused:
+        return _refused(refused, "ui")
     return HttpResponse(status=204) if relay is None else _streaming(request, relay, "ui")

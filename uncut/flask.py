@@ -18,6 +18,7 @@ override its arguments), else from ``StreamOptions()``: a plain
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -25,7 +26,9 @@ from flask import Flask, Response, current_app, has_app_context, has_request_con
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from uncut.answers import Answer
 from uncut.callbacks import check_sync_handlers
+from uncut.openai_chunks import completion
 from uncut.options import OptionError, StreamOptions
 from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRefused, Streams, headers_for, log_summary
@@ -33,7 +36,7 @@ from uncut.telemetry import metrics
 
 __all__ = [
     "Streaming", "StreamNotFound", "StreamRefused", "sse_response", "text_response", "openai_response",
-    "ui_message_response", "resume_ui_message_response", "responses_response",
+    "ui_message_response", "resume_ui_message_response", "responses_response", "answer_response",
     "start_stream", "resume_response", "stream_status", "cancel_stream", "refusal_response",
 ]
 
@@ -133,6 +136,16 @@ def refusal_response(refused: StreamRefused, surface: str = "sse") -> Response:
     return response
 
 
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json", headers=dict(headers or {}))
+
+
+def _failed(error: tuple[int, dict[str, Any], bool]) -> Response:
+    """A failed non-streaming answer: its status, its error body, and whether the openai SDK may retry it."""
+    status, body, retryable = error
+    return _json(body, status, {"x-should-retry": "true" if retryable else "false"})
+
+
 def _response(relay: Relay, surface: str, **body_args: Any) -> Response:
     body = Streams.body(relay, surface, wrap=stream_with_context, **body_args)
     response = Response(body, content_type=CONTENT_TYPES[surface], headers=headers_for(surface))
@@ -200,16 +213,59 @@ def openai_response(
     *,
     model: str,
     include_usage: bool = False,
+    stream: bool = True,
     callbacks: Sequence[BaseCallbackHandler] = (),
     config: RunnableConfig | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Response:
-    """Stream as OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]`` (heartbeats are comments)."""
+    """Stream as OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]`` (heartbeats are comments);
+    with ``stream=False``, the whole ``chat.completion`` as JSON (a failure is OpenAI's error body and status).
+
+    Either way it is a run: the admission slot, the client's share, the
+    deadline, the size caps and the disconnect watch hold.
+    """
     try:
         relay = _run(runnable, input, "openai", callbacks=callbacks, config=config, metadata=metadata)
     except StreamRefused as refused:
         return refusal_response(refused, "openai")
-    return _response(relay, "openai", model=model, include_usage=include_usage)
+    if stream:
+        return _response(relay, "openai", model=model, include_usage=include_usage)
+    answer = Streams.collect_answer(relay)
+    if not answer.completed:
+        return _failed(answer.error_reply(openai_shape=True))
+    whole = completion(
+        f"chatcmpl-{relay.stream_id}", model, int(time.time()), answer.text, answer.finish_reason or "stop", answer.usage,
+        answer.tool_calls(),
+    )
+    return _json(whole)
+
+
+def answer_response(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Response:
+    """One whole answer as JSON, ``{"text", "finish_reason", "usage"}``, for clients that do not stream.
+
+    A run like any stream (admission, share, deadline, caps, disconnect
+    watch): a refusal is ``503``/``429``, a failure ``{"error": {"type",
+    "message", "retryable"}}`` with its status (``uncut.answers``).
+    """
+    try:
+        relay = _run(runnable, input, "answer", callbacks=callbacks, config=config, metadata=metadata, **options)
+    except StreamRefused as refused:
+        return refusal_response(refused, "answer")
+    answer = Streams.collect_answer(relay)
+    return _json(answer_body(answer)) if answer.completed else _failed(answer.error_reply(openai_shape=False))
+
+
+def answer_body(answer: Answer) -> dict[str, Any]:
+    """``answer_response``'s body for a complete answer."""
+    return {"text": answer.text, "finish_reason": answer.finish_reason or "stop", "usage": answer.usage}
 
 
 def ui_message_response(
@@ -245,10 +301,16 @@ def resume_ui_message_response(chat_id: str, *, owner: str | None = None) -> Res
 
     That is what the AI SDK's ``reconnectToStream`` (``GET <api>/<chatId>/stream``) expects.
     ``owner`` (else the extension's ``owner()``) is whose chat to look for: another owner's is none.
+    A client holding all the readers it may gets ``429 too_many_readers``.
     """
     state = _current()
     owner = owner if owner is not None else state.owner()
-    relay = state.streams.follow_chat(chat_id, environ=request.environ, owner=owner, summary_fields=state.summary_fields())
+    try:
+        relay = state.streams.follow_chat(
+            chat_id, environ=request.environ, owner=owner, summary_fields=state.summary_fields(), client=state.client(),
+        )
+    except StreamRefused as refused:
+        return refusal_response(refused, "ui")
     return Response(status=204) if relay is None else _response(relay, "ui")
 
 
@@ -276,11 +338,8 @@ def responses_response(
         return _response(relay, "responses", echo=echo)
     done = Streams.collect_response(relay, echo)
     if done.failure is None and done.final is not None:
-        return Response(json.dumps(done.final, ensure_ascii=False), mimetype="application/json")
-    status, body, retryable = done.error_reply()
-    response = Response(json.dumps(body), status=status, mimetype="application/json")
-    response.headers["x-should-retry"] = "true" if retryable else "false"
-    return response
+        return _json(done.final)
+    return _failed(done.error_reply())
 
 
 def start_stream(
@@ -305,13 +364,18 @@ def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool =
     """SSE of every event after sequence number ``after``, then the live tail; starts no new run.
 
     Raises ``StreamNotFound`` (also for someone else's stream). A client
-    that already has the terminal event gets ``204 No Content``.
+    that already has the terminal event gets ``204 No Content``; one that
+    holds all the readers it may, ``429 too_many_readers`` (``503`` when
+    the process holds all it may).
     """
     state = _current()
-    relay = state.streams.follow(
-        stream_id, after, environ=request.environ, owner=state.owner(), heartbeat_events=heartbeat_events,
-        summary_fields=state.summary_fields(),
-    )
+    try:
+        relay = state.streams.follow(
+            stream_id, after, environ=request.environ, owner=state.owner(), heartbeat_events=heartbeat_events,
+            summary_fields=state.summary_fields(), client=state.client(),
+        )
+    except StreamRefused as refused:
+        return refusal_response(refused)
     return Response(status=204) if relay is None else _response(relay, "sse")
 
 

@@ -36,13 +36,6 @@ def _data(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
 
 
-def wire_tool_calls(message: Any) -> list[dict[str, Any]]:
-    """A LangChain AI message's calls (parsed and invalid) in OpenAI's shape, arguments as JSON text."""
-    calls = [(c["id"], c["name"], json.dumps(c["args"], ensure_ascii=False)) for c in message.tool_calls]
-    calls += [(c.get("id"), c.get("name"), c.get("args") or "") for c in message.invalid_tool_calls]
-    return [{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}} for call_id, name, args in calls]
-
-
 def completion(
     completion_id: str, model: str, created: int, text: str, finish_reason: str, usage: dict[str, Any] | None,
     tool_calls: list[dict[str, Any]] | None = None,

@@ -25,6 +25,7 @@ import json
 import time
 from typing import Any
 
+from uncut.answers import CLIENT_GONE, error_reply
 from uncut.eventlog import Event
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -32,11 +33,6 @@ _encode_string = json.encoder.encode_basestring  # C; what _encode does to a str
 
 # Our error types the SDK's strict ResponseError.code knows by another name; anything else is server_error.
 _ERROR_CODES = {"rate_limited": "rate_limit_exceeded"}
-# A failed non-streaming request's HTTP status, by our error type (other upstream_* are 502).
-_FAILURE_STATUS = {
-    "rate_limited": 429, "upstream_timeout": 504, "timeout": 504, "too_large": 500, "cancelled": 499,
-    "server_shutdown": 503, "store_unavailable": 503, "producer_lost": 503,
-}
 
 
 def responses_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -240,12 +236,11 @@ class ResponsesFormat:
         return out + [self._event("response.failed", response=self.final)]
 
     def error_reply(self) -> tuple[int, dict[str, Any], bool]:
-        """A failed non-streaming request as HTTP: status, OpenAI's error body, and whether a retry may help."""
-        error = self.failure or {}
-        kind = error.get("type", "server_error")
-        status = _FAILURE_STATUS.get(kind, 502 if kind.startswith("upstream") else 500)
-        body = {"error": {"message": error.get("message", "The response failed."), "type": kind, "param": None, "code": kind}}
-        return status, body, bool(error.get("retryable"))
+        """A failed non-streaming request as HTTP: status, OpenAI's error body, and whether a retry may help.
+
+        No failure and no final Response: the client left before the end.
+        """
+        return error_reply(self.failure if self.failure is not None else CLIENT_GONE, openai_shape=True)
 
     def events(self, event: Event) -> list[dict[str, Any]]:
         """The Responses API events one of ours becomes (often none)."""

@@ -84,6 +84,8 @@ RANGES: dict[str, Range] = {
     "resume_grace_seconds": Range(0, 3600),
     "max_concurrent_streams": Range(0, 1_000_000, integer=True, note=" (0 for no limit)"),
     "max_streams_per_client": Range(0, 1_000_000, integer=True, note=" (0 for no limit)"),
+    "max_concurrent_readers": Range(0, 1_000_000, integer=True, optional=True, note=" (0 for no limit; None: as many as streams)"),
+    "max_readers_per_client": Range(0, 1_000_000, integer=True, optional=True, note=" (0 for no limit; None: twice the streams)"),
     "admission_target_lag_ms": Range(1, 10_000, integer=True),
     "admission_wait_ms": Range(0, 60_000, integer=True, note=" (0 refuses at once)"),
     "first_chunk_timeout_seconds": Range(0, 86_400, note=" (0 turns it off)"),
@@ -112,6 +114,10 @@ class StreamOptions:
       or ``continue`` it for ``resume_grace_seconds`` so a reconnect finds it.
     - ``max_concurrent_streams`` / ``max_streams_per_client``: runs per
       process, and per client; 0 for no limit.
+    - ``max_concurrent_readers`` / ``max_readers_per_client``: resume
+      readers (``follow``, ``follow_chat``) per process, and per client;
+      0 for no limit; None (the default): as many as runs per process,
+      and twice the runs per client.
     - ``adaptive_admission``: under gevent, also hold runs to what the
       event loop keeps up with: the limit falls while the loop lags more
       than ``admission_target_lag_ms`` (uncut.adaptive); a new run waits up
@@ -141,6 +147,8 @@ class StreamOptions:
     resume_grace_seconds: float = 15.0
     max_concurrent_streams: int = 0
     max_streams_per_client: int = 0
+    max_concurrent_readers: int | None = None
+    max_readers_per_client: int | None = None
     adaptive_admission: bool = True
     admission_target_lag_ms: int = 100
     admission_wait_ms: int = 0
@@ -165,6 +173,12 @@ class StreamOptions:
                 raise OptionError(name, getattr(self, name), "must be True or False")
         if self.on_disconnect not in DISCONNECT_POLICIES:
             raise OptionError("on_disconnect", self.on_disconnect, f"must be one of {', '.join(DISCONNECT_POLICIES)}")
+
+    def reader_limits(self) -> tuple[int, int]:
+        """Resume readers per process and per client: what the options say, or what they follow from."""
+        per_process = self.max_concurrent_streams if self.max_concurrent_readers is None else self.max_concurrent_readers
+        per_client = 2 * self.max_streams_per_client if self.max_readers_per_client is None else self.max_readers_per_client
+        return per_process, per_client
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -39,6 +39,10 @@ _OUTCOME_BY_ERROR = {
 }
 
 
+def _nothing() -> None:
+    pass
+
+
 class StreamAborted(RuntimeError):
     """Raised into the WSGI server so a plain-text response ends without its terminator."""
 
@@ -57,6 +61,7 @@ class Relay:
         move_on_shutdown: bool = False,
         client_socket: Any = None,
         on_finish: Callable[[dict[str, Any]], None] | None = None,
+        release: Callable[[], None] | None = None,
     ) -> None:
         self.log = log
         self.generation = generation
@@ -67,6 +72,9 @@ class Relay:
         self.outcome: str | None = None
         self._socket = client_socket
         self._on_finish = on_finish
+        # Gives back what this reader holds (a resume reader's slot); safe to call twice, and called
+        # when the reading ends or, for a body the server never iterated, when it is closed.
+        self.release: Callable[[], None] = release or _nothing
         # Called once the terminal event has been handed to the server (the client has the whole stream).
         self.on_delivered: Callable[[], None] | None = None
         self._disconnected = threading.Event()
@@ -258,6 +266,7 @@ class Relay:
             if shutdown is not None:
                 shutdown.unregister(log)
             restore_timeout()
+            self.release()
             if self.outcome is None:
                 self.outcome = "slow_client" if self._write_stalled() else "client_disconnected"
             if self.generation is not None:

@@ -5,7 +5,9 @@ store, admission, the runs this process produces) and turns a request
 into a response body without any web framework: a view calls ``run`` (a
 new run), ``follow`` (a resume), ``status``, ``cancel`` or ``start``, then
 wraps ``body(...)`` in its framework's streaming response with
-``HEADERS`` and ``CONTENT_TYPES[surface]``. The adapters (``uncut.flask``,
+``HEADERS`` and ``CONTENT_TYPES[surface]``; a non-streaming request
+``collect``s its run instead (``collect_answer``, ``collect_response``),
+with the same slot, share, deadline, caps and disconnect watch. The adapters (``uncut.flask``,
 ``uncut.django``, ``uncut.wsgi``) are that wrapping and little else.
 """
 
@@ -22,10 +24,11 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.adaptive import AdaptiveLimit
-from uncut.admission import Refusal, StreamLimiter
+from uncut.admission import READER_LIMIT, Refusal, StreamLimiter
+from uncut.answers import Answer
 from uncut.callbacks import check_sync_handlers, with_safe_callbacks
 from uncut.concurrency import client_socket
-from uncut.eventlog import EventLog, MemoryEventLog, MemoryStore
+from uncut.eventlog import Event, EventLog, MemoryEventLog, MemoryStore
 from uncut.generation import CANCELLED, Generation, RunBudget
 from uncut.openai_chunks import ChunkFormat
 from uncut.openai_responses import ResponsesFormat
@@ -36,11 +39,14 @@ from uncut.telemetry import metrics
 from uncut.ui_messages import HEADERS as UI_HEADERS
 from uncut.ui_messages import UIMessageFormat
 
-SURFACES = ("sse", "text", "openai", "ui", "responses")
+SURFACES = ("sse", "text", "openai", "ui", "responses", "answer")  # answer: one JSON answer, not a stream
 # Surfaces whose runs a client can come back to: SSE by Last-Event-ID, the AI SDK's by its chat id.
 RESUMABLE = frozenset({"sse", "ui"})
 _EVENT_STREAM = "text/event-stream; charset=utf-8"
-CONTENT_TYPES = {"sse": _EVENT_STREAM, "text": "text/plain; charset=utf-8", "openai": _EVENT_STREAM, "ui": _EVENT_STREAM, "responses": _EVENT_STREAM}
+CONTENT_TYPES = {
+    "sse": _EVENT_STREAM, "text": "text/plain; charset=utf-8", "openai": _EVENT_STREAM, "ui": _EVENT_STREAM, "responses": _EVENT_STREAM,
+    "answer": "application/json",
+}
 # On every stream: no cache, no buffering by nginx; never a Content-Length, never compressed.
 HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
 
@@ -72,7 +78,7 @@ class StreamNotFound(LookupError):
 
 
 class StreamRefused(Exception):
-    """No run was admitted: the worker is full (503) or the client holds its share (429)."""
+    """No run (or reader) was admitted: the worker is full (503) or the client holds its share (429)."""
 
     def __init__(self, refusal: Refusal, retry_after: int) -> None:
         super().__init__(refusal.message)
@@ -87,6 +93,10 @@ class StreamRefused(Exception):
         else:
             error = {"type": refusal.reason, "message": refusal.message}
         return json.dumps({"error": error}).encode()
+
+
+def _retry_after(options: StreamOptions) -> int:
+    return max(1, -(-options.retry_ms // 1000))
 
 
 def new_stream_id() -> str:
@@ -108,11 +118,12 @@ class StreamBody:
     holding its slot. This ``close()`` always runs.
     """
 
-    __slots__ = ("_frames", "_generation")
+    __slots__ = ("_frames", "_generation", "_release")
 
-    def __init__(self, frames: Iterator[bytes], generation: Generation | None) -> None:
+    def __init__(self, frames: Iterator[bytes], generation: Generation | None, release: Callable[[], None] | None = None) -> None:
         self._frames = frames
         self._generation = generation
+        self._release = release
 
     def __iter__(self) -> Iterator[bytes]:
         return self._frames
@@ -123,6 +134,8 @@ class StreamBody:
             if close is not None:
                 close()
         finally:
+            if self._release is not None:
+                self._release()  # a reader's slot, also when its body never started
             generation = self._generation
             if generation is not None and not generation.started:
                 generation.cancel()
@@ -149,6 +162,8 @@ class Streams:
             options.max_concurrent_streams, options.max_streams_per_client, adaptive=self.adaptive,
             wait_seconds=options.admission_wait_ms / 1000,
         )
+        # Resume readers hold connections, not runs: a share of their own, so one client cannot hold them all.
+        self.readers = StreamLimiter(*options.reader_limits(), client_reason=READER_LIMIT)
         self.on_summary = on_summary
         # The runs this process is producing, by stream id (gone once nobody holds them).
         self.generations: "weakref.WeakValueDictionary[str, Generation]" = weakref.WeakValueDictionary()
@@ -176,7 +191,7 @@ class Streams:
         """
         admitted = self.limiter.try_acquire(client)
         if isinstance(admitted, Refusal):
-            raise StreamRefused(admitted, max(1, -(-options.retry_ms // 1000)))
+            raise StreamRefused(admitted, _retry_after(options))
         try:
             stream_id = new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
@@ -297,23 +312,36 @@ class Streams:
     def follow(
         self, stream_id: str, after: int = -1, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
         heartbeat_events: bool = False, summary_fields: Mapping[str, Any] | None = None, surface: str = "sse",
+        client: str | None = None,
     ) -> Relay | None:
         """A relay for every event after ``after``, then the live tail; starts nothing.
 
         None when the client already has the terminal event (answer 204,
         which stops a browser's EventSource). Raises ``StreamNotFound``,
-        also for a stream another owner started.
+        also for a stream another owner started, and ``StreamRefused``
+        when the process or ``client`` holds all the readers it may
+        (``max_concurrent_readers``, ``max_readers_per_client``). The
+        reader's place is given back when its body ends or is closed.
         """
         log = self._open(stream_id, owner)
         last = log.last()
         if last is not None and last.terminal and last.seq is not None and after >= last.seq:
             return None
         options = self.options_with({"heartbeat_events": heartbeat_events})
+        admitted = self.readers.try_acquire(client)
+        if isinstance(admitted, Refusal):
+            raise StreamRefused(admitted, _retry_after(options))
+        try:
+            relay = self._relay(
+                log, options, surface, environ or {}, dict(self.metadata), summary_fields,
+                generation=self.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=self.store.shared,
+                release=admitted,
+            )
+        except BaseException:
+            admitted()
+            raise
         metrics().stream_resumed()
-        return self._relay(
-            log, options, surface, environ or {}, dict(self.metadata), summary_fields,
-            generation=self.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=self.store.shared,
-        )
+        return relay
 
     # -- chats (the AI SDK's resume) ----------------------------------------------------
 
@@ -337,7 +365,7 @@ class Streams:
 
     def follow_chat(
         self, chat_id: str, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
-        summary_fields: Mapping[str, Any] | None = None,
+        summary_fields: Mapping[str, Any] | None = None, client: str | None = None,
     ) -> Relay | None:
         """A relay replaying the chat's active stream from its start, then its live tail; None when there is none.
 
@@ -345,13 +373,16 @@ class Streams:
         swaps the message in place. A stream stays active until some reader
         has been sent its terminal event: a client cut just before the end
         still gets the whole answer, and once one has it all, ``204``.
+        A reader like ``follow``'s: raises ``StreamRefused`` past the caps.
         """
         name = self._chat_name(chat_id, owner)
         stream_id = self.store.named(name)
         if stream_id is None:
             return None
         try:
-            relay = self.follow(stream_id, -1, environ=environ, owner=owner, summary_fields=summary_fields, surface="ui")
+            relay = self.follow(
+                stream_id, -1, environ=environ, owner=owner, summary_fields=summary_fields, surface="ui", client=client,
+            )
         except StreamNotFound:
             return None  # expired: nothing to resume
         if relay is not None:
@@ -380,20 +411,33 @@ class Streams:
         return self.status(stream_id, owner=owner)
 
     @staticmethod
-    def collect_response(relay: Relay, echo: Mapping[str, Any]) -> ResponsesFormat:
-        """Run a ``responses`` relay to its end with nobody streaming: a non-streaming request's Response.
+    def collect(relay: Relay, frame: Callable[[Event], bytes]) -> None:
+        """Run a relay to its end with nobody streaming: each event goes to ``frame``, its bytes nowhere.
 
         The relay still watches the client (a client that leaves stops the
-        run) and every budget holds; ``.final`` is the Response object.
+        run) and every budget holds (the deadline, the size caps), as on a
+        stream; the run's admission slot is given back when it ends.
         """
-        responses = ResponsesFormat(relay.stream_id, dict(echo))
-        frames = relay.frames(responses.frame)
+        frames = relay.frames(frame)
         try:
             for _ in frames:
                 pass
         finally:
             frames.close()
+
+    @staticmethod
+    def collect_response(relay: Relay, echo: Mapping[str, Any]) -> ResponsesFormat:
+        """A non-streaming ``responses`` request: ``.final`` is the Response object (``collect``)."""
+        responses = ResponsesFormat(relay.stream_id, dict(echo))
+        Streams.collect(relay, responses.frame)
         return responses
+
+    @staticmethod
+    def collect_answer(relay: Relay) -> Answer:
+        """A non-streaming answer (chat completions, one JSON answer): the text, calls, finish reason, usage (``collect``)."""
+        answer = Answer()
+        Streams.collect(relay, answer.frame)
+        return answer
 
     # -- bodies -------------------------------------------------------------------------
 
@@ -418,4 +462,4 @@ class Streams:
             frames = relay.frames(ResponsesFormat(relay.stream_id, dict(echo or {})).frame)
         else:
             frames = relay.sse_frames()
-        return StreamBody(wrap(frames) if wrap is not None else frames, relay.generation)
+        return StreamBody(wrap(frames) if wrap is not None else frames, relay.generation, relay.release)

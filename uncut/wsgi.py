@@ -38,14 +38,18 @@ def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: 
         relay = hub.run(runnable, input, surface=surface, environ=environ, owner=owner,
                         client=client if client is not None else environ.get("REMOTE_ADDR"), **kwargs)
     except StreamRefused as refused:
-        metrics().stream_rejected(surface)
-        body = refused.body(surface)
-        start_response(_STATUS[refused.refusal.status], [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Retry-After", str(refused.retry_after)),
-        ])
-        return [body]
+        return _refused(start_response, refused, surface)
     start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
     return Streams.body(relay, surface)
+
+
+def _refused(start_response: StartResponse, refused: StreamRefused, surface: str) -> Iterable[bytes]:
+    metrics().stream_rejected(surface)
+    body = refused.body(surface)
+    start_response(_STATUS[refused.refusal.status], [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Retry-After", str(refused.retry_after)),
+    ])
+    return [body]
 
 
 def sse_response(
@@ -108,10 +112,19 @@ def ui_message_response(
 
 def resume_ui_message_response(
     environ: Mapping[str, Any], start_response: StartResponse, chat_id: str, *, streams: Streams | None = None,
-    owner: str | None = None,
+    owner: str | None = None, client: str | None = None,
 ) -> Iterable[bytes]:
-    """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none."""
-    relay = (streams or default_streams()).follow_chat(chat_id, environ=environ, owner=owner)
+    """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none.
+
+    A reader takes a place of ``client``'s (default the peer address): past
+    ``max_readers_per_client``, ``429 too_many_readers``.
+    """
+    try:
+        relay = (streams or default_streams()).follow_chat(
+            chat_id, environ=environ, owner=owner, client=client if client is not None else environ.get("REMOTE_ADDR"),
+        )
+    except StreamRefused as refused:
+        return _refused(start_response, refused, "ui")
     if relay is None:
         start_response("204 No Content", [])
         return []

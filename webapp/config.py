@@ -147,6 +147,8 @@ class Settings:
     max_tokens: int = 4096
     max_concurrent_streams: int = 1000  # the service's: the library's default is no limit
     max_streams_per_key: int = 250  # the service's: a quarter of the worker, so no one client takes it all
+    max_concurrent_readers: int | None = DEFAULTS.max_concurrent_readers  # None: as many as streams
+    max_readers_per_key: int | None = DEFAULTS.max_readers_per_client  # None: twice the streams per key
     adaptive_admission: bool = DEFAULTS.adaptive_admission
     admission_target_lag_ms: int = DEFAULTS.admission_target_lag_ms
     admission_wait_ms: int = DEFAULTS.admission_wait_ms
@@ -199,6 +201,7 @@ class Settings:
             "max_stream_events": self.max_stream_events, "max_stream_bytes": self.max_stream_bytes,
             "on_disconnect": self.on_disconnect, "resume_grace_seconds": self.resume_grace_seconds,
             "max_concurrent_streams": self.max_concurrent_streams, "max_streams_per_client": self.max_streams_per_key,
+            "max_concurrent_readers": self.max_concurrent_readers, "max_readers_per_client": self.max_readers_per_key,
             "adaptive_admission": self.adaptive_admission, "admission_target_lag_ms": self.admission_target_lag_ms,
             "admission_wait_ms": self.admission_wait_ms,
             "first_chunk_timeout_seconds": self.first_chunk_timeout_seconds,
@@ -232,6 +235,10 @@ SETTINGS: dict[str, Setting] = {
                                       "Open streams per worker process; one more gets an immediate `503` with `Retry-After`. `0`: no limit."),
     "max_streams_per_key": Setting("WEBAPP_MAX_STREAMS_PER_KEY", _option("max_streams_per_client"),
                                    "Runs one API key (with keys off: one client address) may have going per worker; one more gets `429` with `Retry-After`. `0`: no per-client limit."),
+    "max_concurrent_readers": Setting("WEBAPP_MAX_CONCURRENT_READERS", _option("max_concurrent_readers"),
+                                      "Resume readers (`Last-Event-ID`, the AI SDK's resume) per worker process; one more gets `503` with `Retry-After`. Unset: `WEBAPP_MAX_CONCURRENT_STREAMS`. `0`: no limit."),
+    "max_readers_per_key": Setting("WEBAPP_MAX_READERS_PER_KEY", _option("max_readers_per_client"),
+                                   "Resume readers one API key (with keys off: one client address) may have open per worker; one more gets `429 too_many_readers` with `Retry-After`. Unset: twice `WEBAPP_MAX_STREAMS_PER_KEY`. `0`: no limit."),
     "adaptive_admission": Setting("WEBAPP_ADAPTIVE_ADMISSION", _bool,
                                   "Under gevent, hold a worker to the streams its event loop keeps up with: while the loop lags more than `WEBAPP_ADMISSION_TARGET_LAG_MS` the limit falls (never above `WEBAPP_MAX_CONCURRENT_STREAMS`), and new streams beyond it get `503` with `Retry-After` at once. `false`: the fixed limit only."),
     "admission_target_lag_ms": Setting("WEBAPP_ADMISSION_TARGET_LAG_MS", _option("admission_target_lag_ms"),

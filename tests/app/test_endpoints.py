@@ -169,10 +169,13 @@ def test_wrong_method_says_what_is_allowed(client: FlaskClient) -> None:
     assert client.get("/api/chat").headers["Allow"] == "OPTIONS, POST"
 
 
-def test_a_provider_failure_on_invoke_is_a_json_502_without_details() -> None:
+def test_a_provider_failure_on_the_one_answer_is_a_json_502_without_details() -> None:
     class BrokenModel(ScriptedChatModel):
         def _generate(self, *args: Any, **kwargs: Any):  # type: ignore[override]
             raise KeyError("internal secret")
+
+        def _stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+            raise KeyError("internal secret")  # the one answer is a run: it streams from the model
 
     app = create_app(FAST_SCRIPTED, environ={}, chat_model=BrokenModel())
     response = app.test_client().post("/api/chat", json={"message": "x"})

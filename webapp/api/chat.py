@@ -1,17 +1,18 @@
 """The chat surfaces: one answer (``/api/chat``), plain text and SSE streams.
 
 Each view reads and validates the whole request first, then hands the model
-and the messages to the relay; nothing after that touches ``request``.
+and the messages to the relay; nothing after that touches ``request``. The
+one answer is a run too, collected rather than streamed: the same slot,
+per-key share, deadline, caps and disconnect watch.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 from langchain_core.messages import BaseMessage
 
-from uncut.flask import resume_response, sse_response, text_response
-from uncut.generation import error_body
+from uncut.flask import answer_response, resume_response, sse_response, text_response
 from webapp.api import service
 from webapp.api.reading import chat_messages, heartbeat_events, json_body, last_event_id
 from webapp.errors import ApiError
@@ -28,18 +29,7 @@ def _request_messages() -> list[BaseMessage]:
 
 @bp.post("")
 def chat() -> ResponseReturnValue:
-    messages = chat_messages(json_body())
-    state = service()
-    try:
-        answer = state.chat_model.invoke(messages)
-    except Exception as exc:  # noqa: BLE001 - the provider's failure becomes a 502, not a 500
-        body = error_body(exc)
-        return jsonify(body), 502
-    return jsonify(
-        text=answer.text,
-        finish_reason=answer.response_metadata.get("finish_reason", "stop"),
-        usage=dict(getattr(answer, "usage_metadata", None) or {}),
-    )
+    return answer_response(service().chat_model, chat_messages(json_body()))
 
 
 @bp.post("/stream")

@@ -8,8 +8,6 @@ service's configured model answers. Errors use OpenAI's body shape.
 
 from __future__ import annotations
 
-import secrets
-import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -17,8 +15,6 @@ from flask.typing import ResponseReturnValue
 from langchain_core.runnables import Runnable
 
 from uncut.flask import openai_response, responses_response
-from uncut.generation import error_body
-from uncut.openai_chunks import completion, openai_error, wire_tool_calls
 from webapp.api import service
 from webapp.api.reading import json_body
 from webapp.chat_request import ChatLimits
@@ -66,17 +62,8 @@ def chat_completions() -> ResponseReturnValue:
     except InvalidCompletionRequest as exc:
         return _invalid(exc)
     model = _model_for(req.tools, req.tool_choice, req.parallel_tool_calls, req.params)
-    if req.stream:
-        return openai_response(model, req.messages, model=req.model, include_usage=req.include_usage)
-    try:
-        answer = model.invoke(req.messages)
-    except Exception as exc:  # noqa: BLE001 - a provider failure is the upstream's, not ours
-        body: dict[str, Any] = error_body(exc)["error"]
-        status = 429 if body["type"] == "rate_limited" else 502
-        return jsonify(openai_error(body)), status
-    finish = answer.response_metadata.get("finish_reason") or "stop"
-    calls = wire_tool_calls(answer)
-    return jsonify(completion("chatcmpl-" + secrets.token_hex(12), req.model, int(time.time()), answer.text, finish, answer.usage_metadata, calls))
+    # Streaming or not, a run: the slot, the key's share, the deadline, the caps, the disconnect watch.
+    return openai_response(model, req.messages, model=req.model, include_usage=req.include_usage, stream=req.stream)
 
 
 @bp.post("/responses")
