@@ -10,6 +10,7 @@ SIGKILL (its master starts another), an nginx reload, a Redis restart.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.processes import stop_process
 from tests.support.proxies import Nginx, Variant
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
@@ -54,12 +56,21 @@ class Cluster:
     started: float = field(default_factory=time.monotonic)
 
     def start(self) -> "Cluster":
+        """Each part is kept as soon as it runs, so a failure (or Ctrl-C) part way stops the ones already started."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(self.workdir).start()
-        env = self.settings.env(self.upstream, self.redis.url)
-        self.instances = [GunicornServer(self.workdir, env=env, name=f"instance-{i}").start() for i in (1, 2)]
-        variant = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{self.instances[1].port};"})
-        self.nginx = Nginx(self.workdir, self.instances[0].port, variant).start()
+        try:
+            self.redis = RedisServer(self.workdir)
+            self.redis.start()
+            env = self.settings.env(self.upstream, self.redis.url)
+            for i in (1, 2):
+                self.instances.append(GunicornServer(self.workdir, env=env, name=f"instance-{i}"))
+                self.instances[-1].start()
+            variant = Variant(add_after={"keepalive 32;": f"        server 127.0.0.1:{self.instances[1].port};"})
+            self.nginx = Nginx(self.workdir, self.instances[0].port, variant)
+            self.nginx.start()
+        except BaseException:
+            self.stop()
+            raise
         self.started = time.monotonic()
         return self
 
@@ -84,7 +95,7 @@ class Cluster:
         try:
             old.process.wait(self.settings.graceful_timeout + 15)
         except subprocess.TimeoutExpired:
-            old.process.kill()
+            stop_process(old.process, signal.SIGKILL, 5)  # the master and its workers
         new = GunicornServer(self.workdir, env=old.env, name=f"instance-{index + 1}-restarted", port=old.port)
         self.instances[index] = new.start()
         self._did(f"restarted instance-{index + 1}")
@@ -113,6 +124,8 @@ class Cluster:
         self._did("Redis restart (all stream state lost)")
 
     def stop(self) -> None:
-        for part in (self.nginx, *self.instances):
-            part.stop()
-        self.redis.stop()
+        """Every part that was started, even if stopping one of them fails."""
+        parts = [getattr(self, "nginx", None), *self.instances, getattr(self, "redis", None)]
+        with contextlib.ExitStack() as stack:
+            for part in reversed([p for p in parts if p is not None]):  # the stack runs last-pushed first
+                stack.callback(part.stop)

@@ -34,16 +34,15 @@ def kill_all(processes: Sequence[psutil.Process], timeout: float = 5.0) -> None:
 
 def stop_process(process: subprocess.Popen[Any] | None, signum: int = signal.SIGTERM, timeout: float = 10.0) -> None:
     """``signum`` to the process; SIGKILL if it outlives ``timeout``; then SIGKILL whatever it forked that is still there."""
-    if process is None:
-        return
+    if process is None or process.poll() is not None:
+        return  # reaped: its pid may be another process's by now
     forked = descendants(process.pid)  # taken before the signal: once the master is gone, its orphans are no one's children
-    if process.poll() is None:
-        try:
-            process.send_signal(signum)
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    try:
+        process.send_signal(signum)
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
     kill_all([child for child in forked if _running(child)])
 
 
@@ -62,7 +61,7 @@ def run_bounded(command: Sequence[str], timeout: float, grace: float = 10.0, **k
 
 def stop_group(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
     """SIGINT to a group leader started with ``start_new_session``, then SIGKILL to its group and its descendants."""
-    forked = descendants(process.pid)
+    forked = descendants(process.pid) if process.poll() is None else []  # once reaped, its pid may be another's
     try:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
+from tests.support.processes import stop_process
 from tests.support.proxies import require_binary
 from tests.support.servers import free_port
 
@@ -27,18 +29,22 @@ class RedisServer:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return self
-            except redis.RedisError:
-                time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    client.ping()
+                    return self
+                except redis.RedisError:
+                    time.sleep(0.05)
+        except BaseException:  # Ctrl-C while waiting: the caller never got the server to stop
+            self.stop()
+            raise
+        self.stop()
         raise AssertionError("redis-server did not start")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
+        """SIGKILL: a restart loses everything, as a crash would."""
+        stop_process(self.process, signal.SIGKILL, 5)
 
     def restart(self) -> None:
         self.stop()
