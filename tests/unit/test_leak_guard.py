@@ -21,7 +21,7 @@ from typing import Iterator
 import psutil
 import pytest
 
-from tests.support.processes import kill_all
+from tests.support.processes import kill_all, run_bounded
 from tests.support.servers import ROOT
 
 FIXTURES = '''
@@ -194,3 +194,30 @@ def test_negative_control_without_the_guard_the_run_passes_and_the_processes_sta
     assert run.reported() == {} and "LEAKED" not in run.output
     pids = run.pids
     assert [name for name, pid in sorted(pids.items()) if running(pid)] == ["daemon", "never_stopped", "skipped"]
+
+
+# -- a harness that starts servers of its own, stopped on a timeout (run_bounded) -------------------
+
+HARNESS = """
+import subprocess, sys, time
+server = subprocess.Popen(["sleep", "300"])
+open(sys.argv[1], "w").write(str(server.pid))
+time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("bounded", [True, False], ids=["run_bounded", "negative-control-subprocess-run"])
+def test_a_harness_that_times_out_is_stopped_with_what_it_started(bounded: bool, tmp_path: Path) -> None:
+    pid_file = tmp_path / "server.pid"
+    command = [sys.executable, "-c", HARNESS, str(pid_file)]
+    run = run_bounded if bounded else subprocess.run
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(command, timeout=4, grace=1) if bounded else run(command, timeout=4, capture_output=True)
+    server = int(pid_file.read_text())
+    try:
+        if bounded:
+            assert not running(server), "the harness's server went with it"
+        else:
+            assert running(server), "subprocess.run kills only the harness: its server stays"
+    finally:
+        kill_all([psutil.Process(server)] if running(server) else [])
