@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
+import psutil
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.support import leaks
 from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.servers import ROOT, GunicornServer
 from webapp import create_app
@@ -31,6 +34,62 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep = [item for item in items if (item.get_closest_marker("alone") is not None) == (group == "alone")]
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])
     items[:] = keep
+
+# -- the leak guard: nothing the run started outlives it ---------------------------------------
+# Each pytest process (a plain run, the xdist controller, each worker) marks what it starts and, at its
+# very end, kills what is still running and fails the run naming it. A worker cannot fail the run
+# itself (xdist has sent its exit status by then): it hands its list to the controller.
+
+RUN_ID = pytest.StashKey[str]()
+LEAKS = pytest.StashKey[list[str]]()
+WORKERS = pytest.StashKey[set[int]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RUN_ID] = leaks.mark_this_run()
+    config.stash[LEAKS] = []
+    config.stash[WORKERS] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node: object) -> None:
+    """xdist started a worker: the controller's children now are its workers, which are not leaks."""
+    config = node.config  # type: ignore[attr-defined]
+    config.stash[WORKERS].update(child.pid for child in psutil.Process().children())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    output = getattr(node, "workeroutput", None) or {}
+    node.config.stash[LEAKS].extend(output.get("uncut_leaks", []))  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)  # after fixtures are torn down and xdist's workers have exited
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    found = [str(leak) for leak in leaks.kill_leftovers(config.stash[RUN_ID], frozenset(config.stash[WORKERS]))]
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports and fails the run
+        workeroutput["uncut_leaks"] = found
+        return
+    config.stash[LEAKS].extend(found)
+    if config.stash[LEAKS] and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if config.stash[LEAKS] and config.pluginmanager.get_plugin("terminalreporter") is None:
+        sys.stderr.write(_leak_report(config.stash[LEAKS]) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if config.stash.get(LEAKS, []):
+        terminalreporter.section("processes left running", sep="=", red=True, bold=True)
+        terminalreporter.write_line(_leak_report(config.stash[LEAKS]), red=True)
+
+
+def _leak_report(found: list[str]) -> str:
+    lines = [f"LEAKED PROCESS {leak}" for leak in found]
+    return "\n".join([*lines, f"{len(found)} process(es) started by the tests were still running at the end: "
+                       "killed, and the run fails. Stop what a fixture starts on every path (see docs/ARCHITECTURE.md)."])
+
 
 # A fast scripted model so app-level tests take milliseconds, not seconds.
 FAST_SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5"}

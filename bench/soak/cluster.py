@@ -13,6 +13,7 @@ Redis through ``redis+sentinel://``.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -23,6 +24,7 @@ from typing import Callable
 import psutil
 
 from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.processes import stop_process
 from tests.support.proxies import Nginx, Variant, nginx_server
 from tests.support.redis_server import RedisServer, SentinelSetup
 from tests.support.servers import GunicornServer
@@ -58,13 +60,22 @@ class Cluster:
     started: float = field(default_factory=time.monotonic)
 
     def start(self) -> "Cluster":
+        """Each part is kept as soon as it runs, so a failure (or Ctrl-C) part way stops the ones already started."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # Sentinel notices a dead primary after 3 s: a restart (well under that) stays a restart.
-        self.redis = SentinelSetup(self.workdir, down_after_ms=3000, failover_timeout_ms=10000).start()
-        env = self.settings.env(self.upstream, self.redis.url)
-        self.instances = [GunicornServer(self.workdir, env=env, name=f"instance-{i}").start() for i in (1, 2)]
-        variant = Variant(add_after={"keepalive 32;": nginx_server(self.instances[1].port)})
-        self.nginx = Nginx(self.workdir, self.instances[0].port, variant).start()
+        try:
+            # Sentinel notices a dead primary after 3 s: a restart (well under that) stays a restart.
+            self.redis = SentinelSetup(self.workdir, down_after_ms=3000, failover_timeout_ms=10000)
+            self.redis.start()
+            env = self.settings.env(self.upstream, self.redis.url)
+            for i in (1, 2):
+                self.instances.append(GunicornServer(self.workdir, env=env, name=f"instance-{i}"))
+                self.instances[-1].start()
+            variant = Variant(add_after={"keepalive 32;": nginx_server(self.instances[1].port)})
+            self.nginx = Nginx(self.workdir, self.instances[0].port, variant)
+            self.nginx.start()
+        except BaseException:
+            self.stop()
+            raise
         self.started = time.monotonic()
         return self
 
@@ -89,7 +100,7 @@ class Cluster:
         try:
             old.process.wait(self.settings.graceful_timeout + 15)
         except subprocess.TimeoutExpired:
-            old.process.kill()
+            stop_process(old.process, signal.SIGKILL, 5)  # the master and its workers
         new = GunicornServer(self.workdir, env=old.env, name=f"instance-{index + 1}-restarted", port=old.port)
         self.instances[index] = new.start()
         self._did(f"restarted instance-{index + 1}")
@@ -132,12 +143,11 @@ class Cluster:
         old.start()
 
     def stop(self) -> None:
-        for part in (getattr(self, "nginx", None), *self.instances):
-            if part is None:
-                continue
-            part.stop()
-        if getattr(self, "redis", None) is not None:
-            self.redis.stop()
+        """Every part that was started, even if stopping one of them fails."""
+        parts = [getattr(self, "nginx", None), *self.instances, getattr(self, "redis", None)]
+        with contextlib.ExitStack() as stack:
+            for part in reversed([p for p in parts if p is not None]):  # the stack runs last-pushed first
+                stack.callback(part.stop)
 
 
 def _wait_until(check: Callable[[], bool], timeout: float) -> None:

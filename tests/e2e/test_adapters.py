@@ -18,7 +18,7 @@ from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.node import run_ui_chat
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
-from tests.support.proxies import Nginx, Proxy
+from tests.support.proxies import Nginx, Proxy, require_binary
 from tests.support.servers import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -35,11 +35,17 @@ def served(request: pytest.FixtureRequest, upstream_server: OpenAIUpstream, arti
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proxy]]:
     app, extra = APPS[request.param]
     env = {**openai_env(upstream_server), "EXAMPLE_MODEL": "upstream-model", "EXAMPLE_HEARTBEAT_SECONDS": "1", **extra}
-    server = GunicornServer(artifacts, env=env, app=app, name=f"adapter-{request.param}").start()
-    proxy = Nginx(tmp_path_factory.mktemp("nginx"), server.port).start()
-    yield request.param, proxy
-    proxy.stop()
-    server.stop()
+    require_binary("nginx", "nginx")  # before the app starts: a skip then leaves nothing running
+    server = GunicornServer(artifacts, env=env, app=app, name=f"adapter-{request.param}")
+    try:
+        server.start()
+        proxy = Nginx(tmp_path_factory.mktemp("nginx"), server.port)
+        try:
+            yield request.param, proxy.start()
+        finally:
+            proxy.stop()
+    finally:
+        server.stop()
 
 
 def stream(proxy: Proxy, path: str = "/stream", **kwargs: object) -> StreamRecord:

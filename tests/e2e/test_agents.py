@@ -23,7 +23,7 @@ from langchain_openai import ChatOpenAI
 from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text, call_id
-from tests.support.proxies import Nginx, Variant
+from tests.support.proxies import Nginx, Variant, require_binary
 from tests.support.servers import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -142,6 +142,7 @@ def test_under_continue_a_run_left_during_a_tool_stops_once_the_grace_has_passed
 
 @pytest.fixture
 def nginx_factory(tmp_path: Path) -> Iterator[Callable[[GunicornServer], Nginx]]:
+    require_binary("nginx", "nginx")  # before the test starts the app it would proxy
     started: list[Nginx] = []
 
     def start(app: GunicornServer) -> Nginx:

@@ -9,12 +9,12 @@ targets live in bench/RESULTS.md, not in tests.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import run_bounded
 from tests.support.servers import ROOT, clean_environ
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
@@ -25,9 +25,9 @@ SMOKE_TOKENS = 5  # what `python -m bench --smoke` asks the upstream for
 @pytest.mark.timeout(90)
 def test_smoke_run_reports_the_service_with_every_token_and_no_error(tmp_path: Path) -> None:
     out = tmp_path / "bench-out"
-    completed = subprocess.run(
+    completed = run_bounded(
         [sys.executable, "-m", "bench", "--smoke", "--out-dir", str(out)],
-        cwd=ROOT, env=clean_environ(), capture_output=True, text=True, timeout=75,
+        cwd=ROOT, env=clean_environ(), text=True, timeout=75,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
 
@@ -46,10 +46,10 @@ def test_smoke_run_reports_the_service_with_every_token_and_no_error(tmp_path: P
 @pytest.mark.timeout(90)
 def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
     """`bench.micro` runs the real Generation and Relay under gevent; only the report's shape is asserted."""
-    relay = subprocess.run(
+    relay = run_bounded(
         [sys.executable, "-m", "bench.micro", "relay", "--concurrency", "5", "--streams", "2", "--tokens", "5",
          "--interval", "0.001", "--rounds", "1"],
-        cwd=ROOT, env=clean_environ(), capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env=clean_environ(), text=True, timeout=60,
     )
     assert relay.returncode == 0, relay.stderr[-4000:]
     report = json.loads(relay.stdout)
@@ -58,9 +58,9 @@ def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
     assert all(value > 0 for value in report["cpu_us_per_token"].values())
     assert [r["mode"] for r in report["rounds"]] == modes
 
-    greenlet = subprocess.run(
+    greenlet = run_bounded(
         [sys.executable, "-m", "bench.micro", "greenlet", "--greenlets", "200"],
-        cwd=ROOT, env=clean_environ(), capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env=clean_environ(), text=True, timeout=60,
     )
     assert greenlet.returncode == 0, greenlet.stderr[-4000:]
     assert set(json.loads(greenlet.stdout)["kb_per_greenlet"]) == {"depth 0", "depth 5", "depth 15"}

@@ -169,9 +169,10 @@ class _EvilSite:
 @pytest.mark.parametrize("cors", ["", "*"], ids=["refused", "negative-control-any-origin-allowed"])
 def test_another_site_cannot_make_the_browser_start_a_generation(cors: str, page: object, artifacts: Path) -> None:
     env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_INTERVAL_MS": "1", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_CORS_ORIGINS": cors}
-    app = GunicornServer(artifacts, env=env, name=f"browser-cross-site-{bool(cors)}").start()
+    app = GunicornServer(artifacts, env=env, name=f"browser-cross-site-{bool(cors)}")
     evil = _EvilSite(app.url)
     try:
+        app.start()
         page.goto(evil.url)  # type: ignore[attr-defined]
         page.wait_for_timeout(1500)  # type: ignore[attr-defined]
     finally:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.clients import StreamRecord, read_stream
-from tests.support.proxies import Nginx, Proxy
+from tests.support.proxies import Nginx, Proxy, require_binary
 from tests.support.servers import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +24,7 @@ SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_HEARTBEAT_SECONDS": "1"}
 
 @pytest.fixture
 def behind_nginx(gunicorn: Callable[..., GunicornServer], tmp_path: Path) -> Iterator[Callable[..., tuple[GunicornServer, Proxy]]]:
+    require_binary("nginx", "nginx")  # before any app starts
     proxies: list[Proxy] = []
 
     def start(env: dict[str, str] | None = None, args: list[str] | None = None) -> tuple[GunicornServer, Proxy]:

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
-from tests.support.proxies import Nginx, Variant, nginx_server
+from tests.support.proxies import Nginx, Variant, nginx_server, require_binary
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
 
@@ -53,6 +53,7 @@ def test_a_draining_worker_keeps_producing_for_readers_that_moved_elsewhere(
     hold: str, gunicorn: Callable[..., GunicornServer], tmp_path: Path, redis_server: RedisServer,
     upstream_server: OpenAIUpstream, upstream: OpenAIUpstream,
 ) -> None:
+    require_binary("nginx", "nginx")  # before the servers start
     upstream.script = Script(tokens=40, interval=0.1)  # 4 s of answer
     env = openai_env(upstream_server, WEBAPP_STREAM_STORE=redis_server.url, WEBAPP_HEARTBEAT_SECONDS="1",
                      WEBAPP_ON_DISCONNECT="continue", GUNICORN_HOLD_FOR_RUNS=hold)

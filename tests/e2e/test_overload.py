@@ -10,6 +10,7 @@ wide margins: the figures live in bench/OPENLOOP.md.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +22,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.proxies import Nginx, Variant, nginx_server
+from tests.support.processes import stop_process
+from tests.support.proxies import Nginx, Variant, nginx_server, require_binary
 from tests.support.servers import ROOT, GunicornServer, clean_environ, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
@@ -39,16 +41,17 @@ def bench_upstream() -> Iterator[str]:
         [sys.executable, "-m", "bench.upstream", "--port", str(port), "--tokens", str(TOKENS), "--interval", str(INTERVAL)],
         cwd=ROOT, env=clean_environ(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/bench/stats", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/v1"
-    process.kill()
-    process.wait(10)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/bench/stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_process(process, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -121,6 +124,7 @@ def test_past_capacity_a_fresh_request_gets_its_first_bytes_at_once_and_nothing_
 def test_a_503_from_a_full_worker_is_retried_on_the_other_server_by_nginx(
     servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path
 ) -> None:
+    require_binary("nginx", "nginx")  # before the servers start
     full = servers(bench_upstream, "full", **HELD_BY_ONE)
     other = servers(bench_upstream, "other")
     hold = httpx.Client(timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.clients import read_stream
+from tests.support.processes import stop_process
 from tests.support.servers import ROOT, clean_environ, free_port
 
 pytestmark = pytest.mark.e2e
@@ -52,5 +54,4 @@ def test_the_readme_example_app_streams_under_the_readme_gunicorn_command(tmp_pa
         times = record.token_times()
         assert times[-1] - times[0] > 1.0, "tokens arrive one by one, not at the end"
     finally:
-        process.terminate()
-        process.wait(15)
+        stop_process(process, signal.SIGTERM, 15)  # and its workers, if the master outlives the wait

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import openai_env
 from tests.support.clients import StreamRecord, read_stream
 from tests.support.openai_upstream import OpenAIUpstream, Script, answer_text
-from tests.support.proxies import Nginx, Proxy, Variant, nginx_server
+from tests.support.proxies import Nginx, Proxy, Variant, nginx_server, require_binary
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
 from uncut.scripted import script_tokens
@@ -97,6 +97,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def two_behind_nginx(gunicorn: Callable[..., GunicornServer], tmp_path: Path, env: dict[str, str]) -> tuple[GunicornServer, GunicornServer, Proxy]:
+    require_binary("nginx", "nginx")  # before the servers start
     first, second = gunicorn(env=env), gunicorn(env=env)
     # One nginx worker so round robin strictly alternates: consecutive requests go to different instances.
     variant = Variant(

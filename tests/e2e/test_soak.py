@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import run_bounded
 from tests.support.proxies import require_binary
 from tests.support.servers import ROOT
 
@@ -30,7 +30,7 @@ def test_a_short_soak_loses_duplicates_and_silently_cuts_nothing(tmp_path: Path)
     require_binary("nginx", "nginx")
     require_binary("redis-server", "redis-server")
     command = [sys.executable, "-m", "bench.soak", "--clients", "40", "--seconds", "120", "--seed", "1", "--out", str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    done = run_bounded(command, cwd=ROOT, text=True, timeout=400)  # on a timeout, the soak's servers are stopped too
     print(done.stdout)
     result = json.loads((tmp_path / "soak-1.json").read_text())
     failures = (tmp_path / "soak-1-failures.jsonl").read_text()

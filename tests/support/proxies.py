@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Sequence
 
 import pytest
 
+from tests.support.processes import stop_process
 from tests.support.servers import ROOT, free_port, wait_until_ready
 
 CONF = ROOT / "conf"
@@ -116,19 +118,19 @@ class Proxy:
         assert checked.returncode == 0, f"{self.name} config check failed:\n{checked.stdout}{checked.stderr}"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.run_command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=self.env())
-        if not wait_until_ready(self.process, self.url + "/healthz", timeout):
+        try:
+            ready = wait_until_ready(self.process, self.url + "/healthz", timeout)
+        except BaseException:  # Ctrl-C while waiting: the caller never got the proxy to stop
+            self.stop()
+            raise
+        if not ready:
             self.stop()
             raise AssertionError(f"{self.name} exited or did not proxy /healthz within {timeout}s:\n{self.log()}")
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        """SIGTERM, then SIGKILL to the master and to its workers (a killed nginx master leaves them serving)."""
+        stop_process(self.process, signal.SIGTERM, 10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -3,6 +3,7 @@ loses everything), and a Sentinel setup (a primary, one replica, one ``redis-ser
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Callable
 
 import redis
 
+from tests.support.processes import stop_process
 from tests.support.proxies import require_binary
 from tests.support.servers import free_port
 
@@ -68,9 +70,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """kill -9: no shutdown save, no goodbye (an AOF keeps what it was given, to the last write)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process, signal.SIGKILL, 5)
 
     def restart(self, down_seconds: float = 0.0) -> None:
         self.stop()

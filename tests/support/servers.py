@@ -19,6 +19,8 @@ from typing import Mapping, Self, Sequence
 
 import httpx
 
+from tests.support.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
 
@@ -91,30 +93,32 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> Self:
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        if not wait_until_ready(self.process, self.url + self.ready_path, timeout):
+        try:
+            ready = wait_until_ready(self.process, self.url + self.ready_path, timeout)
+        except BaseException:  # Ctrl-C while waiting: the caller never got the server to stop
+            self.stop()
+            raise
+        if not ready:
             self.stop()
             raise RuntimeError(f"server exited or did not become ready in {timeout}s:\n{self.log()}")
         return self
 
     def run_to_exit(self, timeout: float = 30.0) -> int:
-        """Start and wait for the master to exit by itself (for start-up failures)."""
+        """Start and wait for the master to exit by itself (for start-up failures); stopped if it does not."""
         with open(self.log_path, "wb") as log:
-            completed = subprocess.run(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
-        return completed.returncode
+            self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.stop()
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
         self.process.send_signal(signum)
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)  # quick shutdown: tests do not wait for a graceful drain
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        """SIGINT (quick shutdown: tests do not wait for a graceful drain), then SIGKILL to the master and its workers."""
+        stop_process(self.process, signal.SIGINT, timeout)
 
     def log(self) -> str:
         try:
