@@ -26,7 +26,6 @@ from flask import Flask, Response, current_app, has_app_context, has_request_con
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from uncut.answers import Answer
 from uncut.callbacks import check_sync_handlers
 from uncut.openai_chunks import completion
 from uncut.options import OptionError, StreamOptions
@@ -260,12 +259,9 @@ def answer_response(
     except StreamRefused as refused:
         return refusal_response(refused, "answer")
     answer = Streams.collect_answer(relay)
-    return _json(answer_body(answer)) if answer.completed else _failed(answer.error_reply(openai_shape=False))
-
-
-def answer_body(answer: Answer) -> dict[str, Any]:
-    """``answer_response``'s body for a complete answer."""
-    return {"text": answer.text, "finish_reason": answer.finish_reason or "stop", "usage": answer.usage}
+    if not answer.completed:
+        return _failed(answer.error_reply(openai_shape=False))
+    return _json({"text": answer.text, "finish_reason": answer.finish_reason or "stop", "usage": answer.usage})
 
 
 def ui_message_response(

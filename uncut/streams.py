@@ -7,8 +7,9 @@ new run), ``follow`` (a resume), ``status``, ``cancel`` or ``start``, then
 wraps ``body(...)`` in its framework's streaming response with
 ``HEADERS`` and ``CONTENT_TYPES[surface]``; a non-streaming request
 ``collect``s its run instead (``collect_answer``, ``collect_response``),
-with the same slot, share, deadline, caps and disconnect watch. The adapters (``uncut.flask``,
-``uncut.django``, ``uncut.wsgi``) are that wrapping and little else.
+with the same slot, share, deadline, caps and disconnect watch. The
+adapters (``uncut.flask``, ``uncut.django``, ``uncut.wsgi``) are that
+wrapping and little else.
 """
 
 from __future__ import annotations
