@@ -239,3 +239,17 @@ def test_sentinels_that_do_not_answer_stop_start_up_with_the_url_masked() -> Non
     with pytest.raises(StoreUnavailable) as caught:
         store.ping()
     assert "cannot reach Redis at redis+sentinel://:***@127.0.0.1:" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_run_is_not_abandoned_while_redis_cannot_say_whether_anyone_reads_it(redis_server: RedisServer) -> None:
+    """Readers cannot renew their presence while Redis is away or just back: ``remote_reader`` says yes then."""
+    store = RedisStore(redis_server.url, retry_seconds=1)
+    deadline = time.monotonic() + 8
+    while store.settling() and time.monotonic() < deadline:  # a Redis up for seconds only is "just back"
+        time.sleep(0.2)
+    assert store.remote_reader("s_0000000000000000") is False  # negative control: Redis answers, nobody reads
+    redis_server.stop()
+    assert store.remote_reader("s_0000000000000000") is True  # cannot ask: not abandoned
+    redis_server.start()
+    assert store.remote_reader("s_0000000000000000") is True  # just back: presence keys may be missing
+    store.close()
