@@ -60,6 +60,9 @@ class StreamRecord:
     error: str | None = None
     finished: float | None = None
     text_ok: bool = False
+    user: int = 0  # the virtual user that sent it: a retry is the same user's next attempt
+    attempt: int = 0
+    retry_after: float | None = None  # seconds, from retry-after-ms or Retry-After
 
     @property
     def tokens(self) -> int:
@@ -191,6 +194,16 @@ class Client(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail("bad_http")
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.record is None:
+            return
+        lowered = name.lower()
+        if lowered == b"retry-after-ms" or (lowered == b"retry-after" and self.record.retry_after is None):
+            try:
+                self.record.retry_after = float(value) / (1000 if lowered == b"retry-after-ms" else 1)
+            except ValueError:
+                pass
+
     def on_headers_complete(self) -> None:
         assert self.record is not None and self.parser is not None
         self.record.status = self.parser.get_status_code()
@@ -242,32 +255,57 @@ class Plan:
     stream_timeout: float
     message: str = "bench"
 
-    def request(self) -> bytes:
+    def request(self, retry_count: int | None = None) -> bytes:
+        """The request; with ``retry_count``, the header the openai SDKs send on every attempt (0 on the first)."""
         if self.mode == "openai":  # straight at the upstream
             payload: dict[str, Any] = {"model": "bench-model", "stream": True, "messages": [{"role": "user", "content": self.message}]}
         else:
             payload = {"message": self.message}
         body = json.dumps(payload).encode()
+        retry = "" if retry_count is None else f"x-stainless-retry-count: {retry_count}\r\n"
         return (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                f"Accept: */*\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+                f"Accept: */*\r\n{retry}Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+# How the openai SDKs retry (openai-python's _base_client): a server-named delay is honoured when it is
+# 0 < delay <= 120 s (Node: 60 s); otherwise 0.5 s doubling per retry, at most 8 s, less a random quarter.
+SDK_MAX_RETRY_AFTER = 60.0
+SDK_INITIAL_DELAY, SDK_MAX_DELAY = 0.5, 8.0
+
+
+def sdk_retry_delay(record: StreamRecord, retries_taken: int, rng: random.Random) -> float:
+    if record.retry_after is not None and 0 < record.retry_after <= SDK_MAX_RETRY_AFTER:
+        return record.retry_after
+    return min(SDK_INITIAL_DELAY * 2.0 ** retries_taken, SDK_MAX_DELAY) * (1 - 0.25 * rng.random())
+
+
+def sdk_would_retry(record: StreamRecord) -> bool:
+    """Refusals, server errors and connections that never answered, as the SDKs retry them."""
+    if record.status is None:
+        return record.first_byte is None
+    return record.status in REFUSALS or record.status in (408, 409) or record.status >= 500
 
 
 class Load:
     """Runs the users and collects their records."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, max_retries: int = 0, seed: int = 1) -> None:
         self.plan = plan
-        self.request = plan.request()
+        self.max_retries = max_retries
+        self.requests = [plan.request(n if max_retries else None) for n in range(max_retries + 1)]
+        self.rng = random.Random(seed)
         self.expected = answer_text(plan.expected_tokens)
         self.records: list[StreamRecord] = []
+        self.last_by_user: dict[int, StreamRecord] = {}
         self.in_flight = 0
         self.connect_errors = 0
 
-    async def one(self, client: Client | None) -> Client | None:
+    async def one(self, client: Client | None, user: int = 0, attempt: int = 0) -> Client | None:
         """One request on ``client`` (or a new connection); returns the connection if it can be reused."""
         loop = asyncio.get_running_loop()
-        record = StreamRecord(started=now())
+        record = StreamRecord(started=now(), user=user, attempt=attempt)
         self.records.append(record)
+        self.last_by_user[user] = record
         self.in_flight += 1
         try:
             if client is None or client.closed:
@@ -281,7 +319,7 @@ class Load:
                     return None
             sink = SINKS[self.plan.mode](record)
             try:
-                await asyncio.wait_for(client.send(self.request, record, sink), timeout=self.plan.stream_timeout)
+                await asyncio.wait_for(client.send(self.requests[attempt], record, sink), timeout=self.plan.stream_timeout)
             except asyncio.TimeoutError:
                 record.error = record.error or "timeout"
                 client.close()
@@ -306,20 +344,34 @@ class Load:
             if record.finished is None:
                 record.finished = now()
 
-    async def user(self, start_at: float, stop_at: float | None) -> None:
-        """One virtual user: wait for its start, then one request (burst) or requests until ``stop_at``."""
+    async def user(self, start_at: float, stop_at: float | None, user: int = 0) -> None:
+        """One virtual user: wait for its start, then one request (burst) or requests until ``stop_at``.
+
+        With ``max_retries``, a refused or failed request is sent again after
+        the delay the openai SDKs would wait, up to that many times.
+        """
         delay = start_at - now()
         if delay > 0:
             await asyncio.sleep(delay)
         client: Client | None = None
         try:
             while True:
-                client = await self.one(client)
+                for attempt in range(self.max_retries + 1):
+                    client = await self.one(client, user, attempt)
+                    record = self.records_by_user_last(user)
+                    if attempt == self.max_retries or not sdk_would_retry(record):
+                        break
+                    await asyncio.sleep(sdk_retry_delay(record, attempt, self.rng))
                 if stop_at is None or now() >= stop_at:
                     break
         finally:
             if client is not None:
                 client.close()
+
+
+    def records_by_user_last(self, user: int) -> StreamRecord:
+        """The user's latest record (a user has one request in flight at a time)."""
+        return self.last_by_user[user]
 
 
 class RssSampler:
@@ -383,6 +435,34 @@ def open_loop_summary(records: list[StreamRecord], t0: float) -> dict[str, Any]:
         "gap_admitted_p99_ms": _ms(percentile(gaps, 99)),
         "goodput_tokens_per_s": round(tokens / max(1e-9, last - t0), 1),
         "last_admitted_finished_s": round(last - t0, 3),
+    }
+
+
+def answered_summary(records: list[StreamRecord]) -> dict[str, Any]:
+    """What retrying users got: answered or not in the end, and the time from their first attempt to the whole answer.
+
+    A user refused on every attempt counts against the app as much as one
+    whose stream failed: either way nobody got an answer.
+    """
+    by_user: dict[int, list[StreamRecord]] = {}
+    for record in records:
+        by_user.setdefault(record.user, []).append(record)
+    answered, refused_for_good, failed, times = 0, 0, 0, []
+    for attempts in by_user.values():
+        attempts.sort(key=lambda r: r.attempt)
+        last = attempts[-1]
+        if last.error is None:
+            answered += 1
+            times.append((last.finished or now()) - attempts[0].started)
+        elif last.error == "refused":
+            refused_for_good += 1
+        else:
+            failed += 1
+    users = len(by_user)
+    return {
+        "users": users, "answered": answered, "answered_share": round(answered / max(1, users), 4),
+        "refused_for_good": refused_for_good, "failed": failed, "retries": len(records) - users,
+        "answer_p50_ms": _ms(percentile(times, 50)), "answer_p99_ms": _ms(percentile(times, 99)),
     }
 
 
@@ -469,20 +549,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("the load generator targets loopback only")
     plan = Plan(host, port, args.path, args.mode, args.tokens, args.stream_timeout)
-    load = Load(plan)
+    load = Load(plan, args.max_retries, args.seed)
     sampler = RssSampler(args.rss_pid, load)
     sampling = asyncio.create_task(sampler.run())
     t0 = now()
     if args.rate:  # open loop: one stream per Poisson arrival
         stop_at = None
         starts = arrivals(args.rate, args.duration, args.seed)
-        users = [asyncio.create_task(load.user(t0 + at, None)) for at in starts]
+        users = [asyncio.create_task(load.user(t0 + at, None, i)) for i, at in enumerate(starts)]
         hard_limit = args.duration + args.stream_timeout + 10
     else:
         stop_at = None if args.burst else t0 + args.duration
-        users = [asyncio.create_task(load.user(t0 + (i * args.ramp / args.concurrency if args.ramp else 0), stop_at))
+        users = [asyncio.create_task(load.user(t0 + (i * args.ramp / args.concurrency if args.ramp else 0), stop_at, i))
                  for i in range(args.concurrency)]
         hard_limit = (args.duration if not args.burst else args.ramp) + args.stream_timeout + 10
+    hard_limit += args.max_retries * (SDK_MAX_RETRY_AFTER + args.stream_timeout)
     done, pending = await asyncio.wait(users, timeout=hard_limit)
     for task in pending:
         task.cancel()
@@ -492,6 +573,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     wall = now() - t0
     result = summarize(load, t0, stop_at, args.interval, sampler, wall)
     result["open_loop"] = open_loop_summary(load.records, t0)
+    if args.max_retries:
+        result["open_loop"].update(answered_summary(load.records))
     kind = "poisson" if args.rate else ("burst" if args.burst else "closed_loop")
     result.update(
         app=args.app, mode=args.mode, path=args.path, concurrency=args.concurrency, kind=kind, rate=args.rate or None,
@@ -502,7 +585,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["records"] = [
             {"started": r.started - t0, "ttft": (r.token_times[0] - r.started) if r.token_times else None,
              "first_byte": None if r.first_byte is None else r.first_byte - r.started, "status": r.status,
-             "tokens": r.tokens, "error": r.error} for r in load.records
+             "tokens": r.tokens, "error": r.error, "user": r.user, "attempt": r.attempt,
+             "finished": None if r.finished is None else r.finished - t0} for r in load.records
         ]
     return result
 
@@ -522,6 +606,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, required=True, help="tokens each stream must deliver")
     parser.add_argument("--interval", type=float, required=True, help="the upstream's interval, seconds")
     parser.add_argument("--stream-timeout", type=float, default=60.0)
+    parser.add_argument("--max-retries", type=int, default=0,
+                        help="retry a refused or failed request this many times, as the openai SDKs do (they default to 2)")
     parser.add_argument("--rss-pid", type=int, default=0, help="worker process whose RSS to sample")
     parser.add_argument("--keep-records", action="store_true", help="include every stream's record")
     parser.add_argument("--out", help="write the JSON here instead of stdout")

@@ -93,6 +93,8 @@ def _leak_report(found: list[str]) -> str:
 
 # A fast scripted model so app-level tests take milliseconds, not seconds.
 FAST_SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5"}
+# A full worker refuses at once instead of lining the request up: for tests of the refusal itself.
+NO_LINE = {"WEBAPP_ADMISSION_START_BUDGET_MS": "0"}
 
 
 @pytest.fixture

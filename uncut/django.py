@@ -49,7 +49,8 @@ def streams() -> Streams:
 def _refused(refused: StreamRefused, surface: str) -> HttpResponse:
     metrics().stream_rejected(surface)
     response = HttpResponse(refused.body(surface), status=refused.refusal.status, content_type="application/json")
-    response["Retry-After"] = str(refused.retry_after)
+    for name, value in refused.headers():
+        response[name] = value
     return response
 
 

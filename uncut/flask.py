@@ -131,7 +131,8 @@ def refusal_response(refused: StreamRefused, surface: str = "sse") -> Response:
     """503 (the worker is full) or 429 (this client holds its share), with Retry-After; OpenAI's shape on /v1."""
     metrics().stream_rejected(surface)
     response = Response(refused.body(surface), status=refused.refusal.status, mimetype="application/json")
-    response.headers["Retry-After"] = str(refused.retry_after)
+    for name, value in refused.headers():
+        response.headers[name] = value
     return response
 
 
@@ -352,7 +353,8 @@ def start_stream(
     """
     state = _current()
     return state.streams.start(
-        runnable, input, owner=state.owner(), client=state.client(), callbacks=callbacks, config=config, metadata=metadata
+        runnable, input, owner=state.owner(), client=state.client(), callbacks=callbacks, config=config, metadata=metadata,
+        environ=request.environ if has_request_context() else None,
     )
 
 

@@ -87,7 +87,7 @@ RANGES: dict[str, Range] = {
     "max_concurrent_readers": Range(0, 1_000_000, integer=True, optional=True, note=" (0 for no limit; None: as many as streams)"),
     "max_readers_per_client": Range(0, 1_000_000, integer=True, optional=True, note=" (0 for no limit; None: twice the streams)"),
     "admission_target_lag_ms": Range(1, 10_000, integer=True),
-    "admission_wait_ms": Range(0, 60_000, integer=True, note=" (0 refuses at once)"),
+    "admission_start_budget_ms": Range(0, 60_000, integer=True, note=" (0: no line, refused at once with the fixed Retry-After)"),
     "first_chunk_timeout_seconds": Range(0, 86_400, note=" (0 turns it off)"),
     "between_chunks_timeout_seconds": Range(0, 86_400, note=" (0 turns it off)"),
 }
@@ -120,8 +120,14 @@ class StreamOptions:
       and twice the runs per client.
     - ``adaptive_admission``: under gevent, also hold runs to what the
       event loop keeps up with: the limit falls while the loop lags more
-      than ``admission_target_lag_ms`` (uncut.adaptive); a new run waits up
-      to ``admission_wait_ms`` for a slot, then is refused (``503``).
+      than ``admission_target_lag_ms`` (uncut.adaptive).
+    - ``admission_start_budget_ms``: past the limit, a new run waits its
+      turn when it is expected to start within this; beyond, it is
+      refused (``503``) with a ``Retry-After`` naming when its turn comes,
+      and its place is kept for it (uncut.admission). 1 s: a first token
+      a second late reads as a slow model, not a broken one; more turns a
+      backlog into a wait nobody sees, and the TTFT of everyone admitted
+      grows with it. 0: refused at once, ``Retry-After`` from ``retry_ms``.
     - ``first_chunk_timeout_seconds`` / ``between_chunks_timeout_seconds``:
       a model silent this long before its first output, or between two
       chunks after it, ends the run with a retryable ``upstream_timeout``
@@ -151,7 +157,7 @@ class StreamOptions:
     max_readers_per_client: int | None = None
     adaptive_admission: bool = True
     admission_target_lag_ms: int = 100
-    admission_wait_ms: int = 0
+    admission_start_budget_ms: int = 1000
     first_chunk_timeout_seconds: float = 120.0
     between_chunks_timeout_seconds: float = 60.0
 

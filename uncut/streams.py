@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 import weakref
@@ -25,11 +26,12 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.adaptive import AdaptiveLimit
-from uncut.admission import READER_LIMIT, Refusal, StreamLimiter
+from uncut.admission import READER_LIMIT, Refusal, StreamLimiter, retry_signal
 from uncut.answers import Answer
 from uncut.callbacks import check_sync_handlers, with_safe_callbacks
 from uncut.concurrency import client_socket
 from uncut.eventlog import Event, EventLog, MemoryEventLog, MemoryStore
+from uncut.gate import ADMITTED_KEY
 from uncut.generation import CANCELLED, Generation, RunBudget
 from uncut.openai_chunks import ChunkFormat
 from uncut.openai_responses import ResponsesFormat
@@ -81,22 +83,26 @@ class StreamNotFound(LookupError):
 class StreamRefused(Exception):
     """No run (or reader) was admitted: the worker is full (503) or the client holds its share (429)."""
 
-    def __init__(self, refusal: Refusal, retry_after: int) -> None:
+    def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.message)
         self.refusal = refusal
-        self.retry_after = retry_after
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds, as ``Retry-After`` says it."""
+        return max(1, math.ceil(self.refusal.retry_after))
+
+    def headers(self) -> list[tuple[str, str]]:
+        """``Retry-After``, ``retry-after-ms`` and ``x-should-retry`` (uncut.admission)."""
+        return self.refusal.headers()
 
     def body(self, surface: str = "sse") -> bytes:
         """The JSON error body; OpenAI's shape on the /v1 surfaces."""
-        refusal = self.refusal
-        if surface in ("openai", "responses"):
-            error: dict[str, Any] = {"message": refusal.message, "type": refusal.reason, "param": None, "code": refusal.reason}
-        else:
-            error = {"type": refusal.reason, "message": refusal.message}
-        return json.dumps({"error": error}).encode()
+        return self.refusal.body(surface in ("openai", "responses"))
 
 
-def _retry_after(options: StreamOptions) -> int:
+def fixed_retry_after(options: StreamOptions) -> float:
+    """The ``Retry-After`` of a refusal that has no schedule to go by (readers; the line turned off): ``retry_ms``."""
     return max(1, -(-options.retry_ms // 1000))
 
 
@@ -161,10 +167,10 @@ class Streams:
         self.adaptive = AdaptiveLimit(options.admission_target_lag_ms / 1000, maximum=options.max_concurrent_streams) if options.adaptive_admission else None
         self.limiter = StreamLimiter(
             options.max_concurrent_streams, options.max_streams_per_client, adaptive=self.adaptive,
-            wait_seconds=options.admission_wait_ms / 1000,
+            start_budget=options.admission_start_budget_ms / 1000, retry_after=fixed_retry_after(options),
         )
         # Resume readers hold connections, not runs: a share of their own, so one client cannot hold them all.
-        self.readers = StreamLimiter(*options.reader_limits(), client_reason=READER_LIMIT)
+        self.readers = StreamLimiter(*options.reader_limits(), client_reason=READER_LIMIT, retry_after=fixed_retry_after(options))
         self.on_summary = on_summary
         # The runs this process is producing, by stream id (gone once nobody holds them).
         self.generations: "weakref.WeakValueDictionary[str, Generation]" = weakref.WeakValueDictionary()
@@ -181,7 +187,7 @@ class Streams:
 
     def _new_generation(
         self, options: StreamOptions, runnable: Runnable[Any, Any], input: Any, *, owner: str | None, client: str | None,
-        run_config: RunnableConfig, labels: dict[str, Any], kept: bool,
+        run_config: RunnableConfig, labels: dict[str, Any], kept: bool, environ: Mapping[str, Any] | None,
     ) -> Generation:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
@@ -190,9 +196,7 @@ class Streams:
         Plain-text and /v1 responses never show their stream id, so their
         events are not kept (no TTL retention, no store write per token).
         """
-        admitted = self.limiter.try_acquire(client)
-        if isinstance(admitted, Refusal):
-            raise StreamRefused(admitted, _retry_after(options))
+        admitted = self._slot(client, environ or {})
         try:
             stream_id = new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
@@ -209,6 +213,17 @@ class Streams:
             raise
         self.generations[generation.stream_id] = generation
         return generation
+
+    def _slot(self, client: str | None, environ: Mapping[str, Any]) -> Callable[[], None]:
+        """The run's admission slot: the one the gate took for this request (uncut.gate), else one taken now."""
+        gated = environ.get(ADMITTED_KEY)
+        release = gated.claim() if gated is not None else None
+        if release is not None:
+            return release
+        admitted = self.limiter.try_acquire(client, retry_signal(environ))
+        if isinstance(admitted, Refusal):
+            raise StreamRefused(admitted)
+        return admitted
 
     def _relay(
         self, log: EventLog, options: StreamOptions, surface: str, environ: Mapping[str, Any], labels: dict[str, Any],
@@ -262,7 +277,8 @@ class Streams:
         labels = {**self.metadata, **(metadata or {})}
         resumable = surface in RESUMABLE
         generation = self._new_generation(
-            options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable
+            options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable,
+            environ=environ,
         )
         relay = self._relay(
             generation.log, options, surface, environ or {}, labels, summary_fields,
@@ -282,6 +298,7 @@ class Streams:
         callbacks: Sequence[BaseCallbackHandler] = (),
         config: RunnableConfig | None = None,
         metadata: Mapping[str, Any] | None = None,
+        environ: Mapping[str, Any] | None = None,
     ) -> str:
         """Start a run with no reader yet (readers come with ``follow``); returns its stream id.
 
@@ -291,7 +308,8 @@ class Streams:
         labels = {**self.metadata, **(metadata or {})}
         run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])
         generation = self._new_generation(
-            self.options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=True
+            self.options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=True,
+            environ=environ,
         )
         generation.start()
         generation.await_reader()
@@ -331,7 +349,7 @@ class Streams:
         options = self.options_with({"heartbeat_events": heartbeat_events})
         admitted = self.readers.try_acquire(client)
         if isinstance(admitted, Refusal):
-            raise StreamRefused(admitted, _retry_after(options))
+            raise StreamRefused(admitted)
         try:
             relay = self._relay(
                 log, options, surface, environ or {}, dict(self.metadata), summary_fields,

@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from uncut.gate import refusal_response
 from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
 
 __all__ = ["sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams"]
 
 StartResponse = Callable[..., Any]
-_STATUS = {503: "503 Service Unavailable", 429: "429 Too Many Requests"}
 _default: Streams | None = None
 
 
@@ -45,11 +45,7 @@ def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: 
 
 def _refused(start_response: StartResponse, refused: StreamRefused, surface: str) -> Iterable[bytes]:
     metrics().stream_rejected(surface)
-    body = refused.body(surface)
-    start_response(_STATUS[refused.refusal.status], [
-        ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Retry-After", str(refused.retry_after)),
-    ])
-    return [body]
+    return refusal_response(start_response, refused.refusal, surface in ("openai", "responses"))
 
 
 def sse_response(

@@ -21,9 +21,9 @@ from uncut.eventlog import MemoryStore, StoreUnavailable
 from uncut.flask import Streaming
 from uncut.gunicorn import detect_worker, ssl_imported_before_patching
 from uncut.streams import EventLogStore
-from webapp import browser
+from webapp import admission_gate, browser
 from webapp.api import STATE_KEY, ServiceState
-from webapp.auth import current_key_id, require_api_keys
+from webapp.auth import ApiKeys, current_key_id, require_api_keys
 from webapp.bodies import BodyDeadline
 from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import register_error_handlers
@@ -119,10 +119,13 @@ def create_app(
         **settings.stream_options(),
     )
     app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_timeout_seconds, settings.max_body_bytes)  # type: ignore[method-assign]
+    keys = ApiKeys(settings.api_keys)
+    if settings.admission_gate:  # outermost: a refusal is decided before the body is read or Flask builds anything
+        admission_gate.install(app, keys, settings.client_address_header, settings.cors_origins)
     register_error_handlers(app)
     install_request_ids(app)
     browser.install(app, settings.cors_origins)  # before the key check: a CORS preflight carries no key
-    require_api_keys(app, settings.api_keys)
+    require_api_keys(app, keys)
 
     from webapp.api import agent as agent_api
     from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, ui_chat

@@ -29,22 +29,38 @@ def current_key_id() -> str | None:
     return g.get("api_key_id")
 
 
-def require_api_keys(app: Flask, keys: tuple[str, ...]) -> None:
+class ApiKeys:
+    """The configured keys, by digest: ``key_id`` checks an ``Authorization`` header's value against them."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._digests = [_digest(key) for key in keys]
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def key_id(self, authorization: str) -> str | None:
+        """``key_<hash>`` of a valid ``Bearer`` key, else None; the time does not depend on which key matched."""
+        scheme, _, given = authorization.partition(" ")
+        offered = _digest(given.strip())
+        matched = False
+        for digest in self._digests:  # no early exit
+            matched |= hmac.compare_digest(offered, digest)
+        if scheme.lower() == "bearer" and given.strip() and matched:
+            return "key_" + offered.hex()[:32]
+        return None
+
+
+def require_api_keys(app: Flask, keys: ApiKeys) -> None:
     """Install the check; with no keys configured, nothing is installed."""
     if not keys:
         return
-    digests = [_digest(key) for key in keys]
 
     def check() -> ResponseReturnValue | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        offered = _digest(given.strip())
-        matched = False
-        for digest in digests:  # no early exit: the time does not depend on which key matched
-            matched |= hmac.compare_digest(offered, digest)
-        if scheme.lower() == "bearer" and given.strip() and matched:
-            g.api_key_id = "key_" + offered.hex()[:32]
+        key_id = keys.key_id(request.headers.get("Authorization", ""))
+        if key_id is not None:
+            g.api_key_id = key_id
             return None
         return error_response(401, "unauthorized", "Send a valid API key as Authorization: Bearer <key>.",
                               {"WWW-Authenticate": 'Bearer realm="webapp"'})

@@ -18,6 +18,7 @@ framed.
 from __future__ import annotations
 
 import secrets
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
@@ -28,7 +29,7 @@ from webapp.errors import error_response
 OPEN_TO_ANY_SITE = frozenset({"health.healthz", "playground.index"})
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
-EXPOSED_HEADERS = "Retry-After"
+EXPOSED_HEADERS = "Retry-After, retry-after-ms"
 PREFLIGHT_MAX_AGE = "600"
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
@@ -47,20 +48,43 @@ def _page_policy(nonce: str) -> str:
     )
 
 
-def _same_origin(origin: str | None) -> bool:
+def _same_origin(origin: str | None, host: str | None = None) -> bool:
     if origin is None:
         return False
-    host = urlsplit(origin).netloc
-    return host in (request.host, request.host.split(":")[0])
+    host = request.host if host is None else host
+    return urlsplit(origin).netloc in (host, host.split(":")[0])
+
+
+def _cors(origin: str | None, allowed: bool, host: str | None = None) -> list[tuple[str, str]]:
+    if origin is None or not allowed or _same_origin(origin, host):
+        return []
+    return [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", EXPOSED_HEADERS), ("Vary", "Origin")]
+
+
+API_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"), ("Content-Security-Policy", API_POLICY))
+
+
+def _allowed_origin(allowed_origins: tuple[str, ...]) -> Callable[[str | None], bool]:
+    any_origin = "*" in allowed_origins
+    listed = frozenset(allowed_origins)
+    return lambda origin: origin is not None and (any_origin or origin in listed)
+
+
+def gate_headers(allowed_origins: tuple[str, ...]) -> Callable[[Mapping[str, Any]], list[tuple[str, str]]]:
+    """What ``add_headers`` puts on an API response, from the WSGI environ: for refusals the admission gate answers."""
+    allowed = _allowed_origin(allowed_origins)
+
+    def headers(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
+        origin = environ.get("HTTP_ORIGIN")
+        return [*API_HEADERS, *_cors(origin, allowed(origin), str(environ.get("HTTP_HOST", "")))]
+
+    return headers
 
 
 def install(app: Flask, allowed_origins: tuple[str, ...]) -> None:
     """Refuse other sites' requests unless allowed, answer CORS for allowed ones, and add security headers."""
     any_origin = "*" in allowed_origins
-    listed = frozenset(allowed_origins)
-
-    def allowed(origin: str | None) -> bool:
-        return origin is not None and (any_origin or origin in listed)
+    allowed = _allowed_origin(allowed_origins)
 
     def cross_site() -> bool:
         site = request.headers.get("Sec-Fetch-Site")
@@ -88,18 +112,14 @@ def install(app: Flask, allowed_origins: tuple[str, ...]) -> None:
 
     def add_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
         if "csp_nonce" in g:
             headers["Content-Security-Policy"] = _page_policy(g.csp_nonce)
             headers["X-Frame-Options"] = "DENY"
-        else:
-            headers.setdefault("Content-Security-Policy", API_POLICY)
+        for name, value in API_HEADERS:
+            headers.setdefault(name, value)
         origin = request.headers.get("Origin")
-        if allowed(origin) and not _same_origin(origin):
-            headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
-            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-            headers.add("Vary", "Origin")
+        for name, value in _cors(origin, allowed(origin)):
+            headers.add(name, value) if name == "Vary" else headers.set(name, value)
         return response
 
     app.before_request(check_origin)

@@ -151,7 +151,8 @@ class Settings:
     max_readers_per_key: int | None = DEFAULTS.max_readers_per_client  # None: twice the streams per key
     adaptive_admission: bool = DEFAULTS.adaptive_admission
     admission_target_lag_ms: int = DEFAULTS.admission_target_lag_ms
-    admission_wait_ms: int = DEFAULTS.admission_wait_ms
+    admission_start_budget_ms: int = DEFAULTS.admission_start_budget_ms
+    admission_gate: bool = True
     client_address_header: str | None = None
     max_stream_events: int = DEFAULTS.max_stream_events or 50_000
     max_stream_bytes: int = DEFAULTS.max_stream_bytes or 8 * 1_048_576
@@ -203,7 +204,7 @@ class Settings:
             "max_concurrent_streams": self.max_concurrent_streams, "max_streams_per_client": self.max_streams_per_key,
             "max_concurrent_readers": self.max_concurrent_readers, "max_readers_per_client": self.max_readers_per_key,
             "adaptive_admission": self.adaptive_admission, "admission_target_lag_ms": self.admission_target_lag_ms,
-            "admission_wait_ms": self.admission_wait_ms,
+            "admission_start_budget_ms": self.admission_start_budget_ms,
             "first_chunk_timeout_seconds": self.first_chunk_timeout_seconds,
             "between_chunks_timeout_seconds": self.between_chunks_timeout_seconds,
         }
@@ -243,8 +244,10 @@ SETTINGS: dict[str, Setting] = {
                                   "Under gevent, hold a worker to the streams its event loop keeps up with: while the loop lags more than `WEBAPP_ADMISSION_TARGET_LAG_MS` the limit falls (never above `WEBAPP_MAX_CONCURRENT_STREAMS`), and new streams beyond it get `503` with `Retry-After` at once. `false`: the fixed limit only."),
     "admission_target_lag_ms": Setting("WEBAPP_ADMISSION_TARGET_LAG_MS", _option("admission_target_lag_ms"),
                                        "The event-loop lag adaptive admission holds a worker under."),
-    "admission_wait_ms": Setting("WEBAPP_ADMISSION_WAIT_MS", _option("admission_wait_ms"),
-                                 "How long a new stream may wait for a slot before it is refused. `0`: refuse at once."),
+    "admission_start_budget_ms": Setting("WEBAPP_ADMISSION_START_BUDGET_MS", _option("admission_start_budget_ms"),
+                                         "Past a worker's limit, a new stream waits its turn when it is expected to start within this; beyond, `503` with a `Retry-After` (and `retry-after-ms`) naming when its turn comes, its place kept for it. `0`: no line, refused at once with `Retry-After` from `WEBAPP_RETRY_MS`."),
+    "admission_gate": Setting("WEBAPP_ADMISSION_GATE", _bool,
+                              "Admit, line up or refuse a stream in WSGI middleware, before Flask builds the request (a refusal costs a tenth of the CPU). `false`: decide in the view (the negative control)."),
     "client_address_header": Setting("WEBAPP_CLIENT_ADDRESS_HEADER", _header,
                                      "Behind a trusted proxy, the header that carries the client's address (`X-Forwarded-For`: its last entry, the one your proxy added; or `X-Real-IP`). Unset: the peer address, which behind a proxy is the proxy's."),
     "max_stream_events": Setting("WEBAPP_MAX_STREAM_EVENTS", _option("max_stream_events"),

@@ -11,16 +11,28 @@ clients can send any header they like.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from flask import has_request_context, request
 
-from webapp.auth import current_key_id
+from webapp.auth import ApiKeys, current_key_id
 
 
 def _last_entry(value: str) -> str:
     """X-Forwarded-For lists every hop; the last entry is the one the trusted proxy itself added."""
     return value.rsplit(",", 1)[-1].strip()
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def address_of(environ: Mapping[str, Any], address_header: str | None) -> str | None:
+    """``addr_<address>``: the peer's, or the one a trusted proxy's configured header carries."""
+    address = environ.get("REMOTE_ADDR")
+    if address_header:
+        address = _last_entry(str(environ.get(_environ_key(address_header), ""))) or address
+    return f"addr_{address}" if address else None
 
 
 def client_identity(keys_on: bool, address_header: str | None) -> Callable[[], str | None]:
@@ -31,10 +43,17 @@ def client_identity(keys_on: bool, address_header: str | None) -> Callable[[], s
             return None
         if keys_on:
             return current_key_id()
-        address = request.remote_addr
-        if address_header:
-            forwarded = request.headers.get(address_header, "")
-            address = _last_entry(forwarded) or address
-        return f"addr_{address}" if address else None
+        return address_of(request.environ, address_header)
+
+    return client
+
+
+def gate_identity(keys: ApiKeys, address_header: str | None) -> Callable[[Mapping[str, Any]], str | None]:
+    """The same name from the WSGI environ alone, for the admission gate (before Flask has a request)."""
+
+    def client(environ: Mapping[str, Any]) -> str | None:
+        if keys:
+            return keys.key_id(str(environ.get("HTTP_AUTHORIZATION", "")))
+        return address_of(environ, address_header)
 
     return client

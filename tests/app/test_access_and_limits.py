@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder
 
-from tests.conftest import FAST_SCRIPTED
+from tests.conftest import FAST_SCRIPTED, NO_LINE
 from webapp import ConfigError, create_app
 
 KEY = "k-0123456789abcdef"
@@ -68,8 +68,10 @@ def test_keys_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert KEY not in caplog.text and "guessed-key" not in caplog.text
 
 
-def test_streams_beyond_the_limit_get_an_immediate_503() -> None:
-    app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_SCRIPTED_INTERVAL_MS": "50"}, environ={})
+@pytest.mark.parametrize("gate", ["true", "false"])
+def test_with_no_line_streams_beyond_the_limit_get_an_immediate_503(gate: str) -> None:
+    app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_SCRIPTED_INTERVAL_MS": "50",
+                      "WEBAPP_ADMISSION_START_BUDGET_MS": "0", "WEBAPP_ADMISSION_GATE": gate}, environ={})
     client = app.test_client()
     first = client.post("/api/chat/events", json={"message": "one"}, buffered=False)
     next(iter(first.response))  # the first stream is open
@@ -100,7 +102,7 @@ def test_a_response_never_iterated_frees_its_runs_slot() -> None:
 
 def test_a_dropped_client_keeps_its_runs_slot_through_the_grace_but_not_under_cancel() -> None:
     for policy, expected in (("continue", 503), ("cancel", 200)):
-        app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_ON_DISCONNECT": policy,
+        app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_ON_DISCONNECT": policy, **NO_LINE,
                           "WEBAPP_SCRIPTED_INTERVAL_MS": "200"}, environ={})
         client = app.test_client()
         first = client.post("/api/chat/events", json={"message": "x"}, buffered=False)

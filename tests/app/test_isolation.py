@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import FAST_SCRIPTED
+from tests.conftest import FAST_SCRIPTED, NO_LINE
 from tests.support.servers import GUNICORN_CONF
 from webapp import create_app
 
@@ -59,7 +59,7 @@ def test_another_keys_stream_is_the_same_404_as_an_unknown_one(two_keys: FlaskCl
 
 
 def test_posted_runs_take_admission_slots() -> None:
-    client = app_with(WEBAPP_MAX_CONCURRENT_STREAMS="2", WEBAPP_SCRIPTED_INTERVAL_MS="200", WEBAPP_RESUME_GRACE_SECONDS="30").test_client()
+    client = app_with(WEBAPP_MAX_CONCURRENT_STREAMS="2", WEBAPP_SCRIPTED_INTERVAL_MS="200", WEBAPP_RESUME_GRACE_SECONDS="30", **NO_LINE).test_client()
     statuses = [client.post("/api/streams", json={"message": "x"}).status_code for _ in range(20)]
     assert statuses.count(201) == 2 and statuses.count(503) == 18
     refused = client.post("/api/chat/events", json={"message": "x"})
@@ -171,7 +171,7 @@ def test_the_access_log_shows_no_stream_ids_and_no_prompts() -> None:
 
 
 def test_a_text_and_an_openai_stream_hold_a_slot_for_their_run() -> None:
-    app = app_with(WEBAPP_MAX_CONCURRENT_STREAMS="1", WEBAPP_SCRIPTED_INTERVAL_MS="100", WEBAPP_ON_DISCONNECT="cancel")
+    app = app_with(WEBAPP_MAX_CONCURRENT_STREAMS="1", WEBAPP_SCRIPTED_INTERVAL_MS="100", WEBAPP_ON_DISCONNECT="cancel", **NO_LINE)
     client = app.test_client()
     held: Any = client.post("/api/chat/stream", json={"message": "x"}, buffered=False)
     next(held.response)

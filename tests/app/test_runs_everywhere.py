@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from tests.conftest import FAST_SCRIPTED
+from tests.conftest import FAST_SCRIPTED, NO_LINE
 from uncut.sse import ServerSentEvent, parse_stream
 from webapp import create_app
 
@@ -66,7 +66,8 @@ def test_non_streaming_answers_take_the_keys_share(surface: str) -> None:
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(429) >= 18 and set(statuses) <= {200, 429}, statuses
     refused = next(r for r in responses if r.status_code == 429)
-    assert error_of(refused)["type"] == "too_many_streams" and refused.headers["Retry-After"] == "3"
+    assert error_of(refused)["type"] == "too_many_streams" and int(refused.headers["Retry-After"]) >= 1
+    assert int(refused.headers["retry-after-ms"]) >= 500  # about half a run: when one of the key's answers should be done
     if surface == "chat.completions":
         assert error_of(refused)["code"] == "too_many_streams" and "param" in error_of(refused)  # OpenAI's shape
     assert app.extensions["uncut"].streams.limiter.active == 0, "every slot is back once the answers are done"
@@ -81,7 +82,7 @@ def test_negative_control_without_a_per_key_share_all_twenty_are_served() -> Non
 
 
 def test_a_full_worker_refuses_a_non_streaming_answer_with_503() -> None:
-    app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_SCRIPTED_INTERVAL_MS": "50"}, environ={})
+    app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_SCRIPTED_INTERVAL_MS": "50", **NO_LINE}, environ={})
     client = app.test_client()
     first = client.post("/api/chat/events", json={"message": "one"}, buffered=False)
     next(iter(first.response))  # the one slot is taken
@@ -185,7 +186,7 @@ def test_resume_readers_beyond_the_keys_cap_get_429_too_many_readers() -> None:
         statuses = [r.status_code for r in opened]
         assert statuses == [200] * 3 + [429] * 5, statuses
         refused = opened[-1]
-        assert error_of(refused)["type"] == "too_many_readers" and refused.headers["Retry-After"] == "3"
+        assert error_of(refused)["type"] == "too_many_readers" and int(refused.headers["Retry-After"]) >= 1
         assert "readers" in error_of(refused)["message"]
         # A reader that leaves gives its place back (the test client needs its contexts closed last first).
         opened.pop(2).close()
