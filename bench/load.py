@@ -289,8 +289,9 @@ def sdk_would_retry(record: StreamRecord) -> bool:
 class Load:
     """Runs the users and collects their records."""
 
-    def __init__(self, plan: Plan, max_retries: int = 0, seed: int = 1) -> None:
+    def __init__(self, plan: Plan, max_retries: int = 0, seed: int = 1, new_connections: bool = False) -> None:
         self.plan = plan
+        self.new_connections = new_connections
         self.max_retries = max_retries
         self.requests = [plan.request(n if max_retries else None) for n in range(max_retries + 1)]
         self.rng = random.Random(seed)
@@ -333,7 +334,11 @@ class Load:
                 record.error = "truncated"
             elif record.error is None and (record.tokens != self.plan.expected_tokens or not record.text_ok):
                 record.error = "missing_tokens"
-            return client if client.keep_alive and not client.closed and record.error is None else None
+            reusable = record.complete and record.error in (None, "refused") and not self.new_connections
+            if client.keep_alive and not client.closed and reusable:
+                return client  # reused, as an SDK's connection pool would (a refusal is a whole response)
+            client.close()  # not left open for the server to hold
+            return None
         except asyncio.CancelledError:
             record.error = record.error or "cancelled"
             if client is not None:
@@ -549,7 +554,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("the load generator targets loopback only")
     plan = Plan(host, port, args.path, args.mode, args.tokens, args.stream_timeout)
-    load = Load(plan, args.max_retries, args.seed)
+    load = Load(plan, args.max_retries, args.seed, args.new_connections)
     sampler = RssSampler(args.rss_pid, load)
     sampling = asyncio.create_task(sampler.run())
     t0 = now()
@@ -585,7 +590,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["records"] = [
             {"started": r.started - t0, "ttft": (r.token_times[0] - r.started) if r.token_times else None,
              "first_byte": None if r.first_byte is None else r.first_byte - r.started, "status": r.status,
-             "tokens": r.tokens, "error": r.error, "user": r.user, "attempt": r.attempt,
+             "tokens": r.tokens, "error": r.error, "user": r.user, "attempt": r.attempt, "retry_after": r.retry_after,
              "finished": None if r.finished is None else r.finished - t0} for r in load.records
         ]
     return result
@@ -608,6 +613,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream-timeout", type=float, default=60.0)
     parser.add_argument("--max-retries", type=int, default=0,
                         help="retry a refused or failed request this many times, as the openai SDKs do (they default to 2)")
+    parser.add_argument("--new-connections", action="store_true", help="a new connection for every request (no keep-alive)")
     parser.add_argument("--rss-pid", type=int, default=0, help="worker process whose RSS to sample")
     parser.add_argument("--keep-records", action="store_true", help="include every stream's record")
     parser.add_argument("--out", help="write the JSON here instead of stdout")

@@ -2,7 +2,9 @@
 
 One gunicorn gevent worker on the scripted model with one slot, held by a
 stream whose first token is a minute off; a closed loop of clients then
-sends new streams, every one of which is refused. The worker's CPU time
+sends new streams, every one of which is refused: on kept-alive
+connections (as the SDKs' pools reuse them), then on a new connection per
+request (gevent's accept and close included). The worker's CPU time
 (user and system, from /proc) over the loop, divided by the refusals it
 answered, is what one refusal costs it. Rows, one run:
 
@@ -50,7 +52,7 @@ def hold_the_slot(url: str, stop: threading.Event) -> None:
         return
 
 
-def measure(name: str, env: dict[str, str], args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+def measure(name: str, env: dict[str, str], args: argparse.Namespace, logs: Path, new_connections: bool) -> dict[str, Any]:
     port = free_port()
     command = [PYTHON, "-m", "gunicorn", "-c", "conf/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "wsgi:app"]
     server = Child(name.replace(" ", "-").replace(",", ""), command, port=port, env=clean_env("", {**HELD, **env}), log_dir=logs)
@@ -64,7 +66,8 @@ def measure(name: str, env: dict[str, str], args: argparse.Namespace, logs: Path
         before = cpu_seconds(worker)
         result = run_json(
             [PYTHON, "-m", "bench.load", "--url", server.url, "--path", "/api/chat/events", "--mode", "sse", "--tokens", "1",
-             "--interval", "0.01", "--concurrency", str(args.concurrency), "--duration", str(args.seconds), "--stream-timeout", "15"],
+             "--interval", "0.01", "--concurrency", str(args.concurrency), "--duration", str(args.seconds), "--stream-timeout", "15",
+             *(["--new-connections"] if new_connections else [])],
             out=logs / f"{server.name}.json", timeout=args.seconds + 60, env=clean_env(""),
         )
         spent = cpu_seconds(worker) - before
@@ -72,9 +75,9 @@ def measure(name: str, env: dict[str, str], args: argparse.Namespace, logs: Path
         stop.set()
         server.stop()
     refused = result["errors"].get("refused", 0)
-    row = {"row": name, "refusals": refused, "seconds": args.seconds, "worker_cpu_s": round(spent, 3),
+    row = {"row": name, "connections": "new per request" if new_connections else "kept alive", "refusals": refused, "seconds": args.seconds, "worker_cpu_s": round(spent, 3),
            "cpu_per_refusal_us": round(spent / max(1, refused) * 1e6, 1), "refusals_per_s": round(refused / args.seconds, 1)}
-    log(f"{name}: {refused} refusals, worker CPU {spent:.2f} s: {row['cpu_per_refusal_us']} µs each")
+    log(f"{name} ({row['connections']}): {refused} refusals, worker CPU {spent:.2f} s: {row['cpu_per_refusal_us']} µs each")
     return row
 
 
@@ -86,13 +89,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    rows = [measure(name, env, args, logs) for name, env in ROWS.items()]
+    rows = [measure(name, env, args, logs, new) for new in (False, True) for name, env in ROWS.items()]
     (args.out / "refusals.json").write_text(json.dumps({"rows": rows}, indent=1))
     lines = ["# The worker's CPU per refusal", "",
              f"One gevent worker with its one slot held; {args.concurrency} clients in a closed loop for {args.seconds:g} s, "
              "every request refused. CPU: the worker's user + system time over the loop, per refusal.", "",
-             "| where the refusal is decided | refusals | refusals/s | worker CPU s | CPU per refusal µs |", "|---|---|---|---|---|"]
-    lines += [f"| {r['row']} | {r['refusals']:,} | {r['refusals_per_s']:,} | {r['worker_cpu_s']} | {r['cpu_per_refusal_us']:,} |" for r in rows]
+             "| where the refusal is decided | connections | refusals | refusals/s | worker CPU s | CPU per refusal µs |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['row']} | {r['connections']} | {r['refusals']:,} | {r['refusals_per_s']:,} | {r['worker_cpu_s']} | {r['cpu_per_refusal_us']:,} |" for r in rows]
     (args.out / "REFUSALS.md").write_text("\n".join(lines) + "\n")
     log(f"wrote {args.out / 'REFUSALS.md'}")
 

@@ -57,7 +57,7 @@ _MESSAGES = {
 MAX_RETRY_AFTER_SECONDS = 60.0  # the openai SDK ignores a longer Retry-After (and falls back to its own short backoff)
 PROMISE_EARLY_SECONDS = 0.25  # a client may come back this much before its place and still have it
 PROMISE_GRACE_SECONDS = 3.0  # ...or this much after: a client that reads only whole seconds of Retry-After is up to 1 s late
-COLD_RUN_SECONDS = 1.0  # a run's expected length before any has ended here (or as long as the oldest has lasted, if longer)
+COLD_RUN_SECONDS = 2.0  # a run's expected length before any has ended here (or as long as the oldest has lasted, if longer): answers stream for seconds
 RUN_LENGTH_SMOOTHING = 0.1  # weight of the newest run in the moving average of run lengths
 SWEEP_EVERY = 256  # promises made between two sweeps of clients whose promises have all lapsed
 
