@@ -19,12 +19,12 @@ from webapp import browser
 from webapp.auth import ApiKeys
 from webapp.identity import gate_identity
 
-# POST to any of these starts a run; so does a GET of /api/chat/events that resumes nothing (EventSource).
+# POST to any of these starts a run; so does a GET of GET_STARTS that resumes nothing.
 RUN_PATHS = frozenset({
     "/api/chat", "/api/chat/stream", "/api/chat/events", "/api/agent/events", "/api/ui/chat", "/api/streams",
     "/v1/chat/completions", "/v1/responses",
 })
-EVENTSOURCE_START = "/api/chat/events"
+GET_STARTS = ("/api/chat/events", "/api/diagnostics/stream")  # EventSource can only GET
 
 
 def starts_run(environ: Mapping[str, Any]) -> bool:
@@ -32,7 +32,7 @@ def starts_run(environ: Mapping[str, Any]) -> bool:
     method = environ.get("REQUEST_METHOD")
     if method == "POST":
         return path in RUN_PATHS
-    if method == "GET" and path == EVENTSOURCE_START:
+    if method == "GET" and path in GET_STARTS:
         resumes = environ.get("HTTP_LAST_EVENT_ID") or "last_event_id" in parse_qs(str(environ.get("QUERY_STRING", "")))
         return not resumes
     return False

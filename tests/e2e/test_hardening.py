@@ -143,7 +143,8 @@ def test_streams_beyond_the_limit_get_503_at_once_and_the_admitted_complete(
     refused = [r for r in results if r[0] == 503]
     assert len(admitted) == 5 and len(refused) == 7, [r[0] for r in results]
     assert all(kinds[-1] == "end" and kinds.count("token") == 10 for _, _, kinds, _ in admitted)
-    assert all(seconds < 1.0 and retry_after == "3" for _, seconds, _, retry_after in refused)
+    # refused at once (a 2 s run frees a slot per 0.4 s: beyond the 250 ms budget), each told when its turn comes
+    assert all(seconds < 1.0 and retry_after is not None and int(retry_after) >= 1 for _, seconds, _, retry_after in refused)
     assert read_stream("GET", url.replace("tokens=10", "tokens=2")).kinds[-1] == "end", "slots are freed afterwards"
 
 

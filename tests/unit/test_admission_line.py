@@ -24,7 +24,10 @@ class Clock:
 
 
 def limiter(limit: int = 1, budget: float = 1.0, *, clock: Clock | None = None, seed: int = 1, **kwargs: object) -> StreamLimiter:
-    return StreamLimiter(limit, start_budget=budget, clock=clock or Clock(), rng=random.Random(seed), **kwargs)  # type: ignore[arg-type]
+    """A limiter whose runs have been measured at 1 s each."""
+    line = StreamLimiter(limit, start_budget=budget, clock=clock or Clock(), rng=random.Random(seed), **kwargs)  # type: ignore[arg-type]
+    line.mean_run_seconds = 1.0
+    return line
 
 
 def in_line(line: StreamLimiter, client: str | None = None, retrying: bool | None = None) -> tuple[threading.Thread, list]:
@@ -39,7 +42,7 @@ def in_line(line: StreamLimiter, client: str | None = None, retrying: bool | Non
 
 
 def test_past_the_limit_a_run_expected_to_start_within_the_budget_waits_and_gets_the_next_free_slot() -> None:
-    line = limiter(limit=1, budget=1.0)  # one slot, runs of 1 s (the cold estimate): one start per second
+    line = limiter(limit=1, budget=1.0)  # one slot, runs of 1 s: one start per second
     held = line.try_acquire()
     assert callable(held)
     thread, got = in_line(line)
@@ -71,6 +74,7 @@ def test_beyond_the_budget_a_refusal_names_a_retry_after_that_grows_with_the_lin
 def test_the_drain_rate_follows_measured_run_lengths() -> None:
     clock = Clock()
     line = limiter(limit=2, budget=0.5, clock=clock)
+    line.mean_run_seconds = None
     for _ in range(2):
         first, second = line.try_acquire(), line.try_acquire()
         clock.now += 4.0  # runs of 4 s
@@ -145,3 +149,12 @@ def test_without_a_budget_a_full_worker_refuses_at_once_with_the_fixed_retry_aft
 def test_a_request_says_whether_it_is_a_retry_as_the_openai_sdks_do(header: str | None, expected: bool | None) -> None:
     environ = {} if header is None else {"HTTP_X_STAINLESS_RETRY_COUNT": header}
     assert retry_signal(environ) is expected
+
+
+def test_before_any_run_has_ended_a_run_is_expected_to_last_as_long_as_the_oldest_has() -> None:
+    clock = Clock()
+    line = StreamLimiter(1, start_budget=0.25, clock=clock, rng=random.Random(1))
+    line.try_acquire()
+    assert 2.0 <= line.try_acquire().retry_after < 4.0  # nothing measured: a run is taken to last 2 s
+    clock.now += 30  # the one running has lasted 30 s: the next start is at least that far off
+    assert line.try_acquire().retry_after >= 30
