@@ -267,7 +267,9 @@ class Relay:
                 shutdown.unregister(log)
             restore_timeout()
             self.release()
-            if self.outcome is None:
+            if self.outcome is None or self._writing_since is not None:
+                # No end reached, or closed mid-write: even a batch holding the terminal event never
+                # reached this client, so the run did not complete for it.
                 self.outcome = "slow_client" if self._write_stalled() else "client_disconnected"
             if self.generation is not None:
                 if self.outcome == "server_error":

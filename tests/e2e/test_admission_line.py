@@ -77,4 +77,9 @@ def test_under_twice_capacity_everyone_is_answered_and_admitted_streams_start_wi
     lag_only = load(servers(bench_upstream, "lag-only", **LAG_ONLY), tmp_path, *poisson)["open_loop"]
     assert lag_only["answered_share"] < lined["answered_share"], (lag_only, lined)
     none = load(servers(bench_upstream, "none", WEBAPP_ADAPTIVE_ADMISSION="false"), tmp_path, *poisson)["open_loop"]
-    assert none["ttft_admitted_p99_ms"] > 2 * lined["ttft_admitted_p99_ms"], (none, lined)
+    for name, summary in (("line", lined), ("lag-only", lag_only), ("none", none)):
+        print(name, json.dumps(summary))
+    # Every stream admitted shares the one loop: they start later and, above all, stutter (measured here:
+    # TTFT p99 2.6 s vs 1.1 s, gap p99 570 ms vs 160 ms; on CI's 2 cores TTFT 1.6 s vs 1.1 s).
+    assert none["ttft_admitted_p99_ms"] > lined["ttft_admitted_p99_ms"], (none, lined)
+    assert none["gap_admitted_p99_ms"] > 1.5 * lined["gap_admitted_p99_ms"], (none, lined)

@@ -182,7 +182,7 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(gunicorn:
     finally:
         sock.close()
     (summary,) = summaries(server)
-    print(f"stalled client dropped after {dropped_after:.1f}s, outcome {summary['outcome']}")
+    print(f"stalled client dropped after {dropped_after:.1f}s, outcome {summary['outcome']}", summary)
     assert summary["outcome"] == "slow_client" and dropped_after < 8
     assert httpx.get(server.url + "/healthz").status_code == 200
 

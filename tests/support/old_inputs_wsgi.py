@@ -11,9 +11,11 @@ from __future__ import annotations
 from webapp.api import ui_chat
 from webapp.bodies import BodyDeadline
 from webapp.chat_owner import ChatOwner
+from uncut.gate import AdmissionGate
 from wsgi import app
 
-_deadline = app.wsgi_app
+_outer = app.wsgi_app
+_deadline = _outer.app if isinstance(_outer, AdmissionGate) else _outer  # the admission gate sits outside it
 assert isinstance(_deadline, BodyDeadline), "BodyDeadline must wrap the app's wsgi_app"
 _deadline.per_byte = False
 ui_chat.chat_owner = lambda mint: ChatOwner("anyone")  # type: ignore[assignment]

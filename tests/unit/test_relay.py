@@ -143,6 +143,26 @@ def test_closing_the_consumer_closes_the_model_stream() -> None:
     assert summaries[0]["outcome"] == "client_disconnected"
 
 
+def test_a_write_of_the_last_batch_that_never_returns_is_not_completed() -> None:
+    """The server closes the response while writing the batch with ``end`` in it: the client never got the end."""
+    def two_words(_: Iterator[Any]) -> Iterator[str]:
+        yield from ["a ", "b"]
+
+    summaries: list[dict] = []
+    relay = relay_for(RunnableGenerator(two_words), summaries=summaries)
+    frames = relay.sse_frames()
+    seen = b""
+    while b"event: end" not in seen:
+        seen += next(frames)
+    frames.close()  # the write of that frame failed (a stalled client's send timeout, a reset)
+    assert summaries[0]["outcome"] == "client_disconnected"
+
+    # Control: the same stream read to its end is completed.
+    summaries.clear()
+    assert kinds(list(relay_for(RunnableGenerator(two_words), summaries=summaries).sse_frames()))[-1] == "end"
+    assert summaries[0]["outcome"] == "completed"
+
+
 def test_max_stream_seconds_ends_with_an_explicit_timeout_error() -> None:
     summaries: list[dict] = []
     model = ScriptedChatModel(tokens=100, ttft=0, interval=0.05)
