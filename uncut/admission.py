@@ -59,7 +59,7 @@ PROMISE_EARLY_SECONDS = 0.25  # a client may come back this much before its plac
 PROMISE_GRACE_SECONDS = 3.0  # ...or this much after: a client that reads only whole seconds of Retry-After is up to 1 s late
 COLD_RUN_SECONDS = 2.0  # a run's expected length before any has ended here (or as long as the oldest has lasted, if longer): answers stream for seconds
 RUN_LENGTH_SMOOTHING = 0.1  # weight of the newest run in the moving average of run lengths
-MAX_WAIT_BUDGETS, MAX_WAIT_EXTRA_SECONDS = 2, 0.5  # a request in line is refused after 2 budgets + 0.5 s (1 s by default)
+MAX_WAIT_BUDGETS = 1  # a request in line is refused after one budget (250 ms by default): a longer line only made TTFT later
 SWEEP_EVERY = 256  # promises made between two sweeps of clients whose promises have all lapsed
 
 
@@ -318,12 +318,12 @@ class StreamLimiter:
     # -- outside the lock ---------------------------------------------------------------
 
     def _wait(self, waiter: _Waiter) -> Callable[[], None] | Refusal:
-        """Wait for the turn; past twice the budget and half a second (the estimate was wrong), a refusal with a new promise.
+        """Wait for the turn; past the budget (the estimate was wrong), a refusal with a new promise.
 
         Bounded well under a proxy's time to try another server (nginx's
         ``proxy_next_upstream_timeout 2s`` in conf/nginx.conf).
         """
-        waiter.event.wait(MAX_WAIT_BUDGETS * self.start_budget + MAX_WAIT_EXTRA_SECONDS)
+        waiter.event.wait(MAX_WAIT_BUDGETS * self.start_budget)
         with self._lock:
             if waiter.granted:
                 assert waiter.release is not None
