@@ -77,10 +77,15 @@ class GraphEvents(StreamEvents):
             if node == INTERRUPT_KEY:
                 self.interrupted = True
                 values = updates[node] if isinstance(updates[node], (list, tuple)) else [updates[node]]
-                self._emit("interrupt", {"interrupts": [jsonable(getattr(v, "value", v)) for v in values]})
+                self._emit("interrupt", {"interrupts": [_shown_interrupt(v) for v in values]})
                 continue
             self.steps += 1
             self._emit("step", {"node": node, "step": self.steps})
+
+
+def _shown_interrupt(interrupt: Any) -> dict[str, Any]:
+    """``{"id", "value"}``: the id is what a resume names when several interrupts wait (``Command(resume={id: ...})``)."""
+    return {"id": getattr(interrupt, "id", None), "value": jsonable(getattr(interrupt, "value", interrupt))}
 
 
 class TaskGreenlets(BaseCallbackHandler):

@@ -33,12 +33,14 @@ from uncut.concurrency import client_socket
 from uncut.eventlog import Event, EventLog, MemoryEventLog, MemoryStore
 from uncut.gate import ADMITTED_KEY
 from uncut.generation import CANCELLED, Generation, RunBudget
+from uncut.leases import LEASE_TTL_SECONDS, LeaseStore, MemoryLeases, take_lease
 from uncut.openai_chunks import ChunkFormat
 from uncut.openai_responses import ResponsesFormat
 from uncut.options import StreamOptions
 from uncut.relay import Relay
 from uncut.stall import StallLimits
 from uncut.telemetry import metrics
+from uncut.threads import NOTHING, ThreadBusy, plan_turn
 from uncut.ui_messages import HEADERS as UI_HEADERS
 from uncut.ui_messages import UIMessageFormat
 
@@ -106,6 +108,19 @@ def fixed_retry_after(options: StreamOptions) -> float:
     return max(1, -(-options.retry_ms // 1000))
 
 
+THREAD_LEASE_LOST = {"error": {"type": "thread_lease_lost", "message": "the thread's lease passed to another run", "retryable": False}}
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def call() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return call
+
+
 def new_stream_id() -> str:
     return "s_" + secrets.token_hex(8)
 
@@ -158,12 +173,15 @@ class Streams:
         callbacks: Sequence[BaseCallbackHandler] = (),
         metadata: Mapping[str, Any] | None = None,
         store: EventLogStore | None = None,
+        leases: LeaseStore | None = None,
         on_summary: Callable[[dict[str, Any]], None] = log_summary,
     ) -> None:
         self.options = options
         self.callbacks = tuple(check_sync_handlers(callbacks))  # async handlers are refused here, at start-up
         self.metadata = dict(metadata or {})
         self.store: EventLogStore = store if store is not None else MemoryStore()
+        # One run per thread: in the shared store's Redis when there is one, so every worker and host agrees.
+        self.leases: LeaseStore = leases if leases is not None else getattr(self.store, "leases", None) or MemoryLeases()
         self.adaptive = AdaptiveLimit(options.admission_target_lag_ms / 1000, maximum=options.max_concurrent_streams) if options.adaptive_admission else None
         self.limiter = StreamLimiter(
             options.max_concurrent_streams, options.max_streams_per_client, adaptive=self.adaptive,
@@ -188,6 +206,7 @@ class Streams:
     def _new_generation(
         self, options: StreamOptions, runnable: Runnable[Any, Any], input: Any, *, owner: str | None, client: str | None,
         run_config: RunnableConfig, labels: dict[str, Any], kept: bool, environ: Mapping[str, Any] | None,
+        on_end: Callable[[], None] | None = None,
     ) -> Generation:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
@@ -205,7 +224,7 @@ class Streams:
                 on_disconnect=options.on_disconnect, grace_seconds=options.resume_grace_seconds,
                 remote_reader=self.store.remote_reader if self.store.shared and kept else None, shutdown_notice=options.shutdown_notice,
                 budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
-                on_end=admitted,
+                on_end=admitted if on_end is None else _both(admitted, on_end),
                 stall=StallLimits(options.first_chunk_timeout_seconds, options.between_chunks_timeout_seconds),
             )
         except BaseException:
@@ -261,6 +280,7 @@ class Streams:
         metadata: Mapping[str, Any] | None = None,
         summary_fields: Mapping[str, Any] | None = None,
         chat_id: str | None = None,
+        on_end: Callable[[], None] | None = None,
         **overrides: Any,
     ) -> Relay:
         """A new, admitted run and the relay for this response; raises ``StreamRefused``.
@@ -268,7 +288,8 @@ class Streams:
         ``owner`` is who may later follow or cancel it; ``client`` whose
         share of admission it takes; ``environ`` gives the client's socket
         (watched for a disconnect); ``chat_id`` makes the run that chat's
-        active stream (``follow_chat``); ``overrides`` are option names.
+        active stream (``follow_chat``); ``on_end`` is called once when the
+        run is over; ``overrides`` are option names.
         """
         if surface not in SURFACES:
             raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
@@ -278,7 +299,7 @@ class Streams:
         resumable = surface in RESUMABLE
         generation = self._new_generation(
             options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable,
-            environ=environ,
+            environ=environ, on_end=on_end,
         )
         relay = self._relay(
             generation.log, options, surface, environ or {}, labels, summary_fields,
@@ -314,6 +335,42 @@ class Streams:
         generation.start()
         generation.await_reader()
         return generation.stream_id
+
+    def run_thread(
+        self,
+        graph: Runnable[Any, Any],
+        thread_id: str,
+        *,
+        input: Any = NOTHING,
+        resume: Any = NOTHING,
+        reject_pending: bool = False,
+        validate: bool = True,
+        config: RunnableConfig | None = None,
+        lease_seconds: float = LEASE_TTL_SECONDS,
+        **run_args: Any,
+    ) -> Relay:
+        """A run on the graph's thread: a new ``input``, or the ``resume`` answer to its pending interrupt.
+
+        Before any byte: the thread's lease (``ThreadBusy`` while another run
+        holds it, on any worker sharing the store), then the thread's state
+        (uncut.threads: ``Interrupted``, ``NothingToResume``,
+        ``InvalidResume``), then admission (``StreamRefused``). The lease is
+        given back when the run ends; a worker that dies holds it at most
+        ``lease_seconds``. ``run_args`` are ``run``'s.
+        """
+        lease = take_lease(self.leases, thread_id, lease_seconds)
+        if lease is None:
+            raise ThreadBusy(f"thread {thread_id} has a run in progress; try again when it ends")
+        try:
+            turn = plan_turn(graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, validate=validate)
+            relay = self.run(graph, turn.input, config=turn.config, on_end=lease.release, **run_args)
+        except BaseException:
+            lease.release()
+            raise
+        generation = relay.generation
+        if generation is not None:  # someone else holds the thread now (this worker stalled past the lease): stop
+            lease.on_lost = lambda: generation.cancel(THREAD_LEASE_LOST, outcome="upstream_error")
+        return relay
 
     # -- existing runs ------------------------------------------------------------------
 

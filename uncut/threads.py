@@ -1,0 +1,214 @@
+"""Runs on a LangGraph thread: a new message, or the answer to a pending interrupt, checked before the first byte.
+
+A thread is a graph's checkpointed conversation (``configurable.thread_id``).
+What a request may do depends on its state, read with ``graph.get_state``:
+
+- a new input while an interrupt is pending is refused (``interrupted``),
+  unless the caller chose to reject the pending tool calls first;
+- a resume with nothing pending is refused (``nothing_to_resume``);
+- a resume must answer the pending interrupts: by interrupt id
+  (``{"<id>": value}``), or as a bare value when exactly one is pending;
+  an answer to ``HumanInTheLoopMiddleware`` is checked by uncut.approvals
+  (``invalid_resume``, naming what is wrong).
+
+Each refusal is a ``ThreadError`` with the HTTP status and error type the
+adapters send as JSON. The one-run-per-thread lease (uncut.leases) is taken
+by ``Streams.run_thread`` before this check, so the state cannot change
+between the check and the run. Imports no web framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+
+from uncut.approvals import answer_problems, is_approval_request
+from uncut.events import jsonable
+
+NOTHING: Any = object()  # "not given": a resume value may itself be None
+MAX_THREAD_ID_CHARS = 128
+REJECTED_FOR_NEW_MESSAGE = "The user sent a new message instead of answering this request."
+
+
+class ThreadError(Exception):
+    """A thread request refused before anything ran; ``status`` and ``code`` are what the client gets."""
+
+    status = 400
+    code = "thread_error"
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.code, "message": self.message, **self.detail}}
+
+
+class NothingToResume(ThreadError):
+    status, code = 409, "nothing_to_resume"
+
+
+class Interrupted(ThreadError):
+    status, code = 409, "interrupted"
+
+
+class InvalidResume(ThreadError):
+    status, code = 400, "invalid_resume"
+
+
+class ThreadBusy(ThreadError):
+    status, code = 409, "thread_busy"
+
+
+class InvalidThread(ThreadError):
+    status, code = 400, "invalid_thread"
+
+
+@dataclass(frozen=True)
+class PendingInterrupt:
+    """An interrupt waiting for an answer: its id, what it asked, and the graph task that raised it."""
+
+    id: str
+    value: Any
+    task: str
+    response_schema: Any = None
+
+    def shown(self) -> dict[str, Any]:
+        """As clients see it (the ``interrupt`` event, ``GET`` of a thread)."""
+        return {"id": self.id, "value": jsonable(self.value)}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What to run: the graph's input (a new message, or a ``Command`` that resumes) and its config."""
+
+    input: Any
+    config: RunnableConfig
+    resuming: bool
+    pending: tuple[PendingInterrupt, ...]
+
+
+def check_thread_id(thread_id: Any) -> str:
+    if not isinstance(thread_id, str) or not thread_id or len(thread_id) > MAX_THREAD_ID_CHARS or not thread_id.isprintable():
+        raise InvalidThread(f"a thread id is 1 to {MAX_THREAD_ID_CHARS} printable characters")
+    return thread_id
+
+
+def thread_config(thread_id: str, config: RunnableConfig | None = None) -> RunnableConfig:
+    """``config`` with the thread's id in ``configurable``."""
+    config = dict(config or {})  # type: ignore[assignment]
+    config["configurable"] = {**(config.get("configurable") or {}), "thread_id": check_thread_id(thread_id)}
+    return config
+
+
+def pending_interrupts(graph: Runnable[Any, Any], config: RunnableConfig) -> tuple[PendingInterrupt, ...]:
+    """The thread's interrupts that wait for an answer, in the order the graph raised them."""
+    state = graph.get_state(config)  # type: ignore[attr-defined]
+    found = []
+    for task in getattr(state, "tasks", ()) or ():
+        for interrupt in getattr(task, "interrupts", ()) or ():
+            found.append(PendingInterrupt(interrupt.id, interrupt.value, task.name, getattr(interrupt, "response_schema", None)))
+    return tuple(found)
+
+
+def graph_tools(graph: Runnable[Any, Any]) -> dict[str, Any]:
+    """The tools of a ``create_agent`` graph by name (its ``tools`` node), to check edited arguments; else none."""
+    while isinstance(graph, RunnableBinding):
+        graph = graph.bound
+    node = getattr(graph, "nodes", {}).get("tools")
+    tools = getattr(getattr(node, "bound", None), "tools_by_name", None)
+    return dict(tools) if isinstance(tools, Mapping) else {}
+
+
+def plan_turn(
+    graph: Runnable[Any, Any],
+    thread_id: str,
+    *,
+    input: Any = NOTHING,
+    resume: Any = NOTHING,
+    reject_pending: bool = False,
+    config: RunnableConfig | None = None,
+    validate: bool = True,
+) -> Turn:
+    """The checked turn for this request, or a ``ThreadError``; give exactly one of ``input`` and ``resume``.
+
+    ``reject_pending`` lets a new input through a pending approval: every
+    pending call is answered as rejected first (the model sees why), so the
+    conversation stays one a provider accepts. ``validate=False`` skips the
+    answer checks (the negative control of the tests).
+    """
+    from langgraph.types import Command  # langgraph is needed only by thread runs
+
+    if (input is NOTHING) == (resume is NOTHING):
+        raise InvalidThread('give either a new input or a "resume" value, not both or neither')
+    config = thread_config(thread_id, config)
+    pending = pending_interrupts(graph, config)
+    if resume is not NOTHING:
+        if not pending:
+            raise NothingToResume(f"thread {thread_id} has no pending interrupt to resume")
+        answers = _answers_by_id(pending, resume)
+        if validate:
+            _check_answers(graph, pending, answers)
+        return Turn(Command(resume=answers), config, True, pending)
+    if pending:
+        if not reject_pending:
+            raise Interrupted(
+                f"thread {thread_id} waits for an answer to {len(pending)} interrupt(s): resume it, or send the message with"
+                " reject_pending to reject the pending calls",
+                interrupts=[p.shown() for p in pending],
+            )
+        _reject_pending(graph, config, pending)
+    return Turn(input, config, False, pending)
+
+
+def _answers_by_id(pending: tuple[PendingInterrupt, ...], resume: Any) -> dict[str, Any]:
+    ids = [p.id for p in pending]
+    if isinstance(resume, Mapping) and resume and all(isinstance(k, str) and k in ids for k in resume):
+        missing = [i for i in ids if i not in resume]
+        if missing:
+            raise InvalidResume("every pending interrupt needs an answer", missing=missing)
+        return dict(resume)
+    if len(pending) > 1:
+        raise InvalidResume(f"{len(pending)} interrupts are pending: answer each by id", interrupts=ids)
+    return {pending[0].id: resume}
+
+
+def _check_answers(graph: Runnable[Any, Any], pending: tuple[PendingInterrupt, ...], answers: Mapping[str, Any]) -> None:
+    tools: dict[str, Any] | None = None
+    problems: list[str] = []
+    for interrupt in pending:
+        if not is_approval_request(interrupt.value):
+            continue  # a graph's own interrupt(): its node reads whatever the caller sends
+        if tools is None:
+            tools = graph_tools(graph)
+        found = answer_problems(interrupt.value, answers[interrupt.id], response_schema=interrupt.response_schema, tools=tools)
+        problems += [f"interrupt {interrupt.id}: {p}" if len(pending) > 1 else p for p in found]
+    if problems:
+        raise InvalidResume("; ".join(problems), problems=problems)
+
+
+def _reject_pending(graph: Runnable[Any, Any], config: RunnableConfig, pending: tuple[PendingInterrupt, ...]) -> None:
+    """Answer every open tool call of the paused turn as rejected, in the state, without running anything.
+
+    None of that turn's calls has run (the middleware pauses before the
+    tools node), so each gets a rejection: the new input then follows a
+    conversation a provider accepts, and the model sees why. Only approvals
+    can be passed over this way: another interrupt is the graph's own question.
+    """
+    others = [p.id for p in pending if not is_approval_request(p.value)]
+    if others:
+        raise Interrupted("only pending approvals can be passed over by a new message; answer the others", interrupts=others)
+    state = graph.get_state(config)  # type: ignore[attr-defined]
+    messages = (getattr(state, "values", None) or {}).get("messages") or []
+    last_ai = next((m for m in reversed(messages) if getattr(m, "tool_calls", None)), None)
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    rejections = [
+        ToolMessage(content=f"User rejected the tool call for `{call['name']}` with reason: {REJECTED_FOR_NEW_MESSAGE}",
+                    name=call["name"], tool_call_id=call["id"], status="error")
+        for call in (last_ai.tool_calls if last_ai is not None else []) if call.get("id") not in answered
+    ]
+    graph.update_state(config, {"messages": rejections}, as_node=pending[0].task)  # type: ignore[attr-defined]
