@@ -16,6 +16,7 @@ alone; proxies in front must not compress them either (conf/).
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
@@ -29,10 +30,11 @@ from uncut.options import StreamOptions
 from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
+from uncut.threads import NOTHING, ThreadError
 
-__all__ = ["sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams"]
+__all__ = ["thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams"]
 
-OBJECTS = ("STORE", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
+OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
 _GZIP = re.compile(r"\s*(x-)?gzip\s*(;[^,]*)?,?", re.IGNORECASE)
 
 
@@ -42,7 +44,7 @@ def streams() -> Streams:
     configured: Mapping[str, Any] = getattr(settings, "UNCUT", {}) or {}
     options = StreamOptions.from_mapping(StreamOptions(), {k: v for k, v in configured.items() if k not in OBJECTS})
     return Streams(
-        options, store=configured.get("STORE"), callbacks=configured.get("CALLBACKS", ()), metadata=configured.get("METADATA"),
+        options, store=configured.get("STORE"), leases=configured.get("LEASES"), callbacks=configured.get("CALLBACKS", ()), metadata=configured.get("METADATA"),
     )
 
 
@@ -94,6 +96,35 @@ def sse_response(
     view's to say; keyword ``options`` override ``settings.UNCUT``.
     """
     return _stream(request, "sse", runnable, input, owner, client, callbacks=callbacks, config=config, metadata=metadata, **options)
+
+
+def thread_response(
+    request: HttpRequest,
+    graph: Runnable[Any, Any],
+    thread_id: str,
+    *,
+    input: Any = NOTHING,
+    resume: Any = NOTHING,
+    reject_pending: bool = False,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> HttpResponse:
+    """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
+    try:
+        relay = streams().run_thread(
+            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, surface="sse",
+            environ=request.META, owner=owner, client=client if client is not None else request.META.get("REMOTE_ADDR"),
+            callbacks=callbacks, metadata=metadata, **options,
+        )
+    except ThreadError as refused:
+        return HttpResponse(json.dumps(refused.body()), status=refused.status, content_type="application/json")
+    except StreamRefused as refused:
+        return _refused(refused, "sse")
+    return _streaming(request, relay, "sse")
 
 
 def text_response(

@@ -32,8 +32,11 @@ from uncut.options import OptionError, StreamOptions
 from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRefused, Streams, headers_for, log_summary
 from uncut.telemetry import metrics
+from uncut.threads import NOTHING, ThreadError
+from uncut.leases import LeaseStore
 
 __all__ = [
+    "thread_response", "current_streams",
     "Streaming", "StreamNotFound", "StreamRefused", "sse_response", "text_response", "openai_response",
     "ui_message_response", "resume_ui_message_response", "responses_response", "answer_response",
     "start_stream", "resume_response", "stream_status", "cancel_stream", "refusal_response",
@@ -80,6 +83,11 @@ def _current() -> _AppStreams:
     return _plain
 
 
+def current_streams() -> Streams:
+    """The app's ``Streams`` (its store, its leases, its limits), for what a view needs beyond the helpers here."""
+    return _current().streams
+
+
 class Streaming:
     """Flask extension: app-wide streaming defaults, so views call ``sse_response(chain, input)`` bare.
 
@@ -101,6 +109,7 @@ class Streaming:
         callbacks: Sequence[BaseCallbackHandler] = (),
         metadata: Mapping[str, Any] | None = None,
         store: EventLogStore | None = None,
+        leases: LeaseStore | None = None,
         owner: Callable[[], str | None] = _no_owner,
         client: Callable[[], str | None] = _remote_address,
         summary_fields: Callable[[], Mapping[str, Any]] = _no_fields,
@@ -111,6 +120,7 @@ class Streaming:
         self.callbacks = tuple(check_sync_handlers(callbacks))  # refused at once, not at the first request
         self.metadata = dict(metadata or {})
         self.store = store
+        self.leases = leases
         self.owner = owner
         self.client = client
         self.summary_fields = summary_fields
@@ -123,7 +133,8 @@ class Streaming:
             options = StreamOptions.from_mapping(self.options, app.config, prefix=CONFIG_PREFIX)
         except OptionError as exc:
             raise ValueError(f"app.config[{exc.name!r}]={exc.value!r}: {exc.rule}") from None
-        streams = Streams(options, callbacks=self.callbacks, metadata=self.metadata, store=self.store, on_summary=self.on_summary)
+        streams = Streams(options, callbacks=self.callbacks, metadata=self.metadata, store=self.store, leases=self.leases,
+                          on_summary=self.on_summary)
         app.extensions[EXTENSION_KEY] = _AppStreams(streams, self.owner, self.client, self.summary_fields)
 
 
@@ -181,6 +192,39 @@ def sse_response(
     """
     try:
         relay = _run(runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata, **options)
+    except StreamRefused as refused:
+        return refusal_response(refused)
+    return _response(relay, "sse")
+
+
+def thread_response(
+    graph: Runnable[Any, Any],
+    thread_id: str,
+    *,
+    input: Any = NOTHING,
+    resume: Any = NOTHING,
+    reject_pending: bool = False,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Response:
+    """Run ``graph`` on its thread as Server-Sent Events: a new ``input``, or the ``resume`` answer to its interrupt.
+
+    Checked before the first byte (``Streams.run_thread``): a busy thread,
+    a resume with nothing pending, a new input while an approval waits, or
+    an answer that does not fit get a JSON 4xx (``{"error": {"type", ...}}``);
+    a full worker gets its 503/429. The graph needs a checkpointer.
+    """
+    state = _current()
+    try:
+        relay = state.streams.run_thread(
+            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config,
+            surface="sse", environ=request.environ, owner=state.owner(), client=state.client(),
+            summary_fields=state.summary_fields(), callbacks=callbacks, metadata=metadata, **options,
+        )
+    except ThreadError as refused:
+        return _json(refused.body(), refused.status)
     except StreamRefused as refused:
         return refusal_response(refused)
     return _response(relay, "sse")

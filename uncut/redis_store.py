@@ -58,6 +58,7 @@ from redis.retry import Retry
 
 from uncut.concurrency import spawn
 from uncut.eventlog import PRODUCER_LOST, STORE_UNAVAILABLE, Event, LogClosedError, MemoryEventLog, MemoryStore, StoreUnavailable
+from uncut.leases import RedisLeases
 from uncut.redis_config import STORE_RETRY_SECONDS, connect, masked, parse_store_url, refuse_cluster
 
 __all__ = ["RedisStore", "MirroredLog", "RemoteLog", "masked"]
@@ -194,6 +195,7 @@ class RedisStore:
         self._append_script = self.client.register_script(_APPEND)
         self._reseed_script = self.client.register_script(_RESEED)
         self._forget_script = self.client.register_script(_FORGET)
+        self.leases = RedisLeases(self.client)  # one run per thread, for every worker on this Redis (Streams.run_thread)
         self._closed = threading.Event()
         self._keeper_started = False
         self._server_id: str | None = None  # the run_id of the Redis the keeper last talked to

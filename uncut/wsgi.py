@@ -9,6 +9,7 @@ defaults on first use.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -17,10 +18,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from uncut.gate import refusal_response
 from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
+from uncut.threads import NOTHING, ThreadError
 
-__all__ = ["sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams"]
+__all__ = ["thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams"]
 
 StartResponse = Callable[..., Any]
+_REASONS = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
 _default: Streams | None = None
 
 
@@ -65,6 +68,41 @@ def sse_response(
     """Stream ``runnable.stream(input)`` as Server-Sent Events; returns the WSGI body."""
     return _stream(environ, start_response, "sse", runnable, input, streams, owner, client,
                    callbacks=callbacks, config=config, metadata=metadata, **options)
+
+
+def thread_response(
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    graph: Runnable[Any, Any],
+    thread_id: str,
+    *,
+    input: Any = NOTHING,
+    resume: Any = NOTHING,
+    reject_pending: bool = False,
+    streams: Streams | None = None,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Iterable[bytes]:
+    """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
+    hub = streams or default_streams()
+    try:
+        relay = hub.run_thread(
+            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, surface="sse",
+            environ=environ, owner=owner, client=client if client is not None else environ.get("REMOTE_ADDR"),
+            callbacks=callbacks, metadata=metadata, **options,
+        )
+    except ThreadError as refused:
+        body = json.dumps(refused.body()).encode()
+        start_response(f"{refused.status} {_REASONS[refused.status]}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    except StreamRefused as refused:
+        return _refused(start_response, refused, "sse")
+    start_response("200 OK", [("Content-Type", CONTENT_TYPES["sse"]), *headers_for("sse")])
+    return Streams.body(relay, "sse")
 
 
 def text_response(

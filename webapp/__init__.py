@@ -26,10 +26,11 @@ from webapp.api import STATE_KEY, ServiceState
 from webapp.auth import ApiKeys, current_key_id, require_api_keys
 from webapp.bodies import BodyDeadline
 from webapp.config import ConfigError, Settings, describe, load_settings
-from webapp.errors import register_error_handlers
+from webapp.errors import ApiError, register_error_handlers
 from webapp.identity import client_identity
 from webapp.logs import configure_logging, install_request_ids, log_stream_summary, summary_fields
 from webapp.providers import build_chat_model, warm_up
+from webapp.thread_store import Threads, ThreadStore, open_thread_store
 
 __all__ = ["create_app", "ConfigError", "Settings"]
 
@@ -82,6 +83,19 @@ def build_store(settings: Settings) -> EventLogStore:
     return store
 
 
+def build_thread_store(settings: Settings) -> ThreadStore:
+    """The threads' checkpointer and index; a database that does not answer is a 503 naming it (and logged)."""
+    from uncut.redis_config import masked
+
+    try:
+        return open_thread_store(settings.thread_store, settings.thread_ttl_seconds, settings.max_threads_per_key,
+                                 settings.thread_store_pool_size)
+    except Exception as exc:  # noqa: BLE001 - sqlite3, psycopg and pool errors alike: a clear message, at start-up
+        log.error("thread store unavailable: WEBAPP_THREAD_STORE=%s: %s: %s", masked(settings.thread_store), type(exc).__name__, exc)
+        raise ApiError(503, "thread_store_unavailable", "The thread store does not answer; try again later.",
+                       {"Retry-After": "5"}) from None
+
+
 def create_app(
     config: Mapping[str, str] | None = None,
     *,
@@ -102,10 +116,12 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    from webapp.agent import build_agent  # langchain's create_agent: the service needs it, the library does not
+    from webapp.agent import build_agent, build_thread_agent  # langchain's create_agent: the service needs it, the library does not
 
     agent = build_agent(model, settings.agent_slow_tool_seconds)
-    app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, agent=agent, worker=worker)
+    threads = Threads(lambda: build_thread_store(settings),
+                      lambda checkpointer: build_thread_agent(model, settings.agent_slow_tool_seconds, checkpointer))
+    app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, agent=agent, worker=worker, threads=threads)
     prometheus.install(prefix="webapp")  # the service's metric names, webapp_streams_started and so on
     Streaming(
         app,
@@ -128,7 +144,7 @@ def create_app(
     require_api_keys(app, keys)
 
     from webapp.api import agent as agent_api
-    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, ui_chat
+    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, threads, ui_chat
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
@@ -138,6 +154,7 @@ def create_app(
         app.register_blueprint(diagnostics.bp)
     app.register_blueprint(openai_compat.bp)
     app.register_blueprint(streams.bp)
+    app.register_blueprint(threads.bp)
     app.register_blueprint(playground.bp)
 
     log.info("provider=%s model=%s worker=%s", settings.provider, settings.model, worker)

@@ -139,3 +139,27 @@ def demo_tools(slow_seconds: float) -> list[BaseTool]:
 def build_agent(model: BaseChatModel, slow_seconds: float) -> Runnable[Any, Any]:
     """The compiled agent graph (no checkpointer: each request carries its conversation)."""
     return create_agent(model, demo_tools(slow_seconds), system_prompt=SYSTEM_PROMPT, name="demo_agent")
+
+
+MAX_EMAIL_FIELD_CHARS = 2000
+
+
+def send_email(to: str, subject: str, body: str) -> str:
+    """Send an email: it waits for a person's approval (approve, edit or reject) before it is sent."""
+    for name, value in (("to", to), ("subject", subject), ("body", body)):
+        if len(value) > MAX_EMAIL_FIELD_CHARS:
+            raise ToolException(f"{name} is longer than {MAX_EMAIL_FIELD_CHARS} characters")
+    # Harmless: nothing leaves the machine. The log line is the record (the tests count them: exactly once).
+    log.info("email_queued", extra={"fields": {"to": to, "subject": subject}})
+    return "queued"
+
+
+def build_thread_agent(model: BaseChatModel, slow_seconds: float, checkpointer: Any) -> Runnable[Any, Any]:
+    """The demo agent on threads: the same tools and ``send_email``, which stops for approval (HumanInTheLoopMiddleware)."""
+    from langchain.agents.middleware import HumanInTheLoopMiddleware
+
+    tools = [*demo_tools(slow_seconds), StructuredTool.from_function(_tool_errors(send_email), handle_tool_error=True,
+                                                                     handle_validation_error=True)]
+    approval = HumanInTheLoopMiddleware(interrupt_on={"send_email": {"allowed_decisions": ["approve", "edit", "reject"]}})
+    return create_agent(model, tools, system_prompt=SYSTEM_PROMPT, name="demo_agent", middleware=[approval],
+                        checkpointer=checkpointer)

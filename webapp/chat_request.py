@@ -23,7 +23,8 @@ class ChatLimits:
     max_message_chars: int
 
 
-def _content(value: Any, where: str, limits: ChatLimits) -> str:
+def message_content(value: Any, where: str, limits: ChatLimits) -> str:
+    """One message's text, within the limits."""
     if not isinstance(value, str):
         raise InvalidChatRequest(f"{where} must be a string")
     if not value.strip():
@@ -41,7 +42,7 @@ def parse_chat_body(body: Any, limits: ChatLimits) -> list[tuple[str, str]]:
     if has_message == has_messages:
         raise InvalidChatRequest('give exactly one of "message" (a string) or "messages" (a list)')
     if has_message:
-        return [("user", _content(body["message"], '"message"', limits))]
+        return [("user", message_content(body["message"], '"message"', limits))]
 
     messages = body["messages"]
     if not isinstance(messages, list) or not messages:
@@ -56,7 +57,7 @@ def parse_chat_body(body: Any, limits: ChatLimits) -> list[tuple[str, str]]:
         role = item.get("role")
         if role not in ROLES:
             raise InvalidChatRequest(f'{where}.role must be one of {", ".join(ROLES)}')
-        pairs.append((role, _content(item.get("content"), f"{where}.content", limits)))
+        pairs.append((role, message_content(item.get("content"), f"{where}.content", limits)))
     if pairs[-1][0] != "user":
         raise InvalidChatRequest('the last of "messages" must have role "user"')
     return pairs

@@ -106,6 +106,13 @@ def _store_url(name: str, raw: str) -> str:
     return value
 
 
+def _thread_store_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise ConfigError(f"{name}: must be sqlite:///<path> or postgresql://user:password@host/db")
+
+
 def _header(name: str, raw: str) -> str:
     value = raw.strip()
     if not value or any(not (c.isalnum() or c == "-") for c in value):
@@ -165,6 +172,11 @@ class Settings:
     stream_store_reseed: bool = True
     stream_store_retry_seconds: float = STORE_RETRY_SECONDS
     stream_ttl_seconds: float = 300.0
+    thread_store: str = field(default="sqlite:///var/threads.db", repr=False)  # relative to the working directory
+    thread_ttl_seconds: float = 30 * 86_400.0
+    max_threads_per_key: int = 1000
+    thread_lease_seconds: float = 10.0
+    thread_store_pool_size: int = 10
     memory_store_max_events: int = 500_000
     memory_store_max_bytes: int = 256 * 1_048_576
     on_disconnect: str = "continue"  # the service's: it can resume streams (the library cancels)
@@ -269,6 +281,16 @@ SETTINGS: dict[str, Setting] = {
                                    "Redis store: after a Redis restart or failover, each producer writes back what Redis lost of its streams (from its own copy) and goes on. `false`: such a stream ends with `store_unavailable`."),
     "stream_store_retry_seconds": Setting("WEBAPP_STREAM_STORE_RETRY_SECONDS", _float(0, 300),
                                           "Redis store, with re-seeding: how long producers and readers retry an unreachable Redis before the stream ends with `store_unavailable`."),
+    "thread_store": Setting("WEBAPP_THREAD_STORE", _thread_store_url,
+                            "Where threads (`/api/threads`) keep their checkpoints and owners: `sqlite:///var/threads.db` (the default: one host, any number of workers) or `postgresql://...` (any worker on any host)."),
+    "thread_ttl_seconds": Setting("WEBAPP_THREAD_TTL_SECONDS", _float(60, 10 * 365 * 86_400),
+                                  "A thread not used for this long is deleted, with its checkpoints."),
+    "max_threads_per_key": Setting("WEBAPP_MAX_THREADS_PER_KEY", _int(0, 10_000_000),
+                                   "Threads one API key (with keys off: everyone together) may keep; one more gets `429 too_many_threads`. `0`: no limit."),
+    "thread_lease_seconds": Setting("WEBAPP_THREAD_LEASE_SECONDS", _float(1, 3600),
+                                    "One run per thread: a worker killed mid-run leaves its thread busy (`409 thread_busy`) for at most this long."),
+    "thread_store_pool_size": Setting("WEBAPP_THREAD_STORE_POOL_SIZE", _int(1, 1000),
+                                      "PostgreSQL thread store: connections per worker process (each run step holds one for its query only)."),
     "stream_ttl_seconds": Setting("WEBAPP_STREAM_TTL_SECONDS", _float(1, 86_400),
                                   "How long a finished stream can still be resumed or replayed."),
     "memory_store_max_events": Setting("WEBAPP_MEMORY_STORE_MAX_EVENTS", _int(1000, 100_000_000),
@@ -340,4 +362,5 @@ def describe(settings: Settings) -> dict[str, Any]:
         shown["openai_api_key"] = "***"
     shown["api_keys"] = f"{len(settings.api_keys)} keys"
     shown["stream_store"] = masked(shown["stream_store"])
+    shown["thread_store"] = masked(shown["thread_store"])
     return shown

@@ -22,6 +22,7 @@ class ServiceState:
     chat_model: BaseChatModel
     agent: Runnable[Any, Any]  # the demo agent: create_agent on chat_model with a few tools
     worker: str
+    threads: Any = None  # webapp.thread_store.Threads: the agent on threads (send_email behind an approval) and whose each is
 
 
 def service() -> ServiceState:

@@ -1,0 +1,202 @@
+"""Where the service keeps threads: LangGraph's checkpointer, and an index of whose each thread is.
+
+``WEBAPP_THREAD_STORE`` names one database for both:
+
+- ``sqlite:///path/threads.db`` (the default, ``var/threads.db``): one host,
+  any number of workers, no server to run. WAL mode, so readers never wait
+  for a writer; a write waits at most ``busy_timeout`` for another
+  worker's. sqlite3 is a C call: under gevent it holds the worker's loop
+  for its duration (measured per step in the closing note of issue 24);
+- ``postgresql://...``: ``PostgresSaver`` over a psycopg pool per worker,
+  for threads that survive any host. psycopg 3 waits cooperatively under
+  gevent (3.1.14 and later), so a slow query holds only its own greenlet.
+
+The index (``uncut_threads``) says who owns a thread and when it was last
+used: a thread is its key's (every other key gets 404), expires
+``ttl`` seconds after its last use, and a key keeps at most ``max_per_owner``.
+Expired threads are swept, a few at a time, when a thread is created.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from webapp.errors import ApiError
+
+DEFAULT_SQLITE_PATH = "var/threads.db"
+SWEEP_BATCH = 20  # expired threads deleted per create: the sweep never holds a request long
+SQLITE_BUSY_MS = 2000
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS uncut_threads (thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    " created_at DOUBLE PRECISION NOT NULL, used_at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS uncut_threads_owner ON uncut_threads (owner, used_at)",
+    "CREATE INDEX IF NOT EXISTS uncut_threads_used ON uncut_threads (used_at)",
+)
+
+
+def new_thread_id() -> str:
+    return "t_" + secrets.token_hex(16)  # 128 random bits: with keys off the id is the only thing that names the thread
+
+
+@dataclass
+class ThreadStore:
+    """A checkpointer for the agent, and the index of threads by owner."""
+
+    checkpointer: Any
+    index: "ThreadIndex"
+    close: Callable[[], None]
+
+
+class ThreadIndex:
+    """Who owns which thread, and when it was last used; SQL shared by SQLite (``?``) and PostgreSQL (``%s``)."""
+
+    def __init__(self, connection: Callable[[], Any], placeholder: str, ttl_seconds: float, max_per_owner: int,
+                 forget: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
+        self._connection = connection  # a context manager giving a connection that commits on exit
+        self._p = placeholder
+        self.ttl_seconds = ttl_seconds
+        self.max_per_owner = max_per_owner
+        self._forget = forget  # deletes the thread's checkpoints
+        self._clock = clock
+        with self._connection() as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self._p)
+
+    def create(self, owner: str) -> str:
+        """A new thread for ``owner``; 429 when it already keeps ``max_per_owner``."""
+        self.sweep()
+        now = self._clock()
+        with self._connection() as db:
+            (count,) = db.execute(self._sql("SELECT COUNT(*) FROM uncut_threads WHERE owner = ? AND used_at > ?"),
+                                  (owner, now - self.ttl_seconds)).fetchone()
+            if self.max_per_owner and count >= self.max_per_owner:
+                raise ApiError(429, "too_many_threads",
+                               f"This key keeps {count} threads, the most allowed (WEBAPP_MAX_THREADS_PER_KEY): delete one first.")
+            thread_id = new_thread_id()
+            db.execute(self._sql("INSERT INTO uncut_threads (thread_id, owner, created_at, used_at) VALUES (?, ?, ?, ?)"),
+                       (thread_id, owner, now, now))
+        return thread_id
+
+    def owns(self, owner: str, thread_id: str) -> bool:
+        """True when ``thread_id`` is ``owner``'s and has not expired."""
+        with self._connection() as db:
+            row = db.execute(self._sql("SELECT owner, used_at FROM uncut_threads WHERE thread_id = ?"), (thread_id,)).fetchone()
+        return row is not None and row[0] == owner and row[1] > self._clock() - self.ttl_seconds
+
+    def touch(self, thread_id: str) -> None:
+        with self._connection() as db:
+            db.execute(self._sql("UPDATE uncut_threads SET used_at = ? WHERE thread_id = ?"), (self._clock(), thread_id))
+
+    def delete(self, thread_id: str) -> None:
+        """The thread and its checkpoints."""
+        self._forget(thread_id)
+        with self._connection() as db:
+            db.execute(self._sql("DELETE FROM uncut_threads WHERE thread_id = ?"), (thread_id,))
+
+    def sweep(self, limit: int = SWEEP_BATCH) -> int:
+        """Delete up to ``limit`` expired threads; returns how many."""
+        with self._connection() as db:
+            rows = db.execute(self._sql("SELECT thread_id FROM uncut_threads WHERE used_at <= ? LIMIT ?"),
+                              (self._clock() - self.ttl_seconds, limit)).fetchall()
+        for (thread_id,) in rows:
+            self.delete(thread_id)
+        return len(rows)
+
+
+def open_thread_store(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) -> ThreadStore:
+    """The store ``url`` names (``sqlite:///path`` or ``postgresql://...``), its tables created."""
+    if url.startswith("sqlite:///"):
+        return _sqlite(url[len("sqlite:///"):] or DEFAULT_SQLITE_PATH, ttl_seconds, max_per_owner)
+    if url.startswith(("postgresql://", "postgres://")):
+        return _postgres(url, ttl_seconds, max_per_owner, pool_size)
+    raise ValueError("must be sqlite:///<path> or postgresql://...")
+
+
+def _sqlite(path: str, ttl_seconds: float, max_per_owner: int) -> ThreadStore:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # One connection per worker, shared by its greenlets: SqliteSaver serialises its own use with a lock.
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=SQLITE_BUSY_MS / 1000, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    saver = SqliteSaver(conn)
+    saver.setup()
+
+    @contextmanager
+    def connection() -> Iterator[Any]:
+        with saver.lock:  # the saver's lock: one statement at a time on the shared connection
+            yield conn
+
+    index = ThreadIndex(connection, "?", ttl_seconds, max_per_owner, saver.delete_thread)
+    return ThreadStore(saver, index, conn.close)
+
+
+def _postgres(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) -> ThreadStore:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    # PostgresSaver wants autocommit and dict rows; prepare_threshold=0 keeps it working behind pgbouncer.
+    pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10,
+                          kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+    saver = PostgresSaver(pool)  # type: ignore[arg-type]
+    saver.setup()
+    plain = ConnectionPool(url, min_size=1, max_size=max(1, pool_size // 4), open=True, timeout=10, kwargs={"autocommit": True})
+
+    @contextmanager
+    def connection() -> Iterator[Any]:
+        with plain.connection() as conn:
+            yield conn
+
+    index = ThreadIndex(connection, "%s", ttl_seconds, max_per_owner, saver.delete_thread)
+
+    def close() -> None:
+        pool.close()
+        plain.close()
+
+    return ThreadStore(saver, index, close)
+
+
+class Threads:
+    """The worker's thread store and thread agent, opened at first use.
+
+    Not at start-up: gunicorn forks workers from a master that must not
+    hold a database connection, and an app that never serves a thread never
+    creates the file.
+    """
+
+    def __init__(self, open_store: Callable[[], ThreadStore], build_agent: Callable[[Any], Any]) -> None:
+        self._open_store = open_store
+        self._build_agent = build_agent
+        self._store: ThreadStore | None = None
+        self._agent: Any = None
+        self._lock = threading.Lock()
+
+    def _opened(self) -> ThreadStore:
+        with self._lock:
+            if self._store is None:
+                store = self._open_store()
+                self._agent = self._build_agent(store.checkpointer)
+                self._store = store
+            return self._store
+
+    @property
+    def index(self) -> ThreadIndex:
+        return self._opened().index
+
+    @property
+    def agent(self) -> Any:
+        self._opened()
+        return self._agent
