@@ -30,7 +30,7 @@ from webapp.errors import ApiError, register_error_handlers
 from webapp.identity import client_identity
 from webapp.logs import configure_logging, install_request_ids, log_stream_summary, summary_fields
 from webapp.providers import build_chat_model, warm_up
-from webapp.thread_store import Threads, ThreadStore, open_thread_store
+from webapp.thread_store import ThreadLeases, Threads, ThreadStore, open_thread_store
 
 __all__ = ["create_app", "ConfigError", "Settings"]
 
@@ -126,6 +126,7 @@ def create_app(
     Streaming(
         app,
         store=build_store(settings),
+        leases=ThreadLeases(threads),  # one run per thread, in the thread store: every worker and host that shares it
         callbacks=callbacks,
         metadata={"provider": settings.provider, "model": settings.model},
         owner=current_key_id,

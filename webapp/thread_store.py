@@ -38,6 +38,7 @@ _SCHEMA = (
     " created_at DOUBLE PRECISION NOT NULL, used_at DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS uncut_threads_owner ON uncut_threads (owner, used_at)",
     "CREATE INDEX IF NOT EXISTS uncut_threads_used ON uncut_threads (used_at)",
+    "CREATE TABLE IF NOT EXISTS uncut_leases (lease_key TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
 )
 
 
@@ -47,11 +48,56 @@ def new_thread_id() -> str:
 
 @dataclass
 class ThreadStore:
-    """A checkpointer for the agent, and the index of threads by owner."""
+    """A checkpointer for the agent, the index of threads by owner, and the one-run-per-thread leases."""
 
     checkpointer: Any
     index: "ThreadIndex"
+    leases: "SqlLeases"
     close: Callable[[], None]
+
+
+class SqlLeases:
+    """uncut.leases' ``LeaseStore`` in the thread store's database: every worker that shares the threads shares their leases.
+
+    An expired lease is taken over in the same statement that takes a free
+    one (an upsert whose update applies only past ``expires_at``), so two
+    workers can never both hold it. Expiry is wall-clock time: hosts on one
+    PostgreSQL must keep their clocks within a fraction of a lease (NTP).
+    """
+
+    shared = True
+
+    def __init__(self, connection: Callable[[], Any], placeholder: str, clock: Callable[[], float] = time.time) -> None:
+        self._connection = connection
+        self._p = placeholder
+        self._clock = clock
+
+    def _run(self, sql: str, args: tuple[Any, ...]) -> Any:
+        with self._connection() as db:
+            return db.execute(sql.replace("?", self._p), args)
+
+    def take(self, key: str, token: str, ttl: float) -> bool:
+        now = self._clock()
+        cursor = self._run(
+            "INSERT INTO uncut_leases (lease_key, token, expires_at) VALUES (?, ?, ?) ON CONFLICT (lease_key) DO UPDATE"
+            " SET token = excluded.token, expires_at = excluded.expires_at WHERE uncut_leases.expires_at <= ?",
+            (key, token, now + ttl, now))
+        return cursor.rowcount == 1
+
+    def renew(self, key: str, token: str, ttl: float) -> bool:
+        now = self._clock()
+        cursor = self._run("UPDATE uncut_leases SET expires_at = ? WHERE lease_key = ? AND token = ? AND expires_at > ?",
+                           (now + ttl, key, token, now))
+        return cursor.rowcount == 1
+
+    def give_back(self, key: str, token: str) -> None:
+        self._run("DELETE FROM uncut_leases WHERE lease_key = ? AND token = ?", (key, token))
+
+    def holder(self, key: str) -> str | None:
+        with self._connection() as db:
+            row = db.execute("SELECT token FROM uncut_leases WHERE lease_key = ? AND expires_at > ?".replace("?", self._p),
+                             (key, self._clock())).fetchone()
+        return None if row is None else row[0]
 
 
 class ThreadIndex:
@@ -140,7 +186,7 @@ def _sqlite(path: str, ttl_seconds: float, max_per_owner: int) -> ThreadStore:
             yield conn
 
     index = ThreadIndex(connection, "?", ttl_seconds, max_per_owner, saver.delete_thread)
-    return ThreadStore(saver, index, conn.close)
+    return ThreadStore(saver, index, SqlLeases(connection, "?"), conn.close)
 
 
 def _postgres(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) -> ThreadStore:
@@ -166,7 +212,7 @@ def _postgres(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) 
         pool.close()
         plain.close()
 
-    return ThreadStore(saver, index, close)
+    return ThreadStore(saver, index, SqlLeases(connection, "%s"), close)
 
 
 class Threads:
@@ -200,3 +246,28 @@ class Threads:
     def agent(self) -> Any:
         self._opened()
         return self._agent
+
+    @property
+    def leases(self) -> SqlLeases:
+        return self._opened().leases
+
+
+class ThreadLeases:
+    """The thread store's leases, for ``Streaming(leases=...)`` before the store is opened (it opens at first use)."""
+
+    shared = True
+
+    def __init__(self, threads: Threads) -> None:
+        self._threads = threads
+
+    def take(self, key: str, token: str, ttl: float) -> bool:
+        return self._threads.leases.take(key, token, ttl)
+
+    def renew(self, key: str, token: str, ttl: float) -> bool:
+        return self._threads.leases.renew(key, token, ttl)
+
+    def give_back(self, key: str, token: str) -> None:
+        self._threads.leases.give_back(key, token)
+
+    def holder(self, key: str) -> str | None:
+        return self._threads.leases.holder(key)

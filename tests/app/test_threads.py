@@ -205,3 +205,20 @@ def test_a_thread_store_that_does_not_answer_is_a_503_naming_it(tmp_path: Path) 
     refused = client.post("/api/threads")
     assert refused.status_code == 503 and refused.get_json()["error"]["type"] == "thread_store_unavailable"
     assert "secret" not in refused.get_data(as_text=True)
+
+
+def test_leases_in_the_thread_store_expire_and_are_taken_over_by_one_worker_only(tmp_path: Path) -> None:
+    from webapp.thread_store import SqlLeases
+
+    path = str(tmp_path / "t.db")
+    now = [1000.0]
+    one = SqlLeases(_sqlite(path, 60, 0).index._connection, "?", clock=lambda: now[0])
+    two = SqlLeases(_sqlite(path, 60, 0).index._connection, "?", clock=lambda: now[0])  # another worker's connection
+    assert one.take("t", "a", 10) and not two.take("t", "b", 10)
+    now[0] += 9
+    assert one.renew("t", "a", 10) and not two.take("t", "b", 10)
+    now[0] += 11  # the holder died: nobody renewed
+    assert two.take("t", "b", 10) and not one.take("t", "c", 10) and two.holder("t") == "b"
+    assert not one.renew("t", "a", 10)  # the old holder cannot renew its way back
+    one.give_back("t", "a")
+    assert two.holder("t") == "b"  # nor free someone else's
