@@ -154,6 +154,8 @@ def plan_turn(
         if validate:
             _check_answers(graph, pending, answers)
         return Turn(Command(resume=answers), config, True, pending)
+    if not pending:
+        _close_unfinished(graph, config)
     if pending:
         if not reject_pending:
             raise Interrupted(
@@ -191,6 +193,36 @@ def _check_answers(graph: Runnable[Any, Any], pending: tuple[PendingInterrupt, .
         raise InvalidResume("; ".join(problems), problems=problems)
 
 
+UNFINISHED = "The tool did not finish: the run stopped (the server restarted) before it returned."
+
+
+def _close_unfinished(graph: Runnable[Any, Any], config: RunnableConfig) -> None:
+    """A run that died mid-step (a worker killed) left tool calls with no answer: answer them, so the thread goes on.
+
+    The last checkpoint holds the model's calls; the tools that were
+    running never wrote theirs. A new input after that would send a
+    conversation with unanswered calls, which providers refuse; each gets an
+    error result saying the tool did not finish, and the model sees it.
+    """
+    state = graph.get_state(config)  # type: ignore[attr-defined]
+    if not getattr(state, "next", None):
+        return
+    closing = _open_calls(state, UNFINISHED)
+    if closing:
+        graph.update_state(config, {"messages": closing}, as_node="tools" if "tools" in state.next else state.next[0])  # type: ignore[attr-defined]
+
+
+def _open_calls(state: Any, reason: str) -> list[ToolMessage]:
+    """An error result for each tool call of the last model turn that has none yet."""
+    messages = (getattr(state, "values", None) or {}).get("messages") or []
+    last_ai = next((m for m in reversed(messages) if getattr(m, "tool_calls", None)), None)
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    return [
+        ToolMessage(content=reason, name=call["name"], tool_call_id=call["id"], status="error")
+        for call in (last_ai.tool_calls if last_ai is not None else []) if call.get("id") not in answered
+    ]
+
+
 def _reject_pending(graph: Runnable[Any, Any], config: RunnableConfig, pending: tuple[PendingInterrupt, ...]) -> None:
     """Answer every open tool call of the paused turn as rejected, in the state, without running anything.
 
@@ -202,13 +234,5 @@ def _reject_pending(graph: Runnable[Any, Any], config: RunnableConfig, pending: 
     others = [p.id for p in pending if not is_approval_request(p.value)]
     if others:
         raise Interrupted("only pending approvals can be passed over by a new message; answer the others", interrupts=others)
-    state = graph.get_state(config)  # type: ignore[attr-defined]
-    messages = (getattr(state, "values", None) or {}).get("messages") or []
-    last_ai = next((m for m in reversed(messages) if getattr(m, "tool_calls", None)), None)
-    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-    rejections = [
-        ToolMessage(content=f"User rejected the tool call for `{call['name']}` with reason: {REJECTED_FOR_NEW_MESSAGE}",
-                    name=call["name"], tool_call_id=call["id"], status="error")
-        for call in (last_ai.tool_calls if last_ai is not None else []) if call.get("id") not in answered
-    ]
+    rejections = _open_calls(graph.get_state(config), f"User rejected the tool call with reason: {REJECTED_FOR_NEW_MESSAGE}")  # type: ignore[attr-defined]
     graph.update_state(config, {"messages": rejections}, as_node=pending[0].task)  # type: ignore[attr-defined]

@@ -196,3 +196,18 @@ def test_a_held_lease_is_renewed_in_the_background() -> None:
     assert store.holder("t") == lease.token and not lease.lost
     lease.release()
     assert store.holder("t") is None
+
+
+def test_a_run_that_died_mid_tool_leaves_a_thread_that_takes_the_next_message(streams: Streams) -> None:
+    agent, outbox = agent_with()
+    config = {"configurable": {"thread_id": "t1"}}
+    ask_time = {"messages": [{"role": "user", "content": "send email to bob"}]}
+    steps = agent.stream(ask_time, config, stream_mode="updates")
+    next(steps)  # the model's step (its tool call) is checkpointed...
+    steps.close()  # ...and the run stops there, as a killed worker's would
+    assert agent.get_state(config).next  # unfinished
+    events(streams.run_thread(agent, "t1", input={"messages": [{"role": "user", "content": "hello"}]}))
+    messages = agent.get_state(config).values["messages"]
+    kinds = [type(m).__name__ for m in messages]
+    assert kinds[:4] == ["HumanMessage", "AIMessage", "ToolMessage", "HumanMessage"], kinds
+    assert "did not finish" in messages[2].content and outbox == []
