@@ -205,11 +205,18 @@ def _close_unfinished(graph: Runnable[Any, Any], config: RunnableConfig) -> None
     error result saying the tool did not finish, and the model sees it.
     """
     state = graph.get_state(config)  # type: ignore[attr-defined]
-    if not getattr(state, "next", None):
-        return
     closing = _open_calls(state, UNFINISHED)
-    if closing:
-        graph.update_state(config, {"messages": closing}, as_node="tools" if "tools" in state.next else state.next[0])  # type: ignore[attr-defined]
+    if not closing:
+        return
+    if any(task.result is not None for task in getattr(state, "tasks", ())):
+        # The run died after a step's writes were saved but before the checkpoint that
+        # applies them (durability "async", or a kill between the two): the live state
+        # shows them, a new input would not. Settle them into a checkpoint first.
+        graph.update_state(config, None, as_node="__end__")  # type: ignore[attr-defined]  # langgraph.graph.END
+        state = graph.get_state(config)  # type: ignore[attr-defined]
+    nodes = getattr(graph, "nodes", {})
+    as_node = "tools" if "tools" in nodes else (state.next[0] if state.next else None)
+    graph.update_state(config, {"messages": closing}, as_node=as_node)  # type: ignore[attr-defined]
 
 
 def _open_calls(state: Any, reason: str) -> list[ToolMessage]:

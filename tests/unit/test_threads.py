@@ -211,3 +211,42 @@ def test_a_run_that_died_mid_tool_leaves_a_thread_that_takes_the_next_message(st
     kinds = [type(m).__name__ for m in messages]
     assert kinds[:4] == ["HumanMessage", "AIMessage", "ToolMessage", "HumanMessage"], kinds
     assert "did not finish" in messages[2].content and outbox == []
+
+
+class KilledHere(BaseException):
+    """Ends a run where a kill -9 would: no handler runs, nothing more is written."""
+
+
+class LosesCheckpoints(InMemorySaver):
+    """Keeps a step's writes but, once armed, loses every checkpoint: a worker killed between the two."""
+
+    armed = False
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        return config if self.armed else super().put(config, checkpoint, metadata, new_versions)
+
+
+@pytest.mark.parametrize("lost_after", ["model", "HumanInTheLoopMiddleware.after_model", None])
+def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_still_answers_its_open_call(lost_after: str | None) -> None:
+    calls: list[str] = []
+
+    @tool
+    def look_up(topic: str) -> str:
+        """Look up a topic."""
+        calls.append(topic)
+        if len(calls) == 1:
+            raise KilledHere()  # the first call dies with its worker; later ones answer
+        return "found"
+
+    saver = LosesCheckpoints()
+    agent = create_agent(ScriptedChatModel(), [look_up], checkpointer=saver, middleware=[HumanInTheLoopMiddleware(interrupt_on={})])
+    config = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(KilledHere):
+        for update in agent.stream({"messages": [{"role": "user", "content": "look up cats"}]}, config, stream_mode="updates"):
+            saver.armed = saver.armed or lost_after in update
+    saver.armed = False  # the next worker's checkpointer writes as usual
+    events(Streams().run_thread(agent, "t", input={"messages": [{"role": "user", "content": "hello"}]}))
+    messages = agent.get_state(config).values["messages"]
+    kinds = [type(m).__name__ for m in messages]
+    assert kinds[:4] == ["HumanMessage", "AIMessage", "ToolMessage", "HumanMessage"], kinds
+    assert "did not finish" in messages[2].content
