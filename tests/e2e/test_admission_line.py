@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.e2e.test_overload import INTERVAL, TOKENS, bench_upstream, servers  # noqa: F401 - fixtures
+from tests.e2e.test_overload import INTERVAL, OVERLOAD, TOKENS, bench_upstream, capacity, servers  # noqa: F401 - fixtures
 from tests.support.servers import ROOT, GunicornServer, clean_environ
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
@@ -65,9 +65,9 @@ def test_a_burst_is_answered_whole_and_retry_after_names_spread_out_turns(
 
 
 def test_under_twice_capacity_everyone_is_answered_and_admitted_streams_start_within_their_budget(
-    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path  # noqa: F811
+    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path, capacity: float  # noqa: F811
 ) -> None:
-    poisson = ("--rate", "150", "--duration", "8")  # about twice one worker's capacity on these machines
+    poisson = ("--rate", f"{OVERLOAD * capacity:.1f}", "--duration", "8")  # twice the capacity measured here
     lined = load(servers(bench_upstream, "line"), tmp_path, *poisson)["open_loop"]
     assert lined["answered_share"] >= 0.99 and lined["admitted_failed"] == 0, lined
     assert lined["ttft_admitted_p99_ms"] < 2500, lined  # the budget is 250 ms; the rest is the loaded loop, widely
@@ -79,7 +79,7 @@ def test_under_twice_capacity_everyone_is_answered_and_admitted_streams_start_wi
     none = load(servers(bench_upstream, "none", WEBAPP_ADAPTIVE_ADMISSION="false"), tmp_path, *poisson)["open_loop"]
     for name, summary in (("line", lined), ("lag-only", lag_only), ("none", none)):
         print(name, json.dumps(summary))
-    # Every stream admitted shares the one loop: they start later and, above all, stutter (measured here:
-    # TTFT p99 2.6 s vs 1.1 s, gap p99 570 ms vs 160 ms; on CI's 2 cores TTFT 1.6 s vs 1.1 s).
-    assert none["ttft_admitted_p99_ms"] > lined["ttft_admitted_p99_ms"], (none, lined)
-    assert none["gap_admitted_p99_ms"] > 1.5 * lined["gap_admitted_p99_ms"], (none, lined)
+    # Every stream is admitted, and waits behind the backlog for its first token (measured at twice a
+    # capacity of 158 streams/s: TTFT p99 9.3 s against 0.64 s with the line). Once started, streams
+    # flow, so the failure is the start, not the gaps.
+    assert none["ttft_admitted_p99_ms"] > 2 * lined["ttft_admitted_p99_ms"], (none, lined)

@@ -29,7 +29,8 @@ from tests.support.servers import ROOT, GunicornServer, clean_environ, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 TOKENS, INTERVAL = 50, 0.02
-RATE, SECONDS = 150.0, 6.0  # new streams per second: about twice one worker's capacity on these machines, and more elsewhere
+SECONDS = 6.0
+OVERLOAD = 2.0  # the open loop's arrivals, as a multiple of the worker's capacity measured on this machine
 # A worker with one slot, which one stream holds for a minute (the scripted model's first token is that far off).
 HELD_BY_ONE = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "60000", "WEBAPP_MAX_CONCURRENT_STREAMS": "1"}
 
@@ -54,15 +55,49 @@ def bench_upstream() -> Iterator[str]:
         stop_process(process, signal.SIGKILL)
 
 
+def worker_env(upstream: str, **settings: str) -> dict[str, str]:
+    return {"WEBAPP_PROVIDER": "openai", "OPENAI_API_KEY": "not-secret", "OPENAI_BASE_URL": upstream, "WEBAPP_MODEL": "bench-model",
+            "WEBAPP_UPSTREAM_MAX_RETRIES": "0", "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING",
+            "GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "5000", **settings}
+
+
+def closed_loop(url: str, concurrency: int, seconds: float) -> dict:
+    """``bench.load``'s closed loop against ``url``: its JSON summary."""
+    process = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--url", url, "--path", "/api/chat/events", "--mode", "sse", "--tokens", str(TOKENS),
+         "--interval", str(INTERVAL), "--concurrency", str(concurrency), "--duration", str(seconds), "--stream-timeout", "60"],
+        cwd=ROOT, env=clean_environ(), capture_output=True, timeout=120,
+    )
+    assert process.returncode == 0, process.stderr.decode(errors="replace")[-2000:]
+    return json.loads(process.stdout)
+
+
+@pytest.fixture(scope="module")
+def capacity(bench_upstream: str, artifacts: Path) -> float:
+    """One worker's streams per second on this machine, as bench.openloop measures it: a closed loop of 400, nothing refused.
+
+    Overload is a multiple of this, not a fixed rate: a fixed rate that is twice
+    capacity on one machine is under it on a faster one (CI's was: nothing to
+    refuse, so the negative controls had nothing to show).
+    """
+    server = GunicornServer(artifacts, env=worker_env(bench_upstream, WEBAPP_ADAPTIVE_ADMISSION="false"), name="capacity")
+    try:
+        server.start()
+        closed_loop(server.url, 50, 2)  # warm-up: imports, pools, the upstream's connections
+        measured = closed_loop(server.url, 400, 5)["tokens_per_s"] / TOKENS
+    finally:
+        server.stop()
+    print(f"one worker's capacity here: {measured:.1f} streams/s")
+    assert measured > 5, measured
+    return measured
+
+
 @pytest.fixture
 def servers(gunicorn: Callable[..., GunicornServer]) -> Callable[..., GunicornServer]:
     """One gevent worker streaming from the bench upstream; ``settings`` override."""
 
     def start(upstream: str, name: str, **settings: str) -> GunicornServer:
-        env = {"WEBAPP_PROVIDER": "openai", "OPENAI_API_KEY": "not-secret", "OPENAI_BASE_URL": upstream, "WEBAPP_MODEL": "bench-model",
-               "WEBAPP_UPSTREAM_MAX_RETRIES": "0", "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING",
-               "GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "5000", **settings}
-        return gunicorn(env=env, name=name)
+        return gunicorn(env=worker_env(upstream, **settings), name=name)
 
     return start
 
@@ -79,14 +114,14 @@ def first_byte_of_a_fresh_request(url: str, after: float, result: dict[str, floa
             break
 
 
-def overload(server: GunicornServer, tmp_path: Path) -> tuple[dict, dict[str, float | int]]:
-    """An open loop at RATE for SECONDS with a fresh request timed two thirds in; (the load's summary, the fresh request)."""
+def overload(server: GunicornServer, tmp_path: Path, rate: float) -> tuple[dict, dict[str, float | int]]:
+    """An open loop at ``rate`` for SECONDS with a fresh request timed two thirds in; (the load's summary, the fresh request)."""
     out = tmp_path / f"load-{server.port}.json"
     fresh: dict[str, float | int] = {}
     probe = threading.Thread(target=first_byte_of_a_fresh_request, args=(server.url, SECONDS * 2 / 3, fresh))
     load = subprocess.Popen(
         [sys.executable, "-m", "bench.load", "--url", server.url, "--path", "/api/chat/events", "--mode", "sse",
-         "--tokens", str(TOKENS), "--interval", str(INTERVAL), "--rate", str(RATE), "--duration", str(SECONDS),
+         "--tokens", str(TOKENS), "--interval", str(INTERVAL), "--rate", f"{rate:.1f}", "--duration", str(SECONDS),
          "--stream-timeout", "90", "--out", str(out)],
         cwd=ROOT, env=clean_environ(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -102,10 +137,10 @@ def overload(server: GunicornServer, tmp_path: Path) -> tuple[dict, dict[str, fl
 
 
 def test_past_capacity_a_fresh_request_gets_its_first_bytes_at_once_and_nothing_admitted_fails(
-    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path
+    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path, capacity: float
 ) -> None:
     adaptive = servers(bench_upstream, "adaptive")
-    summary, fresh = overload(adaptive, tmp_path)
+    summary, fresh = overload(adaptive, tmp_path, OVERLOAD * capacity)
     assert summary["refused"] > 0, summary  # it was past capacity, and said so
     assert summary["admitted_failed"] == 0, summary  # nothing admitted failed or was cut
     assert fresh["status"] in (200, 503) and (fresh["status"] == 200 or fresh["retry_after"] >= 1), fresh
@@ -115,7 +150,7 @@ def test_past_capacity_a_fresh_request_gets_its_first_bytes_at_once_and_nothing_
     # Negative control: the same overload with adaptive admission off (the fixed limit is far away):
     # everything is admitted, and requests queue behind the streams already running.
     fixed = servers(bench_upstream, "fixed", WEBAPP_ADAPTIVE_ADMISSION="false")
-    late, _ = overload(fixed, tmp_path)
+    late, _ = overload(fixed, tmp_path, OVERLOAD * capacity)
     assert late["refused"] == 0
     assert late["first_byte_p99_ms"] > summary["first_byte_p99_ms"], (late, summary)
     assert late["ttft_admitted_p99_ms"] > 2 * summary["ttft_admitted_p99_ms"], (late, summary)
