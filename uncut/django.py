@@ -31,8 +31,9 @@ from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
+from uncut.ui_request import UIChatRequest
 
-__all__ = ["thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams"]
+__all__ = ["thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams"]
 
 OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
 _GZIP = re.compile(r"\s*(x-)?gzip\s*(;[^,]*)?,?", re.IGNORECASE)
@@ -162,6 +163,32 @@ def ui_message_response(
     """
     return _stream(request, "ui", runnable, input, owner, client, chat_id=chat_id, callbacks=callbacks, config=config,
                    metadata=metadata, **options)
+
+
+def ui_thread_response(
+    request: HttpRequest,
+    graph: Runnable[Any, Any],
+    chat: UIChatRequest,
+    *,
+    thread_id: str | None = None,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> HttpResponse:
+    """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
+    try:
+        relay = streams().run_chat_thread(
+            graph, chat, thread_id=thread_id, owner=owner, config=config, environ=request.META,
+            client=client if client is not None else request.META.get("REMOTE_ADDR"), callbacks=callbacks, metadata=metadata, **options,
+        )
+    except ThreadError as refused:
+        return HttpResponse(json.dumps(refused.body()), status=refused.status, content_type="application/json")
+    except StreamRefused as refused:
+        return _refused(refused, "ui")
+    return _streaming(request, relay, "ui")
 
 
 def resume_ui_message_response(

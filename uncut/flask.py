@@ -33,10 +33,11 @@ from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRefused, Streams, headers_for, log_summary
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
+from uncut.ui_request import UIChatRequest
 from uncut.leases import LeaseStore
 
 __all__ = [
-    "thread_response", "current_streams",
+    "thread_response", "ui_thread_response", "current_streams",
     "Streaming", "StreamNotFound", "StreamRefused", "sse_response", "text_response", "openai_response",
     "ui_message_response", "resume_ui_message_response", "responses_response", "answer_response",
     "start_stream", "resume_response", "stream_status", "cancel_stream", "refusal_response",
@@ -332,6 +333,40 @@ def ui_message_response(
     """
     try:
         relay = _run(runnable, input, "ui", callbacks=callbacks, config=config, metadata=metadata, chat_id=chat_id, owner=owner, **options)
+    except StreamRefused as refused:
+        return refusal_response(refused, "ui")
+    return _response(relay, "ui")
+
+
+def ui_thread_response(
+    graph: Runnable[Any, Any],
+    chat: UIChatRequest,
+    *,
+    thread_id: str | None = None,
+    owner: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Response:
+    """An AI SDK chat kept on ``graph``'s thread: approvals asked and answered the SDK's way (uncut.ui_threads).
+
+    ``chat`` is ``uncut.ui_request.parse_ui_chat``'s. A run that stops for
+    ``HumanInTheLoopMiddleware`` asks with ``tool-approval-request``; the
+    chat's next request, carrying the answers, resumes the thread once.
+    Refusals (a busy thread, answers that do not fit, nothing to resume)
+    are a JSON 4xx before the first byte. The chat is ``owner``'s (else the
+    extension's ``owner()``), and so is its thread.
+    """
+    state = _current()
+    owner = owner if owner is not None else state.owner()
+    try:
+        relay = state.streams.run_chat_thread(
+            graph, chat, thread_id=thread_id, owner=owner, config=config, environ=request.environ, client=state.client(),
+            summary_fields=state.summary_fields(), callbacks=callbacks, metadata=metadata, **options,
+        )
+    except ThreadError as refused:
+        return _json(refused.body(), refused.status)
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
     return _response(relay, "ui")

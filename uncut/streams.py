@@ -43,6 +43,8 @@ from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadBusy, plan_turn
 from uncut.ui_messages import HEADERS as UI_HEADERS
 from uncut.ui_messages import UIMessageFormat
+from uncut.ui_request import UIChatRequest
+from uncut.ui_threads import chat_thread_id, plan_chat_turn
 
 SURFACES = ("sse", "text", "openai", "ui", "responses", "answer")  # answer: one JSON answer, not a stream
 # Surfaces whose runs a client can come back to: SSE by Last-Event-ID, the AI SDK's by its chat id.
@@ -206,7 +208,7 @@ class Streams:
     def _new_generation(
         self, options: StreamOptions, runnable: Runnable[Any, Any], input: Any, *, owner: str | None, client: str | None,
         run_config: RunnableConfig, labels: dict[str, Any], kept: bool, environ: Mapping[str, Any] | None,
-        on_end: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None, start_data: Mapping[str, Any] | None = None,
     ) -> Generation:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
@@ -220,7 +222,7 @@ class Streams:
             stream_id = new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
             generation = Generation(
-                runnable, input, log, config=run_config, start_data=labels,
+                runnable, input, log, config=run_config, start_data={**labels, **(start_data or {})},
                 on_disconnect=options.on_disconnect, grace_seconds=options.resume_grace_seconds,
                 remote_reader=self.store.remote_reader if self.store.shared and kept else None, shutdown_notice=options.shutdown_notice,
                 budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
@@ -281,6 +283,7 @@ class Streams:
         summary_fields: Mapping[str, Any] | None = None,
         chat_id: str | None = None,
         on_end: Callable[[], None] | None = None,
+        start_data: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> Relay:
         """A new, admitted run and the relay for this response; raises ``StreamRefused``.
@@ -289,7 +292,9 @@ class Streams:
         share of admission it takes; ``environ`` gives the client's socket
         (watched for a disconnect); ``chat_id`` makes the run that chat's
         active stream (``follow_chat``); ``on_end`` is called once when the
-        run is over; ``overrides`` are option names.
+        run is over; ``start_data`` goes in the run's ``start`` event (and
+        so to every reader's formatter, replays included) but not in its
+        logs; ``overrides`` are option names.
         """
         if surface not in SURFACES:
             raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
@@ -299,7 +304,7 @@ class Streams:
         resumable = surface in RESUMABLE
         generation = self._new_generation(
             options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable,
-            environ=environ, on_end=on_end,
+            environ=environ, on_end=on_end, start_data=start_data,
         )
         relay = self._relay(
             generation.log, options, surface, environ or {}, labels, summary_fields,
@@ -371,6 +376,22 @@ class Streams:
         if generation is not None:  # someone else holds the thread now (this worker stalled past the lease): stop
             lease.on_lost = lambda: generation.cancel(THREAD_LEASE_LOST, outcome="upstream_error")
         return relay
+
+    def run_chat_thread(
+        self, graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, owner: str | None = None, **run_args: Any,
+    ) -> Relay:
+        """An AI SDK chat kept on ``graph``'s thread (uncut.ui_threads), streamed as UI messages; resumable by its chat id.
+
+        The request's approval answers resume the thread, or its new user
+        message is added; refusals are ``run_thread``'s. ``thread_id``
+        defaults to one derived from ``owner`` and the chat id, so one
+        owner's chat id never names another's thread.
+        """
+        turn = plan_chat_turn(chat)
+        return self.run_thread(
+            graph, thread_id or chat_thread_id(owner, chat.chat_id), input=turn.input, resume=turn.resume,
+            reject_pending=turn.reject_pending, surface="ui", chat_id=chat.chat_id, start_data=turn.start_data, owner=owner, **run_args,
+        )
 
     # -- existing runs ------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ between the check and the run. Imports no web framework.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
@@ -105,9 +105,26 @@ def thread_config(thread_id: str, config: RunnableConfig | None = None) -> Runna
     return config
 
 
+@dataclass(frozen=True)
+class FromState:
+    """An ``input`` or ``resume`` worked out from the thread as it is once the run holds its lease.
+
+    ``make(values, pending)`` gets the thread's state values and its pending
+    interrupts, and returns the input or the resume value; it may raise a
+    ``ThreadError``. A request whose turn depends on the thread (an AI SDK
+    chat, ``uncut.ui_threads``) cannot read it earlier: another run could
+    change it in between.
+    """
+
+    make: Callable[[Mapping[str, Any], "tuple[PendingInterrupt, ...]"], Any]
+
+
 def pending_interrupts(graph: Runnable[Any, Any], config: RunnableConfig) -> tuple[PendingInterrupt, ...]:
     """The thread's interrupts that wait for an answer, in the order the graph raised them."""
-    state = graph.get_state(config)  # type: ignore[attr-defined]
+    return _pending_of(graph.get_state(config))  # type: ignore[attr-defined]
+
+
+def _pending_of(state: Any) -> tuple[PendingInterrupt, ...]:
     found = []
     for task in getattr(state, "tasks", ()) or ():
         for interrupt in getattr(task, "interrupts", ()) or ():
@@ -146,7 +163,13 @@ def plan_turn(
     if (input is NOTHING) == (resume is NOTHING):
         raise InvalidThread('give either a new input or a "resume" value, not both or neither')
     config = thread_config(thread_id, config)
-    pending = pending_interrupts(graph, config)
+    state = graph.get_state(config)  # type: ignore[attr-defined]
+    pending = _pending_of(state)
+    values = getattr(state, "values", None) or {}
+    if isinstance(resume, FromState):
+        resume = resume.make(values, pending)
+    if isinstance(input, FromState):
+        input = input.make(values, pending)
     if resume is not NOTHING:
         if not pending:
             raise NothingToResume(f"thread {thread_id} has no pending interrupt to resume")

@@ -14,7 +14,14 @@ a small state machine over one stream's events:
   ``tool-input-available`` (or ``tool-input-error`` for invalid arguments);
   its result ``tool-output-available`` or ``tool-output-error``;
 - a graph's ``custom`` writes become ``data-custom`` parts, an interrupt
-  ``data-interrupt``;
+  ``data-interrupt``, except ``HumanInTheLoopMiddleware``'s: each of its
+  action requests becomes ``tool-approval-request{approvalId, toolCallId}``
+  on the call it names (``approvalId`` is ``<interrupt id>:<index>``), and
+  the message finishes with ``tool-calls``;
+- a run that continues a message (its approvals answered, ``uncut.ui_threads``)
+  says so in its ``start`` event: the message keeps its id, the calls it
+  already shows are not announced again, and a denied call's result is
+  ``tool-output-denied``;
 - ``end`` closes everything: ``finish{finishReason}`` then ``data: [DONE]``;
   an error is ``error{errorText}`` (the safe message, no details), a
   cancel ``abort``.
@@ -57,6 +64,17 @@ def message_id(stream_id: str) -> str:
     return f"msg_{stream_id}"
 
 
+# Keys of a run's ``start`` event when it continues an assistant message (set by uncut.ui_threads).
+CONTINUES_MESSAGE = "ui_message_id"  # the message's id: the client appends to it instead of starting another
+KNOWN_CALLS = "ui_tool_call_ids"  # the tool calls the message shows already
+DENIED_CALLS = "ui_denied_tool_call_ids"  # the calls the user denied: their results are denials
+
+
+def approval_id(interrupt_id: str, index: int) -> str:
+    """The ``approvalId`` of an interrupt's ``index``-th action request: what the client's answer names."""
+    return f"{interrupt_id}:{index}"
+
+
 class UIMessageFormat:
     """Frames one stream's events as UI message chunks; one instance per response, fed in order."""
 
@@ -68,6 +86,10 @@ class UIMessageFormat:
         self._parts = 0  # part ids are unique per response: t1, r2, t3...
         self._call_ids: dict[Any, str] = {}  # our call id (or index, when the model sent none) -> toolCallId
         self._announced: set[str] = set()  # toolCallIds the client has a part for
+        self._ended_calls: list[tuple[str, str, Any]] = []  # (toolCallId, name, args) in the order the calls ended
+        self._asked: set[str] = set()  # toolCallIds with an approval request
+        self._denied: set[str] = set()
+        self._message_id = message_id(stream_id)
 
     # -- parts ---------------------------------------------------------------
 
@@ -144,6 +166,7 @@ class UIMessageFormat:
         call_id = self._call_id(data.get("id"), None)
         self._announced.add(call_id)
         name = data.get("name") or ""
+        self._ended_calls.append((call_id, name, data.get("args")))
         if data.get("args") is None:
             error = f"Invalid tool input: {data.get('error') or 'the arguments are not valid'}"
             return out + [{"type": "tool-input-error", "toolCallId": call_id, "toolName": name, "input": data.get("args_text", ""), "errorText": error}]
@@ -157,16 +180,78 @@ class UIMessageFormat:
             out.append({"type": "tool-input-available", "toolCallId": call_id, "toolName": data.get("name") or "", "input": None})
             self._announced.add(call_id)
         content = data.get("content")
+        if call_id in self._denied:
+            return out + [{"type": "tool-output-denied", "toolCallId": call_id}]
         if data.get("status") == "error":
             text = content if isinstance(content, str) else _encode(content)
             return out + [{"type": "tool-output-error", "toolCallId": call_id, "errorText": text}]
         return out + [{"type": "tool-output-available", "toolCallId": call_id, "output": content}]
 
+    # -- approvals -----------------------------------------------------------
+
+    def _interrupt(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """An approval interrupt's requests on the calls they name; any other interrupt as ``data-interrupt``.
+
+        The requests open no step: they belong to the step whose calls they
+        name, and the SDK's ``lastAssistantMessageIsCompleteWithApprovalResponses``
+        looks for them after the message's last ``step-start`` (a new step
+        there, with no tool part, and the answer is never sent).
+        """
+        out = self._close_parts()
+        requests: list[dict[str, Any]] = []
+        others: list[Any] = []
+        for interrupt in data.get("interrupts") or []:
+            found = self._approval_requests(interrupt)
+            if found is None:
+                others.append(interrupt)
+            else:
+                requests += found
+        if others or not requests:
+            out += self._open_step() + [{"type": "data-interrupt", "data": {"interrupts": others} if requests else data}]
+        return out + requests
+
+    def _approval_requests(self, interrupt: Any) -> list[dict[str, Any]] | None:
+        """``tool-approval-request`` per action request, or None when this is not an approval of calls shown here.
+
+        The middleware lists the calls it pauses in the model's order, with
+        their name and arguments; each is matched to the first call not yet
+        matched with the same name and arguments (the same name alone, if
+        none has both).
+        """
+        value = interrupt.get("value") if isinstance(interrupt, dict) else None
+        actions = value.get("action_requests") if isinstance(value, dict) else None
+        interrupt_id = interrupt.get("id") if isinstance(interrupt, dict) else None
+        if not isinstance(actions, list) or not actions or not isinstance(interrupt_id, str):
+            return None
+        free = [call for call in self._ended_calls if call[0] not in self._asked]
+        chosen: list[str] = []
+        for action in actions:
+            if not isinstance(action, dict):
+                return None
+            same = [c for c in free if c[1] == action.get("name") and c[0] not in chosen]
+            exact = [c for c in same if c[2] == action.get("args")]
+            if not (exact or same):
+                return None
+            chosen.append((exact or same)[0][0])
+        self._asked.update(chosen)
+        return [{"type": "tool-approval-request", "approvalId": approval_id(interrupt_id, i), "toolCallId": call_id}
+                for i, call_id in enumerate(chosen)]
+
     # -- the stream's edges --------------------------------------------------
+
+    def _start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        continued = data.get(CONTINUES_MESSAGE)
+        if isinstance(continued, str) and continued:
+            self._message_id = continued
+            known = [c for c in data.get(KNOWN_CALLS) or [] if isinstance(c, str)]
+            self._announced.update(known)
+            self._call_ids.update({c: c for c in known})
+            self._denied.update(c for c in data.get(DENIED_CALLS) or [] if isinstance(c, str))
+        return [{"type": "start", "messageId": self._message_id}]
 
     def _end(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         reason = data.get("finish_reason") or "stop"
-        finish = "tool-calls" if data.get("tool_calls") else _FINISH_REASONS.get(reason, "other")
+        finish = "tool-calls" if data.get("tool_calls") or (reason == "interrupt" and self._asked) else _FINISH_REASONS.get(reason, "other")
         return self._close_step() + [{"type": "finish", "finishReason": finish}]
 
     def _error(self, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -193,10 +278,12 @@ class UIMessageFormat:
             return self._tool_result(data)
         if kind == "step":
             return self._close_step()
-        if kind in ("custom", "interrupt"):
-            return self._open_step() + self._close_parts() + [{"type": f"data-{kind}", "data": data}]
+        if kind == "custom":
+            return self._open_step() + self._close_parts() + [{"type": "data-custom", "data": data}]
+        if kind == "interrupt":
+            return self._interrupt(data)
         if kind == "start":
-            return [{"type": "start", "messageId": message_id(self.stream_id)}]
+            return self._start(data)
         if kind == "end":
             return self._end(data)
         if kind == "error":

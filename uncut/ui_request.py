@@ -11,6 +11,12 @@ is left out, since every call sent to a model must have its answer. Files
 are refused: the service sends text only. Anything malformed raises
 ``InvalidUIRequest`` naming the field.
 
+Approvals: when the last message is the assistant's and some of its tool
+parts are ``approval-responded`` (``addToolApprovalResponse``), the request
+answers them: ``approvals`` holds each answer, and ``continued`` names the
+message the answer continues (``uncut.ui_threads`` resumes the chat's
+thread with them).
+
 ``max_messages`` counts the messages the model gets, not the UI messages:
 one assistant message of 9,000 steps once became 18,000 model messages,
 all sent upstream. A message has at most ``max_parts`` parts, refused
@@ -43,10 +49,30 @@ class InvalidUIRequest(ValueError):
 
 
 @dataclass(frozen=True)
+class Approval:
+    """The user's answer to one ``tool-approval-request``: the part's ``approval`` once it is ``approval-responded``."""
+
+    approval_id: str
+    tool_call_id: str
+    approved: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Continued:
+    """The assistant message a request continues (its approvals answered): its id and every tool call it shows."""
+
+    message_id: str
+    tool_call_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class UIChatRequest:
     chat_id: str
     messages: list[BaseMessage]
     trigger: str
+    approvals: tuple[Approval, ...] = ()
+    continued: Continued | None = None
 
 
 def valid_chat_id(value: Any, where: str = "id") -> str:
@@ -79,9 +105,44 @@ def parse_ui_chat(body: Any, *, max_messages: int, max_message_chars: int, max_p
             raise _too_many(max_messages) from None
         if len(converted) > max_messages:
             raise _too_many(max_messages)
-    if not converted or not isinstance(converted[-1], (HumanMessage, ToolMessage)):
-        raise InvalidUIRequest("the conversation must end with a user message that has text", "messages")
-    return UIChatRequest(chat_id, converted, trigger)
+    approvals, continued = _answered_approvals(messages[-1], f"messages[{len(messages) - 1}]", max_message_chars)
+    if not approvals and (not converted or not isinstance(converted[-1], (HumanMessage, ToolMessage))):
+        raise InvalidUIRequest("the conversation must end with a user message that has text, or answered approvals", "messages")
+    return UIChatRequest(chat_id, converted, trigger, approvals, continued)
+
+
+def _answered_approvals(message: dict[str, Any], where: str, max_chars: int) -> tuple[tuple[Approval, ...], Continued | None]:
+    """The approvals the last message answers, and the message they continue; none unless it is the assistant's."""
+    if message.get("role") != "assistant":
+        return (), None
+    approvals: list[Approval] = []
+    call_ids: list[str] = []
+    for index, part in enumerate(message["parts"]):
+        kind, at = part["type"], f"{where}.parts[{index}]"
+        if not (kind.startswith("tool-") or kind == "dynamic-tool"):
+            continue
+        call_ids.append(part["toolCallId"])  # checked by _assistant: a unique non-empty string
+        if part.get("state") != "approval-responded":
+            continue
+        approval = part.get("approval")
+        if not isinstance(approval, dict):
+            raise InvalidUIRequest(f"{at}.approval must be an object", f"{at}.approval")
+        approval_id, approved, reason = approval.get("id"), approval.get("approved"), approval.get("reason")
+        if not isinstance(approval_id, str) or not 0 < len(approval_id) <= 200:
+            raise InvalidUIRequest(f"{at}.approval.id must be a string of 1 to 200 characters", f"{at}.approval.id")
+        if not isinstance(approved, bool):
+            raise InvalidUIRequest(f"{at}.approval.approved must be true or false", f"{at}.approval.approved")
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidUIRequest(f"{at}.approval.reason must be a string", f"{at}.approval.reason")
+        if reason is not None:
+            _check_length(reason, f"{at}.approval.reason", max_chars)
+        approvals.append(Approval(approval_id, part["toolCallId"], approved, reason or None))
+    if not approvals:
+        return (), None
+    message_id = message.get("id")
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= 200:
+        raise InvalidUIRequest(f"{where}.id must be a string of 1 to 200 characters (the message the approvals continue)", f"{where}.id")
+    return tuple(approvals), Continued(message_id, tuple(call_ids))
 
 
 class _TooMany(Exception):

@@ -16,11 +16,13 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.gate import refusal_response
+from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
+from uncut.ui_request import UIChatRequest
 
-__all__ = ["thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams"]
+__all__ = ["thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams"]
 
 StartResponse = Callable[..., Any]
 _REASONS = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
@@ -89,20 +91,49 @@ def thread_response(
 ) -> Iterable[bytes]:
     """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
+    client = client if client is not None else environ.get("REMOTE_ADDR")
+    return _thread_run(start_response, "sse", lambda: hub.run_thread(
+        graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, surface="sse",
+        environ=environ, owner=owner, client=client, callbacks=callbacks, metadata=metadata, **options,
+    ))
+
+
+def ui_thread_response(
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    graph: Runnable[Any, Any],
+    chat: UIChatRequest,
+    *,
+    thread_id: str | None = None,
+    streams: Streams | None = None,
+    owner: str | None = None,
+    client: str | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    config: RunnableConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Iterable[bytes]:
+    """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
+    hub = streams or default_streams()
+    client = client if client is not None else environ.get("REMOTE_ADDR")
+    return _thread_run(start_response, "ui", lambda: hub.run_chat_thread(
+        graph, chat, thread_id=thread_id, owner=owner, config=config, environ=environ, client=client,
+        callbacks=callbacks, metadata=metadata, **options,
+    ))
+
+
+def _thread_run(start_response: StartResponse, surface: str, run: Callable[[], Relay]) -> Iterable[bytes]:
+    """A thread run's body, or its refusal: a JSON 4xx for the thread's state, 503/429 for admission."""
     try:
-        relay = hub.run_thread(
-            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, surface="sse",
-            environ=environ, owner=owner, client=client if client is not None else environ.get("REMOTE_ADDR"),
-            callbacks=callbacks, metadata=metadata, **options,
-        )
+        relay = run()
     except ThreadError as refused:
         body = json.dumps(refused.body()).encode()
         start_response(f"{refused.status} {_REASONS[refused.status]}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
     except StreamRefused as refused:
-        return _refused(start_response, refused, "sse")
-    start_response("200 OK", [("Content-Type", CONTENT_TYPES["sse"]), *headers_for("sse")])
-    return Streams.body(relay, "sse")
+        return _refused(start_response, refused, surface)
+    start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
+    return Streams.body(relay, surface)
 
 
 def text_response(

@@ -118,8 +118,11 @@ class ThreadIndex:
     def _sql(self, text: str) -> str:
         return text.replace("?", self._p)
 
-    def create(self, owner: str) -> str:
-        """A new thread for ``owner``; 429 when it already keeps ``max_per_owner``."""
+    def create(self, owner: str, thread_id: str | None = None) -> str:
+        """A new thread for ``owner`` (``thread_id``, else a random id); 429 when it already keeps ``max_per_owner``.
+
+        A ``thread_id`` that exists already is left as it is: ``claim`` checks whose it is.
+        """
         self.sweep()
         now = self._clock()
         with self._connection() as db:
@@ -128,10 +131,29 @@ class ThreadIndex:
             if self.max_per_owner and count >= self.max_per_owner:
                 raise ApiError(429, "too_many_threads",
                                f"This key keeps {count} threads, the most allowed (WEBAPP_MAX_THREADS_PER_KEY): delete one first.")
-            thread_id = new_thread_id()
-            db.execute(self._sql("INSERT INTO uncut_threads (thread_id, owner, created_at, used_at) VALUES (?, ?, ?, ?)"),
-                       (thread_id, owner, now, now))
+            thread_id = thread_id or new_thread_id()
+            db.execute(self._sql("INSERT INTO uncut_threads (thread_id, owner, created_at, used_at) VALUES (?, ?, ?, ?)"
+                                 " ON CONFLICT (thread_id) DO NOTHING"), (thread_id, owner, now, now))
         return thread_id
+
+    def claim(self, owner: str, thread_id: str) -> None:
+        """``thread_id`` as ``owner``'s: its use noted when it is theirs, made when it is new or expired; 429 past the share.
+
+        For ids the caller derives (an AI SDK chat's thread, uncut.ui_threads),
+        where no request creates the thread first. Another owner's gets 404.
+        """
+        with self._connection() as db:
+            row = db.execute(self._sql("SELECT owner, used_at FROM uncut_threads WHERE thread_id = ?"), (thread_id,)).fetchone()
+        if row is not None and row[1] <= self._clock() - self.ttl_seconds:
+            self.delete(thread_id)  # expired: its checkpoints go, and the chat starts over
+        elif row is not None:
+            if row[0] != owner:
+                raise ApiError(404, "thread_not_found", "No such chat here for this key.")
+            self.touch(thread_id)
+            return
+        self.create(owner, thread_id)
+        if not self.owns(owner, thread_id):  # another request made it first, for someone else
+            raise ApiError(404, "thread_not_found", "No such chat here for this key.")
 
     def owns(self, owner: str, thread_id: str) -> bool:
         """True when ``thread_id`` is ``owner``'s and has not expired."""

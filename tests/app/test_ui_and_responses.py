@@ -7,6 +7,7 @@ a real gunicorn are in e2e/test_ai_sdk.py and e2e/test_responses_api.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -49,8 +50,8 @@ def test_ui_chat_streams_the_protocol_with_its_headers(client: FlaskClient) -> N
     assert "".join(c["delta"] for c in got if isinstance(c, dict) and c["type"] == "text-delta").startswith("You asked")
 
 
-def test_ui_chat_with_the_agent_streams_tool_parts() -> None:
-    client = app_with(WEBAPP_AGENT_SLOW_TOOL_SECONDS="0").test_client()
+def test_ui_chat_with_the_agent_streams_tool_parts(tmp_path: Path) -> None:
+    client = app_with(WEBAPP_AGENT_SLOW_TOOL_SECONDS="0", WEBAPP_THREAD_STORE=f"sqlite:///{tmp_path}/threads.db").test_client()
     got = chunks(client.post("/api/ui/chat?agent=1", json=chat_body("What time is it?")).data)
     kinds = [c["type"] for c in got if isinstance(c, dict)]
     assert "tool-input-start" in kinds and "tool-input-available" in kinds and "tool-output-available" in kinds

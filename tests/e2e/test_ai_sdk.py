@@ -32,9 +32,11 @@ AUTH = {"API_KEY": KEY}
 
 
 @pytest.fixture(scope="module")
-def service(upstream_server: OpenAIUpstream, artifacts: Path) -> Iterator[GunicornServer]:
+def service(upstream_server: OpenAIUpstream, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     require_js_clients()
-    env = openai_env(upstream_server, WEBAPP_API_KEYS=KEY, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_AGENT_SLOW_TOOL_SECONDS="0")
+    store = tmp_path_factory.mktemp("threads") / "threads.db"  # ?agent=1 chats are threads: none outlives the run
+    env = openai_env(upstream_server, WEBAPP_API_KEYS=KEY, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_AGENT_SLOW_TOOL_SECONDS="0",
+                     WEBAPP_THREAD_STORE=f"sqlite:///{store}")
     server = GunicornServer(artifacts, env=env, name="ai-sdk")
     yield server.start()
     server.stop()
@@ -173,3 +175,55 @@ def test_negative_control_the_sdk_throws_on_a_stream_missing_text_start(service:
         good_code, good = run_ui_chat("strict", url + "/api/ui/chat")
     assert code == 1 and "text-start" in out["thrown"], out
     assert good_code == 0 and good["text"] == answer_text(4), good
+
+
+EMAIL = "please send email to bob about lunch"
+SDKS = {"ai": "6.0.326", "ai7": "7.0.173"}
+
+
+@pytest.fixture(scope="module")
+def agent_service(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
+    """The demo agent on the scripted model, two gevent workers, its chats' threads in SQLite: any worker answers."""
+    require_js_clients()
+    store = tmp_path_factory.mktemp("threads") / "threads.db"
+    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5", "WEBAPP_API_KEYS": KEY,
+           "WEBAPP_THREAD_STORE": f"sqlite:///{store}", "GUNICORN_WORKERS": "2", "WEBAPP_LOG_LEVEL": "INFO"}
+    server = GunicornServer(artifacts, env=env, name="ai-sdk-approvals")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("package", sorted(SDKS))
+def test_the_sdks_approval_flow_runs_an_approved_call_once_and_denies_a_denied_one(agent_service: GunicornServer, package: str) -> None:
+    assert installed_version(package) == SDKS[package]
+    url = agent_service.url + "/api/ui/chat?agent=1"
+    for mode, state, output in (("approve", "output-available", "queued"), ("deny", "output-denied", None)):
+        sent_before = agent_service.log().count("email_queued")
+        code, out = run_ui_chat(mode, url, EMAIL, env={**AUTH, "AI_PACKAGE": package, "CHAT_ID": f"{package}-{mode}"})
+        assert code == 0 and out["error"] is None, out
+        assert [a["type"] for a in out["first"]["asked"]] == ["tool-send_email"], out["first"]  # approval-requested, nothing run
+        assert out["roles"] == ["user", "assistant"], out  # the answer continued the same assistant message
+        assert [(t["state"], t["output"]) for t in out["tools"]] == [(state, output)], out["tools"]
+        assert [f["finishReason"] for f in out["finished"]] == ["tool-calls", "stop"], out["finished"]
+        assert ("not today" in out["text"]) == (mode == "deny")  # the model heard the user's reason
+        assert agent_service.log().count("email_queued") - sent_before == (1 if mode == "approve" else 0)
+
+
+def test_negative_control_an_approval_in_a_step_of_its_own_is_never_answered(agent_service: GunicornServer) -> None:
+    # The first turn as the service sends it, and the same with the approval request moved into a new step
+    # (as this surface first sent it): the SDK looks for answered approvals after the last step-start only.
+    response = httpx.post(agent_service.url + "/api/ui/chat?agent=1", headers={"authorization": f"Bearer {KEY}"}, timeout=30,
+                          json={"id": "recorded", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": EMAIL}]}]})
+    recorded = response.content
+    assert b'"type":"tool-approval-request"' in recorded
+    own_step = recorded.replace(b'data: {"type":"tool-approval-request"', b'data: {"type":"start-step"}\n\ndata: {"type":"tool-approval-request"')
+    answered: dict[str, int] = {}
+    for name, body in (("as sent", recorded), ("own step", own_step)):
+        posts: list[bytes] = []
+        with replay_server(body, posts=posts) as url:
+            code, out = run_ui_chat("approve", url + "/api/ui/chat", EMAIL, env={"APPROVAL_WAIT_MS": "3000"}, timeout=15)
+        assert "first" in out and out["first"]["asked"], (name, code, out)  # the request reached the SDK both times
+        answered[name] = len(posts) - 1
+    assert answered == {"as sent": 1, "own step": 0}, answered

@@ -5,12 +5,17 @@
 //   strict  the transport and readUIMessageStream with terminateOnError: any protocol slip throws
 //   resume  reconnectToStream(chatId): what useChat({resume: true}) does on page load
 //   cut     a Chat sends a message, stop()s it once text has arrived, then resumeStream()s it
-// Env: CHAT_ID (default "chat-node"), API_KEY (sent as a bearer token), TIMEOUT_MS (default 20000),
+//   approve a Chat that sends automatically once approvals are answered
+//           (lastAssistantMessageIsCompleteWithApprovalResponses) sends a message, then approves
+//           every tool call that asks for approval (addToolApprovalResponse); deny: denies them
+// Env: AI_PACKAGE (the SDK to import: "ai", major 6, default; "ai7", major 7), APPROVAL_WAIT_MS (default 10000),
+//      CHAT_ID (default "chat-node"), API_KEY (sent as a bearer token), TIMEOUT_MS (default 20000),
 //      RESUME_API (resume from this URL instead: another instance, say),
 //      KEEP_COOKIES=1 (keep the cookies the service sets and send them back, as a browser does;
 //      Node's fetch keeps none).
 // Prints one JSON object on stdout; exits 1 on an error the SDK raised.
-import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
+const sdk = await import(process.env.AI_PACKAGE ?? 'ai');
+const { AbstractChat, DefaultChatTransport, readUIMessageStream, lastAssistantMessageIsCompleteWithApprovalResponses } = sdk;
 
 const [mode, api, text = 'What is the weather in Paris?'] = process.argv.slice(2);
 const chatId = process.env.CHAT_ID ?? 'chat-node';
@@ -53,9 +58,9 @@ const transport = new DefaultChatTransport({
 const textOf = message => (message?.parts ?? []).filter(p => p.type === 'text').map(p => p.text).join('');
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
-function newChat(finished) {
+function newChat(finished, extra = {}) {
   return new NodeChat({
-    id: chatId, transport,
+    id: chatId, transport, ...extra,
     onFinish: info => finished.push({ isAbort: info.isAbort, isDisconnect: info.isDisconnect, isError: info.isError, finishReason: info.finishReason }),
   });
 }
@@ -104,7 +109,26 @@ async function cut() {
   return report(chat, finished, { partial, afterStop, messageCount: chat.messages.length });
 }
 
+const toolParts = message => (message?.parts ?? []).filter(p => p.type.startsWith('tool-') || p.type === 'dynamic-tool');
+
+async function approval(approved) {
+  const finished = [];
+  const chat = newChat(finished, { sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses });
+  await chat.sendMessage({ text });
+  const asked = toolParts(chat.messages.at(-1)).filter(p => p.state === 'approval-requested');
+  const first = { status: chat.status, finished: finished.length, asked: asked.map(p => ({ type: p.type, toolCallId: p.toolCallId, approvalId: p.approval.id })) };
+  for (const part of asked) {
+    await chat.addToolApprovalResponse({ id: part.approval.id, approved, ...(approved ? {} : { reason: 'not today' }) });
+  }
+  // The answer goes out on its own (sendAutomaticallyWhen); wait for that request to end, at most APPROVAL_WAIT_MS.
+  const rounds = Number(process.env.APPROVAL_WAIT_MS ?? 10000) / 25;
+  for (let i = 0; i < rounds && !(asked.length && finished.length >= 2 && chat.status === 'ready'); i++) await sleep(25);
+  const tools = toolParts(chat.messages.at(-1)).map(p => ({ type: p.type, toolCallId: p.toolCallId, state: p.state, output: p.output ?? null }));
+  return report(chat, finished, { first, tools, messageCount: chat.messages.length, roles: chat.messages.map(m => m.role) });
+}
+
 async function main() {
+  if (mode === 'approve' || mode === 'deny') return approval(mode === 'approve');
   if (mode === 'chat') {
     const finished = [];
     const chat = newChat(finished);

@@ -21,14 +21,16 @@ def without_blocks(body: bytes, drop: Callable[[bytes], bool]) -> bytes:
 
 
 @contextmanager
-def replay_server(body: bytes, content_type: str = "text/event-stream") -> Iterator[str]:
-    """Serve ``body`` to every POST; yields the server's base URL."""
+def replay_server(body: bytes, content_type: str = "text/event-stream", posts: list[bytes] | None = None) -> Iterator[str]:
+    """Serve ``body`` to every POST, appending each request's body to ``posts``; yields the server's base URL."""
 
     class Replay(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # the body ends when the connection closes
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            sent = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if posts is not None:
+                posts.append(sent)
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.end_headers()

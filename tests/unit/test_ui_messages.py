@@ -135,3 +135,55 @@ def test_the_token_fast_path_frames_any_text_as_the_general_path_does() -> None:
     chunks_out = frames(START, ("token", {"text": "first"}), *[("token", {"text": t}) for t in texts], END)
     deltas = [c["delta"] for c in chunks_out if isinstance(c, dict) and c["type"] == "text-delta"]
     assert deltas == ["first", *texts]
+
+
+def approval(interrupt_id: str, *actions: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    value = {"action_requests": [{"name": n, "args": a, "description": ""} for n, a in actions],
+             "review_configs": [{"action_name": n, "allowed_decisions": ["approve", "reject"]} for n, _ in actions]}
+    return ("interrupt", {"interrupts": [{"id": interrupt_id, "value": value}]})
+
+
+def ended(call_id: str, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return ("tool_call_end", {"id": call_id, "name": name, "args": args})
+
+
+INTERRUPTED = ("end", {"finish_reason": "interrupt", "tokens": 0, "usage": {}})
+
+
+def test_each_action_request_asks_on_the_call_with_its_name_and_arguments_in_order() -> None:
+    chunks = frames(
+        START, ended("c1", "send_email", {"to": "a"}), ended("c2", "look_up", {"q": "x"}), ended("c3", "send_email", {"to": "b"}),
+        ("step", {"node": "model", "step": 1}), approval("i9", ("send_email", {"to": "b"}), ("send_email", {"to": "a"})), INTERRUPTED,
+    )
+    asked = [c for c in chunks if isinstance(c, dict) and c["type"] == "tool-approval-request"]
+    assert asked == [
+        {"type": "tool-approval-request", "approvalId": "i9:0", "toolCallId": "c3"},
+        {"type": "tool-approval-request", "approvalId": "i9:1", "toolCallId": "c1"},
+    ]
+    assert chunks[-2:] == [{"type": "finish", "finishReason": "tool-calls"}, "[DONE]"]
+    assert not [c for c in chunks if isinstance(c, dict) and c["type"] == "data-interrupt"]
+
+
+def test_an_interrupt_that_is_no_approval_of_a_call_shown_here_is_a_data_part() -> None:
+    own = ("interrupt", {"interrupts": [{"id": "i1", "value": {"question": "which city?"}}]})
+    unknown_call = approval("i2", ("send_email", {"to": "a"}))  # no call of that name in this stream
+    for event in (own, unknown_call):
+        chunks = frames(START, event, INTERRUPTED)
+        kinds = [c["type"] for c in chunks if isinstance(c, dict)]
+        assert "data-interrupt" in kinds and "tool-approval-request" not in kinds
+        assert chunks[-2] == {"type": "finish", "finishReason": "other"}
+
+
+def test_a_run_that_continues_a_message_keeps_its_id_and_calls_and_denies_what_was_denied() -> None:
+    start = ("start", {"stream_id": "s_1", "ui_message_id": "msg_first", "ui_tool_call_ids": ["c1", "c2"], "ui_denied_tool_call_ids": ["c2"]})
+    chunks = frames(
+        start,
+        ("tool_result", {"tool_call_id": "c1", "name": "send_email", "content": "queued", "status": "success"}),
+        ("tool_result", {"tool_call_id": "c2", "name": "send_email", "content": "User rejected it", "status": "error"}),
+        ("token", {"text": "Done."}), END,
+    )
+    dicts = [c for c in chunks if isinstance(c, dict)]
+    assert dicts[0] == {"type": "start", "messageId": "msg_first"}
+    assert {"type": "tool-output-available", "toolCallId": "c1", "output": "queued"} in dicts
+    assert {"type": "tool-output-denied", "toolCallId": "c2"} in dicts
+    assert not [c for c in dicts if c["type"].startswith("tool-input")]  # the message has these calls already

@@ -1,8 +1,12 @@
 """The Vercel AI SDK's chat endpoint: ``POST /api/ui/chat`` and its resume, ``GET /api/ui/chat/<chat id>/stream``.
 
 ``useChat`` (``DefaultChatTransport({api: "/api/ui/chat"})``) posts its
-UI messages; the configured model answers, or the demo agent with
-``?agent=1``, as a UI message stream. The SDK's ``resume`` asks for the
+UI messages; the configured model answers, as a UI message stream. With
+``?agent=1`` the demo agent answers, on a thread the chat keeps
+(uncut.ui_threads): ``send_email`` waits for the user's approval
+(``tool-approval-request``; the SDK's ``addToolApprovalResponse`` and the
+next request resume it, once), and the chat's thread lives in the thread
+store, on any worker, for ``WEBAPP_THREAD_TTL_SECONDS``. The SDK's ``resume`` asks for the
 chat's latest stream with a GET: it is replayed from its start and then
 followed live (across workers with a shared store), or 204 when there is
 none. A chat is its owner's (``webapp.chat_owner``): the key's, or with
@@ -11,14 +15,14 @@ keys off the browser's that started it; anyone else's resume gets 204.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
-from uncut.flask import resume_ui_message_response, ui_message_response
-from uncut.ui_request import InvalidUIRequest, parse_ui_chat, valid_chat_id
+from uncut.flask import resume_ui_message_response, ui_message_response, ui_thread_response
+from uncut.ui_request import InvalidUIRequest, UIChatRequest, parse_ui_chat, valid_chat_id
+from uncut.ui_threads import chat_thread_id
 from webapp.api import service
+from webapp.api.threads import KEYS_OFF_OWNER
 from webapp.api.reading import json_body
 from webapp.chat_owner import chat_owner
 from webapp.errors import ApiError
@@ -38,11 +42,21 @@ def chat() -> ResponseReturnValue:
         req = parse_ui_chat(json_body(), max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
     except InvalidUIRequest as exc:
         raise _invalid(exc) from None
-    runnable: Any = service().agent if use_agent else service().chat_model
-    input: Any = {"messages": req.messages} if use_agent else req.messages
-    metadata = {"agent": "demo"} if use_agent else None
     owner = chat_owner(mint=True)
-    return owner.remember(ui_message_response(runnable, input, chat_id=req.chat_id, metadata=metadata, owner=owner.id))
+    if use_agent:
+        return owner.remember(_agent_turn(req, owner.id))
+    return owner.remember(ui_message_response(service().chat_model, req.messages, chat_id=req.chat_id, owner=owner.id))
+
+
+def _agent_turn(req: UIChatRequest, owner: str | None) -> Response:
+    """The demo agent on the chat's thread: made for its owner on first use, inside the owner's share of threads."""
+    threads, settings = service().threads, service().settings
+    thread_id = chat_thread_id(owner, req.chat_id)
+    threads.index.claim(owner or KEYS_OFF_OWNER, thread_id)
+    return ui_thread_response(
+        threads.agent, req, thread_id=thread_id, owner=owner, lease_seconds=settings.thread_lease_seconds,
+        metadata={"agent": "demo"},
+    )
 
 
 @bp.get("/<chat_id>/stream")
