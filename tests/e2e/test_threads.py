@@ -221,3 +221,55 @@ def test_a_worker_killed_mid_run_frees_its_thread_within_the_lease(
     messages = shown(survivor, thread_id)["messages"]
     assert [m["role"] for m in messages][:4] == ["user", "assistant", "tool", "user"]
     assert "did not finish" in messages[2]["content"]  # the killed call was answered, the conversation goes on
+
+
+@pytest.mark.parametrize("graceful", ["30", "1"], ids=["held", "cut"])
+def test_a_deploy_mid_run_holds_or_ends_the_run_and_the_thread_stays_consistent(
+    gunicorn: Callable[..., GunicornServer], tmp_path: Path, graceful: str,
+) -> None:
+    # SIGHUP mid-tool: the old worker drains. With a graceful timeout past the tool, the run is held and
+    # finishes; with 1 s it is cut. Either way the thread then takes the next message, with every tool
+    # call answered (its result, or the "did not finish" error) in order.
+    env = {**SCRIPTED, "GUNICORN_WORKERS": "1", "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db",
+           "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "4", "GUNICORN_GRACEFUL_TIMEOUT": graceful, "WEBAPP_THREAD_LEASE_SECONDS": "3"}
+    server = gunicorn(env=env, name=f"deploy-{graceful}")
+    thread_id = new_thread(server)
+    started, outcome = threading.Event(), {}
+
+    def slow() -> None:
+        try:
+            outcome["turn"] = turn(server, thread_id, {"message": "slowly look up cats"},
+                                   on_event=lambda e: started.set() if e == "tool_call_end" else None)
+        except httpx.HTTPError as exc:
+            outcome["cut"] = repr(exc)
+
+    runner = threading.Thread(target=slow)
+    runner.start()
+    assert started.wait(20)
+    server.signal(signal.SIGHUP)
+    runner.join(40)
+    if graceful == "30":
+        status, found = outcome["turn"]
+        assert status == 200 and kinds(found)[-1] == "end", found  # held to its end through the deploy
+        assert [d["status"] for e, d in found if e == "tool_result"] == ["success"]
+    else:
+        ended = outcome.get("turn", (None, [("cut", {})]))[1]
+        print("the cut run ended with", outcome.get("cut") or ended[-1])
+        assert "cut" in outcome or kinds(ended)[-1] != "end", outcome  # not a whole answer: the drain ended it
+    deadline, status, found = time.monotonic() + 15, 0, None
+    while time.monotonic() < deadline:  # the new worker takes the next message once the old run's lease is gone
+        status, found = turn(server, thread_id, {"message": "what time is it"})
+        if status != 409:
+            break
+        time.sleep(0.25)
+    assert status == 200 and kinds(found)[-1] == "end", found
+    messages = shown(server, thread_id)["messages"]
+    roles = [m["role"] for m in messages]
+    print("thread after the deploy:", roles)
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["slowly look up cats", "what time is it"], roles
+    assert roles[:3] == ["user", "assistant", "tool"] and roles[-1] == "assistant", roles
+    first_result = messages[2]["content"]
+    assert ("did not finish" in first_result) == (graceful == "1"), first_result  # held: its real result; cut: the error
+    calls = {c["id"] for m in messages for c in m.get("tool_calls", [])}
+    answered = {m["tool_call_id"] for m in messages if m["role"] == "tool"}
+    assert calls == answered, (calls, answered)  # every call has its answer: a conversation any provider accepts
