@@ -184,3 +184,15 @@ def test_regenerate_is_refused_on_a_chat_kept_on_a_thread(client: FlaskClient) -
     body = {"id": "chat-1", "trigger": "regenerate-message", "messages": conversation[:1]}
     response = client.post(URL, json=body)
     assert response.status_code == 400 and response.get_json()["error"]["type"] == "invalid_thread"
+
+
+def test_with_keys_off_new_browsers_share_one_count_of_threads(tmp_path: Path) -> None:
+    # A client that drops its cookie is a new browser (a new owner for its chats), never a new share.
+    config = {**FAST_SCRIPTED, "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db", "WEBAPP_MAX_THREADS_PER_KEY": "2"}
+    app = create_app(config, environ={})
+    statuses = []
+    for n in range(3):
+        browser = app.test_client()  # no cookie: a fresh browser id each time
+        body = {"id": f"chat-{n}", "trigger": "submit-message", "messages": [user("what time is it?")]}
+        statuses.append(browser.post(URL, json=body).status_code)
+    assert statuses == [200, 200, 429], statuses

@@ -23,6 +23,7 @@ from uncut.ui_request import InvalidUIRequest, UIChatRequest, parse_ui_chat, val
 from uncut.ui_threads import chat_thread_id
 from webapp.api import service
 from webapp.api.threads import KEYS_OFF_OWNER
+from webapp.auth import current_key_id
 from webapp.api.reading import json_body
 from webapp.chat_owner import chat_owner
 from webapp.errors import ApiError
@@ -49,10 +50,16 @@ def chat() -> ResponseReturnValue:
 
 
 def _agent_turn(req: UIChatRequest, owner: str | None) -> Response:
-    """The demo agent on the chat's thread: made for its owner on first use, inside the owner's share of threads."""
+    """The demo agent on the chat's thread: made on first use, inside the key's share of threads.
+
+    The thread is named by the chat's owner (the key, or with keys off the
+    browser), so no one reaches another's; the share is the key's, or with
+    keys off everyone's together, as for /api/threads: a client that drops
+    its cookie gets a new browser id, never a new share.
+    """
     threads, settings = service().threads, service().settings
     thread_id = chat_thread_id(owner, req.chat_id)
-    threads.index.claim(owner or KEYS_OFF_OWNER, thread_id)
+    threads.index.claim(current_key_id() or KEYS_OFF_OWNER, thread_id)
     return ui_thread_response(
         threads.agent, req, thread_id=thread_id, owner=owner, lease_seconds=settings.thread_lease_seconds,
         metadata={"agent": "demo"},
