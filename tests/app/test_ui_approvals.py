@@ -18,26 +18,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from langchain_core.callbacks import BaseCallbackHandler
 
+from tests.app.test_threads import ModelCalls, calls  # noqa: F401 - the fixture
 from tests.conftest import FAST_SCRIPTED
 from webapp import create_app
 
 EMAIL = "please send email to bob about lunch"
 URL = "/api/ui/chat?agent=1"
-
-
-class ModelCalls(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-        self.count += 1
-
-
-@pytest.fixture
-def calls() -> ModelCalls:
-    return ModelCalls()
 
 
 @pytest.fixture
