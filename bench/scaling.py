@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 from bench.procs import PYTHON, Child, cpu_seconds, free_port, run_json
 from bench.run import BENCH_DIR, log
 from bench.servers import clean_env, service
@@ -54,18 +56,39 @@ class Row:
         self.parts = []
 
 
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU seconds of these processes and all their children (a gunicorn master and its workers, nginx and its)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def measure(row: Row, per_worker: int, seconds: float, scratch: Path, upstream: Child) -> dict[str, Any]:
     concurrency = per_worker * row.workers
     command = [PYTHON, "-m", "bench.load", "--url", row.url, "--path", "/api/chat/events", "--mode", "sse", "--app", row.name,
                "--concurrency", str(concurrency), "--tokens", str(TOKENS), "--interval", str(INTERVAL),
                "--duration", str(seconds), "--stream-timeout", "120"]
     assert upstream.popen is not None
-    before = cpu_seconds(upstream.popen.pid)
+    apps = [p.popen.pid for p in row.parts if isinstance(p, Child) and p.popen is not None]
+    proxies = [p.process.pid for p in row.parts if not isinstance(p, Child) and getattr(p, "process", None) is not None]
+    before, apps0, proxies0 = cpu_seconds(upstream.popen.pid), _tree_cpu(apps), _tree_cpu(proxies)
     started = time.monotonic()
     result = run_json(command, out=scratch, timeout=seconds + 240, env=clean_env(""))
     elapsed = time.monotonic() - started
+    app_cpu = _tree_cpu(apps) - apps0
     return {"tokens_per_s": result["tokens_per_s_window"], "streams_completed": result.get("completed"),
             "errors": result.get("errors"), "ttft_p99_ms": result.get("ttft_p99_ms"),
+            "app_cpu_pct": round(100 * app_cpu / elapsed, 1),
+            "tokens_per_app_cpu_s": round(result["tokens_total"] / app_cpu) if app_cpu else None,
+            "nginx_cpu_pct": round(100 * (_tree_cpu(proxies) - proxies0) / elapsed, 1),
+            "loadgen_cpu_pct": round(100 * result.get("loadgen_cpu_s", 0) / elapsed, 1),
             "upstream_cpu_pct": round(100 * (cpu_seconds(upstream.popen.pid) - before) / elapsed, 1)}
 
 
@@ -141,13 +164,22 @@ def table(out: dict[str, Any]) -> str:
         f"median of {out['rounds']} alternating rounds. Nothing pinned: the load generator, the upstream and nginx share the "
         "machine's 2 cores with the workers.",
         "",
-        "| row | workers | goodput tok/s | vs 1 worker | per-round tok/s | upstream CPU % |",
-        "|---|---|---|---|---|---|",
+        "| row | workers | goodput tok/s | vs 1 worker | per-round tok/s | workers' CPU % | tokens per worker CPU s "
+        "| load generator CPU % | upstream CPU % | nginx CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in out["rows"]:
-        rounds = " / ".join(f"{r['tokens_per_s']:,.0f}" for r in row["rounds"])
-        cpu = " / ".join(f"{r['upstream_cpu_pct']:g}" for r in row["rounds"])
-        lines.append(f"| {row['row']} | {row['workers']} | {row['tokens_per_s']:,.0f} | {row['ratio']:.2f}x | {rounds} | {cpu} |")
+        rounds = row["rounds"]
+
+        def med(key: str) -> float:
+            return statistics.median(r[key] or 0 for r in rounds)
+
+        per_round = " / ".join(f"{r['tokens_per_s']:,.0f}" for r in rounds)
+        lines.append(
+            f"| {row['row']} | {row['workers']} | {row['tokens_per_s']:,.0f} | {row['ratio']:.2f}x | {per_round} | {med('app_cpu_pct'):g} "
+            f"| {med('tokens_per_app_cpu_s'):,.0f} | {med('loadgen_cpu_pct'):g} | {med('upstream_cpu_pct'):g} | {med('nginx_cpu_pct'):g} |"
+        )
+    lines += ["", "CPU shares are of one core (200 % is the whole machine)."]
     return "\n".join(lines) + "\n"
 
 

@@ -145,16 +145,36 @@ def test_without_a_budget_a_full_worker_refuses_at_once_with_the_fixed_retry_aft
     assert refused == Refusal(OVERLOADED, 3.0) and time.monotonic() - started < 0.05
 
 
-@pytest.mark.parametrize("header, expected", [(None, None), ("0", False), ("1", True), ("2", True), ("x", None)])
-def test_a_request_says_whether_it_is_a_retry_as_the_openai_sdks_do(header: str | None, expected: bool | None) -> None:
+@pytest.mark.parametrize("header, expected", [(None, None), ("0", 0), ("1", 1), ("2", 2), (" 2 ", 2), ("x", None), ("-1", None), ("99999", None)])
+def test_a_request_says_how_many_retries_came_before_it_as_the_openai_sdks_do(header: str | None, expected: int | None) -> None:
     environ = {} if header is None else {"HTTP_X_STAINLESS_RETRY_COUNT": header}
-    assert retry_signal(environ) is expected
+    assert retry_signal(environ) == expected
 
 
-def test_before_any_run_has_ended_a_run_is_expected_to_last_as_long_as_the_oldest_has() -> None:
+def test_a_last_attempt_back_for_its_place_waits_longer_in_line_than_an_earlier_one() -> None:
+    from uncut.admission import LAST_CHANCE_RETRIES, LAST_CHANCE_WAIT_SECONDS
+
     clock = Clock()
-    line = StreamLimiter(1, start_budget=0.25, clock=clock, rng=random.Random(1))
-    line.try_acquire()
-    assert 2.0 <= line.try_acquire().retry_after < 4.0  # nothing measured: a run is taken to last 2 s
-    clock.now += 30  # the one running has lasted 30 s: the next start is at least that far off
-    assert line.try_acquire().retry_after >= 30
+    line = limiter(limit=1, budget=0.1, clock=clock)
+    line.try_acquire("a")  # holds the one slot; none frees
+    waited = {}
+    for retries in (1, LAST_CHANCE_RETRIES):
+        promised = line.try_acquire(f"c{retries}")
+        assert isinstance(promised, Refusal)
+        clock.now += promised.retry_after  # back on time for the kept place
+        started = time.monotonic()
+        thread, got = in_line(line, f"c{retries}", retrying=retries)
+        thread.join(5)
+        waited[retries] = time.monotonic() - started
+        assert isinstance(got[0], Refusal)  # no slot freed: refused in the end, with a new place
+    assert waited[1] < 0.1 + 0.3 and LAST_CHANCE_WAIT_SECONDS - 0.05 < waited[LAST_CHANCE_RETRIES] < LAST_CHANCE_WAIT_SECONDS + 0.5, waited
+
+
+def test_a_last_attempt_without_a_kept_place_is_refused_at_once_as_any() -> None:
+    # Waiting longer only for a place kept for it: a longer wait for every last attempt crowded the loop
+    # under a sustained 4x overload (86 % answered against 98.8 %).
+    line = limiter(limit=1, budget=0.1)
+    line.try_acquire("a")
+    started = time.monotonic()
+    assert isinstance(line.try_acquire("b", retrying=5), Refusal)
+    assert time.monotonic() - started < 0.05
