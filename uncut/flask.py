@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from flask import Flask, Response, current_app, has_app_context, has_request_context, request, stream_with_context
 from langchain_core.callbacks import BaseCallbackHandler
@@ -36,8 +36,13 @@ from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
 from uncut.leases import LeaseStore
 
+if TYPE_CHECKING:
+    from flask import Blueprint
+
+    from uncut.agent_server import AgentServer
+
 __all__ = [
-    "thread_response", "ui_thread_response", "current_streams",
+    "agent_server_blueprint", "thread_response", "ui_thread_response", "current_streams",
     "Streaming", "StreamNotFound", "StreamRefused", "sse_response", "text_response", "openai_response",
     "ui_message_response", "resume_ui_message_response", "responses_response", "answer_response",
     "start_stream", "resume_response", "stream_status", "cancel_stream", "refusal_response",
@@ -466,3 +471,48 @@ def cancel_stream(stream_id: str) -> dict[str, Any]:
     """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
     state = _current()
     return state.streams.cancel(stream_id, owner=state.owner())
+
+
+def agent_server_blueprint(
+    server: "AgentServer | Callable[[], AgentServer]",
+    *,
+    name: str = "agent_server",
+    url_prefix: str = "/langgraph",
+    owner: Callable[[], str | None] | None = None,
+) -> "Blueprint":
+    """The Agent Server API (uncut.agent_server) as a blueprint: LangGraph's SDKs and ``useStream`` talk to ``url_prefix``.
+
+    ``server`` may be a callable that builds it at first use (after a
+    gunicorn fork). ``owner()`` names the caller (an API key id; by default
+    the ``Streaming`` extension's); threads and runs are their owner's, and
+    ``None`` means one shared owner.
+    """
+    from flask import Blueprint
+
+    from uncut.agent_server import AgentServer, ApiRequest
+
+    blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+    methods = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+
+    def current() -> AgentServer:
+        return server if isinstance(server, AgentServer) else server()
+
+    @blueprint.route("/", defaults={"path": ""}, methods=methods)
+    @blueprint.route("/<path:path>", methods=methods)
+    def agent_api(path: str) -> Response:
+        state = _current()
+        api = ApiRequest(
+            method=request.method, path="/" + path, query=request.args.to_dict(flat=False),
+            headers={k.lower(): v for k, v in request.headers.items()}, body=request.get_data(cache=False),
+            owner=(owner or state.owner)() or "public", environ=request.environ, client=state.client(),
+        )
+        reply = current().handle(api)
+        if not reply.streaming:
+            return Response(reply.json_bytes(), status=reply.status, headers=reply.headers,
+                            content_type=None if reply.status == 204 else "application/json")
+        response = Response(reply.stream_body(stream_with_context), status=reply.status, headers=reply.headers,
+                            content_type=reply.content_type)
+        response.direct_passthrough = True  # the body is already bytes; StreamBody.close() still runs
+        return response
+
+    return blueprint

@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
 from uncut.concurrency import Task, spawn, under_gevent
 from uncut.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
-from uncut.events import StreamEvents
+from uncut.events import Emit, StreamEvents
 from uncut.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
 from uncut.options import DISCONNECT_POLICIES
 from uncut.shutdown import SHUTDOWN
@@ -108,6 +108,8 @@ class StreamStats:
         }
 
 
+# Event kinds that are a text token: the core's own, and a run streamed by a plan (uncut.agent_server).
+TOKEN_KINDS = frozenset({"token", "agent_token"})
 # Events that show the run progressing, besides text tokens: they count for time to first output and gaps.
 _PROGRESS_KINDS = frozenset({"reasoning", "tool_call", "tool_call_delta"})
 
@@ -120,6 +122,20 @@ ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the s
 def _nobody_elsewhere(stream_id: str) -> bool:
     """A log only this process reads: no reader elsewhere, ever."""
     return False
+
+
+class StreamPlan(Protocol):
+    """A run streamed its own way: what the producer iterates, and how each item becomes events.
+
+    The Agent Server API (uncut.agent_server) streams a graph with the modes
+    a client asked for and writes LangGraph's own events; everything else
+    (the greenlet, the log, budgets, cancel, drain) is the same as any run.
+    ``stream`` runs inside the producer, so it may wait (for a thread's
+    lease) and its ``finally`` runs however the run ends.
+    """
+
+    def stream(self, config: RunnableConfig) -> Iterator[Any]: ...
+    def events(self, emit: Emit) -> StreamEvents: ...
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,8 @@ class Generation:
         budget: RunBudget = RunBudget(),
         on_end: Callable[[], None] | None = None,
         stall: StallLimits = StallLimits(),
+        plan: StreamPlan | None = None,
+        detached: bool = False,
     ) -> None:
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
@@ -168,6 +186,8 @@ class Generation:
         self.input = input
         self.log = log
         self.on_disconnect = on_disconnect
+        self.plan = plan
+        self.detached = detached  # runs to its end (or its budget) whether or not anyone reads it
         self.grace_seconds = grace_seconds
         self._remote_reader = remote_reader or _nobody_elsewhere  # readers in other processes, through a shared store
         self._shutdown_notice = shutdown_notice  # end with server_shutdown before a draining worker's cutoff
@@ -241,7 +261,7 @@ class Generation:
         with self._lock:
             self._readers -= 1
             self._last_left = time.monotonic()
-            if self._readers > 0 or self.log.finished:
+            if self._readers > 0 or self.log.finished or self.detached:
                 return
         if self.on_disconnect == "cancel" or not resumable:
             self.cancel()
@@ -306,13 +326,15 @@ class Generation:
             self._task.join(timeout)
 
     def _stream(self) -> Iterator[Any]:
+        if self.plan is not None:
+            return iter(self.plan.stream(self.config))
         if self.graph:
             return iter(self.runnable.stream(self.input, config=self.config, stream_mode=list(STREAM_MODES)))
         return iter(self.runnable.stream(self.input, config=self.config))
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
         """One event for the log, within the run's budget; what the client sees progress by is counted."""
-        if kind == "token":
+        if kind in TOKEN_KINDS:
             now = self.stats.token()
         elif kind in _PROGRESS_KINDS:
             now = self.stats.output()
@@ -336,7 +358,7 @@ class Generation:
 
     def _end_data(self, events: StreamEvents) -> dict[str, Any]:
         finish_reason = events.finish_reason or "stop"
-        if isinstance(events, GraphEvents) and events.interrupted:
+        if getattr(events, "interrupted", False):
             finish_reason = "interrupt"
         end: dict[str, Any] = {"finish_reason": finish_reason, "tokens": self.stats.tokens, "usage": dict(events.usage or {})}
         if events.tool_calls and not self.graph:  # a bare model that asked for tools: the caller runs them
@@ -345,7 +367,10 @@ class Generation:
 
     def _produce(self) -> None:
         iterator: Iterator[Any] | None = None
-        events = GraphEvents(self._emit) if self.graph else StreamEvents(self._emit)
+        if self.plan is not None:
+            events = self.plan.events(self._emit)
+        else:
+            events = GraphEvents(self._emit) if self.graph else StreamEvents(self._emit)
         try:
             iterator = self._stall.iterate(self._stream)
             for item in iterator:

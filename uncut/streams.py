@@ -32,7 +32,7 @@ from uncut.callbacks import check_sync_handlers, with_safe_callbacks
 from uncut.concurrency import client_socket
 from uncut.eventlog import Event, EventLog, MemoryEventLog, MemoryStore
 from uncut.gate import ADMITTED_KEY
-from uncut.generation import CANCELLED, Generation, RunBudget
+from uncut.generation import CANCELLED, Generation, RunBudget, StreamPlan
 from uncut.leases import LEASE_TTL_SECONDS, LeaseStore, MemoryLeases, take_lease
 from uncut.openai_chunks import ChunkFormat
 from uncut.openai_responses import ResponsesFormat
@@ -46,13 +46,14 @@ from uncut.ui_messages import UIMessageFormat
 from uncut.ui_request import UIChatRequest
 from uncut.ui_threads import chat_thread_id, plan_chat_turn
 
-SURFACES = ("sse", "text", "openai", "ui", "responses", "answer")  # answer: one JSON answer, not a stream
-# Surfaces whose runs a client can come back to: SSE by Last-Event-ID, the AI SDK's by its chat id.
-RESUMABLE = frozenset({"sse", "ui"})
+# answer: one JSON answer, not a stream; agent: the LangGraph Agent Server API (uncut.agent_server)
+SURFACES = ("sse", "text", "openai", "ui", "responses", "answer", "agent")
+# Surfaces whose runs a client can come back to: SSE and the Agent Server by Last-Event-ID, the AI SDK's by its chat id.
+RESUMABLE = frozenset({"sse", "ui", "agent"})
 _EVENT_STREAM = "text/event-stream; charset=utf-8"
 CONTENT_TYPES = {
     "sse": _EVENT_STREAM, "text": "text/plain; charset=utf-8", "openai": _EVENT_STREAM, "ui": _EVENT_STREAM, "responses": _EVENT_STREAM,
-    "answer": "application/json",
+    "answer": "application/json", "agent": _EVENT_STREAM,
 }
 # On every stream: no cache, no buffering by nginx; never a Content-Length, never compressed.
 HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
@@ -209,6 +210,7 @@ class Streams:
         self, options: StreamOptions, runnable: Runnable[Any, Any], input: Any, *, owner: str | None, client: str | None,
         run_config: RunnableConfig, labels: dict[str, Any], kept: bool, environ: Mapping[str, Any] | None,
         on_end: Callable[[], None] | None = None, start_data: Mapping[str, Any] | None = None,
+        stream_id: str | None = None, plan: StreamPlan | None = None, detached: bool = False,
     ) -> Generation:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
@@ -219,7 +221,7 @@ class Streams:
         """
         admitted = self._slot(client, environ or {})
         try:
-            stream_id = new_stream_id()
+            stream_id = stream_id or new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
             generation = Generation(
                 runnable, input, log, config=run_config, start_data={**labels, **(start_data or {})},
@@ -228,6 +230,7 @@ class Streams:
                 budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
                 on_end=admitted if on_end is None else _both(admitted, on_end),
                 stall=StallLimits(options.first_chunk_timeout_seconds, options.between_chunks_timeout_seconds),
+                plan=plan, detached=detached,
             )
         except BaseException:
             admitted()
@@ -284,6 +287,9 @@ class Streams:
         chat_id: str | None = None,
         on_end: Callable[[], None] | None = None,
         start_data: Mapping[str, Any] | None = None,
+        stream_id: str | None = None,
+        plan: StreamPlan | None = None,
+        detached: bool = False,
         **overrides: Any,
     ) -> Relay:
         """A new, admitted run and the relay for this response; raises ``StreamRefused``.
@@ -294,7 +300,9 @@ class Streams:
         active stream (``follow_chat``); ``on_end`` is called once when the
         run is over; ``start_data`` goes in the run's ``start`` event (and
         so to every reader's formatter, replays included) but not in its
-        logs; ``overrides`` are option names.
+        logs; ``stream_id`` names the run (the Agent Server's run id), ``plan``
+        streams it its own way (uncut.generation.StreamPlan), ``detached``
+        keeps it running with no reader; ``overrides`` are option names.
         """
         if surface not in SURFACES:
             raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
@@ -304,7 +312,7 @@ class Streams:
         resumable = surface in RESUMABLE
         generation = self._new_generation(
             options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable,
-            environ=environ, on_end=on_end, start_data=start_data,
+            environ=environ, on_end=on_end, start_data=start_data, stream_id=stream_id, plan=plan, detached=detached,
         )
         relay = self._relay(
             generation.log, options, surface, environ or {}, labels, summary_fields,

@@ -145,6 +145,7 @@ def create_app(
     require_api_keys(app, keys)
 
     from webapp.api import agent as agent_api
+    from webapp.api import agent_server as agent_server_api
     from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, threads, ui_chat
 
     app.register_blueprint(health.bp)
@@ -156,6 +157,7 @@ def create_app(
     app.register_blueprint(openai_compat.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(threads.bp)
+    app.register_blueprint(agent_server_api.bp)
     app.register_blueprint(playground.bp)
 
     log.info("provider=%s model=%s worker=%s", settings.provider, settings.model, worker)

@@ -24,6 +24,13 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
+def presented_key(authorization: str, x_api_key: str) -> str:
+    """The ``Authorization`` value to check: the header itself, or ``x-api-key`` (what LangGraph's SDKs send) as a Bearer key."""
+    if not authorization and x_api_key:
+        return "Bearer " + x_api_key
+    return authorization
+
+
 def current_key_id() -> str | None:
     """The hash of the API key this request authenticated with; None when keys are off."""
     return g.get("api_key_id")
@@ -58,11 +65,11 @@ def require_api_keys(app: Flask, keys: ApiKeys) -> None:
     def check() -> ResponseReturnValue | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
-        key_id = keys.key_id(request.headers.get("Authorization", ""))
+        key_id = keys.key_id(presented_key(request.headers.get("Authorization", ""), request.headers.get("x-api-key", "")))
         if key_id is not None:
             g.api_key_id = key_id
             return None
-        return error_response(401, "unauthorized", "Send a valid API key as Authorization: Bearer <key>.",
+        return error_response(401, "unauthorized", "Send a valid API key as Authorization: Bearer <key> (or x-api-key: <key>).",
                               {"WWW-Authenticate": 'Bearer realm="webapp"'})
 
     app.before_request(check)

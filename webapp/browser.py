@@ -27,9 +27,10 @@ from flask.typing import ResponseReturnValue
 from webapp.errors import error_response
 
 OPEN_TO_ANY_SITE = frozenset({"health.healthz", "playground.index"})
-ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
-ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
-EXPOSED_HEADERS = "Retry-After, retry-after-ms"
+ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Api-Key"
+ALLOWED_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"  # PATCH: a thread's metadata (LangGraph's SDKs)
+# Content-Location and Location: where LangGraph's SDKs rejoin a run's stream after a cut.
+EXPOSED_HEADERS = "Retry-After, retry-after-ms, Content-Location, Location"
 PREFLIGHT_MAX_AGE = "600"
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
@@ -81,6 +82,14 @@ def gate_headers(allowed_origins: tuple[str, ...]) -> Callable[[Mapping[str, Any
     return headers
 
 
+def allowed_headers(asked: str | None) -> str:
+    """The headers an allowed origin may send: ours, and any it asks for (its SDK's own, e.g. ``x-auth-scheme``)."""
+    if not asked:
+        return ALLOWED_HEADERS
+    names = [name.strip() for name in asked.split(",") if name.strip().replace("-", "").isalnum()]
+    return ", ".join(dict.fromkeys([*ALLOWED_HEADERS.split(", "), *names[:32]]))
+
+
 def install(app: Flask, allowed_origins: tuple[str, ...]) -> None:
     """Refuse other sites' requests unless allowed, answer CORS for allowed ones, and add security headers."""
     any_origin = "*" in allowed_origins
@@ -103,7 +112,7 @@ def install(app: Flask, allowed_origins: tuple[str, ...]) -> None:
             preflight = Response(status=204)
             preflight.headers.update({
                 "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": ALLOWED_METHODS,
-                "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": PREFLIGHT_MAX_AGE, "Vary": "Origin",
+                "Access-Control-Allow-Headers": allowed_headers(request.headers.get("Access-Control-Request-Headers")), "Access-Control-Max-Age": PREFLIGHT_MAX_AGE, "Vary": "Origin",
             })
             return preflight
         if any_origin or request.endpoint in OPEN_TO_ANY_SITE or not cross_site() or allowed(origin):

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from flask import has_request_context, request
 
-from webapp.auth import ApiKeys, current_key_id
+from webapp.auth import ApiKeys, current_key_id, presented_key
 
 
 def _last_entry(value: str) -> str:
@@ -53,7 +53,7 @@ def gate_identity(keys: ApiKeys, address_header: str | None) -> Callable[[Mappin
 
     def client(environ: Mapping[str, Any]) -> str | None:
         if keys:
-            return keys.key_id(str(environ.get("HTTP_AUTHORIZATION", "")))
+            return keys.key_id(presented_key(str(environ.get("HTTP_AUTHORIZATION", "")), str(environ.get("HTTP_X_API_KEY", ""))))
         return address_of(environ, address_header)
 
     return client

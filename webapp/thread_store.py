@@ -54,6 +54,8 @@ class ThreadStore:
     index: "ThreadIndex"
     leases: "SqlLeases"
     close: Callable[[], None]
+    connection: Callable[[], Any] | None = None  # the database, for the Agent Server's records (uncut.agent_server.SqlRecords)
+    placeholder: str = "?"
 
 
 class SqlLeases:
@@ -208,7 +210,7 @@ def _sqlite(path: str, ttl_seconds: float, max_per_owner: int) -> ThreadStore:
             yield conn
 
     index = ThreadIndex(connection, "?", ttl_seconds, max_per_owner, saver.delete_thread)
-    return ThreadStore(saver, index, SqlLeases(connection, "?"), conn.close)
+    return ThreadStore(saver, index, SqlLeases(connection, "?"), conn.close, connection, "?")
 
 
 def _postgres(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) -> ThreadStore:
@@ -234,7 +236,7 @@ def _postgres(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) 
         pool.close()
         plain.close()
 
-    return ThreadStore(saver, index, SqlLeases(connection, "%s"), close)
+    return ThreadStore(saver, index, SqlLeases(connection, "%s"), close, connection, "%s")
 
 
 class Threads:
@@ -250,6 +252,7 @@ class Threads:
         self._build_agent = build_agent
         self._store: ThreadStore | None = None
         self._agent: Any = None
+        self._agent_server: Any = None
         self._lock = threading.Lock()
 
     def _opened(self) -> ThreadStore:
@@ -272,6 +275,18 @@ class Threads:
     @property
     def leases(self) -> SqlLeases:
         return self._opened().leases
+
+    def agent_server(self, streams: Any) -> Any:
+        """The Agent Server API on the thread agent (graph ``agent``), its records in the thread store's database."""
+        from uncut.agent_server import AgentServer, SqlRecords
+
+        store = self._opened()
+        with self._lock:
+            if self._agent_server is None:
+                assert store.connection is not None
+                records = SqlRecords(store.connection, store.placeholder)
+                self._agent_server = AgentServer({"agent": self._agent}, streams, records=records)
+            return self._agent_server
 
 
 class ThreadLeases:
