@@ -241,3 +241,141 @@ def test_threads_and_runs_belong_to_their_key(artifacts: Path, tmp_path: Path) -
         assert get_sync_client(url=api(server), api_key=None, headers={"Authorization": "Bearer key-one-0123456789abcdef"}).threads.get(thread)
     finally:
         server.stop()
+
+
+# -- across instances, deploys and proxies ----------------------------------------------------
+
+STORY = {"messages": [{"role": "user", "content": "tell me a long story about the sea and the ships that sail on it"}]}
+
+
+@pytest.fixture(scope="module")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, RedisServer]]:
+    workdir = tmp_path_factory.mktemp("agent-server-dbs")
+    postgres, redis = PostgresServer(workdir), RedisServer(workdir, appendonly=True)
+    try:
+        postgres.start()
+        redis.start()
+        yield postgres, redis
+    finally:
+        redis.stop()
+        postgres.remove()
+
+
+def read_some(url: str, path: str, body: dict[str, Any], count: int) -> tuple[list[tuple[str, Any]], str, dict[str, str]]:
+    """Start a run's stream, read ``count`` events (ids included), then drop the connection: (events, last id, headers)."""
+    found: list[tuple[str, Any]] = []
+    last_id, event = "", None
+    with httpx.Client(timeout=30) as client, client.stream("POST", url + path, json=body) as response:
+        assert response.status_code == 200, response.read()
+        headers = dict(response.headers)
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                last_id = line[4:]
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event is not None:
+                found.append((event, json.loads(line[6:])))
+                event = None
+                if len(found) >= count:
+                    break
+    return found, last_id, headers
+
+
+def final_answer(client: Any, thread_id: str) -> str:
+    deadline = time.monotonic() + 30
+    while client.threads.get(thread_id)["status"] == "busy" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return str(client.threads.get_state(thread_id)["values"]["messages"][-1]["content"])
+
+
+def test_a_cut_stream_rejoins_on_another_instance_missing_and_repeating_nothing(
+    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+) -> None:
+    postgres, redis = databases
+    env = {**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "30", "WEBAPP_THREAD_STORE": postgres.url, "WEBAPP_STREAM_STORE": redis.url}
+    first, second = gunicorn(env=env, name="agent-first"), gunicorn(env=env, name="agent-second")
+    thread = get_sync_client(url=api(first)).threads.create()["thread_id"]
+    body = {"assistant_id": "agent", "input": STORY, "stream_mode": "messages-tuple"}
+    before, last_id, headers = read_some(api(first), f"/threads/{thread}/runs/stream", body, 8)
+    run_id = before[0][1]["run_id"]
+    assert headers["content-location"] == f"/threads/{thread}/runs/{run_id}" and headers["location"].endswith("/stream")
+    other = get_sync_client(url=api(second))  # another host: only the shared stores connect them
+    rest = parts(other.runs.join_stream(thread, run_id, last_event_id=last_id, stream_mode="messages-tuple"))
+    assert rest[-1][0] == "end"
+    streamed = text_of(before + rest)
+    assert streamed and streamed == final_answer(other, thread)  # every token once, in order: the same text the thread kept
+    assert other.runs.get(thread, run_id)["status"] == "success"
+
+
+def test_negative_control_with_a_store_per_instance_the_other_instance_cannot_rejoin(
+    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+) -> None:
+    postgres, _ = databases
+    env = {**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "30", "WEBAPP_THREAD_STORE": postgres.url}  # streams kept in each worker's memory
+    first, second = gunicorn(env=env, name="agent-alone-1"), gunicorn(env=env, name="agent-alone-2")
+    thread = get_sync_client(url=api(first)).threads.create()["thread_id"]
+    before, last_id, _ = read_some(api(first), f"/threads/{thread}/runs/stream",
+                                   {"assistant_id": "agent", "input": STORY, "stream_mode": "messages-tuple"}, 8)
+    run_id = before[0][1]["run_id"]
+    response = httpx.get(f"{api(second)}/threads/{thread}/runs/{run_id}/stream", headers={"Last-Event-ID": last_id}, timeout=10)
+    assert response.status_code == 404 and "shared store" in response.json()["detail"], response.text
+
+
+def test_the_sdk_rides_through_a_deploy_and_gets_the_whole_answer(
+    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+) -> None:
+    # SIGHUP mid-stream: the old worker drains, tells its reader to move, and the SDK reconnects by the
+    # stream's Location with Last-Event-ID to a new worker, which reads the run from Redis.
+    postgres, redis = databases
+    env = {**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "30", "WEBAPP_THREAD_STORE": postgres.url, "WEBAPP_STREAM_STORE": redis.url,
+           "GUNICORN_GRACEFUL_TIMEOUT": "30"}
+    server = gunicorn(env=env, name="agent-deploy")
+    client = get_sync_client(url=api(server))
+    thread = client.threads.create()["thread_id"]
+    found: list[tuple[str, Any]] = []
+    for part in client.runs.stream(thread, "agent", input=STORY, stream_mode="messages-tuple"):
+        found.append((part.event, part.data))
+        if len(found) == 6:
+            server.signal(signal.SIGHUP)
+    assert found[-1][0] == "end", found[-3:]
+    assert text_of(found) == final_answer(client, thread)
+    pids = {json.loads(line)["pid"] for line in server.log().splitlines() if line.startswith("{") and '"surface": "agent"' in line}
+    print("stream summaries from workers", pids)
+    assert len(pids) >= 2, "the stream never moved: the deploy did not happen mid-stream"
+
+
+@pytest.mark.parametrize("heartbeats", ["1", "0"], ids=["heartbeats", "negative-control-silent"])
+def test_heartbeats_carry_a_run_through_a_tool_pause_past_nginx_idle_timeout(
+    gunicorn: Callable[..., GunicornServer], tmp_path: Path, heartbeats: str,
+) -> None:
+    require_binary("nginx", "nginx")
+    env = {**SCRIPTED, "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db", "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "5",
+           "WEBAPP_HEARTBEAT_SECONDS": heartbeats}
+    server = gunicorn(env=env, name=f"agent-nginx-{heartbeats}")
+    from tests.support.proxies import Variant
+
+    proxy = Nginx(tmp_path, server.port, Variant(idle_timeout_seconds=2)).start()
+    try:
+        client = get_sync_client(url=f"{proxy.url}/langgraph", timeout=httpx.Timeout(30))
+        thread = client.threads.create()["thread_id"]
+        body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "slowly look up cats"}]},
+                "stream_mode": ["updates", "messages-tuple"]}
+        found, cut = [], None
+        try:  # a raw read: the SDK would reconnect after the cut, and the control must show the cut itself
+            with httpx.Client(timeout=30) as raw, raw.stream("POST", f"{proxy.url}/langgraph/threads/{thread}/runs/stream", json=body) as response:
+                event = None
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event:
+                        found.append(event)
+        except httpx.HTTPError as exc:
+            cut = exc
+        if heartbeats == "1":
+            assert cut is None and found[-1] == "end", (cut, found[-5:])
+            assert any(e == "updates" for e in found)
+        else:
+            assert "end" not in found, "nginx should have cut the silent stream during the 5 s tool"
+            print("silent stream cut by nginx:", repr(cut) if cut else "a clean end of the response", "after", found[-3:])
+    finally:
+        proxy.stop()
