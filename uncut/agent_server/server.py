@@ -439,7 +439,7 @@ class AgentServer:
         doc = self._thread(thread_id, request.owner)
         subgraphs = request.arg("subgraphs") in ("true", "1", "True")
         snapshot = self._thread_graph(doc).get_state(self._config(thread_id, checkpoint), subgraphs=subgraphs)
-        if checkpoint and checkpoint.get("checkpoint_id") and snapshot.config.get("configurable", {}).get("checkpoint_id") is None:
+        if checkpoint and checkpoint.get("checkpoint_id") and snapshot.created_at is None:  # no such checkpoint: an empty snapshot
             raise not_found(f"checkpoint {str(checkpoint['checkpoint_id'])[:64]!r}")
         return Reply(body=state_json(snapshot, thread_id))
 
