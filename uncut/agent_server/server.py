@@ -27,6 +27,7 @@ from uncut.agent_server.framing import AgentFormat, error_payload
 from uncut.agent_server.records import MemoryRecords, Records
 from uncut.agent_server.runs import GraphRun, RunRequest, check_resume, lease_key, parse_metadata, parse_run
 from uncut.agent_server.wire import ASSISTANT_NAMESPACE, ProtocolError, not_found, now_iso, to_json
+from uncut.concurrency import spawn
 from uncut.leases import LEASE_TTL_SECONDS, take_lease
 from uncut.streams import HEADERS, StreamBody, StreamNotFound, StreamRefused, Streams
 from uncut.threads import ThreadError, _pending_of
@@ -40,6 +41,7 @@ MAX_BODY_BYTES = 1_048_576
 RUN_END_WAIT_SECONDS = 5.0  # after a run's terminal event, how long its record may take to say so (another worker writes it)
 THREAD_STATUSES = ("idle", "busy", "interrupted", "error")
 RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
+SOCKET_KEYS = ("gunicorn.socket", "gunicorn.sock", "werkzeug.socket")
 NOT_SERVED = (
     "not served here: this server serves the assistants (one per graph, read-only), threads, runs and stateless runs"
     " of the Agent Server API; not assistant writes, crons, the store, thread copy or thread streams"
@@ -589,9 +591,12 @@ class AgentServer:
                             replaces=replaces, temporary=temporary)
             config = {**run.config, "metadata": {**(run.config.get("metadata") or {}), **run.metadata, "run_id": run_id,
                                                   "thread_id": thread_id, "graph_id": run.graph_id, "assistant_id": run.assistant_id}}
+            # A background run's relay is read here, by nobody: it must not watch the request's socket,
+            # which goes on to carry the client's next request (keep-alive).
+            environ = request.environ if mode != "background" else {k: v for k, v in request.environ.items() if k not in SOCKET_KEYS}
             try:
                 relay = self.streams.run(
-                    graph, None, surface="agent", environ=request.environ, owner=request.owner, client=request.client,
+                    graph, None, surface="agent", environ=environ, owner=request.owner, client=request.client,
                     config=config, stream_id=run_id, plan=plan, detached=mode == "background" or run.on_disconnect == "continue",
                     metadata={"graph_id": run.graph_id}, summary_fields={"run_id": run_id, "thread_id": thread_id},
                 )
@@ -648,11 +653,10 @@ class AgentServer:
     def _reply(self, request: ApiRequest, relay: Any, run_id: str, thread_id: str | None, mode: str) -> Reply:
         where = [("Content-Location", f"/threads/{thread_id}/runs/{run_id}")] if thread_id else []
         if mode == "background":
-            relay.generation.start()
-            relay.release()
+            spawn(Streams.collect, relay, _nothing)  # runs it to its end like any run: budgets, summary, metrics
             return Reply(body=self._run_json(run_id, request.owner), headers=where)
         if mode == "wait":
-            Streams.collect(relay, lambda event: b"")
+            Streams.collect(relay, _nothing)
             return self._final(request.owner, run_id, thread_id, relay.log.last(), where)
         if thread_id:
             where = [("Location", f"/threads/{thread_id}/runs/{run_id}/stream"), *where]
@@ -777,6 +781,10 @@ class AgentServer:
             finally:
                 lease.release()
         return Reply(204 if not wait else 200, None if not wait else {})
+
+
+def _nothing(event: Any) -> bytes:
+    return b""
 
 
 def state_json(snapshot: Any, thread_id: str) -> dict[str, Any]:
