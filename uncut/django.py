@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -33,7 +33,15 @@ from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
 
-__all__ = ["thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams"]
+if TYPE_CHECKING:
+    from django.urls import URLPattern
+
+    from uncut.agent_server import AgentServer
+
+__all__ = [
+    "thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams",
+    "agent_server_urls",
+]
 
 OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
 _GZIP = re.compile(r"\s*(x-)?gzip\s*(;[^,]*)?,?", re.IGNORECASE)
@@ -68,8 +76,14 @@ def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], in
 
 
 def _streaming(request: HttpRequest, relay: Relay, surface: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(Streams.body(relay, surface), content_type=CONTENT_TYPES[surface])
-    for name, value in headers_for(surface):
+    return _streaming_body(request, Streams.body(relay, surface), CONTENT_TYPES[surface], headers_for(surface))
+
+
+def _streaming_body(request: HttpRequest, body: Iterable[bytes], content_type: str, headers: Iterable[tuple[str, str]],
+                    status: int = 200) -> StreamingHttpResponse:
+    # Django keeps the body's close() (StreamBody's) and calls it when the server closes the response.
+    response = StreamingHttpResponse(body, status=status, content_type=content_type)
+    for name, value in headers:
         response[name] = value
     # GZipMiddleware reads the request's Accept-Encoding in process_response: without gzip there, it passes.
     accepted = request.META.get("HTTP_ACCEPT_ENCODING", "")
@@ -206,3 +220,50 @@ def resume_ui_message_response(
     except StreamRefused as refused:
         return _refused(refused, "ui")
     return HttpResponse(status=204) if relay is None else _streaming(request, relay, "ui")
+
+
+def agent_server_urls(
+    server: "AgentServer | Callable[[], AgentServer]",
+    *,
+    prefix: str = "langgraph/",
+    owner: Callable[[HttpRequest], str | None] | None = None,
+) -> "list[URLPattern]":
+    """The Agent Server API (uncut.agent_server) at ``prefix``: ``urlpatterns += agent_server_urls(server)``.
+
+    LangGraph's SDKs and ``useStream`` then talk to ``https://host/langgraph``.
+    ``server`` may be a callable that builds it, called once at the first
+    request (after a gunicorn fork); give it ``uncut.django.streams()``.
+    ``owner(request)`` names the caller (an API key id): threads and runs
+    are their owner's, and ``None`` means one shared owner. The view is
+    CSRF-exempt: its clients are API clients, not forms.
+    """
+    from django.urls import re_path
+    from django.views.decorators.csrf import csrf_exempt
+
+    from uncut.agent_server import ApiRequest, Reply
+    from uncut.agent_server.server import MAX_BODY_BYTES
+    from uncut.wsgi import built_once
+
+    current = built_once(server)
+    mount = re.escape(prefix.strip("/"))
+
+    @csrf_exempt
+    def agent_api(request: HttpRequest, path: str = "") -> HttpResponse:
+        api = ApiRequest(
+            method=request.method or "GET", path="/" + path, query={k: request.GET.getlist(k) for k in request.GET},
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=request.read(MAX_BODY_BYTES + 1),  # one byte over the limit: the server answers 413
+            owner=(owner(request) if owner is not None else None) or "public", environ=request.META,
+            client=request.META.get("REMOTE_ADDR"),
+        )
+        reply: Reply = current().handle(api)
+        if reply.streaming:
+            return _streaming_body(request, reply.stream_body(), reply.content_type, reply.headers, reply.status)
+        response = HttpResponse(reply.json_bytes(), status=reply.status, content_type=reply.content_type)
+        if reply.status == 204:
+            del response["Content-Type"]
+        for name, value in reply.headers:
+            response[name] = value
+        return response
+
+    return [re_path(rf"^{mount}(?:/(?P<path>.*))?$" if mount else r"^(?P<path>.*)$", agent_api, name="agent_server")]

@@ -10,7 +10,10 @@ defaults on first use.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Mapping, Sequence
+import threading
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from urllib.parse import parse_qs
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -22,7 +25,13 @@ from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
 
-__all__ = ["thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams"]
+if TYPE_CHECKING:
+    from uncut.agent_server import AgentServer, Reply
+
+__all__ = [
+    "thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams",
+    "agent_server_app",
+]
 
 StartResponse = Callable[..., Any]
 _REASONS = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
@@ -195,3 +204,98 @@ def resume_ui_message_response(
         return []
     start_response("200 OK", [("Content-Type", CONTENT_TYPES["ui"]), *headers_for("ui")])
     return Streams.body(relay, "ui")
+
+
+def agent_server_app(
+    server: "AgentServer | Callable[[], AgentServer]",
+    *,
+    owner: Callable[[Mapping[str, Any]], str | None] | None = None,
+    prefix: str = "",
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The Agent Server API (uncut.agent_server) as a WSGI app: LangGraph's SDKs talk to its root, or to ``prefix``.
+
+    Mount it whole, or under ``prefix`` (``"/langgraph"``: other paths are a
+    JSON 404). ``server`` may be a callable that builds it, called once at
+    the first request (after a gunicorn fork). ``owner(environ)`` names the
+    caller (an API key id): threads and runs are their owner's, and
+    ``None`` means one shared owner.
+    """
+    from uncut.agent_server import ApiRequest, Reply
+    from uncut.agent_server.server import MAX_BODY_BYTES
+
+    current = built_once(server)
+    prefix = prefix.rstrip("/")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = _wsgi_text(environ.get("PATH_INFO") or "/")
+        if prefix and path != prefix and not path.startswith(prefix + "/"):
+            return _reply(start_response, Reply(404, {"detail": f"the Agent Server API is at {prefix}"}))
+        api = ApiRequest(
+            method=environ.get("REQUEST_METHOD", "GET"), path=path[len(prefix):] or "/",
+            query=parse_qs(_wsgi_text(environ.get("QUERY_STRING", "")), keep_blank_values=True),
+            headers=_headers(environ), body=_body(environ, MAX_BODY_BYTES + 1),  # one byte over the limit: the server answers 413
+            owner=(owner(environ) if owner is not None else None) or "public", environ=environ, client=environ.get("REMOTE_ADDR"),
+        )
+        return _reply(start_response, current().handle(api))
+
+    return app
+
+
+def built_once(server: Any) -> Callable[[], "AgentServer"]:
+    """``server``, or what its builder returns the first time (one build, also when two first requests race)."""
+    from uncut.agent_server import AgentServer
+
+    if isinstance(server, AgentServer):
+        return lambda: server
+    built: list[AgentServer] = []
+    lock = threading.Lock()
+
+    def current() -> AgentServer:
+        if not built:
+            with lock:
+                if not built:
+                    built.append(server())
+        return built[0]
+
+    return current
+
+
+def _reply(start_response: StartResponse, reply: "Reply") -> Iterable[bytes]:
+    try:
+        status = f"{reply.status} {HTTPStatus(reply.status).phrase}"
+    except ValueError:
+        status = f"{reply.status} Unknown"
+    if reply.streaming:
+        start_response(status, [("Content-Type", reply.content_type), *reply.headers])
+        return reply.stream_body()  # the server's close() runs its disconnect policy
+    body = reply.json_bytes()
+    typed = [("Content-Type", reply.content_type), ("Content-Length", str(len(body)))] if reply.status != 204 else []
+    start_response(status, [*typed, *reply.headers])
+    return [body]
+
+
+def _wsgi_text(value: str) -> str:
+    """A WSGI string (bytes as latin-1, PEP 3333) as the UTF-8 text it carries."""
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(name):
+            headers[name.replace("_", "-").lower()] = environ[name]
+    return headers
+
+
+def _body(environ: Mapping[str, Any], limit: int) -> bytes:
+    """At most ``limit`` bytes of the request body: by its Content-Length, or (chunked) to its end if the server marks one."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > 0:
+        return stream.read(min(length, limit))
+    return stream.read(limit) if environ.get("wsgi.input_terminated") else b""
