@@ -238,6 +238,11 @@ class Generation:
         return self
 
     @property
+    def cancelled(self) -> bool:
+        """Cancelled (by a client, a budget, a drain): the producer stops at its next chance."""
+        return self._cancel.is_set()
+
+    @property
     def started(self) -> bool:
         return self._task is not None
 

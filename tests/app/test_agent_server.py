@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.model_calls import ModelCalls
 from flask.testing import FlaskClient
-from langchain_core.callbacks import BaseCallbackHandler
 
 from tests.conftest import FAST_SCRIPTED
 from uncut.agent_server import AgentServer, MemoryRecords, SqlRecords
@@ -26,14 +26,6 @@ from webapp import create_app
 EMAIL = {"messages": [{"role": "user", "content": "please send email to bob about lunch"}]}
 HELLO = {"messages": [{"role": "user", "content": "hello there"}]}
 APPROVE = {"decisions": [{"type": "approve"}]}
-
-
-class ModelCalls(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-        self.count += 1
 
 
 @pytest.fixture
@@ -239,7 +231,10 @@ def test_malformed_requests_and_unserved_routes_are_clear(client: FlaskClient) -
     assert client.post("/langgraph/threads/search", json={"status": "sleeping"}).status_code == 422
     assert client.get(f"/langgraph/threads/{thread}/runs?limit=-1").status_code == 422
     assert client.post(f"/langgraph/threads/{thread}/runs/{uuid.uuid4()}/cancel?action=explode").status_code == 404
-    assert client.get("/langgraph/threads/" + "x" * 5000).status_code == 404
+    assert client.get("/langgraph/threads/" + "x" * 5000).status_code == 422  # not a thread id
+    bad_input = client.post(f"/langgraph/threads/{thread}/runs/wait", json={"assistant_id": "agent", "input": {"messages": 5}})
+    assert bad_input.status_code == 422 and "not a message" in bad_input.json["detail"]
+    assert client.post("/langgraph/threads/prune", json={}).status_code == 404  # an unserved route, not a thread called prune
     for method, path in (("POST", "/assistants"), ("PUT", "/store/items"), ("POST", "/runs/crons"), ("POST", f"/threads/{thread}/copy"),
                          ("GET", f"/threads/{thread}/stream"), ("POST", "/runs/batch")):
         response = client.open("/langgraph" + path, method=method, json={})

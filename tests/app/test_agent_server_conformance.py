@@ -9,8 +9,8 @@ A response is valid when the body validates (JSON Schema 2020-12, ``$ref``s reso
 into the document, ``uuid`` and ``date-time`` formats checked) against the schema the
 document declares for its (path, method, status). Where this server answers otherwise
 on purpose, the difference is one entry of ``DEVIATIONS``, excused only on the routes
-and at the places it names; where it answers otherwise by mistake, the check is a
-strict xfail that says so. Run streams are decoded with the Python SDK's own SSE
+and at the places it names; the bugs it found (a run input the state cannot
+take, a 405 without Allow) have tests of their own at the end. Run streams are decoded with the Python SDK's own SSE
 decoder, and each event's data checked where the document (or langgraph-api's stream)
 says what it holds. Routes this server does not serve are ``NOT_SERVED``: each must
 answer 404 or 405 with a ``detail``, and every other route of the document must have
@@ -581,13 +581,9 @@ def test_the_vendored_schema_is_the_one_langgraph_api_ships() -> None:
     assert shipped.read_bytes() == SCHEMA_FILE.read_bytes()
 
 
-# -- server bugs: strict xfails, each to pass once the server is fixed ----------------------------
+# -- once server bugs, each found by this file ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    'a run whose input the state cannot take ({"messages": 5}, schema-valid: input is an object) leaves the thread'
-    " unreadable: GET /threads/{id}/state answers 500 (graph.get_state re-applies the failed pending write), and the"
-    ' thread says "idle", not "error" (run_over -> _record_thread_state raises in GraphRun.stream\'s finally)'))
 def test_a_run_the_graph_cannot_take_leaves_its_thread_readable(app: Flask, spec: Spec) -> None:
     api = Api(app.test_client(), spec)
     tid = api.call("POST /threads", 200, {})["thread_id"]
@@ -602,9 +598,6 @@ def test_a_run_the_graph_cannot_take_leaves_its_thread_readable(app: Flask, spec
     api.call("GET /threads/{thread_id}/state", 200, thread_id=tid)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a 405 has no Allow header (RFC 9110 section 15.5.6: the server MUST send one); the detail names the methods,"
-    " but clients and proxies read Allow"))
 def test_a_405_names_the_allowed_methods_in_allow(app: Flask) -> None:
     response = app.test_client().open(f"{BASE}/threads", method="GET")
     assert response.status_code == 405

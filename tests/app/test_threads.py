@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.model_calls import ModelCalls
 from flask import Flask
 from flask.testing import FlaskClient
-from langchain_core.callbacks import BaseCallbackHandler
 
 from tests.conftest import FAST_SCRIPTED
 from uncut.flask import current_streams
@@ -24,14 +24,6 @@ from webapp.thread_store import ThreadIndex, _sqlite
 
 EMAIL = "please send email to bob about lunch"
 APPROVE = {"decisions": [{"type": "approve"}]}
-
-
-class ModelCalls(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-        self.count += 1
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 import pytest
+from tests.support.model_calls import ModelCalls
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -27,14 +27,6 @@ from uncut.streams import Streams
 from uncut.threads import Interrupted, InvalidResume, NothingToResume, ThreadBusy
 
 ASK = {"messages": [{"role": "user", "content": "send email to bob about lunch"}]}
-
-
-class ModelCalls(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-        self.count += 1
 
 
 def agent_with(mode: str = "batched", allowed: Any = True) -> tuple[Any, list[dict[str, str]]]:

@@ -171,6 +171,20 @@ def _command(value: Any, nodes: frozenset[str]) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _messages_fit(value: Any, name: str) -> None:
+    """``messages`` in an input or update must be messages LangChain can read: a bad one would sit in the thread's
+    checkpoint as a write that can never be applied, and every later read of the thread would fail."""
+    if not isinstance(value, dict) or "messages" not in value:
+        return
+    from langchain_core.messages import convert_to_messages
+
+    given = value["messages"]
+    try:
+        convert_to_messages(given if isinstance(given, list) else [given])
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise ProtocolError(422, f"{name}.messages holds something that is not a message: {str(exc)[:200]}") from None
+
+
 def parse_run(body: Any, resolve_graph: Callable[[Any], tuple[str, str, Any]], *, stateless: bool = False) -> RunRequest:
     """The run ``body`` asks for, or a 422 naming the first field that is wrong."""
     if not isinstance(body, dict):
@@ -185,6 +199,10 @@ def parse_run(body: Any, resolve_graph: Callable[[Any], tuple[str, str, Any]], *
     assistant_id, graph_id, graph = resolve_graph(body.get("assistant_id"))
     nodes = frozenset(getattr(graph, "nodes", {}) or ())
     command = _command(body.get("command"), nodes)
+    if body.get("input") is not None and not isinstance(body["input"], dict):
+        raise ProtocolError(422, "input must be an object (the graph's input) or null")
+    _messages_fit(body.get("input"), "input")
+    _messages_fit((command or {}).get("update"), "command.update")
     if command is not None and body.get("input") is not None:
         raise ProtocolError(422, "give input or command, not both")
     subgraphs = body.get("stream_subgraphs", False)
@@ -270,7 +288,10 @@ class GraphRun:
             lease = take_lease(leases, lease_key(self.thread_id), lease_seconds)
             if lease is not None:
                 return lease
-            time.sleep(LEASE_POLL_SECONDS)  # a cancel kills us here (gevent) or at the deadline
+            generation = self.server.streams.generations.get(self.run_id)
+            if generation is not None and generation.cancelled:  # without gevent a cancel cannot kill this wait
+                raise GeneratorExit
+            time.sleep(LEASE_POLL_SECONDS)  # under gevent a cancel kills us here
 
     def stream(self, config: RunnableConfig) -> Iterator[Any]:
         server, request = self.server, self.request

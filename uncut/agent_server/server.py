@@ -104,6 +104,12 @@ class Reply:
         return b"" if self.status == 204 else json.dumps(self.body, ensure_ascii=False).encode()
 
 
+class MethodNotAllowed(ProtocolError):
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        super().__init__(405, f"{method} is not allowed here; use {', '.join(allowed)}")
+        self.allowed = allowed
+
+
 def _int(value: str | int | None, name: str, default: int, low: int = 0, high: int = MAX_PAGE) -> int:
     if value is None:
         return default
@@ -114,6 +120,15 @@ def _int(value: str | int | None, name: str, default: int, low: int = 0, high: i
     if isinstance(value, bool) or not low <= number <= high:
         raise ProtocolError(422, f"{name} must be from {low} to {high}")
     return number
+
+
+def _looks_like_uuid(value: str) -> bool:
+    """Thread and run ids are UUIDs: ``/threads/prune`` is an unserved route, not a thread called prune."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _uuid(value: Any, name: str) -> str:
@@ -177,25 +192,25 @@ class AgentServer:
             ("POST", [T], self.create_thread),
             ("POST", [T, "search"], self.search_threads),
             ("POST", [T, "count"], self.count_threads),
-            ("GET", [T, "*"], self.get_thread),
-            ("PATCH", [T, "*"], self.patch_thread),
-            ("DELETE", [T, "*"], self.delete_thread),
-            ("GET", [T, "*", "state"], self.get_state),
-            ("POST", [T, "*", "state"], self.update_state),
-            ("GET", [T, "*", "state", "*"], self.get_state_at),
-            ("POST", [T, "*", "state", "checkpoint"], self.get_state_at_body),
-            ("POST", [T, "*", "history"], self.history),
-            ("GET", [T, "*", "history"], self.history),
-            ("POST", [T, "*", R, "stream"], lambda r, t: self.run_on_thread(r, t, "stream")),
-            ("POST", [T, "*", R, "wait"], lambda r, t: self.run_on_thread(r, t, "wait")),
-            ("POST", [T, "*", R], lambda r, t: self.run_on_thread(r, t, "background")),
-            ("GET", [T, "*", R], self.list_runs),
-            ("GET", [T, "*", R, "*"], self.get_run),
-            ("DELETE", [T, "*", R, "*"], self.delete_run),
-            ("GET", [T, "*", R, "*", "stream"], self.join_stream),
-            ("GET", [T, "*", R, "*", "join"], self.join),
-            ("POST", [T, "*", R, "*", "join"], self.join),
-            ("POST", [T, "*", R, "*", "cancel"], self.cancel),
+            ("GET", [T, "#"], self.get_thread),
+            ("PATCH", [T, "#"], self.patch_thread),
+            ("DELETE", [T, "#"], self.delete_thread),
+            ("GET", [T, "#", "state"], self.get_state),
+            ("POST", [T, "#", "state"], self.update_state),
+            ("GET", [T, "#", "state", "*"], self.get_state_at),
+            ("POST", [T, "#", "state", "checkpoint"], self.get_state_at_body),
+            ("POST", [T, "#", "history"], self.history),
+            ("GET", [T, "#", "history"], self.history),
+            ("POST", [T, "#", R, "stream"], lambda r, t: self.run_on_thread(r, t, "stream")),
+            ("POST", [T, "#", R, "wait"], lambda r, t: self.run_on_thread(r, t, "wait")),
+            ("POST", [T, "#", R], lambda r, t: self.run_on_thread(r, t, "background")),
+            ("GET", [T, "#", R], self.list_runs),
+            ("GET", [T, "#", R, "#"], self.get_run),
+            ("DELETE", [T, "#", R, "#"], self.delete_run),
+            ("GET", [T, "#", R, "#", "stream"], self.join_stream),
+            ("GET", [T, "#", R, "#", "join"], self.join),
+            ("POST", [T, "#", R, "#", "join"], self.join),
+            ("POST", [T, "#", R, "#", "cancel"], self.cancel),
             ("POST", [R, "stream"], lambda r: self.run_stateless(r, "stream")),
             ("POST", [R, "wait"], lambda r: self.run_stateless(r, "wait")),
         ]
@@ -205,6 +220,8 @@ class AgentServer:
         try:
             handler, args = self._route(request.method.upper(), request.path)
             return handler(request, *args)
+        except MethodNotAllowed as exc:
+            return Reply(405, exc.body(), [("Allow", ", ".join(exc.allowed))])
         except ProtocolError as exc:
             return Reply(exc.status, exc.body())
         except ThreadError as exc:
@@ -223,7 +240,7 @@ class AgentServer:
                 continue
             args = []
             for want, got in zip(pattern, parts):
-                if want == "*":
+                if want == "*" or (want == "#" and _looks_like_uuid(got)):
                     args.append(got)
                 elif want != got:
                     break
@@ -232,7 +249,12 @@ class AgentServer:
                     return handler, args
                 allowed.append(route_method)
         if allowed:
-            raise ProtocolError(405, f"{method} is not allowed here; use {', '.join(sorted(set(allowed)))}")
+            raise MethodNotAllowed(method, sorted(set(allowed)))
+        for route_method, pattern, _ in self._routes:  # a thread or run id that is not one: 422, as LangGraph's server says
+            if route_method == method and len(pattern) == len(parts) and all(
+                    want in ("*", "#", got) for want, got in zip(pattern, parts)):
+                bad = next(i for i, (want, got) in enumerate(zip(pattern, parts)) if want == "#" and not _looks_like_uuid(got))
+                raise ProtocolError(422, f"{parts[bad - 1][:-1]}_id must be a UUID")
         raise ProtocolError(404, f"{path[:200]} is {NOT_SERVED}")
 
     # -- assistants ----------------------------------------------------------------------
@@ -298,7 +320,7 @@ class AgentServer:
             "input_schema": schema(graph.get_input_jsonschema),
             "output_schema": schema(graph.get_output_jsonschema),
             "state_schema": schema(lambda: graph.get_output_jsonschema()),
-            "config_schema": schema(lambda: graph.config_schema().model_json_schema()),
+            "config_schema": schema(graph.get_config_jsonschema),
             "context_schema": schema(graph.get_context_jsonschema) or {},
         })
 
@@ -324,13 +346,14 @@ class AgentServer:
             shown["status"] = "idle"
         return shown
 
-    def new_thread(self, owner: str, thread_id: str, metadata: dict[str, Any], graph_id: str | None = None) -> dict[str, Any] | None:
-        """A new thread record; None when the id is taken."""
+    def new_thread(self, owner: str, thread_id: str, metadata: dict[str, Any], graph_id: str | None = None,
+                   temporary: bool = False) -> dict[str, Any] | None:
+        """A new thread record; None when the id is taken. A stateless run's (``temporary``) is never listed."""
         if self.records.count("thread", owner) >= self.max_threads_per_owner:
             raise ProtocolError(429, f"this key keeps {self.max_threads_per_owner} threads, the most allowed: delete some first")
         now = now_iso()
         doc = {"thread_id": thread_id, "created_at": now, "updated_at": now, "metadata": {**metadata, **({"graph_id": graph_id} if graph_id else {})},
-               "status": "idle", "values": None, "interrupts": {}, "config": {}}
+               "status": "idle", "values": None, "interrupts": {}, "config": {}, **({"_temporary": True} if temporary else {})}
         return doc if self.records.add("thread", thread_id, owner, thread_id, doc) else None
 
     def create_thread(self, request: ApiRequest) -> Reply:
@@ -368,7 +391,7 @@ class AgentServer:
         ids = body.get("ids")
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
             raise ProtocolError(422, "ids must be a list of thread ids")
-        threads = [self._thread_json(doc) for doc in self.records.find("thread", request.owner)]
+        threads = [self._thread_json(doc) for doc in self.records.find("thread", request.owner) if not doc.get("_temporary")]
         found = [t for t in threads if _matches(t.get("metadata") or {}, metadata) and _matches(t.get("values") or {}, values)
                  and status in (None, t["status"]) and (ids is None or t["thread_id"] in ids)]
         return found, body
@@ -530,9 +553,12 @@ class AgentServer:
             self.records.put("run", run_id, found[0], found[1]["thread_id"], found[1])
 
     def thread_busy(self, thread_id: str) -> None:
+        self._mark_thread(thread_id, "busy")
+
+    def _mark_thread(self, thread_id: str, status: str) -> None:
         found = self.records.get("thread", thread_id)
         if found is not None:
-            found[1].update(status="busy", updated_at=now_iso())
+            found[1].update(status=status, updated_at=now_iso())
             self.records.put("thread", thread_id, found[0], thread_id, found[1])
 
     def note_start_checkpoint(self, run_id: str, graph: Any, config: Mapping[str, Any]) -> None:
@@ -549,7 +575,11 @@ class AgentServer:
             self._forget_thread(run.thread_id, run.owner)
             return
         self.run_status(run.run_id, status)
-        self._record_thread_state(run.graph, run.thread_id, run.owner, "error" if status == "error" else None)
+        try:
+            self._record_thread_state(run.graph, run.thread_id, run.owner, "error" if status == "error" else None)
+        except Exception:  # noqa: BLE001 - a state the graph cannot read back: the thread says so
+            log.exception("agent server: thread %s: reading its state after run %s failed", run.thread_id, run.run_id)
+            self._mark_thread(run.thread_id, "error")
 
     def roll_back(self, graph: Any, run: Mapping[str, Any]) -> None:
         """Undo a cancelled run: its thread goes back to the checkpoint it started from, and the run is forgotten."""
@@ -634,7 +664,7 @@ class AgentServer:
     def run_stateless(self, request: ApiRequest, mode: str) -> Reply:
         run = parse_run(request.json(), self._graph_of, stateless=True)
         thread_id = str(uuid.uuid4())
-        self.new_thread(request.owner, thread_id, {"stateless": True}, run.graph_id)
+        self.new_thread(request.owner, thread_id, {}, run.graph_id, temporary=True)
         try:
             run_id, relay = self._start_run(request, run, thread_id, temporary=mode != "wait", mode=mode)
         except BaseException:
