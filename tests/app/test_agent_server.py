@@ -393,3 +393,30 @@ def test_a_graph_without_a_checkpointer_is_refused_at_start_up() -> None:
     builder.add_edge(START, "echo")
     with pytest.raises(ValueError, match="checkpointer"):
         AgentServer({"echo": builder.compile()}, Streams())
+
+
+def test_a_stream_closed_before_its_first_byte_frees_its_thread_and_says_so() -> None:
+    # The response is dropped unread: its run never starts, and must not leave the thread busy or the run pending.
+    import time
+
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from uncut import Streams
+    from uncut.agent_server import ApiRequest
+    from uncut.scripted import ScriptedChatModel
+
+    agent = create_agent(ScriptedChatModel(tokens=5, ttft=0, interval=0.01), [], checkpointer=InMemorySaver())
+    server = AgentServer({"agent": agent}, Streams())
+    thread = server.handle(ApiRequest("POST", "/threads", body=b"{}")).body["thread_id"]
+    run = json.dumps({"assistant_id": "agent", "input": HELLO}).encode()
+    server.handle(ApiRequest("POST", f"/threads/{thread}/runs/stream", body=run)).stream_body().close()
+    runs = server.handle(ApiRequest("GET", f"/threads/{thread}/runs")).body
+    assert [r["status"] for r in runs] == ["interrupted"]
+    assert server.handle(ApiRequest("GET", f"/threads/{thread}")).body["status"] != "busy"
+    deadline = time.monotonic() + 10
+    again = server.handle(ApiRequest("POST", f"/threads/{thread}/runs/wait", body=run))
+    while again.status == 409 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        again = server.handle(ApiRequest("POST", f"/threads/{thread}/runs/wait", body=run))
+    assert again.status == 200 and again.body["messages"][-1]["type"] == "ai"

@@ -1,4 +1,4 @@
-"""The real JavaScript clients (tests/js: the Vercel AI SDK, pinned by its lockfile), run with Node.
+"""The real JavaScript clients (tests/js: the Vercel AI SDK, LangGraph's SDK and useStream, pinned by its lockfile), run with Node.
 
 ``scripts/test`` installs them with ``npm ci`` from tests/js/package-lock.json
 before the suite; nothing is fetched while the tests run. Without Node or

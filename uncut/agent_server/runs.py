@@ -278,6 +278,19 @@ class GraphRun:
         self.lease = lease  # taken by the request (multitask "reject"); else waited for here
         self.replaces = replaces  # runs cancelled for this one; rolled back first with "rollback"
         self.temporary = temporary  # a stateless run's thread, deleted at the end
+        self._streamed = False
+
+    def ended(self) -> None:
+        """The run is over (``Streams.run``'s ``on_end``): if it never reached ``stream`` (cancelled before its
+        first byte: a response closed unread), its lease and records are settled here instead."""
+        if self._streamed:
+            return
+        self._streamed = True
+        try:
+            self.server.run_over(self, "interrupted")
+        finally:
+            if self.lease is not None:
+                self.lease.release()
 
     def events(self, emit: Emit) -> StreamEvents:
         return ModeEvents(emit, self.request.modes)
@@ -297,6 +310,7 @@ class GraphRun:
         server, request = self.server, self.request
         status = "error"
         lease = self.lease
+        self._streamed = True
         try:
             if lease is None:
                 lease = self._wait_for_thread(server.streams.leases, server.lease_seconds)

@@ -627,7 +627,7 @@ class AgentServer:
             try:
                 relay = self.streams.run(
                     graph, None, surface="agent", environ=environ, owner=request.owner, client=request.client,
-                    config=config, stream_id=run_id, plan=plan, detached=mode == "background" or run.on_disconnect == "continue",
+                    config=config, stream_id=run_id, plan=plan, on_end=plan.ended, detached=mode == "background" or run.on_disconnect == "continue",
                     metadata={"graph_id": run.graph_id}, summary_fields={"run_id": run_id, "thread_id": thread_id},
                 )
             except BaseException:
