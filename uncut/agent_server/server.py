@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -311,7 +312,9 @@ class AgentServer:
 
         def schema(read: Callable[[], Any]) -> Any:
             try:
-                return to_json(read())
+                with warnings.catch_warnings():  # config_schema is deprecated for context_schema; clients still read it
+                    warnings.simplefilter("ignore")
+                    return to_json(read())
             except Exception:  # noqa: BLE001 - a graph whose schema pydantic cannot describe
                 return {}
 
