@@ -176,13 +176,8 @@ class StreamLimiter:
 
     # -- what a request gets ------------------------------------------------------------
 
-    def try_acquire(self, client: str | None = None, retrying: int | None = None, patience: float = 0.0) -> Callable[[], None] | Refusal:
-        """A release function for an admitted run (safe to call twice), or the Refusal; may wait its turn first.
-
-        ``patience``: how long a request whose client cannot retry a refusal
-        (LangGraph's SDKs treat a 503 on a run as an error) may wait in line
-        for its turn, instead of one ``start_budget``.
-        """
+    def try_acquire(self, client: str | None = None, retrying: int | None = None) -> Callable[[], None] | Refusal:
+        """A release function for an admitted run (safe to call twice), or the Refusal; may wait its turn first."""
         if self.adaptive is not None:
             self.adaptive.start(lambda: self.active)
         with self._lock:
@@ -193,7 +188,7 @@ class StreamLimiter:
                 return self._admit(client, now)
             if not self.start_budget:
                 return Refusal(OVERLOADED, self.retry_after)
-            waiter = self._place(client, retrying, now, patience)
+            waiter = self._place(client, retrying, now)
             if isinstance(waiter, Refusal):
                 return waiter
         return self._wait(waiter)
@@ -253,17 +248,17 @@ class StreamLimiter:
             self._held[client] = self._held.get(client, 0) + 1
         return self._release_for(client, now)
 
-    def _place(self, client: str | None, retrying: int | None, now: float, patient: float = 0.0) -> _Waiter | Refusal:
+    def _place(self, client: str | None, retrying: int | None, now: float) -> _Waiter | Refusal:
         """A place in line (a kept promise goes first), or a refusal with a promise for later."""
         due = self._take_promise(client, now) if retrying != 0 else None
         promised = due is not None
         if due is None:
             interval = 1 / self._drain_rate()
             due = self._back_of_line(now) + interval
-            if due - now > max(self.start_budget, patient):
+            if due - now > self.start_budget:
                 return self._promise(client, now, due, interval)
         last_chance = promised and retrying is not None and retrying >= LAST_CHANCE_RETRIES
-        patience = max(MAX_WAIT_BUDGETS * self.start_budget, LAST_CHANCE_WAIT_SECONDS if last_chance else 0.0, patient)
+        patience = max(MAX_WAIT_BUDGETS * self.start_budget, LAST_CHANCE_WAIT_SECONDS if last_chance else 0.0)
         waiter = _Waiter(due, next(self._seq), client, patience)
         heapq.heappush(self._line, waiter)
         self._waiting += 1

@@ -67,7 +67,6 @@ class AdmissionGate:
         on_refusal: Callable[[Refusal, Mapping[str, Any]], None] | None = None,
         headers: Callable[[Mapping[str, Any]], list[tuple[str, str]]] = lambda environ: [],
         detail_shape: Callable[[Mapping[str, Any]], bool] = lambda environ: False,
-        patience: Callable[[Mapping[str, Any]], float] = lambda environ: 0.0,
     ) -> None:
         self.app = app
         self.limiter = limiter
@@ -77,12 +76,11 @@ class AdmissionGate:
         self.on_refusal = on_refusal
         self.headers = headers
         self.detail_shape = detail_shape  # the Agent Server API's refusals: {"detail": ...}
-        self.patience = patience  # how long a request whose client cannot retry a refusal waits in line
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self.starts_run(environ):
             return self.app(environ, start_response)
-        admitted = self.limiter().try_acquire(self.client(environ), retry_signal(environ), self.patience(environ))
+        admitted = self.limiter().try_acquire(self.client(environ), retry_signal(environ))
         if isinstance(admitted, Refusal):
             if self.on_refusal is not None:
                 self.on_refusal(admitted, environ)

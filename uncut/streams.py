@@ -210,7 +210,7 @@ class Streams:
         self, options: StreamOptions, runnable: Runnable[Any, Any], input: Any, *, owner: str | None, client: str | None,
         run_config: RunnableConfig, labels: dict[str, Any], kept: bool, environ: Mapping[str, Any] | None,
         on_end: Callable[[], None] | None = None, start_data: Mapping[str, Any] | None = None,
-        stream_id: str | None = None, plan: StreamPlan | None = None, detached: bool = False, patience: float = 0.0,
+        stream_id: str | None = None, plan: StreamPlan | None = None, detached: bool = False,
     ) -> Generation:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
@@ -219,7 +219,7 @@ class Streams:
         Plain-text and /v1 responses never show their stream id, so their
         events are not kept (no TTL retention, no store write per token).
         """
-        admitted = self._slot(client, environ or {}, patience)
+        admitted = self._slot(client, environ or {})
         try:
             stream_id = stream_id or new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
@@ -238,13 +238,13 @@ class Streams:
         self.generations[generation.stream_id] = generation
         return generation
 
-    def _slot(self, client: str | None, environ: Mapping[str, Any], patience: float = 0.0) -> Callable[[], None]:
+    def _slot(self, client: str | None, environ: Mapping[str, Any]) -> Callable[[], None]:
         """The run's admission slot: the one the gate took for this request (uncut.gate), else one taken now."""
         gated = environ.get(ADMITTED_KEY)
         release = gated.claim() if gated is not None else None
         if release is not None:
             return release
-        admitted = self.limiter.try_acquire(client, retry_signal(environ), patience)
+        admitted = self.limiter.try_acquire(client, retry_signal(environ))
         if isinstance(admitted, Refusal):
             raise StreamRefused(admitted)
         return admitted
@@ -290,7 +290,6 @@ class Streams:
         stream_id: str | None = None,
         plan: StreamPlan | None = None,
         detached: bool = False,
-        patience: float = 0.0,
         **overrides: Any,
     ) -> Relay:
         """A new, admitted run and the relay for this response; raises ``StreamRefused``.
@@ -303,9 +302,7 @@ class Streams:
         so to every reader's formatter, replays included) but not in its
         logs; ``stream_id`` names the run (the Agent Server's run id), ``plan``
         streams it its own way (uncut.generation.StreamPlan), ``detached``
-        keeps it running with no reader; ``patience`` is how long it may wait
-        in admission's line when its client cannot retry a refusal
-        (uncut.admission); ``overrides`` are option names.
+        keeps it running with no reader; ``overrides`` are option names.
         """
         if surface not in SURFACES:
             raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
@@ -316,7 +313,6 @@ class Streams:
         generation = self._new_generation(
             options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable,
             environ=environ, on_end=on_end, start_data=start_data, stream_id=stream_id, plan=plan, detached=detached,
-            patience=patience,
         )
         relay = self._relay(
             generation.log, options, surface, environ or {}, labels, summary_fields,

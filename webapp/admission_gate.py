@@ -14,7 +14,6 @@ from urllib.parse import parse_qs
 from flask import Flask
 
 from uncut.flask import EXTENSION_KEY
-from uncut.agent_server.server import ADMISSION_WAIT_SECONDS
 from uncut.gate import AdmissionGate
 from uncut.telemetry import metrics
 from webapp import browser
@@ -63,9 +62,5 @@ def install(app: Flask, keys: ApiKeys, address_header: str | None, cors_origins:
     wrapped: Callable[..., Any] = app.wsgi_app
     app.wsgi_app = AdmissionGate(wrapped, limiter, starts_run=gated, client=client, on_refusal=counted,
                                 headers=browser.gate_headers(cors_origins),
-                                detail_shape=_agent_server, patience=lambda environ: ADMISSION_WAIT_SECONDS if _agent_server(environ) else 0.0,
+                                detail_shape=lambda environ: str(environ.get("PATH_INFO", "")).startswith(AGENT_SERVER + "/"),
                                 )  # type: ignore[method-assign]
-
-
-def _agent_server(environ: Mapping[str, Any]) -> bool:
-    return str(environ.get("PATH_INFO", "")).startswith(AGENT_SERVER + "/")

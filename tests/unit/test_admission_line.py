@@ -178,22 +178,3 @@ def test_a_last_attempt_without_a_kept_place_is_refused_at_once_as_any() -> None
     started = time.monotonic()
     assert isinstance(line.try_acquire("b", retrying=5), Refusal)
     assert time.monotonic() - started < 0.05
-
-
-def test_a_patient_request_whose_client_cannot_retry_waits_in_line_past_the_budget() -> None:
-    # LangGraph's SDKs do not retry a 503 on a run: the Agent Server's runs wait (uncut.agent_server ADMISSION_WAIT_SECONDS).
-    line = limiter(limit=1, budget=0.25)  # runs of 1 s: the next start is about 2 s away
-    held = line.try_acquire()
-    assert callable(held)
-    impatient = line.try_acquire("a")
-    assert isinstance(impatient, Refusal) and impatient.reason == OVERLOADED  # the negative control: one budget, then refused
-    got: list = []
-    thread = threading.Thread(target=lambda: got.append(line.try_acquire("b", None, 5.0)), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 2
-    while line.waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert line.waiting == 1 and not got  # in line, not refused
-    held()
-    thread.join(2)
-    assert callable(got[0]) and line.active == 1

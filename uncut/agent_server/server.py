@@ -42,9 +42,6 @@ MAX_BODY_BYTES = 1_048_576
 RUN_END_WAIT_SECONDS = 5.0  # after a run's terminal event, how long its record may take to say so (another worker writes it)
 THREAD_STATUSES = ("idle", "busy", "interrupted", "error")
 RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
-# LangGraph's SDKs do not retry a 503 on a run (measured: the Python SDK never, the JS SDK not on a POST), so
-# past the worker's limit a run waits in admission's line up to this long before it is refused.
-ADMISSION_WAIT_SECONDS = 10.0
 SOCKET_KEYS = ("gunicorn.socket", "gunicorn.sock", "werkzeug.socket")
 NOT_SERVED = (
     "not served here: this server serves the assistants (one per graph, read-only), threads, runs and stateless runs"
@@ -154,8 +151,7 @@ class AgentServer:
     """The routes, and what threads and runs are; see the module's docstring."""
 
     def __init__(self, graphs: Mapping[str, Any], streams: Streams, *, records: Records | None = None, checkpointer: Any = None,
-                 lease_seconds: float = LEASE_TTL_SECONDS, max_threads_per_owner: int = 10_000, runs_kept_per_thread: int = 100,
-                 admission_wait_seconds: float = ADMISSION_WAIT_SECONDS) -> None:
+                 lease_seconds: float = LEASE_TTL_SECONDS, max_threads_per_owner: int = 10_000, runs_kept_per_thread: int = 100) -> None:
         if not graphs:
             raise ValueError("an Agent Server needs at least one graph")
         self.graphs = {name: self._with_checkpointer(name, graph, checkpointer) for name, graph in graphs.items()}
@@ -164,7 +160,6 @@ class AgentServer:
         self.lease_seconds = lease_seconds
         self.max_threads_per_owner = max_threads_per_owner
         self.runs_kept_per_thread = runs_kept_per_thread
-        self.admission_wait_seconds = admission_wait_seconds
         self.assistants = {self.assistant_id(name): name for name in self.graphs}
         self._created = now_iso()
         self._routes = self._route_table()
@@ -635,7 +630,7 @@ class AgentServer:
             try:
                 relay = self.streams.run(
                     graph, None, surface="agent", environ=environ, owner=request.owner, client=request.client,
-                    config=config, stream_id=run_id, plan=plan, on_end=plan.ended, patience=self.admission_wait_seconds, detached=mode == "background" or run.on_disconnect == "continue",
+                    config=config, stream_id=run_id, plan=plan, on_end=plan.ended, detached=mode == "background" or run.on_disconnect == "continue",
                     metadata={"graph_id": run.graph_id}, summary_fields={"run_id": run_id, "thread_id": thread_id},
                 )
             except BaseException:
