@@ -98,11 +98,8 @@ class Refusal:
         return [("Retry-After", str(max(1, math.ceil(self.retry_after)))),
                 ("retry-after-ms", str(max(1, round(self.retry_after * 1000)))), ("x-should-retry", "true")]
 
-    def body(self, openai_shape: bool = False, *, detail_shape: bool = False) -> bytes:
-        """The JSON error body; OpenAI's shape (``message, type, param, code``) for the /v1 surfaces,
-        LangGraph's (``{"detail"}``) for the Agent Server API."""
-        if detail_shape:
-            return json.dumps({"detail": self.message}).encode()
+    def body(self, openai_shape: bool = False) -> bytes:
+        """The JSON error body; OpenAI's shape (``message, type, param, code``) for the /v1 surfaces."""
         if openai_shape:
             error: dict[str, Any] = {"message": self.message, "type": self.reason, "param": None, "code": self.reason}
         else:

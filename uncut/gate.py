@@ -66,7 +66,6 @@ class AdmissionGate:
         openai_shape: Callable[[Mapping[str, Any]], bool] = lambda environ: str(environ.get("PATH_INFO", "")).startswith("/v1/"),
         on_refusal: Callable[[Refusal, Mapping[str, Any]], None] | None = None,
         headers: Callable[[Mapping[str, Any]], list[tuple[str, str]]] = lambda environ: [],
-        detail_shape: Callable[[Mapping[str, Any]], bool] = lambda environ: False,
     ) -> None:
         self.app = app
         self.limiter = limiter
@@ -75,7 +74,6 @@ class AdmissionGate:
         self.openai_shape = openai_shape
         self.on_refusal = on_refusal
         self.headers = headers
-        self.detail_shape = detail_shape  # the Agent Server API's refusals: {"detail": ...}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self.starts_run(environ):
@@ -84,8 +82,7 @@ class AdmissionGate:
         if isinstance(admitted, Refusal):
             if self.on_refusal is not None:
                 self.on_refusal(admitted, environ)
-            return refusal_response(start_response, admitted, self.openai_shape(environ), self.headers(environ),
-                                    detail_shape=self.detail_shape(environ))
+            return refusal_response(start_response, admitted, self.openai_shape(environ), self.headers(environ))
         slot = GateSlot(admitted)
         environ[ADMITTED_KEY] = slot
         try:
@@ -95,9 +92,9 @@ class AdmissionGate:
 
 
 def refusal_response(start_response: Callable[..., Any], refusal: Refusal, openai_shape: bool,
-                     extra: Iterable[tuple[str, str]] = (), *, detail_shape: bool = False) -> list[bytes]:
+                     extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
     """A refusal as a WSGI response: its JSON body, status and ``Retry-After`` headers."""
-    body = refusal.body(openai_shape, detail_shape=detail_shape)
+    body = refusal.body(openai_shape)
     start_response(_STATUS[refusal.status], [
         ("Content-Type", "application/json"), ("Content-Length", str(len(body))), *refusal.headers(), *extra,
     ])

@@ -7,7 +7,6 @@ only later and dearer: in the view, where every run takes its slot.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs
 
@@ -26,16 +25,13 @@ RUN_PATHS = frozenset({
     "/v1/chat/completions", "/v1/responses",
 })
 GET_STARTS = ("/api/chat/events", "/api/diagnostics/stream")  # EventSource can only GET
-# The Agent Server API's runs (webapp/api/agent_server.py): on a thread, and stateless.
-AGENT_SERVER = "/langgraph"
-AGENT_RUN = re.compile(r"/langgraph(/threads/[0-9a-fA-F-]{32,36})?/runs(/stream|/wait)?")
 
 
 def starts_run(environ: Mapping[str, Any]) -> bool:
     path = str(environ.get("PATH_INFO", "")).rstrip("/") or "/"
     method = environ.get("REQUEST_METHOD")
     if method == "POST":
-        return path in RUN_PATHS or AGENT_RUN.fullmatch(path) is not None and not path.endswith("/langgraph/runs")
+        return path in RUN_PATHS
     if method == "GET" and path in GET_STARTS:
         resumes = environ.get("HTTP_LAST_EVENT_ID") or "last_event_id" in parse_qs(str(environ.get("QUERY_STRING", "")))
         return not resumes
@@ -61,6 +57,4 @@ def install(app: Flask, keys: ApiKeys, address_header: str | None, cors_origins:
 
     wrapped: Callable[..., Any] = app.wsgi_app
     app.wsgi_app = AdmissionGate(wrapped, limiter, starts_run=gated, client=client, on_refusal=counted,
-                                headers=browser.gate_headers(cors_origins),
-                                detail_shape=lambda environ: str(environ.get("PATH_INFO", "")).startswith(AGENT_SERVER + "/"),
-                                )  # type: ignore[method-assign]
+                                headers=browser.gate_headers(cors_origins))  # type: ignore[method-assign]

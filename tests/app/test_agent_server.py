@@ -420,14 +420,3 @@ def test_a_stream_closed_before_its_first_byte_frees_its_thread_and_says_so() ->
         time.sleep(0.1)
         again = server.handle(ApiRequest("POST", f"/threads/{thread}/runs/wait", body=run))
     assert again.status == 200 and again.body["messages"][-1]["type"] == "ai"
-
-
-def test_the_admission_gate_knows_agent_server_runs_and_refuses_them_in_the_sdks_shape() -> None:
-    from uncut.admission import OVERLOADED, Refusal
-    from webapp.admission_gate import starts_run
-
-    run = "/langgraph/threads/0f3c2b1e-1111-2222-3333-444455556666/runs"
-    for path, starts in ((run + "/stream", True), (run, True), (run + "/wait", True), ("/langgraph/runs/stream", True),
-                         ("/langgraph/runs/wait", True), ("/langgraph/threads/search", False), (run + "/x/cancel", False)):
-        assert starts_run({"PATH_INFO": path, "REQUEST_METHOD": "POST"}) is starts, path
-    assert json.loads(Refusal(OVERLOADED).body(detail_shape=True)) == {"detail": Refusal(OVERLOADED).message}
