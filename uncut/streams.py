@@ -211,6 +211,7 @@ class Streams:
         run_config: RunnableConfig, labels: dict[str, Any], kept: bool, environ: Mapping[str, Any] | None,
         on_end: Callable[[], None] | None = None, start_data: Mapping[str, Any] | None = None,
         stream_id: str | None = None, plan: StreamPlan | None = None, detached: bool = False,
+        limiter: StreamLimiter | None = None,
     ) -> Generation:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
@@ -219,7 +220,7 @@ class Streams:
         Plain-text and /v1 responses never show their stream id, so their
         events are not kept (no TTL retention, no store write per token).
         """
-        admitted = self._slot(client, environ or {})
+        admitted = self._slot(client, environ or {}) if limiter is None else self._own_slot(limiter, client)
         try:
             stream_id = stream_id or new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
@@ -245,6 +246,14 @@ class Streams:
         if release is not None:
             return release
         admitted = self.limiter.try_acquire(client, retry_signal(environ))
+        if isinstance(admitted, Refusal):
+            raise StreamRefused(admitted)
+        return admitted
+
+    @staticmethod
+    def _own_slot(limiter: StreamLimiter, client: str | None) -> Callable[[], None]:
+        """A slot of a surface's own limiter (the Agent Server's: its clients cannot retry a refusal)."""
+        admitted = limiter.try_acquire(client)
         if isinstance(admitted, Refusal):
             raise StreamRefused(admitted)
         return admitted
@@ -290,6 +299,7 @@ class Streams:
         stream_id: str | None = None,
         plan: StreamPlan | None = None,
         detached: bool = False,
+        limiter: StreamLimiter | None = None,
         **overrides: Any,
     ) -> Relay:
         """A new, admitted run and the relay for this response; raises ``StreamRefused``.
@@ -302,7 +312,8 @@ class Streams:
         so to every reader's formatter, replays included) but not in its
         logs; ``stream_id`` names the run (the Agent Server's run id), ``plan``
         streams it its own way (uncut.generation.StreamPlan), ``detached``
-        keeps it running with no reader; ``overrides`` are option names.
+        keeps it running with no reader, ``limiter`` admits it instead of
+        the app's (a surface's own share); ``overrides`` are option names.
         """
         if surface not in SURFACES:
             raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
@@ -313,6 +324,7 @@ class Streams:
         generation = self._new_generation(
             options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable,
             environ=environ, on_end=on_end, start_data=start_data, stream_id=stream_id, plan=plan, detached=detached,
+            limiter=limiter,
         )
         relay = self._relay(
             generation.log, options, surface, environ or {}, labels, summary_fields,

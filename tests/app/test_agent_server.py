@@ -420,3 +420,29 @@ def test_a_stream_closed_before_its_first_byte_frees_its_thread_and_says_so() ->
         time.sleep(0.1)
         again = server.handle(ApiRequest("POST", f"/threads/{thread}/runs/wait", body=run))
     assert again.status == 200 and again.body["messages"][-1]["type"] == "ai"
+
+
+def test_runs_are_held_to_the_fixed_ceilings_not_the_apps_lag_following_line() -> None:
+    # LangGraph's SDKs do not retry a 503 on a run: the Agent Server admits by its own fixed ceilings.
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from uncut import StreamOptions, Streams
+    from uncut.agent_server import ApiRequest
+    from uncut.scripted import ScriptedChatModel
+
+    streams = Streams(StreamOptions(max_concurrent_streams=1))
+    agent = create_agent(ScriptedChatModel(tokens=5, ttft=0, interval=0.01), [], checkpointer=InMemorySaver())
+    server = AgentServer({"agent": agent}, streams)
+    run = json.dumps({"assistant_id": "agent", "input": HELLO}).encode()
+    held = streams.limiter.try_acquire()  # the app's streams are full
+    assert callable(held)
+    try:
+        first = server.handle(ApiRequest("POST", "/runs/stream", body=run))
+        assert first.streaming  # admitted all the same: its own ceiling has room
+        second = server.handle(ApiRequest("POST", "/runs/wait", body=run))
+        assert second.status == 503 and set(second.body) == {"detail"}  # its own ceiling (1) is full
+        assert dict(second.headers)["Retry-After"]
+        first.stream_body().close()
+    finally:
+        held()

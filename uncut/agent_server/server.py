@@ -30,7 +30,8 @@ from uncut.agent_server.runs import GraphRun, RunRequest, check_resume, lease_ke
 from uncut.agent_server.wire import ASSISTANT_NAMESPACE, ProtocolError, not_found, now_iso, to_json
 from uncut.concurrency import spawn
 from uncut.leases import LEASE_TTL_SECONDS, take_lease
-from uncut.streams import HEADERS, StreamBody, StreamNotFound, StreamRefused, Streams
+from uncut.admission import StreamLimiter
+from uncut.streams import HEADERS, StreamBody, StreamNotFound, StreamRefused, Streams, fixed_retry_after
 from uncut.threads import ThreadError, _pending_of
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,13 @@ class AgentServer:
         self.lease_seconds = lease_seconds
         self.max_threads_per_owner = max_threads_per_owner
         self.runs_kept_per_thread = runs_kept_per_thread
+        # Runs are admitted against the fixed ceilings (max_concurrent_streams, max_streams_per_client), not the
+        # event loop's lag: LangGraph's SDKs do not retry a 503 on a run (the Python SDK never, the JS SDK not on a
+        # POST), and measured (bench/AGENT_SERVER.md), the lag-following line refused or delayed runs that, all
+        # admitted, shared the CPU with a shorter tail.
+        options = streams.options
+        self.limiter = StreamLimiter(options.max_concurrent_streams, options.max_streams_per_client, start_budget=0,
+                                     retry_after=fixed_retry_after(options))
         self.assistants = {self.assistant_id(name): name for name in self.graphs}
         self._created = now_iso()
         self._routes = self._route_table()
@@ -630,7 +638,7 @@ class AgentServer:
             try:
                 relay = self.streams.run(
                     graph, None, surface="agent", environ=environ, owner=request.owner, client=request.client,
-                    config=config, stream_id=run_id, plan=plan, on_end=plan.ended, detached=mode == "background" or run.on_disconnect == "continue",
+                    config=config, stream_id=run_id, plan=plan, on_end=plan.ended, limiter=self.limiter, detached=mode == "background" or run.on_disconnect == "continue",
                     metadata={"graph_id": run.graph_id}, summary_fields={"run_id": run_id, "thread_id": thread_id},
                 )
             except BaseException:
