@@ -594,17 +594,18 @@ NOTES = [
     "run the last time, and scans every run it holds at each pick-up: unloaded, a run's `metadata` event arrives 0.6 to 0.8 s "
     "after the request (measured by hand on this machine), which is most of the gap between its first token and the ideal; "
     "and as finished runs accumulate, each pick-up costs more. Hence a fresh server per scenario in the full run.",
-    "uncut runs as shipped: the library's default streaming options (adaptive admission: past what the event loop keeps up with, "
-    "a new run waits up to 250 ms in line, else gets `503` with a `Retry-After`) and `conf/gunicorn.conf.py` (its GC tuning and "
-    "switch interval). `langgraph dev` never refuses: it queues runs beyond its 1000 jobs, and its clients wait. "
-    "`BENCH_ADAPTIVE_ADMISSION=false` (`--env-uncut`) turns uncut's admission off for an A/B.",
+    "uncut runs as shipped: the library's default streaming options and `conf/gunicorn.conf.py` (its GC tuning and switch "
+    "interval). The Agent Server admits runs by its own fixed ceilings (`max_concurrent_streams`, `max_streams_per_client`; "
+    "none by default), not by the event loop's lag as the other surfaces do: LangGraph's SDKs do not retry a `503` on a run, "
+    "and the lag-following line measured worse here (bench/CHANGES.md). `langgraph dev` never refuses either: it queues runs "
+    "beyond its 1000 jobs, and its clients wait.",
     "Neither server holds a thread per run: the bench model waits with `asyncio.sleep` under langgraph dev and with (gevent-patched) "
     "`time.sleep` under uncut. The stock `ScriptedChatModel` has no async path; langgraph dev refuses its `time.sleep` on the event "
     "loop (`BlockingError`), and outside dev mode would run it in a 6-thread pool. The harness checks before each run that the "
     "bench model's chunks equal the stock model's.",
     "`langgraph_sdk` itself retries only connection errors (httpx `retries=5`), never a `503`: an app on the plain SDK would see "
     "uncut's refusals as errors. The retrying client here is what an app would write (or the openai SDKs do); it sends no "
-    "`x-stainless-retry-count`, so uncut's line does not favour last attempts.",
+    "`x-stainless-retry-count`, so uncut's admission line (other surfaces) would not favour last attempts.",
     "Both servers run on one core each (pinned); the load generator (httpx, one client per user, every event decoded) and the "
     "sampler share the other core. Where the load generator's CPU nears 100 %, its first-token figures include its own queueing: "
     "read the sampler's. On a 2-vCPU virtual machine the two CPUs may share a physical core, so what runs on the other one slows "
