@@ -5,8 +5,8 @@ Reads the app's streaming settings (``--heartbeat-seconds``,
 (from the file given, else ``./gunicorn.conf.py`` as gunicorn itself
 would) and the proxy files it is given, and reports each rule of the
 timeout budget as OK or as a problem with its fix. Exits 0 only when every
-rule holds. The service has its own entry (``python -m webapp.doctor``)
-that reads its WEBAPP_* variables.
+rule holds. A service built on the library can wrap ``main`` to read its
+own settings instead of the command-line flags.
 """
 
 from __future__ import annotations

@@ -34,8 +34,10 @@ def detect_worker() -> str:
     return "unknown"
 
 
-def ssl_imported_before_patching() -> list[str]:
+def ssl_imported_before_patching(ignore: tuple[str, ...] = ()) -> list[str]:
     """Under gevent: modules holding the unpatched ``ssl.SSLContext`` (imported before patching).
+
+    ``ignore`` names top-level packages not to scan (an app's own, which it knows hold no TLS objects).
 
     gevent warns about this at patch time; TLS objects made from those
     references block the whole worker or recurse. The same scan gevent does,
@@ -52,7 +54,7 @@ def ssl_imported_before_patching() -> list[str]:
         return ["ssl (not patched at all)"]
     found = []
     for name, module in list(sys.modules.items()):
-        if module is None or name.split(".")[0] in ("gevent", "ssl", "_ssl", "webapp"):
+        if module is None or name.split(".")[0] in ("gevent", "ssl", "_ssl", *ignore):
             continue
         for attr, value in list(getattr(module, "__dict__", {}).items()):
             if value is original or (

@@ -35,13 +35,22 @@ renewed: every append renews it, and a keeper renews it through model
 pauses). A reader in another worker that finds the lease gone and no
 terminal event ends the stream with a retryable ``producer_lost`` error,
 so a worker killed with ``kill -9``, by the OOM killer or with its host,
-leaves no reader waiting for ``WEBAPP_MAX_STREAM_SECONDS``.
+leaves no reader waiting for the stream's maximum duration.
 
 A cancel in one worker reaches the worker producing the stream at once:
 it ends the stream in Redis and publishes the stream id on
-``webapp:cancel``, which every worker's store listens to. The URL forms
+``<key_prefix>cancel``, which every worker's store listens to. The URL forms
 (Sentinel among them) are ``uncut.redis_config``'s. Imports nothing from
 Flask.
+
+Every key and the channel start with ``key_prefix`` (``uncut:`` by
+default): ``<prefix>stream:<id>`` (and ``:meta``, ``:lease``, ``:reader``),
+``<prefix>name:<name>``, ``<prefix>cancel``, and the thread leases'
+``<prefix>lease:<key>``. Apps that share one Redis and pass different
+prefixes never see each other's streams, names, cancels or leases.
+
+A Redis error becomes ``StoreUnavailable`` in one place, ``RedisStore._guarded``
+(or is tolerated, where a guess is safe, in ``RedisStore._or``).
 """
 
 from __future__ import annotations
@@ -50,7 +59,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -66,7 +76,7 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-CANCEL_CHANNEL = "webapp:cancel"
+DEFAULT_KEY_PREFIX = "uncut:"
 LEASE_MS = 6000  # a producer not heard of for this long is taken for dead
 _LEASE_RENEW_SECONDS = 1.5
 # After Redis comes back (or a new server answers), how long readers wait for producers to re-seed before they
@@ -171,6 +181,15 @@ class RedisStore:
     too). ``reseed`` (on by default) retries an unreachable Redis for
     ``retry_seconds`` and rebuilds what it lost from the local logs; off,
     every failure ends the stream at once with ``store_unavailable``.
+
+    ``key_prefix`` (``"uncut:"`` by default) starts every key and the
+    cancel channel, so several apps can share one Redis without sharing
+    streams or names: give each its own. Changing it on a running
+    deployment orphans the streams in flight (a resume finds them no more)
+    and its chat names, so an app upgrading from a version that wrote other
+    keys passes its old prefix. Versions before this option wrote fixed keys
+    named after the service that ships beside the library; that service
+    passes its old prefix, so an upgrade keeps every key (README, "Redis").
     """
 
     shared = True
@@ -178,12 +197,15 @@ class RedisStore:
     def __init__(
         self, url: str, ttl_seconds: float = 300.0, running_ttl_seconds: float = 3600.0, max_events: int = 500_000,
         max_bytes: int = 256 * 1_048_576, *, reseed: bool = True, retry_seconds: float = STORE_RETRY_SECONDS,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
     ) -> None:
         try:
             self.target = parse_store_url(url)
         except ValueError as exc:
             raise StoreUnavailable(str(exc)) from None
         self.url = url
+        self.key_prefix = key_prefix
+        self.cancel_channel = f"{key_prefix}cancel"
         self.ttl_ms = int(ttl_seconds * 1000)
         self.running_ttl_ms = int(running_ttl_seconds * 1000)
         self.reseed = reseed
@@ -195,7 +217,7 @@ class RedisStore:
         self._append_script = self.client.register_script(_APPEND)
         self._reseed_script = self.client.register_script(_RESEED)
         self._forget_script = self.client.register_script(_FORGET)
-        self.leases = RedisLeases(self.client)  # one run per thread, for every worker on this Redis (Streams.run_thread)
+        self.leases = RedisLeases(self.client, prefix=f"{key_prefix}lease:")  # one run per thread, for every worker on this Redis (Streams.run_thread)
         self._closed = threading.Event()
         self._keeper_started = False
         self._server_id: str | None = None  # the run_id of the Redis the keeper last talked to
@@ -214,21 +236,28 @@ class RedisStore:
 
         self._local = _Local(ttl_seconds, max_events, max_bytes)
 
-    @staticmethod
-    def keys(stream_id: str) -> tuple[str, str]:
-        return f"webapp:stream:{stream_id}", f"webapp:stream:{stream_id}:meta"
+    def keys(self, stream_id: str) -> tuple[str, str]:
+        """The stream's Redis stream and its meta hash."""
+        return f"{self.key_prefix}stream:{stream_id}", f"{self.key_prefix}stream:{stream_id}:meta"
 
-    @staticmethod
-    def lease_key(stream_id: str) -> str:
-        return f"webapp:stream:{stream_id}:lease"
+    def lease_key(self, stream_id: str) -> str:
+        """The producer's lease on a stream (gone: the producer is taken for dead)."""
+        return f"{self.key_prefix}stream:{stream_id}:lease"
+
+    def reader_key(self, stream_id: str) -> str:
+        """Present while some reader has read the stream lately."""
+        return f"{self.key_prefix}stream:{stream_id}:reader"
+
+    def name_key(self, name: str) -> str:
+        """A chat name (``Streams.run(name=...)``) pointing at its latest stream."""
+        return f"{self.key_prefix}name:{name}"
 
     def ping(self) -> None:
         """Raise StoreUnavailable naming the (masked) URL if Redis does not answer, or is a cluster."""
         try:
-            self.client.ping()
-            refuse_cluster(self.client, self.url)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"cannot reach Redis at {masked(self.url)}: {exc}") from None
+            with self._guarded(f"cannot reach Redis at {masked(self.url)}: ", troubled=False):
+                self.client.ping()
+                refuse_cluster(self.client, self.url)
         except ValueError as exc:
             raise StoreUnavailable(str(exc)) from None
 
@@ -240,14 +269,37 @@ class RedisStore:
         delay = _FIRST_BACKOFF_SECONDS
         while True:
             try:
-                return call()
-            except redis.RedisError as exc:
-                now = self._troubled()
+                with self._guarded():
+                    return call()
+            except StoreUnavailable:
+                now = time.monotonic()
                 give_up = now + self.retry_seconds if give_up is None else give_up
                 if now >= give_up:
-                    raise StoreUnavailable(str(exc)) from None
+                    raise
                 time.sleep(min(delay, give_up - now))
                 delay = min(2 * delay, _MAX_BACKOFF_SECONDS)
+
+    @contextmanager
+    def _guarded(self, what: str = "", *, troubled: bool = True) -> Iterator[None]:
+        """The one place a Redis error becomes ``StoreUnavailable`` (its message after ``what``).
+
+        The store notes the trouble (unless ``troubled=False``): readers then
+        wait a while for re-seeds before they call a stream missing.
+        """
+        try:
+            yield
+        except redis.RedisError as exc:
+            if troubled:
+                self._troubled()
+            raise StoreUnavailable(f"{what}{exc}") from None
+
+    def _or(self, default: T, call: Callable[[], T]) -> T:
+        """``call()``, or ``default`` if Redis fails (the trouble noted): where a safe guess beats an error."""
+        try:
+            with self._guarded():
+                return call()
+        except StoreUnavailable:
+            return default
 
     def _troubled(self) -> float:
         now = time.monotonic()
@@ -260,11 +312,8 @@ class RedisStore:
             return False
         if time.monotonic() - self._trouble_at < _SETTLE_SECONDS:
             return True
-        try:  # a process that saw no error (it was idle) asks Redis how long it has been up
-            return int(self.client.info("server").get("uptime_in_seconds", 1e9)) < _SETTLE_SECONDS
-        except redis.RedisError:
-            self._troubled()
-            return True
+        # A process that saw no error (it was idle) asks Redis how long it has been up.
+        return self._or(True, lambda: int(self.client.info("server").get("uptime_in_seconds", 1e9)) < _SETTLE_SECONDS)
 
     # -- the keeper ---------------------------------------------------------------------------
 
@@ -280,8 +329,9 @@ class RedisStore:
         away = False
         while not self._closed.wait(_LEASE_RENEW_SECONDS):
             try:
-                away = self._keep_once(away)
-            except (redis.RedisError, StoreUnavailable):
+                with self._guarded():
+                    away = self._keep_once(away)
+            except StoreUnavailable:
                 self._troubled()
                 away = True  # the next round that reaches Redis re-seeds
             except Exception:  # noqa: BLE001 - the keeper must outlive one bad round
@@ -327,7 +377,7 @@ class RedisStore:
         if names:
             with self.client.pipeline(transaction=False) as pipe:
                 for name, stream_id in names.items():
-                    pipe.set(f"webapp:name:{name}", stream_id, px=self.running_ttl_ms, nx=True)  # a newer stream keeps it
+                    pipe.set(self.name_key(name), stream_id, px=self.running_ttl_ms, nx=True)  # a newer stream keeps it
                 pipe.execute()
         if short:
             log.warning("stream store: re-seeded %d of %d streams (and %d names) into Redis", len(short), len(mirrored), len(names))
@@ -364,11 +414,8 @@ class RedisStore:
             args: list[Any] = [start, *head]
             for event in batch:
                 args += [event.kind, json.dumps(event.data, separators=(",", ":"))]
-            try:
+            with self._guarded():
                 status, held = (int(x) for x in self._reseed_script(keys=[stream_key, meta_key, self.lease_key(mlog.stream_id)], args=args))
-            except redis.RedisError as exc:
-                self._troubled()
-                raise StoreUnavailable(str(exc)) from None
             if status == -1:
                 return -1
             if held > len(events):
@@ -392,21 +439,19 @@ class RedisStore:
         Remembered here too, so a re-seed restores it.
         """
         self._local.name_stream(name, stream_id)
-        self._retrying(lambda: self.client.set(f"webapp:name:{name}", stream_id, px=self.running_ttl_ms))
+        self._retrying(lambda: self.client.set(self.name_key(name), stream_id, px=self.running_ttl_ms))
 
     def named(self, name: str) -> str | None:
-        found = self._retrying(lambda: self.client.get(f"webapp:name:{name}"))
+        found = self._retrying(lambda: self.client.get(self.name_key(name)))
         if found is None and self.settling():
-            found = self._wait_for(lambda: self.client.get(f"webapp:name:{name}"))
+            found = self._wait_for(lambda: self.client.get(self.name_key(name)))
         return found.decode() if isinstance(found, bytes) else found
 
     def forget_name(self, name: str, stream_id: str) -> None:
         """Drop ``name`` if it still points at ``stream_id``, atomically (a newer stream keeps it)."""
         self._local.forget_name(name, stream_id)
-        try:
-            self._forget_script(keys=[f"webapp:name:{name}"], args=[stream_id])
-        except redis.RedisError:
-            pass  # the name then lives to its TTL: a resume replays a finished stream, nothing is lost
+        # On a failure the name lives to its TTL: a resume replays a finished stream, nothing is lost.
+        self._or(None, lambda: self._forget_script(keys=[self.name_key(name)], args=[stream_id]))
 
     def producer_alive(self, stream_id: str) -> bool:
         return bool(self._retrying(lambda: self.client.exists(self.lease_key(stream_id))))
@@ -416,11 +461,7 @@ class RedisStore:
         give_up = time.monotonic() + _SETTLE_SECONDS
         while time.monotonic() < give_up:
             time.sleep(0.1)
-            try:
-                found = probe()
-            except redis.RedisError:
-                self._troubled()
-                continue
+            found = self._or(None, probe)
             if found:
                 return found
         return None
@@ -453,17 +494,14 @@ class RedisStore:
         args = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(expected == 0),
                 self.running_ttl_ms, self.ttl_ms, expected, owner or "", _epoch_ms(deadline), LEASE_MS if expected >= 0 else 0]
         for attempt in range(2):
-            try:
-                return int(self._append_script(keys=[stream_key, meta_key, self.lease_key(stream_id)], args=args))
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # Redis may have run the script and the reply been lost: the same expected number makes a
-                # second try find that event rather than write it again under the next number.
-                if attempt or expected < 0:
-                    self._troubled()
-                    raise StoreUnavailable(str(exc)) from None
-            except redis.RedisError as exc:
-                self._troubled()
-                raise StoreUnavailable(str(exc)) from None
+            with self._guarded():
+                try:
+                    return int(self._append_script(keys=[stream_key, meta_key, self.lease_key(stream_id)], args=args))
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # Redis may have run the script and the reply been lost: the same expected number makes a
+                    # second try find that event rather than write it again under the next number.
+                    if attempt or expected < 0:
+                        raise
         raise AssertionError("unreachable")
 
     def write(self, mlog: "MirroredLog", kind: str, data: dict[str, Any]) -> int:
@@ -501,7 +539,7 @@ class RedisStore:
 
     def announce_cancel(self, stream_id: str) -> None:
         """Tell every worker (the producing one among them) that the stream was cancelled."""
-        self._retrying(lambda: self.client.publish(CANCEL_CHANNEL, stream_id))
+        self._retrying(lambda: self.client.publish(self.cancel_channel, stream_id))
 
     def watch_cancels(self, on_cancel: Callable[[str], None]) -> None:
         """Call ``on_cancel(stream_id)`` for every cancel any worker announces, until ``close()``."""
@@ -511,7 +549,7 @@ class RedisStore:
         while not self._closed.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(CANCEL_CHANNEL)
+                pubsub.subscribe(self.cancel_channel)
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=_READ_SLICE_SECONDS)
                     if message is not None and message.get("type") == "message":
@@ -536,7 +574,7 @@ class RedisStore:
 
     def touch_reader(self, stream_id: str, milliseconds: int = _READER_PRESENCE_MS) -> None:
         """A reader is here (or, with a longer time, is on its way): the run's grace does not run out meanwhile."""
-        self.client.set(f"webapp:stream:{stream_id}:reader", 1, px=max(1, milliseconds))
+        self.client.set(self.reader_key(stream_id), 1, px=max(1, milliseconds))
 
     def expect_reader(self, stream_id: str, seconds: float) -> None:
         """A draining worker told this stream's reader to reconnect elsewhere: count it present for ``seconds``.
@@ -546,10 +584,8 @@ class RedisStore:
         the deploy-chaos scenario: 8 of 40 answers cancelled, "nobody was
         reading", while their clients were reconnecting).
         """
-        try:
-            self.touch_reader(stream_id, int(max(seconds, _READER_PRESENCE_MS / 1000) * 1000))
-        except redis.RedisError:
-            pass  # the store is away: its readers will hear of it
+        # The store is away: its readers will hear of it.
+        self._or(None, lambda: self.touch_reader(stream_id, int(max(seconds, _READER_PRESENCE_MS / 1000) * 1000)))
 
     def remote_reader(self, stream_id: str) -> bool:
         """True while a reader in any process has read this stream in the last few seconds.
@@ -560,11 +596,7 @@ class RedisStore:
         was following it all along (the soak: 3 of about 1,260 answers
         cancelled in a Sentinel failover). The run's deadline still bounds it.
         """
-        try:
-            return bool(self.client.exists(f"webapp:stream:{stream_id}:reader")) or self.settling()
-        except redis.RedisError:
-            self._troubled()
-            return True
+        return self._or(True, lambda: bool(self.client.exists(self.reader_key(stream_id))) or self.settling())
 
 
 def _epoch_ms(deadline: float | None) -> str:
@@ -673,11 +705,12 @@ class RemoteLog:
             if remaining <= 0:
                 return []
             try:
-                self.store.touch_reader(self.stream_id)
-                found = self.store.client.xread({stream_key: f"{seq}-1" if seq >= 0 else "0-0"}, count=1000, block=max(1, int(remaining * 1000)))
-            except redis.RedisError:
+                with self.store._guarded():
+                    self.store.touch_reader(self.stream_id)
+                    found = self.store.client.xread({stream_key: f"{seq}-1" if seq >= 0 else "0-0"}, count=1000, block=max(1, int(remaining * 1000)))
+            except StoreUnavailable:
                 # Redis is away (restarting, failing over): retry, heartbeats still going out, up to the bound.
-                now = self.store._troubled()
+                now = time.monotonic()
                 self._failing_since = now if self._failing_since is None else self._failing_since
                 if now - self._failing_since >= self.store.retry_seconds:
                     return [Event(None, "error", STORE_UNAVAILABLE)]

@@ -421,7 +421,7 @@ class Streams:
         if log is None or log.owner != owner:
             hint = "" if self.store.shared else (
                 " With several worker processes or hosts, each keeps its own streams in memory:"
-                " use a shared store (RedisStore; WEBAPP_STREAM_STORE=redis://... in the service)."
+                " use a shared store (uncut.redis_store.RedisStore)."
             )
             raise StreamNotFound(f"Stream {stream_id} is unknown here or has expired.{hint}")
         return log

@@ -54,7 +54,7 @@ def _check_worker(worker: str, settings: Settings) -> None:
             "Set preload_app = False (as conf/gunicorn.conf.py does), or call gevent.monkey.patch_all() "
             "on the first lines of your gunicorn config."
         )
-    early = ssl_imported_before_patching()
+    early = ssl_imported_before_patching(ignore=("webapp",))
     if early:
         log.warning(
             "ssl was imported before gevent patched it; these hold the unpatched SSLContext and may block "
@@ -75,6 +75,7 @@ def build_store(settings: Settings) -> EventLogStore:
         max_events=settings.memory_store_max_events,
         max_bytes=settings.memory_store_max_bytes,
         reseed=settings.stream_store_reseed, retry_seconds=settings.stream_store_retry_seconds,
+        key_prefix="webapp:",  # the keys this service always wrote (the library's default is "uncut:"): an upgrade keeps them
     )
     try:
         store.ping()

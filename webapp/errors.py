@@ -86,7 +86,10 @@ def _unexpected(exc: Exception) -> Any:
 
 
 def _not_found(exc: Exception) -> Response:
-    return error_response(404, "stream_not_found", str(exc))
+    message = str(exc)
+    if "use a shared store" in message:  # the library's hint (a memory store), in this service's terms
+        message += " In this service: WEBAPP_STREAM_STORE=redis://..."
+    return error_response(404, "stream_not_found", message)
 
 
 def _store_unavailable(exc: Exception) -> Response:

@@ -146,7 +146,7 @@ def test_the_keeper_restores_a_paused_stream_a_finished_one_and_their_names(redi
             time.sleep(0.1)
         assert remote(store, "s_paused") == local(paused) and remote(store, "s_done") == local(done)
         assert store.client.exists(store.lease_key("s_paused")) and not store.client.exists(store.lease_key("s_done"))
-        assert store.client.get("webapp:name:chat:-:c1") == b"s_paused"
+        assert store.client.get(store.name_key("chat:-:c1")) == b"s_paused"
         assert 0 < store.client.pttl(store.keys("s_done")[0]) <= 300_000
     finally:
         store.close()
