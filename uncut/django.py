@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Unpack
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 
-from uncut.options import StreamOptions
+from uncut.options import StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
@@ -39,8 +38,8 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer
 
 __all__ = [
-    "thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "streams",
-    "agent_server_urls",
+    "StreamArgs", "agent_server_urls", "refusal_response", "resume_ui_message_response", "sse_response", "streams", "text_response",
+    "thread_response", "ui_message_response", "ui_thread_response",
 ]
 
 OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
@@ -57,7 +56,16 @@ def streams() -> Streams:
     )
 
 
-def _refused(refused: StreamRefused, surface: str) -> HttpResponse:
+def refusal_response(refused: StreamRefused | ThreadError, surface: str = "sse") -> HttpResponse:
+    """A refused run or reader as its JSON response, before any byte is streamed; every adapter has one.
+
+    ``StreamRefused``: ``503`` (the worker is full) or ``429`` (this client
+    holds its share), with ``Retry-After``, in OpenAI's shape on the /v1
+    surfaces (``openai``, ``responses``). ``ThreadError``: its 4xx and
+    ``{"error": {"type", ...}}`` (a busy thread, nothing to resume...).
+    """
+    if isinstance(refused, ThreadError):
+        return HttpResponse(json.dumps(refused.body(), ensure_ascii=False), status=refused.status, content_type="application/json")
     metrics().stream_rejected(surface)
     response = HttpResponse(refused.body(surface), status=refused.refusal.status, content_type="application/json")
     for name, value in refused.headers():
@@ -65,13 +73,17 @@ def _refused(refused: StreamRefused, surface: str) -> HttpResponse:
     return response
 
 
-def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, owner: str | None,
-            client: str | None, **kwargs: Any) -> HttpResponse:
+def _who(request: HttpRequest, args: StreamArgs) -> dict[str, Any]:
+    """The call's keywords, with the peer address as ``client`` where the call names none."""
+    client = args.get("client")
+    return {**args, "client": client if client is not None else request.META.get("REMOTE_ADDR")}
+
+
+def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, args: StreamArgs, **extra: Any) -> HttpResponse:
     try:
-        relay = streams().run(runnable, input, surface=surface, environ=request.META, owner=owner,
-                              client=client if client is not None else request.META.get("REMOTE_ADDR"), **kwargs)
+        relay = streams().run(runnable, input, surface=surface, environ=request.META, **_who(request, args), **extra)
     except StreamRefused as refused:
-        return _refused(refused, surface)
+        return refusal_response(refused, surface)
     return _streaming(request, relay, surface)
 
 
@@ -92,25 +104,15 @@ def _streaming_body(request: HttpRequest, body: Iterable[bytes], content_type: s
     return response
 
 
-def sse_response(
-    request: HttpRequest,
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> HttpResponse:
+def sse_response(request: HttpRequest, runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> HttpResponse:
     """Stream ``runnable.stream(input)`` as Server-Sent Events: start, tokens and tool events, then end or error.
 
     ``owner`` (who may follow or cancel the run later) and ``client``
     (whose share of admission it takes; default the peer address) are the
-    view's to say; keyword ``options`` override ``settings.UNCUT``.
+    view's to say; the other keywords are ``uncut.options.StreamArgs``
+    (options override ``settings.UNCUT``).
     """
-    return _stream(request, "sse", runnable, input, owner, client, callbacks=callbacks, config=config, metadata=metadata, **options)
+    return _stream(request, "sse", runnable, input, args)
 
 
 def thread_response(
@@ -121,87 +123,42 @@ def thread_response(
     input: Any = NOTHING,
     resume: Any = NOTHING,
     reject_pending: bool = False,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
     try:
         relay = streams().run_thread(
-            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, surface="sse",
-            environ=request.META, owner=owner, client=client if client is not None else request.META.get("REMOTE_ADDR"),
-            callbacks=callbacks, metadata=metadata, **options,
+            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=request.META,
+            **_who(request, args),
         )
-    except ThreadError as refused:
-        return HttpResponse(json.dumps(refused.body()), status=refused.status, content_type="application/json")
-    except StreamRefused as refused:
-        return _refused(refused, "sse")
+    except (ThreadError, StreamRefused) as refused:
+        return refusal_response(refused)
     return _streaming(request, relay, "sse")
 
 
-def text_response(
-    request: HttpRequest,
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> HttpResponse:
+def text_response(request: HttpRequest, runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> HttpResponse:
     """Stream the text alone; a failure ends the transfer without its terminator (a visible cut)."""
-    return _stream(request, "text", runnable, input, owner, client, callbacks=callbacks, config=config, metadata=metadata, **options)
+    return _stream(request, "text", runnable, input, args)
 
 
 def ui_message_response(
-    request: HttpRequest,
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    chat_id: str | None = None,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    request: HttpRequest, runnable: Runnable[Any, Any], input: Any, *, chat_id: str | None = None, **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """Stream as the Vercel AI SDK's UI message stream (``useChat``); with ``chat_id``, resumable by it.
 
     ``uncut.ui_request.parse_ui_chat`` turns the SDK's request body into messages.
     """
-    return _stream(request, "ui", runnable, input, owner, client, chat_id=chat_id, callbacks=callbacks, config=config,
-                   metadata=metadata, **options)
+    return _stream(request, "ui", runnable, input, args, chat_id=chat_id)
 
 
 def ui_thread_response(
-    request: HttpRequest,
-    graph: Runnable[Any, Any],
-    chat: UIChatRequest,
-    *,
-    thread_id: str | None = None,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    request: HttpRequest, graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
     try:
-        relay = streams().run_chat_thread(
-            graph, chat, thread_id=thread_id, owner=owner, config=config, environ=request.META,
-            client=client if client is not None else request.META.get("REMOTE_ADDR"), callbacks=callbacks, metadata=metadata, **options,
-        )
-    except ThreadError as refused:
-        return HttpResponse(json.dumps(refused.body()), status=refused.status, content_type="application/json")
-    except StreamRefused as refused:
-        return _refused(refused, "ui")
+        relay = streams().run_chat_thread(graph, chat, thread_id=thread_id, environ=request.META, **_who(request, args))
+    except (ThreadError, StreamRefused) as refused:
+        return refusal_response(refused, "ui")
     return _streaming(request, relay, "ui")
 
 
@@ -214,11 +171,9 @@ def resume_ui_message_response(
     ``max_readers_per_client``, ``429 too_many_readers``.
     """
     try:
-        relay = streams().follow_chat(
-            chat_id, environ=request.META, owner=owner, client=client if client is not None else request.META.get("REMOTE_ADDR"),
-        )
+        relay = streams().follow_chat(chat_id, environ=request.META, **_who(request, {"owner": owner, "client": client}))
     except StreamRefused as refused:
-        return _refused(refused, "ui")
+        return refusal_response(refused, "ui")
     return HttpResponse(status=204) if relay is None else _streaming(request, relay, "ui")
 
 

@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Unpack
 
 from flask import Flask, Response, current_app, has_app_context, has_request_context, request, stream_with_context
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 
 from uncut.callbacks import check_sync_handlers
 from uncut.openai_chunks import completion
-from uncut.options import OptionError, StreamOptions
+from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRefused, Streams, headers_for, log_summary
 from uncut.telemetry import metrics
@@ -42,10 +42,10 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer
 
 __all__ = [
-    "agent_server_blueprint", "thread_response", "ui_thread_response", "current_streams",
-    "Streaming", "StreamNotFound", "StreamRefused", "sse_response", "text_response", "openai_response",
-    "ui_message_response", "resume_ui_message_response", "responses_response", "answer_response",
-    "start_stream", "resume_response", "stream_status", "cancel_stream", "refusal_response",
+    "CONFIG_PREFIX", "EXTENSION_KEY", "StreamArgs", "StreamNotFound", "StreamRefused", "Streaming", "agent_server_blueprint",
+    "answer_response", "cancel_stream", "current_streams", "openai_response", "refusal_response", "responses_response",
+    "resume_response", "resume_ui_message_response", "sse_response", "start_stream", "stream_status", "text_response",
+    "thread_response", "ui_message_response", "ui_thread_response",
 ]
 
 EXTENSION_KEY = "uncut"
@@ -144,8 +144,16 @@ class Streaming:
         app.extensions[EXTENSION_KEY] = _AppStreams(streams, self.owner, self.client, self.summary_fields)
 
 
-def refusal_response(refused: StreamRefused, surface: str = "sse") -> Response:
-    """503 (the worker is full) or 429 (this client holds its share), with Retry-After; OpenAI's shape on /v1."""
+def refusal_response(refused: StreamRefused | ThreadError, surface: str = "sse") -> Response:
+    """A refused run or reader as its JSON response, before any byte is streamed; every adapter has one.
+
+    ``StreamRefused``: ``503`` (the worker is full) or ``429`` (this client
+    holds its share), with ``Retry-After``, in OpenAI's shape on the /v1
+    surfaces (``openai``, ``responses``). ``ThreadError``: its 4xx and
+    ``{"error": {"type", ...}}`` (a busy thread, nothing to resume...).
+    """
+    if isinstance(refused, ThreadError):
+        return _json(refused.body(), refused.status)
     metrics().stream_rejected(surface)
     response = Response(refused.body(surface), status=refused.refusal.status, mimetype="application/json")
     for name, value in refused.headers():
@@ -170,34 +178,30 @@ def _response(relay: Relay, surface: str, **body_args: Any) -> Response:
     return response
 
 
-def _run(runnable: Runnable[Any, Any], input: Any, surface: str, *, owner: str | None = None, **kwargs: Any) -> Relay:
-    """A run for this request, owned by ``owner`` (else by the extension's ``owner()``)."""
+def _who(state: _AppStreams, args: StreamArgs) -> dict[str, Any]:
+    """The call's keywords, with the extension's ``owner()`` and ``client()`` where the call names none."""
+    owner, client = args.get("owner"), args.get("client")
+    return {**args, "owner": owner if owner is not None else state.owner(), "client": client if client is not None else state.client()}
+
+
+def _run(runnable: Runnable[Any, Any], input: Any, surface: str, args: StreamArgs, **extra: Any) -> Relay:
+    """A run for this request; its owner and client are the call's, else the extension's."""
     state = _current()
     return state.streams.run(
-        runnable, input, surface=surface, environ=request.environ, owner=owner if owner is not None else state.owner(),
-        client=state.client(),
-        summary_fields=state.summary_fields(), **kwargs,
+        runnable, input, surface=surface, environ=request.environ, summary_fields=state.summary_fields(), **_who(state, args), **extra,
     )
 
 
-def sse_response(
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> Response:
+def sse_response(runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> Response:
     """Stream ``runnable.stream(input)`` (a graph's ``graph.stream()``) as Server-Sent Events.
 
     ``start``, then ``token``, ``reasoning`` and tool-call events as the
     runnable streams them, then ``end`` or ``error``. ``metadata`` adds
-    fields to the ``start`` event and the summary; keyword ``options``
-    (``StreamOptions`` fields) override the app's for this response.
+    fields to the ``start`` event and the summary; the other keywords are
+    ``uncut.options.StreamArgs`` (options override the app's for this response).
     """
     try:
-        relay = _run(runnable, input, "sse", callbacks=callbacks, config=config, metadata=metadata, **options)
+        relay = _run(runnable, input, "sse", args)
     except StreamRefused as refused:
         return refusal_response(refused)
     return _response(relay, "sse")
@@ -210,10 +214,7 @@ def thread_response(
     input: Any = NOTHING,
     resume: Any = NOTHING,
     reject_pending: bool = False,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    **args: Unpack[StreamArgs],
 ) -> Response:
     """Run ``graph`` on its thread as Server-Sent Events: a new ``input``, or the ``resume`` answer to its interrupt.
 
@@ -225,33 +226,22 @@ def thread_response(
     state = _current()
     try:
         relay = state.streams.run_thread(
-            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config,
-            surface="sse", environ=request.environ, owner=state.owner(), client=state.client(),
-            summary_fields=state.summary_fields(), callbacks=callbacks, metadata=metadata, **options,
+            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=request.environ,
+            summary_fields=state.summary_fields(), **_who(state, args),
         )
-    except ThreadError as refused:
-        return _json(refused.body(), refused.status)
-    except StreamRefused as refused:
+    except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused)
     return _response(relay, "sse")
 
 
-def text_response(
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> Response:
+def text_response(runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> Response:
     """Stream ``runnable.stream(input)`` as plain text; a failure truncates the transfer.
 
     No heartbeats and no end marker: clients tell completion from a cut only
     by the chunked terminator. Prefer ``sse_response`` where you can.
     """
     try:
-        relay = _run(runnable, input, "text", callbacks=callbacks, config=config, metadata=metadata, **options)
+        relay = _run(runnable, input, "text", args)
     except StreamRefused as refused:
         return refusal_response(refused, "text")
     return _response(relay, "text")
@@ -264,9 +254,7 @@ def openai_response(
     model: str,
     include_usage: bool = False,
     stream: bool = True,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Response:
     """Stream as OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]`` (heartbeats are comments);
     with ``stream=False``, the whole ``chat.completion`` as JSON (a failure is OpenAI's error body and status).
@@ -275,7 +263,7 @@ def openai_response(
     deadline, the size caps and the disconnect watch hold.
     """
     try:
-        relay = _run(runnable, input, "openai", callbacks=callbacks, config=config, metadata=metadata)
+        relay = _run(runnable, input, "openai", args)
     except StreamRefused as refused:
         return refusal_response(refused, "openai")
     if stream:
@@ -290,15 +278,7 @@ def openai_response(
     return _json(whole)
 
 
-def answer_response(
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> Response:
+def answer_response(runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> Response:
     """One whole answer as JSON, ``{"text", "finish_reason", "usage"}``, for clients that do not stream.
 
     A run like any stream (admission, share, deadline, caps, disconnect
@@ -306,7 +286,7 @@ def answer_response(
     "message", "retryable"}}`` with its status (``uncut.answers``).
     """
     try:
-        relay = _run(runnable, input, "answer", callbacks=callbacks, config=config, metadata=metadata, **options)
+        relay = _run(runnable, input, "answer", args)
     except StreamRefused as refused:
         return refusal_response(refused, "answer")
     answer = Streams.collect_answer(relay)
@@ -315,17 +295,7 @@ def answer_response(
     return _json({"text": answer.text, "finish_reason": answer.finish_reason or "stop", "usage": answer.usage})
 
 
-def ui_message_response(
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    chat_id: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    owner: str | None = None,
-    **options: Any,
-) -> Response:
+def ui_message_response(runnable: Runnable[Any, Any], input: Any, *, chat_id: str | None = None, **args: Unpack[StreamArgs]) -> Response:
     """Stream as the Vercel AI SDK's UI message stream, for ``useChat`` / ``DefaultChatTransport``.
 
     With ``chat_id`` (the request body's ``id``), the run becomes the chat's
@@ -337,22 +307,14 @@ def ui_message_response(
     LangChain messages.
     """
     try:
-        relay = _run(runnable, input, "ui", callbacks=callbacks, config=config, metadata=metadata, chat_id=chat_id, owner=owner, **options)
+        relay = _run(runnable, input, "ui", args, chat_id=chat_id)
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
     return _response(relay, "ui")
 
 
 def ui_thread_response(
-    graph: Runnable[Any, Any],
-    chat: UIChatRequest,
-    *,
-    thread_id: str | None = None,
-    owner: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, **args: Unpack[StreamArgs],
 ) -> Response:
     """An AI SDK chat kept on ``graph``'s thread: approvals asked and answered the SDK's way (uncut.ui_threads).
 
@@ -364,31 +326,26 @@ def ui_thread_response(
     extension's ``owner()``), and so is its thread.
     """
     state = _current()
-    owner = owner if owner is not None else state.owner()
     try:
         relay = state.streams.run_chat_thread(
-            graph, chat, thread_id=thread_id, owner=owner, config=config, environ=request.environ, client=state.client(),
-            summary_fields=state.summary_fields(), callbacks=callbacks, metadata=metadata, **options,
+            graph, chat, thread_id=thread_id, environ=request.environ, summary_fields=state.summary_fields(), **_who(state, args),
         )
-    except ThreadError as refused:
-        return _json(refused.body(), refused.status)
-    except StreamRefused as refused:
+    except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused, "ui")
     return _response(relay, "ui")
 
 
-def resume_ui_message_response(chat_id: str, *, owner: str | None = None) -> Response:
+def resume_ui_message_response(chat_id: str, *, owner: str | None = None, client: str | None = None) -> Response:
     """The chat's latest stream, replayed from its start then followed live; 204 when there is none.
 
     That is what the AI SDK's ``reconnectToStream`` (``GET <api>/<chatId>/stream``) expects.
     ``owner`` (else the extension's ``owner()``) is whose chat to look for: another owner's is none.
-    A client holding all the readers it may gets ``429 too_many_readers``.
+    A ``client`` (else the extension's ``client()``) holding all the readers it may gets ``429 too_many_readers``.
     """
     state = _current()
-    owner = owner if owner is not None else state.owner()
     try:
         relay = state.streams.follow_chat(
-            chat_id, environ=request.environ, owner=owner, summary_fields=state.summary_fields(), client=state.client(),
+            chat_id, environ=request.environ, summary_fields=state.summary_fields(), **_who(state, {"owner": owner, "client": client}),
         )
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
@@ -401,9 +358,7 @@ def responses_response(
     *,
     echo: Mapping[str, Any],
     stream: bool = True,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Response:
     """OpenAI's Responses API: events (``response.created`` ... ``response.completed``), or with
     ``stream=False`` the final Response object as JSON (a failure is OpenAI's error body and status).
@@ -412,7 +367,7 @@ def responses_response(
     (``model``, ``instructions``, ``tools``...).
     """
     try:
-        relay = _run(runnable, input, "responses", callbacks=callbacks, config=config, metadata=metadata)
+        relay = _run(runnable, input, "responses", args)
     except StreamRefused as refused:
         return refusal_response(refused, "responses")
     if stream:
@@ -423,22 +378,14 @@ def responses_response(
     return _failed(done.error_reply())
 
 
-def start_stream(
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> str:
+def start_stream(runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> str:
     """Start a run with no reader yet; readers attach with ``resume_response``. Returns its stream id.
 
     Raises ``StreamRefused`` when no admission slot is left.
     """
     state = _current()
     return state.streams.start(
-        runnable, input, owner=state.owner(), client=state.client(), callbacks=callbacks, config=config, metadata=metadata,
-        environ=request.environ if has_request_context() else None,
+        runnable, input, environ=request.environ if has_request_context() else None, **_who(state, args),
     )
 
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypedDict
+
+if TYPE_CHECKING:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.runnables import RunnableConfig
+
+__all__ = ["DISCONNECT_POLICIES", "RANGES", "OptionError", "Range", "StreamArgs", "StreamOptions", "parse_bool"]
 
 DISCONNECT_POLICIES = ("continue", "cancel")
 MiB = 1_048_576
@@ -235,3 +241,51 @@ class StreamOptions:
             return cls(**{**{f.name: getattr(base, f.name) for f in fields(cls)}, **chosen})
         except OptionError as exc:
             raise OptionError(prefix + exc.name.upper(), exc.value, exc.rule) from None
+
+
+class StreamArgs(TypedDict, total=False):
+    """The keywords every adapter's run function takes (``uncut.flask``, ``uncut.django``, ``uncut.wsgi``), written once.
+
+    - ``callbacks``: handlers for this run only, wrapped so they cannot cut
+      it; async handlers are refused before the first byte.
+    - ``config``: the runnable's ``RunnableConfig`` (tags, run name...).
+    - ``metadata``: fields added to the ``start`` event and the summary.
+    - ``owner``: who may follow or cancel the run later (Flask: default the
+      ``Streaming`` extension's ``owner()``; elsewhere: nobody in particular).
+    - ``client``: whose share of admission the run takes (Flask: default the
+      extension's ``client()``; elsewhere: the peer address).
+    - every ``StreamOptions`` field, overriding the app's for this run.
+
+    Each adapter spells it ``**args: Unpack[StreamArgs]``, so a type checker
+    checks a call's keywords and a new one is added here alone.
+    """
+
+    callbacks: Sequence[BaseCallbackHandler]
+    config: RunnableConfig | None
+    metadata: Mapping[str, Any] | None
+    owner: str | None
+    client: str | None
+    heartbeat_seconds: float
+    retry_ms: int
+    max_stream_seconds: float | None
+    watch_disconnect: bool
+    shutdown_notice: bool
+    send_timeout_seconds: float | None
+    send_buffer_bytes: int
+    heartbeat_events: bool
+    max_stream_events: int | None
+    max_stream_bytes: int | None
+    on_disconnect: str
+    resume_grace_seconds: float
+    max_concurrent_streams: int
+    max_streams_per_client: int
+    max_concurrent_readers: int | None
+    max_readers_per_client: int | None
+    adaptive_admission: bool
+    admission_target_lag_ms: int
+    admission_start_budget_ms: int
+    first_chunk_timeout_seconds: float
+    between_chunks_timeout_seconds: float
+
+
+RUN_ARGS = ("callbacks", "config", "metadata", "owner", "client")  # StreamArgs' keys that are not StreamOptions fields

@@ -345,16 +345,18 @@ class Streams:
         config: RunnableConfig | None = None,
         metadata: Mapping[str, Any] | None = None,
         environ: Mapping[str, Any] | None = None,
+        **overrides: Any,
     ) -> str:
         """Start a run with no reader yet (readers come with ``follow``); returns its stream id.
 
         It holds an admission slot like any run (raises ``StreamRefused``)
-        and waits ``resume_grace_seconds`` for its first reader, then stops.
+        and waits ``resume_grace_seconds`` for its first reader, then stops;
+        ``overrides`` are option names.
         """
         labels = {**self.metadata, **(metadata or {})}
         run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])
         generation = self._new_generation(
-            self.options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=True,
+            self.options_with(overrides), runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=True,
             environ=environ,
         )
         generation.start()

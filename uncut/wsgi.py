@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import threading
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Unpack
 from urllib.parse import parse_qs
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 
-from uncut.gate import refusal_response
+from uncut.gate import refusal_response as gate_refusal
+from uncut.options import StreamArgs
 from uncut.relay import Relay
 from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
@@ -29,56 +29,77 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer, Reply
 
 __all__ = [
-    "thread_response", "ui_thread_response", "sse_response", "text_response", "ui_message_response", "resume_ui_message_response", "default_streams",
-    "agent_server_app",
+    "StreamArgs", "agent_server_app", "default_streams", "refusal_response", "resume_ui_message_response", "sse_response",
+    "text_response", "thread_response", "ui_message_response", "ui_thread_response",
 ]
 
 StartResponse = Callable[..., Any]
-_REASONS = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
 _default: Streams | None = None
 
 
 def default_streams() -> Streams:
+    """The process's ``Streams`` for calls that pass none, built with the library's defaults on first use."""
     global _default
     if _default is None:
         _default = Streams()
     return _default
 
 
-def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: str, runnable: Runnable[Any, Any], input: Any,
-            streams: Streams | None, owner: str | None, client: str | None, **kwargs: Any) -> Iterable[bytes]:
-    hub = streams or default_streams()
+def refusal_response(start_response: StartResponse, refused: StreamRefused | ThreadError, surface: str = "sse") -> Iterable[bytes]:
+    """A refused run or reader as its JSON response, before any byte is streamed; every adapter has one.
+
+    ``StreamRefused``: ``503`` (the worker is full) or ``429`` (this client
+    holds its share), with ``Retry-After``, in OpenAI's shape on the /v1
+    surfaces (``openai``, ``responses``). ``ThreadError``: its 4xx and
+    ``{"error": {"type", ...}}`` (a busy thread, nothing to resume...).
+    """
+    if isinstance(refused, ThreadError):
+        body = json.dumps(refused.body(), ensure_ascii=False).encode()
+        start_response(_status(refused.status), [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    metrics().stream_rejected(surface)
+    return gate_refusal(start_response, refused.refusal, surface in ("openai", "responses"))
+
+
+def _status(code: int) -> str:
     try:
-        relay = hub.run(runnable, input, surface=surface, environ=environ, owner=owner,
-                        client=client if client is not None else environ.get("REMOTE_ADDR"), **kwargs)
-    except StreamRefused as refused:
-        return _refused(start_response, refused, surface)
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Unknown"
+
+
+def _who(environ: Mapping[str, Any], args: StreamArgs) -> dict[str, Any]:
+    """The call's keywords, with the peer address as ``client`` where the call names none."""
+    client = args.get("client")
+    return {**args, "client": client if client is not None else environ.get("REMOTE_ADDR")}
+
+
+def _body_of(start_response: StartResponse, surface: str, run: Callable[[], Relay]) -> Iterable[bytes]:
+    """A run's body, or its refusal: a JSON 4xx for a thread's state, 503/429 for admission."""
+    try:
+        relay = run()
+    except (ThreadError, StreamRefused) as refused:
+        return refusal_response(start_response, refused, surface)
     start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
     return Streams.body(relay, surface)
 
 
-def _refused(start_response: StartResponse, refused: StreamRefused, surface: str) -> Iterable[bytes]:
-    metrics().stream_rejected(surface)
-    return refusal_response(start_response, refused.refusal, surface in ("openai", "responses"))
+def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: str, runnable: Runnable[Any, Any], input: Any,
+            streams: Streams | None, args: StreamArgs, **extra: Any) -> Iterable[bytes]:
+    hub = streams or default_streams()
+    return _body_of(start_response, surface, lambda: hub.run(runnable, input, surface=surface, environ=environ, **_who(environ, args), **extra))
 
 
 def sse_response(
-    environ: Mapping[str, Any],
-    start_response: StartResponse,
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    streams: Streams | None = None,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
+    streams: Streams | None = None, **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
-    """Stream ``runnable.stream(input)`` as Server-Sent Events; returns the WSGI body."""
-    return _stream(environ, start_response, "sse", runnable, input, streams, owner, client,
-                   callbacks=callbacks, config=config, metadata=metadata, **options)
+    """Stream ``runnable.stream(input)`` as Server-Sent Events; returns the WSGI body.
+
+    ``streams`` is the app's (default: ``default_streams()``); the other
+    keywords are ``uncut.options.StreamArgs``.
+    """
+    return _stream(environ, start_response, "sse", runnable, input, streams, args)
 
 
 def thread_response(
@@ -91,97 +112,40 @@ def thread_response(
     resume: Any = NOTHING,
     reject_pending: bool = False,
     streams: Streams | None = None,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
-    client = client if client is not None else environ.get("REMOTE_ADDR")
-    return _thread_run(start_response, "sse", lambda: hub.run_thread(
-        graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, surface="sse",
-        environ=environ, owner=owner, client=client, callbacks=callbacks, metadata=metadata, **options,
+    return _body_of(start_response, "sse", lambda: hub.run_thread(
+        graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=environ, **_who(environ, args),
     ))
 
 
 def ui_thread_response(
-    environ: Mapping[str, Any],
-    start_response: StartResponse,
-    graph: Runnable[Any, Any],
-    chat: UIChatRequest,
-    *,
-    thread_id: str | None = None,
-    streams: Streams | None = None,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    environ: Mapping[str, Any], start_response: StartResponse, graph: Runnable[Any, Any], chat: UIChatRequest, *,
+    thread_id: str | None = None, streams: Streams | None = None, **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
-    client = client if client is not None else environ.get("REMOTE_ADDR")
-    return _thread_run(start_response, "ui", lambda: hub.run_chat_thread(
-        graph, chat, thread_id=thread_id, owner=owner, config=config, environ=environ, client=client,
-        callbacks=callbacks, metadata=metadata, **options,
+    return _body_of(start_response, "ui", lambda: hub.run_chat_thread(
+        graph, chat, thread_id=thread_id, environ=environ, **_who(environ, args),
     ))
 
 
-def _thread_run(start_response: StartResponse, surface: str, run: Callable[[], Relay]) -> Iterable[bytes]:
-    """A thread run's body, or its refusal: a JSON 4xx for the thread's state, 503/429 for admission."""
-    try:
-        relay = run()
-    except ThreadError as refused:
-        body = json.dumps(refused.body()).encode()
-        start_response(f"{refused.status} {_REASONS[refused.status]}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-        return [body]
-    except StreamRefused as refused:
-        return _refused(start_response, refused, surface)
-    start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
-    return Streams.body(relay, surface)
-
-
 def text_response(
-    environ: Mapping[str, Any],
-    start_response: StartResponse,
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    streams: Streams | None = None,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
+    streams: Streams | None = None, **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """Stream the text alone; a failure ends the transfer without its terminator (a visible cut)."""
-    return _stream(environ, start_response, "text", runnable, input, streams, owner, client,
-                   callbacks=callbacks, config=config, metadata=metadata, **options)
+    return _stream(environ, start_response, "text", runnable, input, streams, args)
 
 
 def ui_message_response(
-    environ: Mapping[str, Any],
-    start_response: StartResponse,
-    runnable: Runnable[Any, Any],
-    input: Any,
-    *,
-    chat_id: str | None = None,
-    streams: Streams | None = None,
-    owner: str | None = None,
-    client: str | None = None,
-    callbacks: Sequence[BaseCallbackHandler] = (),
-    config: RunnableConfig | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    **options: Any,
+    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
+    chat_id: str | None = None, streams: Streams | None = None, **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """Stream as the Vercel AI SDK's UI message stream (``useChat``); with ``chat_id``, resumable by it."""
-    return _stream(environ, start_response, "ui", runnable, input, streams, owner, client, chat_id=chat_id,
-                   callbacks=callbacks, config=config, metadata=metadata, **options)
+    return _stream(environ, start_response, "ui", runnable, input, streams, args, chat_id=chat_id)
 
 
 def resume_ui_message_response(
@@ -194,11 +158,9 @@ def resume_ui_message_response(
     ``max_readers_per_client``, ``429 too_many_readers``.
     """
     try:
-        relay = (streams or default_streams()).follow_chat(
-            chat_id, environ=environ, owner=owner, client=client if client is not None else environ.get("REMOTE_ADDR"),
-        )
+        relay = (streams or default_streams()).follow_chat(chat_id, environ=environ, **_who(environ, {"owner": owner, "client": client}))
     except StreamRefused as refused:
-        return _refused(start_response, refused, "ui")
+        return refusal_response(start_response, refused, "ui")
     if relay is None:
         start_response("204 No Content", [])
         return []
@@ -261,10 +223,7 @@ def built_once(server: Any) -> Callable[[], "AgentServer"]:
 
 
 def _reply(start_response: StartResponse, reply: "Reply") -> Iterable[bytes]:
-    try:
-        status = f"{reply.status} {HTTPStatus(reply.status).phrase}"
-    except ValueError:
-        status = f"{reply.status} Unknown"
+    status = _status(reply.status)
     if reply.streaming:
         start_response(status, [("Content-Type", reply.content_type), *reply.headers])
         return reply.stream_body()  # the server's close() runs its disconnect policy
