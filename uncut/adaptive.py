@@ -1,4 +1,4 @@
-"""Adaptive admission: how many runs a gevent worker takes follows how late its event loop runs.
+"""Internal: adaptive admission: how many runs a gevent worker takes follows how late its event loop runs.
 
 One event loop serves every stream of a gevent worker. Past its capacity
 nothing fails: everything waits, first come first served, new connections

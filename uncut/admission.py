@@ -1,4 +1,4 @@
-"""Admission: how many runs a worker process takes, how many per client, and what everyone else is told.
+"""Internal: admission: how many runs a worker process takes, how many per client, and what everyone else is told.
 
 A slot belongs to a run, not to a connection: it is taken when the run is
 created and given back when the run ends, however many times its readers

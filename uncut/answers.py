@@ -1,4 +1,4 @@
-"""A whole answer gathered from a run's events: the body of a non-streaming request, with no web framework.
+"""Internal: a whole answer gathered from a run's events: the body of a non-streaming request, with no web framework.
 
 A non-streaming request is a run like any other (its admission slot, the
 client's share, the deadline, the size caps, the disconnect watch): only

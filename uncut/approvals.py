@@ -1,4 +1,4 @@
-"""Checking a human's answer to ``HumanInTheLoopMiddleware`` before the graph sees it.
+"""Internal: checking a human's answer to ``HumanInTheLoopMiddleware`` before the graph sees it.
 
 The middleware checks the decisions itself, but only once the run is under
 way: a wrong count or a decision its tool does not allow raises

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Sequence
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler, BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
 
+__all__ = ["AsyncCallbackError", "check_sync_handlers"]
+
 log = logging.getLogger(__name__)
 
 _EVENT_METHODS = tuple(

@@ -1,4 +1,4 @@
-"""Greenlets under gevent, threads elsewhere, behind one small interface.
+"""Internal: greenlets under gevent, threads elsewhere, behind one small interface.
 
 gunicorn's gevent worker monkey-patches the standard library before it loads
 the app, so we decide per call, not at import: a producer started while

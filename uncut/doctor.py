@@ -21,6 +21,8 @@ from typing import Any, Protocol, Sequence
 
 from uncut.options import StreamOptions
 
+__all__ = ["Finding", "arguments", "findings_for", "main", "report", "run"]
+
 DEFAULT_GUNICORN_CONF = Path("gunicorn.conf.py")  # where gunicorn itself looks, in the directory it starts in
 # gunicorn's own defaults, for settings a config file leaves out.
 GUNICORN_DEFAULTS = {"worker_class": "sync", "timeout": 30, "graceful_timeout": 30, "keepalive": 2, "preload_app": False}

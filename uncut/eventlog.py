@@ -23,6 +23,8 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 from uncut.concurrency import Signal, short_lock, signal_factory
 
+__all__ = ["MemoryStore", "StoreUnavailable"]
+
 TERMINAL_KINDS = frozenset({"end", "error"})
 _SWEEP_INTERVAL_SECONDS = 1.0
 

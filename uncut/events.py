@@ -1,4 +1,4 @@
-"""One event model for rich streams: what a runnable streams, as named events.
+"""Internal: one event model for rich streams: what a runnable streams, as named events.
 
 A chat model streams ``AIMessageChunk``s that may carry text, reasoning and
 fragments of tool calls; a chain may stream strings or dicts; a LangGraph

@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from uncut.admission import Refusal, StreamLimiter, retry_signal
 
+__all__ = ["ADMITTED_KEY", "AdmissionGate"]
+
 ADMITTED_KEY = "uncut.admitted"
 _STATUS = {503: "503 Service Unavailable", 429: "429 Too Many Requests"}
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

@@ -1,4 +1,4 @@
-"""The producer: runs ``runnable.stream()`` and writes numbered events to a log.
+"""Internal: the producer: runs ``runnable.stream()`` and writes numbered events to a log.
 
 It runs in its own greenlet (a thread without gevent) so that the response
 generator, the consumer, stays free to heartbeat through a long model pause

@@ -1,4 +1,4 @@
-"""LangGraph graphs as first-class runnables: detected, streamed, and stoppable inside a tool.
+"""Internal: LangGraph graphs as first-class runnables: detected, streamed, and stoppable inside a tool.
 
 A compiled graph (``langchain.agents.create_agent`` returns one) is streamed
 from its sync ``graph.stream()`` with the modes that carry the rich events:

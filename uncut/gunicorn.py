@@ -12,7 +12,9 @@ import os
 import sys
 from typing import Mapping
 
-from uncut.concurrency import under_gevent
+from uncut.concurrency import client_socket, under_gevent  # public here: what serves us, and its socket
+
+__all__ = ["GC_THRESHOLDS", "client_socket", "detect_worker", "ssl_imported_before_patching", "tune_gc", "under_gevent"]
 
 # Young collections every 50,000 net allocations instead of CPython's 700.
 # A streaming worker allocates a few objects per token and keeps thousands of

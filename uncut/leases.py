@@ -1,4 +1,4 @@
-"""One run per thread: a lease that a run holds while it runs, and that expires if its worker dies.
+"""Internal: one run per thread: a lease that a run holds while it runs, and that expires if its worker dies.
 
 A thread's runs must not overlap: two runs resuming the same interrupt would
 each run the approved tool, and two new messages would interleave their

@@ -1,4 +1,4 @@
-"""The OpenAI chat-completions wire format, built from our events, with no Flask.
+"""Internal: the OpenAI chat-completions wire format, built from our events, with no Flask.
 
 Streams are ``data: {chat.completion.chunk}`` frames: a first chunk with the
 assistant role, one per token, a last one with ``finish_reason``, a usage

@@ -1,4 +1,4 @@
-"""OpenAI's Responses API wire format (``POST /v1/responses``), built from our events, with no web framework.
+"""Internal: OpenAI's Responses API wire format (``POST /v1/responses``), built from our events, with no web framework.
 
 The openai SDK's ``client.responses.stream()`` checks the lifecycle strictly,
 so this is a state machine over one stream's events, one output item at a

@@ -26,6 +26,8 @@ import httpx
 
 from uncut.sse import Comment, ServerSentEvent, SSEParser
 
+__all__ = ["Report", "main", "probe", "verdict"]
+
 EXIT_CODES = {"OK": 0, "BUFFERED": 3, "CUT OFF": 4, "IDLE-RISK": 5, "ERROR": 6}
 # Idle limits in front of many deployments (API Gateway, HAProxy's stock config, nginx/ALB, Cloudflare).
 COMMON_IDLE_TIMEOUTS = (30, 50, 60, 100)

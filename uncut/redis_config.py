@@ -21,6 +21,8 @@ from urllib.parse import unquote
 if TYPE_CHECKING:
     import redis
 
+__all__ = ["RedisTarget", "STORE_RETRY_SECONDS", "masked", "parse_store_url"]
+
 SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 # How long a producer or a reader keeps retrying an unreachable Redis (and re-seeding it) before it gives up.
 STORE_RETRY_SECONDS = 10.0

@@ -1,4 +1,4 @@
-"""The consumer: turns a stream's event log into the bytes of one response.
+"""Internal: the consumer: turns a stream's event log into the bytes of one response.
 
 It waits on the log with the heartbeat interval as its timeout: when the
 model is silent it writes a heartbeat, otherwise it writes every event that

@@ -30,6 +30,8 @@ from pydantic import BaseModel, Field
 
 from uncut.tool_script import PlannedCall, answer_from_results, plan_tool_calls
 
+__all__ = ["ScriptedChatModel", "ScriptedModelError"]
+
 # A tool call's JSON arguments are streamed in fragments of this many characters, as providers do.
 ARGUMENT_FRAGMENT_CHARS = 8
 

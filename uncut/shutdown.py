@@ -1,4 +1,4 @@
-"""Tell open streams that the worker is shutting down, before it cuts them.
+"""Internal: tell open streams that the worker is shutting down, before it cuts them.
 
 On SIGTERM or SIGHUP a gunicorn worker stops accepting and gives running
 requests ``graceful_timeout`` seconds; then it kills what is left, and

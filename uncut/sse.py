@@ -1,4 +1,4 @@
-"""Server-Sent Events framing and parsing, byte-exact, with no Flask.
+"""Internal: Server-Sent Events framing and parsing, byte-exact, with no Flask.
 
 Framing follows the WHATWG event-stream format: each field on its own line,
 ``data`` split on every line break so multi-line payloads survive, a blank

@@ -1,4 +1,4 @@
-"""Stall limits: tell a provider that went silent from one that is slow.
+"""Internal: stall limits: tell a provider that went silent from one that is slow.
 
 Two limits, each 0 for off (``StreamOptions.first_chunk_timeout_seconds``
 and ``between_chunks_timeout_seconds``):

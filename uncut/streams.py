@@ -1,4 +1,4 @@
-"""The part every adapter shares: runs, their admission, and the bodies that stream them.
+"""Internal: the part every adapter shares: runs, their admission, and the bodies that stream them.
 
 ``Streams`` holds what is app-wide (the options, callbacks, the event-log
 store, admission, the runs this process produces) and turns a request

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+__all__ = ["NoMetrics", "OUTCOMES", "StreamMetrics", "metrics", "use_metrics"]
+
 # How a streamed response can end (its summary's "outcome"), and "rejected" for one never admitted.
 OUTCOMES = (
     "completed", "client_disconnected", "slow_client", "upstream_error", "timeout", "server_shutdown", "cancelled",

@@ -28,6 +28,11 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from uncut.approvals import answer_problems, is_approval_request
 from uncut.events import jsonable
 
+__all__ = [
+    "Interrupted", "InvalidResume", "InvalidThread", "NOTHING", "NothingToResume", "PendingInterrupt", "ThreadBusy",
+    "ThreadError", "pending_interrupts", "thread_config",
+]
+
 NOTHING: Any = object()  # "not given": a resume value may itself be None
 MAX_THREAD_ID_CHARS = 128
 REJECTED_FOR_NEW_MESSAGE = "The user sent a new message instead of answering this request."

@@ -1,4 +1,4 @@
-"""How the scripted model uses tools: which to call, with what arguments, and what to say after.
+"""Internal: how the scripted model uses tools: which to call, with what arguments, and what to say after.
 
 Deterministic, so tests and demos can predict it: a tool is chosen by the
 words of its name that appear in the prompt (every such tool, when parallel

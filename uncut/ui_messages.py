@@ -1,4 +1,4 @@
-"""The Vercel AI SDK's "UI message stream", built from our events, with no web framework.
+"""Internal: the Vercel AI SDK's "UI message stream", built from our events, with no web framework.
 
 ``useChat`` and ``DefaultChatTransport`` read ``data: {chunk}`` frames and
 check their order strictly (a ``text-delta`` needs an open ``text-start``

@@ -26,12 +26,15 @@ the limit, so a refused request costs at most that many messages' work.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+__all__ = ["Approval", "InvalidUIRequest", "UIChatRequest", "chat_thread_id", "parse_ui_chat", "valid_chat_id"]
 
 TRIGGERS = ("submit-message", "regenerate-message")
 # Parts in one UI message. A long agent turn has a few per step (step-start, reasoning, text, tools).
@@ -73,6 +76,12 @@ class UIChatRequest:
     trigger: str
     approvals: tuple[Approval, ...] = ()
     continued: Continued | None = None
+
+
+def chat_thread_id(owner: str | None, chat_id: str) -> str:
+    """The thread of ``owner``'s chat ``chat_id``: chat ids are the client's to choose, so two owners' never meet."""
+    digest = hashlib.sha256(f"{owner or ''}\0{chat_id}".encode()).hexdigest()[:40]
+    return f"chat_{digest}"
 
 
 def valid_chat_id(value: Any, where: str = "id") -> str:

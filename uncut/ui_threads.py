@@ -1,4 +1,4 @@
-"""An AI SDK chat kept on a LangGraph thread: approvals asked in the stream, answered by the chat's next request.
+"""Internal: an AI SDK chat kept on a LangGraph thread: approvals asked in the stream, answered by the chat's next request.
 
 The flow is the AI SDK's own (``addToolApprovalResponse``): a run that
 stops at ``HumanInTheLoopMiddleware`` streams ``tool-approval-request`` on
@@ -22,7 +22,6 @@ lease (``FromState``). Imports no web framework.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -31,15 +30,9 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from uncut.approvals import is_approval_request
 from uncut.threads import NOTHING, FromState, InvalidResume, InvalidThread, NothingToResume, PendingInterrupt
 from uncut.ui_messages import CONTINUES_MESSAGE, DENIED_CALLS, KNOWN_CALLS, approval_id
-from uncut.ui_request import Approval, UIChatRequest
+from uncut.ui_request import Approval, UIChatRequest, chat_thread_id
 
 DENIED = "The user denied this tool call."
-
-
-def chat_thread_id(owner: str | None, chat_id: str) -> str:
-    """The thread of ``owner``'s chat ``chat_id``: chat ids are the client's to choose, so two owners' never meet."""
-    digest = hashlib.sha256(f"{owner or ''}\0{chat_id}".encode()).hexdigest()[:40]
-    return f"chat_{digest}"
 
 
 @dataclass(frozen=True)

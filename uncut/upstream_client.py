@@ -38,6 +38,8 @@ from openai._streaming import ServerSentEvent
 
 from uncut.concurrency import under_gevent
 
+__all__ = ["POOL_SHARDS", "StreamingCompletions", "build_http_client", "sharded_clients"]
+
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 

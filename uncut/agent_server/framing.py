@@ -1,4 +1,4 @@
-"""A run's log as the Agent Server's event stream.
+"""Internal: a run's log as the Agent Server's event stream.
 
 - the run's ``start`` is ``event: metadata`` ``{"run_id", "attempt"}``, first;
 - each event is ``event: <name>`` with its JSON, and ``id: <seq>`` so that

@@ -1,4 +1,4 @@
-"""Stream modes: what a client may ask for, and ``graph.stream()``'s items as the Agent Server's events.
+"""Internal: stream modes: what a client may ask for, and ``graph.stream()``'s items as the Agent Server's events.
 
 The client names modes as LangGraph's servers do. Each maps to a mode of
 the sync ``graph.stream()``:

@@ -1,4 +1,4 @@
-"""Where the Agent Server keeps its threads' and runs' records: this process's memory, or a SQL database.
+"""Internal: where the Agent Server keeps its threads' and runs' records: this process's memory, or a SQL database.
 
 A record is a JSON document under ``(kind, key)`` with its owner and thread;
 kinds are ``thread`` and ``run``. The graph's state is not here (it is the

@@ -1,4 +1,4 @@
-"""A run request, checked field by field; and the plan that runs it in the producer greenlet.
+"""Internal: a run request, checked field by field; and the plan that runs it in the producer greenlet.
 
 ``parse_run`` refuses a bad body before anything runs: every field the
 SDKs send is typed and bounded, fields this server does not serve are

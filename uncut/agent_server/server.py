@@ -1,4 +1,4 @@
-"""The Agent Server API, framework-free: a request in, a JSON reply or a run's event stream out.
+"""Internal: the Agent Server API, framework-free: a request in, a JSON reply or a run's event stream out.
 
 ``AgentServer`` is built from ``{graph_id: compiled graph}`` (each with its
 checkpointer), the app's ``Streams`` (admission, the event-log store, leases,

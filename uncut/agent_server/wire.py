@@ -1,4 +1,4 @@
-"""The Agent Server API's JSON: its error shape, and graph values made JSON the way LangGraph's clients read them.
+"""Internal: the Agent Server API's JSON: its error shape, and graph values made JSON the way LangGraph's clients read them.
 
 Errors are ``{"detail": "..."}`` with the status the SDKs map to their
 exceptions (``langgraph_sdk.errors``: 404 ``NotFoundError``, 409
