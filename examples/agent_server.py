@@ -34,9 +34,9 @@ from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.memory import InMemorySaver
 
+from uncut import Streams
 from uncut.agent_server import AgentServer
 from uncut.django import agent_server_urls, streams
-from uncut.streams import Streams
 from uncut.wsgi import agent_server_app, default_streams
 
 

@@ -3,16 +3,43 @@
 The framework-free core; the adapters are ``uncut.flask``, ``uncut.django``
 and ``uncut.wsgi``. Importing it imports no web framework, no gevent, no
 redis and no prometheus.
+
+The public API is what these modules list in ``__all__`` (pinned by
+tests/unit/test_public_api.py); import from them only:
+
+- ``uncut``: the core (``Streams``, ``StreamOptions``, ``StreamArgs``, the
+  in-memory store, the errors a caller catches);
+- ``uncut.flask``, ``uncut.django``, ``uncut.wsgi``: the adapters, one
+  function per way of streaming, each taking ``**StreamArgs`` and each
+  with a ``refusal_response``;
+- ``uncut.agent_server``: LangGraph's Agent Server API;
+- ``uncut.errors``: every exception, error type on the wire and outcome;
+- ``uncut.options``: the options, their ranges, ``StreamArgs``;
+- ``uncut.eventlog`` (``MemoryStore``), ``uncut.redis_store``
+  (``RedisStore``), ``uncut.redis_config``: where streams are kept;
+- ``uncut.threads``, ``uncut.ui_request``: LangGraph threads and the AI
+  SDK's chat request, and their refusals;
+- ``uncut.scripted``: a chat model that needs no provider;
+- ``uncut.callbacks``, ``uncut.telemetry``, ``uncut.prometheus``: hooks;
+- ``uncut.gate``, ``uncut.gunicorn``, ``uncut.upstream_client``: serving
+  (admission before the framework, the worker, the openai client);
+- ``uncut.doctor``, ``uncut.probe``: the command-line checks.
+
+Every other module (``uncut.streams``, ``uncut.relay``, ``uncut.generation``,
+``uncut.admission``, ``uncut.sse``, ``uncut.ui_threads``,
+``uncut.agent_server.server``...) is internal: its docstring starts with
+"Internal:", and it may change in any release.
 """
 
-from uncut.eventlog import MemoryStore
-from uncut.options import OptionError, StreamOptions
+from uncut.eventlog import MemoryStore, StoreUnavailable
+from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.scripted import ScriptedChatModel
-from uncut.streams import CONTENT_TYPES, HEADERS, StreamBody, StreamNotFound, StreamRefused, Streams
+from uncut.streams import CONTENT_TYPES, HEADERS, EventLogStore, StreamBody, StreamNotFound, StreamRefused, Streams
+from uncut.threads import ThreadError
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "CONTENT_TYPES", "HEADERS", "MemoryStore", "OptionError", "ScriptedChatModel", "StreamBody", "StreamNotFound",
-    "StreamOptions", "StreamRefused", "Streams", "__version__",
+    "CONTENT_TYPES", "HEADERS", "EventLogStore", "MemoryStore", "OptionError", "ScriptedChatModel", "StoreUnavailable", "StreamArgs",
+    "StreamBody", "StreamNotFound", "StreamOptions", "StreamRefused", "Streams", "ThreadError", "__version__",
 ]

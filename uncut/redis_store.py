@@ -71,7 +71,7 @@ from uncut.eventlog import PRODUCER_LOST, STORE_UNAVAILABLE, Event, LogClosedErr
 from uncut.leases import RedisLeases
 from uncut.redis_config import STORE_RETRY_SECONDS, connect, masked, parse_store_url, refuse_cluster
 
-__all__ = ["RedisStore", "MirroredLog", "RemoteLog", "masked"]
+__all__ = ["RedisStore", "masked"]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)

@@ -15,12 +15,11 @@ from flask import Flask
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 
-from uncut import prometheus
+from uncut import EventLogStore, prometheus
 from uncut.callbacks import check_sync_handlers
 from uncut.eventlog import MemoryStore, StoreUnavailable
 from uncut.flask import Streaming
 from uncut.gunicorn import detect_worker, ssl_imported_before_patching
-from uncut.streams import EventLogStore
 from webapp import admission_gate, browser
 from webapp.api import STATE_KEY, ServiceState
 from webapp.auth import ApiKeys, current_key_id, require_api_keys

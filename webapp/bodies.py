@@ -36,7 +36,7 @@ import socket
 import time
 from typing import Any, Callable, ContextManager, Iterable
 
-from uncut.concurrency import client_socket, under_gevent
+from uncut.gunicorn import client_socket, under_gevent
 
 # Without gevent, one read waits for at most this many bytes before the timeout is set again.
 _SMALL_READ_BYTES = 4096
