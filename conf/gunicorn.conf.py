@@ -197,7 +197,7 @@ def post_worker_init(worker):
     watch_gunicorn_worker(worker)
     if os.environ.get("GUNICORN_HOLD_FOR_RUNS", "true").strip().lower() not in ("0", "false", "no"):
         hold_worker_for_runs(worker)
-    tune_gc()  # the app is loaded: freeze it, and collect less often (webapp/server.py)
+    tune_gc()  # the app is loaded: freeze it, and collect less often (uncut/gunicorn.py tune_gc, GUNICORN_TUNE_GC)
     # gevent runs queued callbacks (a spawned request handler, a reader woken by its producer) for at most
     # the switch interval per loop turn, then polls sockets again. 5 ms, CPython's default, let a
     # backlog of wake-ups hold new requests for seconds under load; 20 ms cut the first byte's p99
