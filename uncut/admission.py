@@ -56,10 +56,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from uncut.adaptive import AdaptiveLimit
+from uncut.errors import CLIENT_LIMIT, OVERLOADED, READER_LIMIT
 
-OVERLOADED = "overloaded"  # the worker is full: 503, retry (here later, or elsewhere)
-CLIENT_LIMIT = "too_many_streams"  # this client holds its share: 429
-READER_LIMIT = "too_many_readers"  # this client holds its share of resume readers: 429
 _MESSAGES = {
     OVERLOADED: "Too many open streams on this server; retry after the time Retry-After gives.",
     CLIENT_LIMIT: "You have as many open streams as one client may; wait for one to end.",

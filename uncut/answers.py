@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from uncut.errors import CLIENT_DISCONNECTED
 from uncut.eventlog import Event
 
 # A failed non-streaming answer's HTTP status, by its error type; other upstream_* are 502, anything else 500.
@@ -21,7 +22,7 @@ FAILURE_STATUS = {
     "rate_limited": 429, "upstream_timeout": 504, "timeout": 504, "too_large": 422, "cancelled": 499,
     "client_disconnected": 499, "slow_client": 499, "server_shutdown": 503, "store_unavailable": 503, "producer_lost": 503,
 }
-CLIENT_GONE = {"type": "client_disconnected", "message": "The client left before the answer was complete.", "retryable": False}
+CLIENT_GONE = CLIENT_DISCONNECTED["error"]
 
 
 def failure_status(kind: str) -> int:

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Sequence
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler, BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
 
+from uncut.errors import AsyncCallbackError
+
 __all__ = ["AsyncCallbackError", "check_sync_handlers"]
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,6 @@ _EVENT_METHODS = tuple(
 _IGNORE_FLAGS = tuple(
     name for name, value in inspect.getmembers(BaseCallbackHandler) if name.startswith("ignore_") and isinstance(value, property)
 )
-
-
-class AsyncCallbackError(TypeError):
-    """An async callback handler was given to the synchronous streaming path."""
 
 
 def check_sync_handlers(handlers: Iterable[BaseCallbackHandler]) -> list[BaseCallbackHandler]:

@@ -22,6 +22,9 @@ from collections import OrderedDict
 from typing import Any, Callable, NamedTuple, Protocol
 
 from uncut.concurrency import Signal, short_lock, signal_factory
+from uncut.errors import PRODUCER_LOST as PRODUCER_LOST
+from uncut.errors import STORE_UNAVAILABLE as STORE_UNAVAILABLE
+from uncut.errors import LogClosedError, StoreUnavailable
 
 __all__ = ["MemoryStore", "StoreUnavailable"]
 
@@ -44,18 +47,6 @@ class Event(NamedTuple):
     @property
     def terminal(self) -> bool:
         return self.kind in TERMINAL_KINDS
-
-
-class LogClosedError(RuntimeError):
-    """An event was appended after the terminal one."""
-
-
-class StoreUnavailable(RuntimeError):
-    """The shared event store cannot be reached; the stream cannot continue safely."""
-
-
-STORE_UNAVAILABLE = {"error": {"type": "store_unavailable", "message": "The stream store is unavailable.", "retryable": True}}
-PRODUCER_LOST = {"error": {"type": "producer_lost", "message": "The server producing this stream stopped; retry to start again.", "retryable": True}}
 
 
 def event_size(kind: str, data: dict[str, Any]) -> int:

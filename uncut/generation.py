@@ -19,7 +19,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
 from uncut.concurrency import Task, spawn, under_gevent
-from uncut.eventlog import STORE_UNAVAILABLE, EventLog, LogClosedError, StoreUnavailable
+from uncut.errors import ABANDONED, CANCELLED, TIMEOUT, TOO_LARGE, error_body
+from uncut.eventlog import EventLog, LogClosedError, StoreUnavailable
 from uncut.events import Emit, StreamEvents
 from uncut.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
 from uncut.options import DISCONNECT_POLICIES
@@ -28,27 +29,6 @@ from uncut.stall import StallLimits, StallWatch
 from uncut.telemetry import metrics
 
 log = logging.getLogger(__name__)
-
-
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """What the client is told about a failure: a type, a safe message, and whether to retry."""
-    # By class name through the MRO, so provider wrappers (langchain_openai's
-    # OpenAIConnectionError is an openai.APIConnectionError) classify as their bases.
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    status = getattr(exc, "status_code", None)
-    if "StoreUnavailable" in names:
-        return dict(STORE_UNAVAILABLE)
-    if "RateLimitError" in names or status == 429:
-        kind, message, retryable = "rate_limited", "The model provider is rate limiting requests.", True
-    elif names & {"APITimeoutError", "ReadTimeout", "TimeoutError", "Timeout"}:
-        kind, message, retryable = "upstream_timeout", "The model provider did not answer in time.", True
-    elif names & {"APIConnectionError", "RemoteProtocolError", "ConnectError", "ConnectionError"}:
-        kind, message, retryable = "upstream_unavailable", "The connection to the model provider failed.", True
-    elif isinstance(status, int) and 400 <= status < 500:
-        kind, message, retryable = "upstream_rejected", "The model provider rejected the request.", False
-    else:
-        kind, message, retryable = "upstream_error", "The model provider failed while answering.", True
-    return {"error": {"type": kind, "message": message, "retryable": retryable}}
 
 
 # Tokens are added to the tokens counter in batches of this many (and the rest at the end).
@@ -113,10 +93,7 @@ TOKEN_KINDS = frozenset({"token", "agent_token"})
 # Events that show the run progressing, besides text tokens: they count for time to first output and gaps.
 _PROGRESS_KINDS = frozenset({"reasoning", "tool_call", "tool_call_delta"})
 
-CANCELLED = {"error": {"type": "cancelled", "message": "The stream was cancelled.", "retryable": False}}
-TIMEOUT_BODY = {"error": {"type": "timeout", "message": "The stream reached its maximum duration.", "retryable": False}}
-TOO_LARGE = {"error": {"type": "too_large", "message": "The stream reached its maximum size.", "retryable": False}}
-ABANDONED = {"error": {"type": "cancelled", "message": "Nobody was reading the stream.", "retryable": False}}
+TIMEOUT_BODY = TIMEOUT  # the older name (uncut.errors.TIMEOUT)
 
 
 def _nobody_elsewhere(stream_id: str) -> bool:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.runnables import RunnableConfig
 
+from uncut.errors import OptionError
+
 __all__ = ["DISCONNECT_POLICIES", "RANGES", "OptionError", "Range", "StreamArgs", "StreamOptions", "parse_bool"]
 
 DISCONNECT_POLICIES = ("continue", "cancel")
@@ -23,16 +25,6 @@ MiB = 1_048_576
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-
-class OptionError(ValueError):
-    """An option outside what it accepts; ``rule`` says what it accepts."""
-
-    def __init__(self, name: str, value: Any, rule: str) -> None:
-        super().__init__(f"{name}={value!r}: {rule}")
-        self.name = name
-        self.value = value
-        self.rule = rule
 
 
 def parse_bool(value: Any) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from uncut import sse
 from uncut.concurrency import SocketWatch
+from uncut.errors import OUTCOME_OF_ERROR, SERVER_ERROR, StreamAborted
 from uncut.eventlog import Event, EventLog
 from uncut.generation import TIMEOUT_BODY, TOO_LARGE, Generation
 from uncut.options import StreamOptions
@@ -30,21 +31,12 @@ from uncut.shutdown import SHUTDOWN
 
 log = logging.getLogger(__name__)
 
-SERVER_ERROR = {"error": {"type": "server_error", "message": "The server failed while sending the stream.", "retryable": True}}
-
-# Terminal error types that get an outcome of their own in the summary.
-_OUTCOME_BY_ERROR = {
-    "timeout": "timeout", "server_shutdown": "server_shutdown", "cancelled": "cancelled", "store_unavailable": "store_unavailable",
-    "too_large": "too_large", "server_error": "server_error", "producer_lost": "producer_lost",
-}
+# Terminal error types that get an outcome of their own in the summary (uncut.errors).
+_OUTCOME_BY_ERROR = OUTCOME_OF_ERROR
 
 
 def _nothing() -> None:
     pass
-
-
-class StreamAborted(RuntimeError):
-    """Raised into the WSGI server so a plain-text response ends without its terminator."""
 
 
 class Relay:

@@ -28,6 +28,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 
+from uncut.errors import ScriptedModelError
 from uncut.tool_script import PlannedCall, answer_from_results, plan_tool_calls
 
 __all__ = ["ScriptedChatModel", "ScriptedModelError"]
@@ -45,10 +46,6 @@ _SENTENCES = (
     "Behind nginx, buffering must be off or the whole answer arrives at once.",
     "gunicorn's gevent worker holds thousands of these streams in one process.",
 )
-
-
-class ScriptedModelError(RuntimeError):
-    """The failure a script asked for (``fail_at``)."""
 
 
 def _last_user_text(messages: list[BaseMessage]) -> str:

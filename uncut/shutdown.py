@@ -28,11 +28,12 @@ import weakref
 from typing import Any, Protocol
 
 from uncut.concurrency import spawn
+from uncut.errors import SERVER_SHUTDOWN
 
 # How often the worker's liveness is polled (cheap: one attribute read).
 _POLL_SECONDS = 0.2
 
-SHUTDOWN_BODY = {"error": {"type": "server_shutdown", "message": "The server is restarting; retry to continue.", "retryable": True}}
+SHUTDOWN_BODY = SERVER_SHUTDOWN  # the older name
 
 
 class _Wakeable(Protocol):

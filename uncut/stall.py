@@ -44,18 +44,13 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from uncut.concurrency import under_gevent
+from uncut.errors import BETWEEN_CHUNKS_STALL, FIRST_CHUNK_STALL
 
 log = logging.getLogger(__name__)
 
 # How many times a silent model call is made again before the run ends with upstream_timeout.
 STALL_RETRIES = 1
 
-FIRST_CHUNK_STALL = {"error": {
-    "type": "upstream_timeout", "message": "The model provider did not start answering in time.", "retryable": True,
-}}
-BETWEEN_CHUNKS_STALL = {"error": {
-    "type": "upstream_timeout", "message": "The model provider stopped sending mid-answer.", "retryable": True,
-}}
 
 RETRY, END = "retry", "end"
 

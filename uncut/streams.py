@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
 import time
 import weakref
@@ -30,6 +29,7 @@ from uncut.admission import READER_LIMIT, Refusal, StreamLimiter, retry_signal
 from uncut.answers import Answer
 from uncut.callbacks import check_sync_handlers, with_safe_callbacks
 from uncut.concurrency import client_socket
+from uncut.errors import THREAD_LEASE_LOST, StreamNotFound, StreamRefused
 from uncut.eventlog import Event, EventLog, MemoryEventLog, MemoryStore
 from uncut.gate import ADMITTED_KEY
 from uncut.generation import CANCELLED, Generation, RunBudget, StreamPlan
@@ -81,37 +81,9 @@ class EventLogStore(Protocol):
     def watch_cancels(self, on_cancel: Callable[[str], None]) -> None: ...
 
 
-class StreamNotFound(LookupError):
-    """No such stream here: unknown, expired, (memory store) kept by another worker, or someone else's."""
-
-
-class StreamRefused(Exception):
-    """No run (or reader) was admitted: the worker is full (503) or the client holds its share (429)."""
-
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(refusal.message)
-        self.refusal = refusal
-
-    @property
-    def retry_after(self) -> int:
-        """Whole seconds, as ``Retry-After`` says it."""
-        return max(1, math.ceil(self.refusal.retry_after))
-
-    def headers(self) -> list[tuple[str, str]]:
-        """``Retry-After``, ``retry-after-ms`` and ``x-should-retry`` (uncut.admission)."""
-        return self.refusal.headers()
-
-    def body(self, surface: str = "sse") -> bytes:
-        """The JSON error body; OpenAI's shape on the /v1 surfaces."""
-        return self.refusal.body(surface in ("openai", "responses"))
-
-
 def fixed_retry_after(options: StreamOptions) -> float:
     """The ``Retry-After`` of a refusal that has no schedule to go by (readers; the line turned off): ``retry_ms``."""
     return max(1, -(-options.retry_ms // 1000))
-
-
-THREAD_LEASE_LOST = {"error": {"type": "thread_lease_lost", "message": "the thread's lease passed to another run", "retryable": False}}
 
 
 def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:

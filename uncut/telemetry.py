@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from uncut.errors import OUTCOMES as _OUTCOMES
+
 __all__ = ["NoMetrics", "OUTCOMES", "StreamMetrics", "metrics", "use_metrics"]
 
-# How a streamed response can end (its summary's "outcome"), and "rejected" for one never admitted.
-OUTCOMES = (
-    "completed", "client_disconnected", "slow_client", "upstream_error", "timeout", "server_shutdown", "cancelled",
-    "store_unavailable", "server_error", "too_large", "producer_lost", "rejected",
-)
+# How a streamed response can end (its summary's "outcome"), and "rejected" for one never admitted: uncut.errors.OUTCOMES
+# but for "abandoned", a run's own outcome (Generation.outcome), whose readers' responses end "cancelled".
+OUTCOMES = tuple(outcome for outcome in _OUTCOMES if outcome != "abandoned")
 
 
 class StreamMetrics(Protocol):

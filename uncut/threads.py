@@ -26,6 +26,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 
 from uncut.approvals import answer_problems, is_approval_request
+from uncut.errors import Interrupted, InvalidResume, InvalidThread, NothingToResume, ThreadBusy, ThreadError
 from uncut.events import jsonable
 
 __all__ = [
@@ -36,41 +37,6 @@ __all__ = [
 NOTHING: Any = object()  # "not given": a resume value may itself be None
 MAX_THREAD_ID_CHARS = 128
 REJECTED_FOR_NEW_MESSAGE = "The user sent a new message instead of answering this request."
-
-
-class ThreadError(Exception):
-    """A thread request refused before anything ran; ``status`` and ``code`` are what the client gets."""
-
-    status = 400
-    code = "thread_error"
-
-    def __init__(self, message: str, **detail: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.code, "message": self.message, **self.detail}}
-
-
-class NothingToResume(ThreadError):
-    status, code = 409, "nothing_to_resume"
-
-
-class Interrupted(ThreadError):
-    status, code = 409, "interrupted"
-
-
-class InvalidResume(ThreadError):
-    status, code = 400, "invalid_resume"
-
-
-class ThreadBusy(ThreadError):
-    status, code = 409, "thread_busy"
-
-
-class InvalidThread(ThreadError):
-    status, code = 400, "invalid_thread"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from uncut.errors import InvalidUIRequest, UncutError
+
 __all__ = ["Approval", "InvalidUIRequest", "UIChatRequest", "chat_thread_id", "parse_ui_chat", "valid_chat_id"]
 
 TRIGGERS = ("submit-message", "regenerate-message")
@@ -41,14 +43,6 @@ TRIGGERS = ("submit-message", "regenerate-message")
 MAX_PARTS = 1000
 # Chat ids go in the resume URL's path: no slashes, nothing a proxy might rewrite.
 _CHAT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
-
-class InvalidUIRequest(ValueError):
-    """The body is JSON but not a chat request the AI SDK would send; ``param`` names the field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True)
@@ -154,7 +148,7 @@ def _answered_approvals(message: dict[str, Any], where: str, max_chars: int) -> 
     return tuple(approvals), Continued(message_id, tuple(call_ids))
 
 
-class _TooMany(Exception):
+class _TooMany(UncutError):
     """An assistant message's steps would pass what is left of ``max_messages``."""
 
 

@@ -308,7 +308,10 @@ SETTINGS: dict[str, Setting] = {
                             "stops start-up. Also `rediss://`, `unix://`, and `redis+sentinel://host:port[,host:port...]/<service>/<db>` "
                             "for a Sentinel-managed Redis that fails over (the password in the URL is the primary's; masked in every "
                             "message). Redis Cluster (`redis+cluster://`, or a server with `cluster_enabled:1`) is refused at start-up. "
-                            "Ship it with `conf/redis.conf` (AOF, `noeviction`)."),
+                            "Ship it with `conf/redis.conf` (AOF, `noeviction`). The service's keys and cancel channel start with "
+                            "`webapp:` (`webapp:stream:<id>`, `webapp:name:<name>`, `webapp:cancel`), as they always have: it builds "
+                            "`RedisStore(..., key_prefix=\"webapp:\")`, so an upgrade keeps streams in flight and chat names (the "
+                            "library's default prefix is `uncut:`)."),
     "stream_store_reseed": Setting("WEBAPP_STREAM_STORE_RESEED", _bool,
                                    "With Redis: after a Redis restart (its data kept or lost) or a Sentinel failover, each producer "
                                    "writes back what Redis lacks of its streams, from its own copy, and the streams go on; readers "

@@ -16,23 +16,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from uncut.errors import ProtocolError
 from uncut.events import clean_text
 
 # uuid5 namespace of assistant ids: one assistant per graph, its id the same on every worker and after every restart.
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 MAX_DEPTH = 64
-
-
-class ProtocolError(Exception):
-    """A request the API refuses before anything runs: ``status`` and the ``detail`` the client reads."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-    def body(self) -> dict[str, Any]:
-        return {"detail": self.detail}
 
 
 def not_found(what: str) -> ProtocolError:
