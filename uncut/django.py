@@ -27,7 +27,8 @@ from langchain_core.runnables import Runnable
 
 from uncut.options import StreamArgs, StreamOptions
 from uncut.relay import Relay
-from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
+from uncut.replies import Whole, whole_answer, whole_completion, whole_response
+from uncut.streams import CONTENT_TYPES, StreamNotFound, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
@@ -38,8 +39,9 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer
 
 __all__ = [
-    "StreamArgs", "agent_server_urls", "refusal_response", "resume_ui_message_response", "sse_response", "streams", "text_response",
-    "thread_response", "ui_message_response", "ui_thread_response",
+    "StreamArgs", "StreamNotFound", "StreamRefused", "agent_server_urls", "answer_response", "cancel_stream", "openai_response",
+    "refusal_response", "responses_response", "resume_response", "resume_ui_message_response", "sse_response", "start_stream",
+    "stream_status", "streams", "text_response", "thread_response", "ui_message_response", "ui_thread_response",
 ]
 
 OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
@@ -79,16 +81,30 @@ def _who(request: HttpRequest, args: StreamArgs) -> dict[str, Any]:
     return {**args, "client": client if client is not None else request.META.get("REMOTE_ADDR")}
 
 
-def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, args: StreamArgs, **extra: Any) -> HttpResponse:
+def _started(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, args: StreamArgs,
+             **extra: Any) -> Relay | HttpResponse:
+    """A run for this request, or the response that refuses it."""
     try:
-        relay = streams().run(runnable, input, surface=surface, environ=request.META, **_who(request, args), **extra)
+        return streams().run(runnable, input, surface=surface, environ=request.META, **_who(request, args), **extra)
     except StreamRefused as refused:
         return refusal_response(refused, surface)
-    return _streaming(request, relay, surface)
 
 
-def _streaming(request: HttpRequest, relay: Relay, surface: str) -> StreamingHttpResponse:
-    return _streaming_body(request, Streams.body(relay, surface), CONTENT_TYPES[surface], headers_for(surface))
+def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, args: StreamArgs,
+            body_args: Mapping[str, Any] | None = None, **extra: Any) -> HttpResponse:
+    relay = _started(request, surface, runnable, input, args, **extra)
+    return relay if isinstance(relay, HttpResponse) else _streaming(request, relay, surface, **(body_args or {}))
+
+
+def _whole(whole: Whole) -> HttpResponse:
+    response = HttpResponse(json.dumps(whole.body, ensure_ascii=False), status=whole.status, content_type="application/json")
+    for name, value in whole.headers.items():
+        response[name] = value
+    return response
+
+
+def _streaming(request: HttpRequest, relay: Relay, surface: str, **body_args: Any) -> StreamingHttpResponse:
+    return _streaming_body(request, Streams.body(relay, surface, **body_args), CONTENT_TYPES[surface], headers_for(surface))
 
 
 def _streaming_body(request: HttpRequest, body: Iterable[bytes], content_type: str, headers: Iterable[tuple[str, str]],
@@ -175,6 +191,63 @@ def resume_ui_message_response(
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
     return HttpResponse(status=204) if relay is None else _streaming(request, relay, "ui")
+
+
+def openai_response(
+    request: HttpRequest, runnable: Runnable[Any, Any], input: Any, *, model: str, include_usage: bool = False, stream: bool = True,
+    **args: Unpack[StreamArgs],
+) -> HttpResponse:
+    """OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]``; with ``stream=False``, the whole ``chat.completion``."""
+    if stream:
+        return _stream(request, "openai", runnable, input, args, {"model": model, "include_usage": include_usage})
+    relay = _started(request, "openai", runnable, input, args)
+    return relay if isinstance(relay, HttpResponse) else _whole(whole_completion(relay, model))
+
+
+def responses_response(
+    request: HttpRequest, runnable: Runnable[Any, Any], input: Any, *, echo: Mapping[str, Any], stream: bool = True,
+    **args: Unpack[StreamArgs],
+) -> HttpResponse:
+    """OpenAI's Responses API events; with ``stream=False``, the final Response object (``echo``: the fields it repeats)."""
+    if stream:
+        return _stream(request, "responses", runnable, input, args, {"echo": echo})
+    relay = _started(request, "responses", runnable, input, args)
+    return relay if isinstance(relay, HttpResponse) else _whole(whole_response(relay, echo))
+
+
+def answer_response(request: HttpRequest, runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> HttpResponse:
+    """One whole answer as JSON, ``{"text", "finish_reason", "usage"}``; a failure is its error body and status."""
+    relay = _started(request, "answer", runnable, input, args)
+    return relay if isinstance(relay, HttpResponse) else _whole(whole_answer(relay))
+
+
+def start_stream(request: HttpRequest, runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> str:
+    """Start a run with no reader yet; readers attach with ``resume_response``. Returns its stream id; raises ``StreamRefused``."""
+    return streams().start(runnable, input, environ=request.META, **_who(request, args))
+
+
+def resume_response(
+    request: HttpRequest, stream_id: str, after: int = -1, *, heartbeat_events: bool = False, owner: str | None = None,
+    client: str | None = None,
+) -> HttpResponse:
+    """SSE of every event after ``after``, then the live tail; 204 when the client has it all. Raises ``StreamNotFound``."""
+    try:
+        relay = streams().follow(
+            stream_id, after, environ=request.META, heartbeat_events=heartbeat_events, **_who(request, {"owner": owner, "client": client}),
+        )
+    except StreamRefused as refused:
+        return refusal_response(refused)
+    return HttpResponse(status=204) if relay is None else _streaming(request, relay, "sse")
+
+
+def stream_status(stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""
+    return streams().status(stream_id, owner=owner)
+
+
+def cancel_stream(stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
+    return streams().cancel(stream_id, owner=owner)
 
 
 def agent_server_urls(

@@ -18,7 +18,6 @@ override its arguments), else from ``StreamOptions()``: a plain
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Unpack
 
@@ -27,9 +26,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable
 
 from uncut.callbacks import check_sync_handlers
-from uncut.openai_chunks import completion
 from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.relay import Relay
+from uncut.replies import Whole, whole_answer, whole_completion, whole_response
 from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRefused, Streams, headers_for, log_summary
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
@@ -165,10 +164,8 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json", headers=dict(headers or {}))
 
 
-def _failed(error: tuple[int, dict[str, Any], bool]) -> Response:
-    """A failed non-streaming answer: its status, its error body, and whether the openai SDK may retry it."""
-    status, body, retryable = error
-    return _json(body, status, {"x-should-retry": "true" if retryable else "false"})
+def _whole(whole: Whole) -> Response:
+    return _json(whole.body, whole.status, whole.headers)
 
 
 def _response(relay: Relay, surface: str, **body_args: Any) -> Response:
@@ -268,14 +265,7 @@ def openai_response(
         return refusal_response(refused, "openai")
     if stream:
         return _response(relay, "openai", model=model, include_usage=include_usage)
-    answer = Streams.collect_answer(relay)
-    if not answer.completed:
-        return _failed(answer.error_reply(openai_shape=True))
-    whole = completion(
-        f"chatcmpl-{relay.stream_id}", model, int(time.time()), answer.text, answer.finish_reason or "stop", answer.usage,
-        answer.tool_calls(),
-    )
-    return _json(whole)
+    return _whole(whole_completion(relay, model))
 
 
 def answer_response(runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> Response:
@@ -289,10 +279,7 @@ def answer_response(runnable: Runnable[Any, Any], input: Any, **args: Unpack[Str
         relay = _run(runnable, input, "answer", args)
     except StreamRefused as refused:
         return refusal_response(refused, "answer")
-    answer = Streams.collect_answer(relay)
-    if not answer.completed:
-        return _failed(answer.error_reply(openai_shape=False))
-    return _json({"text": answer.text, "finish_reason": answer.finish_reason or "stop", "usage": answer.usage})
+    return _whole(whole_answer(relay))
 
 
 def ui_message_response(runnable: Runnable[Any, Any], input: Any, *, chat_id: str | None = None, **args: Unpack[StreamArgs]) -> Response:
@@ -372,10 +359,7 @@ def responses_response(
         return refusal_response(refused, "responses")
     if stream:
         return _response(relay, "responses", echo=echo)
-    done = Streams.collect_response(relay, echo)
-    if done.failure is None and done.final is not None:
-        return _json(done.final)
-    return _failed(done.error_reply())
+    return _whole(whole_response(relay, echo))
 
 
 def start_stream(runnable: Runnable[Any, Any], input: Any, **args: Unpack[StreamArgs]) -> str:
@@ -389,7 +373,9 @@ def start_stream(runnable: Runnable[Any, Any], input: Any, **args: Unpack[Stream
     )
 
 
-def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool = False) -> Response:
+def resume_response(
+    stream_id: str, after: int = -1, *, heartbeat_events: bool = False, owner: str | None = None, client: str | None = None,
+) -> Response:
     """SSE of every event after sequence number ``after``, then the live tail; starts no new run.
 
     Raises ``StreamNotFound`` (also for someone else's stream). A client
@@ -400,24 +386,30 @@ def resume_response(stream_id: str, after: int = -1, *, heartbeat_events: bool =
     state = _current()
     try:
         relay = state.streams.follow(
-            stream_id, after, environ=request.environ, owner=state.owner(), heartbeat_events=heartbeat_events,
-            summary_fields=state.summary_fields(), client=state.client(),
+            stream_id, after, environ=request.environ, heartbeat_events=heartbeat_events, summary_fields=state.summary_fields(),
+            **_who(state, {"owner": owner, "client": client}),
         )
     except StreamRefused as refused:
         return refusal_response(refused)
     return Response(status=204) if relay is None else _response(relay, "sse")
 
 
-def stream_status(stream_id: str) -> dict[str, Any]:
-    """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""
+def stream_status(stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``.
+
+    ``owner`` (else the extension's ``owner()``) is whose stream to look for.
+    """
     state = _current()
-    return state.streams.status(stream_id, owner=state.owner())
+    return state.streams.status(stream_id, owner=owner if owner is not None else state.owner())
 
 
-def cancel_stream(stream_id: str) -> dict[str, Any]:
-    """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
+def cancel_stream(stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``.
+
+    ``owner`` (else the extension's ``owner()``) is whose stream to look for.
+    """
     state = _current()
-    return state.streams.cancel(stream_id, owner=state.owner())
+    return state.streams.cancel(stream_id, owner=owner if owner is not None else state.owner())
 
 
 def agent_server_blueprint(

@@ -20,7 +20,8 @@ from langchain_core.runnables import Runnable
 from uncut.gate import refusal_response as gate_refusal
 from uncut.options import StreamArgs
 from uncut.relay import Relay
-from uncut.streams import CONTENT_TYPES, StreamRefused, Streams, headers_for
+from uncut.replies import Whole, whole_answer, whole_completion, whole_response
+from uncut.streams import CONTENT_TYPES, StreamNotFound, StreamRefused, Streams, headers_for
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer, Reply
 
 __all__ = [
-    "StreamArgs", "agent_server_app", "default_streams", "refusal_response", "resume_ui_message_response", "sse_response",
-    "text_response", "thread_response", "ui_message_response", "ui_thread_response",
+    "StreamArgs", "StreamNotFound", "StreamRefused", "agent_server_app", "answer_response", "cancel_stream", "default_streams",
+    "openai_response", "refusal_response", "responses_response", "resume_response", "resume_ui_message_response", "sse_response",
+    "start_stream", "stream_status", "text_response", "thread_response", "ui_message_response", "ui_thread_response",
 ]
 
 StartResponse = Callable[..., Any]
@@ -74,20 +76,37 @@ def _who(environ: Mapping[str, Any], args: StreamArgs) -> dict[str, Any]:
     return {**args, "client": client if client is not None else environ.get("REMOTE_ADDR")}
 
 
-def _body_of(start_response: StartResponse, surface: str, run: Callable[[], Relay]) -> Iterable[bytes]:
+def _body_of(start_response: StartResponse, surface: str, run: Callable[[], Relay], **body_args: Any) -> Iterable[bytes]:
     """A run's body, or its refusal: a JSON 4xx for a thread's state, 503/429 for admission."""
     try:
         relay = run()
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(start_response, refused, surface)
     start_response("200 OK", [("Content-Type", CONTENT_TYPES[surface]), *headers_for(surface)])
-    return Streams.body(relay, surface)
+    return Streams.body(relay, surface, **body_args)
+
+
+def _run(environ: Mapping[str, Any], surface: str, runnable: Runnable[Any, Any], input: Any, streams: Streams | None, args: StreamArgs,
+         **extra: Any) -> Callable[[], Relay]:
+    hub = streams or default_streams()
+    return lambda: hub.run(runnable, input, surface=surface, environ=environ, **_who(environ, args), **extra)
 
 
 def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: str, runnable: Runnable[Any, Any], input: Any,
             streams: Streams | None, args: StreamArgs, **extra: Any) -> Iterable[bytes]:
-    hub = streams or default_streams()
-    return _body_of(start_response, surface, lambda: hub.run(runnable, input, surface=surface, environ=environ, **_who(environ, args), **extra))
+    return _body_of(start_response, surface, _run(environ, surface, runnable, input, streams, args, **extra))
+
+
+def _gathered(start_response: StartResponse, surface: str, run: Callable[[], Relay], gather: Callable[[Relay], Whole]) -> Iterable[bytes]:
+    """A run gathered whole into its JSON reply, or its refusal."""
+    try:
+        relay = run()
+    except StreamRefused as refused:
+        return refusal_response(start_response, refused, surface)
+    whole = gather(relay)
+    body = json.dumps(whole.body, ensure_ascii=False).encode()
+    start_response(_status(whole.status), [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *whole.headers.items()])
+    return [body]
 
 
 def sse_response(
@@ -166,6 +185,71 @@ def resume_ui_message_response(
         return []
     start_response("200 OK", [("Content-Type", CONTENT_TYPES["ui"]), *headers_for("ui")])
     return Streams.body(relay, "ui")
+
+
+def openai_response(
+    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *, model: str,
+    include_usage: bool = False, stream: bool = True, streams: Streams | None = None, **args: Unpack[StreamArgs],
+) -> Iterable[bytes]:
+    """OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]``; with ``stream=False``, the whole ``chat.completion``."""
+    run = _run(environ, "openai", runnable, input, streams, args)
+    if stream:
+        return _body_of(start_response, "openai", run, model=model, include_usage=include_usage)
+    return _gathered(start_response, "openai", run, lambda relay: whole_completion(relay, model))
+
+
+def responses_response(
+    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *, echo: Mapping[str, Any],
+    stream: bool = True, streams: Streams | None = None, **args: Unpack[StreamArgs],
+) -> Iterable[bytes]:
+    """OpenAI's Responses API events; with ``stream=False``, the final Response object (``echo``: the fields it repeats)."""
+    run = _run(environ, "responses", runnable, input, streams, args)
+    if stream:
+        return _body_of(start_response, "responses", run, echo=echo)
+    return _gathered(start_response, "responses", run, lambda relay: whole_response(relay, echo))
+
+
+def answer_response(
+    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
+    streams: Streams | None = None, **args: Unpack[StreamArgs],
+) -> Iterable[bytes]:
+    """One whole answer as JSON, ``{"text", "finish_reason", "usage"}``; a failure is its error body and status."""
+    return _gathered(start_response, "answer", _run(environ, "answer", runnable, input, streams, args), whole_answer)
+
+
+def start_stream(
+    environ: Mapping[str, Any], runnable: Runnable[Any, Any], input: Any, *, streams: Streams | None = None, **args: Unpack[StreamArgs],
+) -> str:
+    """Start a run with no reader yet; readers attach with ``resume_response``. Returns its stream id; raises ``StreamRefused``."""
+    return (streams or default_streams()).start(runnable, input, environ=environ, **_who(environ, args))
+
+
+def resume_response(
+    environ: Mapping[str, Any], start_response: StartResponse, stream_id: str, after: int = -1, *, heartbeat_events: bool = False,
+    streams: Streams | None = None, owner: str | None = None, client: str | None = None,
+) -> Iterable[bytes]:
+    """SSE of every event after ``after``, then the live tail; 204 when the client has it all. Raises ``StreamNotFound``."""
+    try:
+        relay = (streams or default_streams()).follow(
+            stream_id, after, environ=environ, heartbeat_events=heartbeat_events, **_who(environ, {"owner": owner, "client": client}),
+        )
+    except StreamRefused as refused:
+        return refusal_response(start_response, refused)
+    if relay is None:
+        start_response("204 No Content", [])
+        return []
+    start_response("200 OK", [("Content-Type", CONTENT_TYPES["sse"]), *headers_for("sse")])
+    return Streams.body(relay, "sse")
+
+
+def stream_status(stream_id: str, *, streams: Streams | None = None, owner: str | None = None) -> dict[str, Any]:
+    """``running``, ``completed``, ``failed`` or ``cancelled``, with the event count. Raises ``StreamNotFound``."""
+    return (streams or default_streams()).status(stream_id, owner=owner)
+
+
+def cancel_stream(stream_id: str, *, streams: Streams | None = None, owner: str | None = None) -> dict[str, Any]:
+    """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
+    return (streams or default_streams()).cancel(stream_id, owner=owner)
 
 
 def agent_server_app(

@@ -33,12 +33,14 @@ PUBLIC_API: dict[str, list[str]] = {
         "thread_response", "ui_message_response", "ui_thread_response",
     ],
     "uncut.django": [
-        "StreamArgs", "agent_server_urls", "refusal_response", "resume_ui_message_response", "sse_response", "streams", "text_response",
-        "thread_response", "ui_message_response", "ui_thread_response",
+        "StreamArgs", "StreamNotFound", "StreamRefused", "agent_server_urls", "answer_response", "cancel_stream", "openai_response",
+        "refusal_response", "responses_response", "resume_response", "resume_ui_message_response", "sse_response", "start_stream",
+        "stream_status", "streams", "text_response", "thread_response", "ui_message_response", "ui_thread_response",
     ],
     "uncut.wsgi": [
-        "StreamArgs", "agent_server_app", "default_streams", "refusal_response", "resume_ui_message_response", "sse_response",
-        "text_response", "thread_response", "ui_message_response", "ui_thread_response",
+        "StreamArgs", "StreamNotFound", "StreamRefused", "agent_server_app", "answer_response", "cancel_stream", "default_streams",
+        "openai_response", "refusal_response", "responses_response", "resume_response", "resume_ui_message_response", "sse_response",
+        "start_stream", "stream_status", "text_response", "thread_response", "ui_message_response", "ui_thread_response",
     ],
     "uncut.agent_server": ["AgentServer", "ApiRequest", "MemoryRecords", "ProtocolError", "Records", "Reply", "SqlRecords"],
     "uncut.errors": [
@@ -182,8 +184,19 @@ def test_stream_args_are_the_run_keywords_and_every_option() -> None:
     assert set(StreamArgs.__annotations__) == set(RUN_ARGS) | {f.name for f in fields(StreamOptions)}
 
 
-SHARED = ("sse_response", "text_response", "thread_response", "ui_message_response", "ui_thread_response", "resume_ui_message_response")
+# What only one adapter has: how it finds its app's Streams, and how it mounts the Agent Server.
+ADAPTER_ONLY = {
+    "uncut.flask": {"CONFIG_PREFIX", "EXTENSION_KEY", "Streaming", "current_streams", "agent_server_blueprint"},
+    "uncut.django": {"streams", "agent_server_urls"},
+    "uncut.wsgi": {"default_streams", "agent_server_app"},
+}
+SHARED = sorted(set(PUBLIC_API["uncut.flask"]) - ADAPTER_ONLY["uncut.flask"] - {"StreamArgs", "StreamNotFound", "StreamRefused"})
 ADAPTER_OWN = {"uncut.flask": set(), "uncut.django": set(), "uncut.wsgi": {"streams"}}  # WSGI has no app: it is told its Streams
+
+
+def test_the_adapters_export_the_same_functions() -> None:
+    shared = {adapter: set(PUBLIC_API[adapter]) - ADAPTER_ONLY[adapter] for adapter in ADAPTERS}
+    assert shared["uncut.flask"] == shared["uncut.django"] == shared["uncut.wsgi"], shared
 
 
 @pytest.mark.parametrize("name", SHARED)
