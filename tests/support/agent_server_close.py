@@ -41,6 +41,9 @@ def main(adapter: str, close: bool) -> dict[str, Any]:
     from uncut.django import streams as django_streams
     from uncut.wsgi import default_streams
 
+    built: list[Any] = []  # the AgentServer the adapter builds at its first request: runs take its slots
+    build = example.build_server
+    example.build_server = lambda streams: built.append(build(streams)) or built[-1]  # type: ignore[assignment]
     app = example.django_app() if adapter == "django" else example.wsgi_app
     streams = django_streams() if adapter == "django" else default_streams()
 
@@ -50,7 +53,8 @@ def main(adapter: str, close: bool) -> dict[str, Any]:
     run = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}, "stream_mode": ["values"]}
     status, headers, result = call(app, "POST", f"/langgraph/threads/{thread_id}/runs/stream", run)
     run_id = headers["content-location"].rsplit("/", 1)[-1]
-    held_before = streams.limiter.active
+    limiter = built[0].limiter
+    held_before = limiter.active
     if close:
         result.close()  # type: ignore[attr-defined]
     del result
@@ -60,7 +64,7 @@ def main(adapter: str, close: bool) -> dict[str, Any]:
         time.sleep(0.05)
     last = log.last() if log is not None else None
     return {"status": status, "content_type": headers.get("content-type"), "held_before": held_before,
-            "held_after": streams.limiter.active, "log_finished": bool(log is not None and log.finished),
+            "held_after": limiter.active, "log_finished": bool(log is not None and log.finished),
             "last": None if last is None else {"kind": last.kind, "data": last.data}}
 
 
