@@ -94,7 +94,7 @@ BOOLEANS = ("watch_disconnect", "shutdown_notice", "heartbeat_events", "adaptive
 
 @dataclass(frozen=True, kw_only=True)
 class StreamOptions:
-    """How streams are served. The defaults are the library's; the service changes a few (README).
+    """How streams are served. The defaults are the library's; the service changes a few (docs/configuration.md).
 
     - ``heartbeat_seconds``: a comment (or ``heartbeat_events``: an event
       with no id) after this long with nothing sent; 0 turns them off.

@@ -112,7 +112,7 @@ def _tool_errors(fn: Callable[..., str]) -> Callable[..., str]:
     """``fn`` with every failure a ``ToolException``: LangChain turns only those into an error result.
 
     Anything else a tool raises would fail the whole run (an
-    ``upstream_error``, retryable); the README promises a ``tool_result``
+    ``upstream_error``, retryable); the docs promise (docs/agents.md) a ``tool_result``
     with ``status: "error"`` and a run that goes on.
     """
     @functools.wraps(fn)

@@ -3,7 +3,7 @@
 ``calculate`` of a complex power, a float overflow or a product past 4,300
 digits (Python's int-to-str limit) raised something other than
 ``ToolException``, which LangChain does not catch: the agent run failed as
-``upstream_error`` with ``retryable: true``. The README promises a
+``upstream_error`` with ``retryable: true``. The docs (docs/agents.md) promise a
 ``tool_result`` with ``status: "error"``, and the run goes on to an answer.
 """
 
