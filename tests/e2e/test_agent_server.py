@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
