@@ -189,7 +189,7 @@ class RedisStore:
     and its chat names, so an app upgrading from a version that wrote other
     keys passes its old prefix. Versions before this option wrote fixed keys
     named after the service that ships beside the library; that service
-    passes its old prefix, so an upgrade keeps every key (docs/configuration.md, WEBAPP_STREAM_STORE).
+    passes its old prefix, so an upgrade keeps every key (docs/configuration.md, the stream store).
     """
 
     shared = True
