@@ -54,7 +54,8 @@ def streams() -> Streams:
     configured: Mapping[str, Any] = getattr(settings, "UNCUT", {}) or {}
     options = StreamOptions.from_mapping(StreamOptions(), {k: v for k, v in configured.items() if k not in OBJECTS})
     return Streams(
-        options, store=configured.get("STORE"), leases=configured.get("LEASES"), callbacks=configured.get("CALLBACKS", ()), metadata=configured.get("METADATA"),
+        options, store=configured.get("STORE"), leases=configured.get("LEASES"), callbacks=configured.get("CALLBACKS", ()),
+        metadata=configured.get("METADATA"),
     )
 
 

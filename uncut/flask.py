@@ -26,6 +26,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable
 
 from uncut.callbacks import check_sync_handlers
+from uncut.leases import LeaseStore
 from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
@@ -33,7 +34,6 @@ from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRe
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
-from uncut.leases import LeaseStore
 
 if TYPE_CHECKING:
     from flask import Blueprint

@@ -30,7 +30,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from uncut.approvals import is_approval_request
 from uncut.threads import NOTHING, FromState, InvalidResume, InvalidThread, NothingToResume, PendingInterrupt
 from uncut.ui_messages import CONTINUES_MESSAGE, DENIED_CALLS, KNOWN_CALLS, approval_id
-from uncut.ui_request import Approval, UIChatRequest, chat_thread_id
+from uncut.ui_request import Approval, UIChatRequest, chat_thread_id  # noqa: F401 (its home until 0.2; public in uncut.ui_request)
 
 DENIED = "The user denied this tool call."
 

@@ -105,7 +105,8 @@ def _gathered(start_response: StartResponse, surface: str, run: Callable[[], Rel
         return refusal_response(start_response, refused, surface)
     whole = gather(relay)
     body = json.dumps(whole.body, ensure_ascii=False).encode()
-    start_response(_status(whole.status), [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *whole.headers.items()])
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *whole.headers.items()]
+    start_response(_status(whole.status), headers)
     return [body]
 
 
