@@ -1,6 +1,6 @@
-"""Django: ``sse_response(request, runnable, input)`` and ``text_response(...)`` from a view.
+"""Django: ``sse_response(request, runnable, input)`` and the rest of Flask's functions (``request`` first), from a view.
 
-Each returns a ``StreamingHttpResponse`` that streams the run as it
+Each stream is a ``StreamingHttpResponse`` that streams the run as it
 happens, watches the client's socket (gunicorn puts it in
 ``request.META``) and applies the disconnect policy when the server closes
 it. App-wide defaults come from ``settings.UNCUT``, a dict of
