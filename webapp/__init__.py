@@ -146,7 +146,8 @@ def create_app(
 
     from webapp.api import agent as agent_api
     from webapp.api import agent_server as agent_server_api
-    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, threads, ui_chat
+    from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, ui_chat
+    from webapp.api import threads as threads_api
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
@@ -156,7 +157,7 @@ def create_app(
         app.register_blueprint(diagnostics.bp)
     app.register_blueprint(openai_compat.bp)
     app.register_blueprint(streams.bp)
-    app.register_blueprint(threads.bp)
+    app.register_blueprint(threads_api.bp)
     app.register_blueprint(agent_server_api.bp)
     app.register_blueprint(playground.bp)
 

@@ -56,5 +56,6 @@ def install(app: Flask, keys: ApiKeys, address_header: str | None, cors_origins:
         metrics().stream_rejected(_surface(environ))
 
     wrapped: Callable[..., Any] = app.wsgi_app
-    app.wsgi_app = AdmissionGate(wrapped, limiter, starts_run=gated, client=client, on_refusal=counted,
-                                headers=browser.gate_headers(cors_origins))  # type: ignore[method-assign]
+    gate = AdmissionGate(wrapped, limiter, starts_run=gated, client=client, on_refusal=counted, headers=browser.gate_headers(cors_origins))
+    # Flask's documented way to add WSGI middleware; its stubs type wsgi_app as a method only.
+    app.wsgi_app = gate  # type: ignore[method-assign]

@@ -130,7 +130,7 @@ def _tool_errors(fn: Callable[..., str]) -> Callable[..., str]:
 
 def demo_tools(slow_seconds: float) -> list[BaseTool]:
     """The agent's tools; a bad argument or a failure is an error result the model sees, never a failed stream."""
-    functions = [get_current_time, calculate, _slow_lookup(slow_seconds)]
+    functions: list[Callable[..., str]] = [get_current_time, calculate, _slow_lookup(slow_seconds)]
     return [
         StructuredTool.from_function(_tool_errors(fn), handle_tool_error=True, handle_validation_error=True) for fn in functions
     ]

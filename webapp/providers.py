@@ -23,12 +23,13 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
             reasoning=settings.scripted_reasoning,
         )
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
     from uncut.upstream_client import POOL_SHARDS, StreamingCompletions, build_http_client, sharded_clients
 
     model = ChatOpenAI(
         model=settings.model,
-        api_key=settings.openai_api_key,
+        api_key=SecretStr(settings.openai_api_key) if settings.openai_api_key is not None else None,
         base_url=settings.openai_base_url,
         timeout=settings.upstream_timeout_seconds,
         max_retries=settings.upstream_max_retries,
