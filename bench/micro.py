@@ -38,8 +38,8 @@ from bench.report import median_of  # noqa: E402
 from uncut.eventlog import MemoryEventLog  # noqa: E402
 from uncut.generation import Generation  # noqa: E402
 from uncut.gunicorn import tune_gc  # noqa: E402
-from uncut.options import StreamOptions  # noqa: E402
 from uncut.openai_responses import ResponsesFormat  # noqa: E402
+from uncut.options import StreamOptions  # noqa: E402
 from uncut.relay import Relay  # noqa: E402
 from uncut.ui_messages import UIMessageFormat  # noqa: E402
 

@@ -33,8 +33,8 @@ TURNS = 40
 
 
 def _agent(checkpointer: Any) -> Any:
-    from webapp.agent import build_thread_agent
     from uncut.scripted import ScriptedChatModel
+    from webapp.agent import build_thread_agent
 
     return build_thread_agent(ScriptedChatModel(ttft=0, interval=0), 0.0, checkpointer)
 

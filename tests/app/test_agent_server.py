@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.model_calls import ModelCalls
 from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
+from tests.support.model_calls import ModelCalls
 from uncut.agent_server import AgentServer, MemoryRecords, SqlRecords
 from uncut.agent_server.modes import EVENTS_REFUSED, ModeEvents, parse_modes
 from uncut.agent_server.wire import ProtocolError, to_json

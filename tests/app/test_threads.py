@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.model_calls import ModelCalls
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRIPTED
+from tests.support.model_calls import ModelCalls
 from uncut.flask import current_streams
 from uncut.leases import take_lease
 from webapp import ConfigError, create_app

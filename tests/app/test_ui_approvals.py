@@ -19,12 +19,17 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.app.test_threads import ModelCalls, calls  # noqa: F401 - the fixture
+from tests.app.test_threads import ModelCalls
 from tests.conftest import FAST_SCRIPTED
 from webapp import create_app
 
 EMAIL = "please send email to bob about lunch"
 URL = "/api/ui/chat?agent=1"
+
+
+@pytest.fixture
+def calls() -> ModelCalls:
+    return ModelCalls()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from tests.support.redis_server import RedisServer
 from uncut.options import StreamOptions
 from uncut.redis_store import RedisStore
 from uncut.scripted import ScriptedChatModel
-from uncut.streams import Streams, StreamNotFound
+from uncut.streams import StreamNotFound, Streams
 
 pytestmark = pytest.mark.e2e
 

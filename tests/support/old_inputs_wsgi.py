@@ -8,10 +8,10 @@ client the same chat owner is the old rule for AI SDK chats with keys off
 
 from __future__ import annotations
 
+from uncut.gate import AdmissionGate
 from webapp.api import ui_chat
 from webapp.bodies import BodyDeadline
 from webapp.chat_owner import ChatOwner
-from uncut.gate import AdmissionGate
 from wsgi import app
 
 _outer = app.wsgi_app

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 from uncut.adaptive import ADJUST_EVERY_SECONDS, AdaptiveLimit, LoopLag

@@ -8,11 +8,10 @@ from __future__ import annotations
 import random
 import threading
 import time
+
 import pytest
 
-from uncut.admission import (
-    CLIENT_LIMIT, MAX_RETRY_AFTER_SECONDS, OVERLOADED, PROMISE_GRACE_SECONDS, Refusal, StreamLimiter, retry_signal,
-)
+from uncut.admission import CLIENT_LIMIT, MAX_RETRY_AFTER_SECONDS, OVERLOADED, PROMISE_GRACE_SECONDS, Refusal, StreamLimiter, retry_signal
 
 
 class Clock:

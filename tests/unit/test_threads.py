@@ -14,12 +14,12 @@ import time
 from typing import Any
 
 import pytest
-from tests.support.model_calls import ModelCalls
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
+from tests.support.model_calls import ModelCalls
 from uncut import sse
 from uncut.leases import Lease, MemoryLeases, take_lease
 from uncut.scripted import ScriptedChatModel

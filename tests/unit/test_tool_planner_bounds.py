@@ -20,7 +20,6 @@ from tests.support.old_tool_planner import TooManyComparisons, reference_plan, w
 from uncut import tool_script
 from uncut.tool_script import plan_tool_calls, tool_name
 
-
 ORDINARY = [
     ("what is the weather in Paris and the time in Tokyo?", ["get_weather", "get_time", "lookupArchive"], None, None),
     ("look it up slowly please", ["slow_lookup", "calculate", "get_current_time"], None, False),

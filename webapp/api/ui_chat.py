@@ -21,9 +21,9 @@ from flask.typing import ResponseReturnValue
 from uncut.flask import resume_ui_message_response, ui_message_response, ui_thread_response
 from uncut.ui_request import InvalidUIRequest, UIChatRequest, chat_thread_id, parse_ui_chat, valid_chat_id
 from webapp.api import service
+from webapp.api.reading import json_body
 from webapp.api.threads import KEYS_OFF_OWNER
 from webapp.auth import current_key_id
-from webapp.api.reading import json_body
 from webapp.chat_owner import chat_owner
 from webapp.errors import ApiError
 
