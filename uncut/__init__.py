@@ -31,10 +31,11 @@ Every other module (``uncut.streams``, ``uncut.relay``, ``uncut.generation``,
 "Internal:", and it may change in any release.
 """
 
+from uncut.errors import StreamNotFound, StreamRefused
 from uncut.eventlog import MemoryStore, StoreUnavailable
 from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.scripted import ScriptedChatModel
-from uncut.streams import CONTENT_TYPES, HEADERS, EventLogStore, StreamBody, StreamNotFound, StreamRefused, Streams
+from uncut.streams import CONTENT_TYPES, HEADERS, EventLogStore, StreamBody, Streams
 from uncut.threads import ThreadError
 
 __version__ = "0.2.0"

@@ -25,10 +25,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from langchain_core.runnables import Runnable
 
+from uncut.errors import StreamNotFound, StreamRefused
 from uncut.options import StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
-from uncut.streams import CONTENT_TYPES, StreamNotFound, StreamRefused, Streams, headers_for
+from uncut.streams import CONTENT_TYPES, Streams, headers_for
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest

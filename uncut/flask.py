@@ -26,11 +26,12 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable
 
 from uncut.callbacks import check_sync_handlers
+from uncut.errors import StreamNotFound, StreamRefused
 from uncut.leases import LeaseStore
 from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
-from uncut.streams import CONTENT_TYPES, EventLogStore, StreamNotFound, StreamRefused, Streams, headers_for, log_summary
+from uncut.streams import CONTENT_TYPES, EventLogStore, Streams, headers_for, log_summary
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest

@@ -19,8 +19,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.callbacks import CancelOnNextEvent, StreamCancelled, with_handler
 from uncut.concurrency import Task, spawn, under_gevent
-from uncut.errors import ABANDONED, CANCELLED, TIMEOUT, TOO_LARGE, error_body
-from uncut.eventlog import EventLog, LogClosedError, StoreUnavailable
+from uncut.errors import ABANDONED, CANCELLED, TIMEOUT, TOO_LARGE, LogClosedError, error_body
+from uncut.eventlog import EventLog, StoreUnavailable
 from uncut.events import Emit, StreamEvents
 from uncut.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
 from uncut.options import DISCONNECT_POLICIES

@@ -67,7 +67,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from uncut.concurrency import spawn
-from uncut.eventlog import PRODUCER_LOST, STORE_UNAVAILABLE, Event, LogClosedError, MemoryEventLog, MemoryStore, StoreUnavailable
+from uncut.errors import LogClosedError
+from uncut.eventlog import PRODUCER_LOST, STORE_UNAVAILABLE, Event, MemoryEventLog, MemoryStore, StoreUnavailable
 from uncut.leases import RedisLeases
 from uncut.redis_config import STORE_RETRY_SECONDS, connect, masked, parse_store_url, refuse_cluster
 

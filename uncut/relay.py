@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator
 
 from uncut import sse
 from uncut.concurrency import SocketWatch
-from uncut.errors import OUTCOME_OF_ERROR, SERVER_ERROR, StreamAborted
+from uncut.errors import OUTCOME_OF_ERROR, SERVER_ERROR, TOO_LARGE, StreamAborted
 from uncut.eventlog import Event, EventLog
-from uncut.generation import TIMEOUT_BODY, TOO_LARGE, Generation
+from uncut.generation import TIMEOUT_BODY, Generation
 from uncut.options import StreamOptions
 from uncut.shutdown import SHUTDOWN
 

@@ -25,14 +25,14 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from uncut.adaptive import AdaptiveLimit
-from uncut.admission import READER_LIMIT, Refusal, StreamLimiter, retry_signal
+from uncut.admission import Refusal, StreamLimiter, retry_signal
 from uncut.answers import Answer
 from uncut.callbacks import check_sync_handlers, with_safe_callbacks
 from uncut.concurrency import client_socket
-from uncut.errors import THREAD_LEASE_LOST, StreamNotFound, StreamRefused
+from uncut.errors import CANCELLED, READER_LIMIT, THREAD_LEASE_LOST, StreamNotFound, StreamRefused
 from uncut.eventlog import Event, EventLog, MemoryEventLog, MemoryStore
 from uncut.gate import ADMITTED_KEY
-from uncut.generation import CANCELLED, Generation, RunBudget, StreamPlan
+from uncut.generation import Generation, RunBudget, StreamPlan
 from uncut.leases import LEASE_TTL_SECONDS, LeaseStore, MemoryLeases, take_lease
 from uncut.openai_chunks import ChunkFormat
 from uncut.openai_responses import ResponsesFormat
@@ -43,8 +43,8 @@ from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadBusy, plan_turn
 from uncut.ui_messages import HEADERS as UI_HEADERS
 from uncut.ui_messages import UIMessageFormat
-from uncut.ui_request import UIChatRequest
-from uncut.ui_threads import chat_thread_id, plan_chat_turn
+from uncut.ui_request import UIChatRequest, chat_thread_id
+from uncut.ui_threads import plan_chat_turn
 
 # answer: one JSON answer, not a stream; agent: the LangGraph Agent Server API (uncut.agent_server)
 SURFACES = ("sse", "text", "openai", "ui", "responses", "answer", "agent")

@@ -17,11 +17,12 @@ from urllib.parse import parse_qs
 
 from langchain_core.runnables import Runnable
 
+from uncut.errors import StreamNotFound, StreamRefused
 from uncut.gate import refusal_response as gate_refusal
 from uncut.options import StreamArgs
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
-from uncut.streams import CONTENT_TYPES, StreamNotFound, StreamRefused, Streams, headers_for
+from uncut.streams import CONTENT_TYPES, Streams, headers_for
 from uncut.telemetry import metrics
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest

@@ -7,6 +7,6 @@ Build an ``AgentServer`` from ``{graph_id: compiled graph}`` and the app's
 
 from uncut.agent_server.records import MemoryRecords, Records, SqlRecords
 from uncut.agent_server.server import AgentServer, ApiRequest, Reply
-from uncut.agent_server.wire import ProtocolError
+from uncut.errors import ProtocolError
 
 __all__ = ["AgentServer", "ApiRequest", "MemoryRecords", "ProtocolError", "Records", "Reply", "SqlRecords"]

@@ -22,7 +22,8 @@ from typing import Any, Iterable
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 
-from uncut.agent_server.wire import ProtocolError, to_json
+from uncut.agent_server.wire import to_json
+from uncut.errors import ProtocolError
 from uncut.events import Emit, StreamEvents
 
 CLIENT_MODES = ("values", "updates", "custom", "messages", "messages-tuple", "debug", "tasks", "checkpoints")

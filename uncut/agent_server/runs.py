@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from langchain_core.runnables import RunnableConfig
 
 from uncut.agent_server.modes import ModeEvents, graph_modes, parse_modes
-from uncut.agent_server.wire import ProtocolError
+from uncut.errors import ProtocolError
 from uncut.events import Emit, StreamEvents
 from uncut.leases import Lease, LeaseStore, take_lease
 from uncut.threads import InvalidResume, ThreadError, _answers_by_id, _check_answers, _pending_of

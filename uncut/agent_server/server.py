@@ -24,14 +24,15 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
+from uncut.admission import StreamLimiter
 from uncut.agent_server.framing import AgentFormat, error_payload
 from uncut.agent_server.records import MemoryRecords, Records
 from uncut.agent_server.runs import GraphRun, RunRequest, check_resume, lease_key, parse_metadata, parse_run
-from uncut.agent_server.wire import ASSISTANT_NAMESPACE, ProtocolError, not_found, now_iso, to_json
+from uncut.agent_server.wire import ASSISTANT_NAMESPACE, not_found, now_iso, to_json
 from uncut.concurrency import spawn
+from uncut.errors import ProtocolError, StreamNotFound, StreamRefused
 from uncut.leases import LEASE_TTL_SECONDS, take_lease
-from uncut.admission import StreamLimiter
-from uncut.streams import HEADERS, StreamBody, StreamNotFound, StreamRefused, Streams, fixed_retry_after
+from uncut.streams import HEADERS, StreamBody, Streams, fixed_retry_after
 from uncut.threads import ThreadError, _pending_of
 
 log = logging.getLogger(__name__)
