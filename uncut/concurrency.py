@@ -14,7 +14,7 @@ import select
 import socket
 import sys
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +243,10 @@ class SocketWatch:
         self._watch.stop()
 
 
-def client_socket(environ: dict[str, Any]) -> socket.socket | None:
+def client_socket(environ: Mapping[str, Any]) -> socket.socket | None:
     """The client's socket as the WSGI server exposes it, if it does."""
     for key in ("gunicorn.socket", "gunicorn.sock", "werkzeug.socket"):
-        sock = environ.get(key)
+        sock: socket.socket | None = environ.get(key)
         if sock is not None and hasattr(sock, "fileno"):
             return sock
     return None

@@ -277,7 +277,7 @@ def agent_server_urls(
     current = built_once(server)
     mount = re.escape(prefix.strip("/"))
 
-    @csrf_exempt
+    @csrf_exempt  # type: ignore[untyped-decorator]  # django ships no annotations (no django-stubs here)
     def agent_api(request: HttpRequest, path: str = "") -> HttpResponse:
         api = ApiRequest(
             method=request.method or "GET", path="/" + path, query={k: request.GET.getlist(k) for k in request.GET},

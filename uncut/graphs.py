@@ -110,8 +110,8 @@ class TaskGreenlets(BaseCallbackHandler):
     def _ended(self, *args: Any, run_id: UUID, **kwargs: Any) -> None:
         self._running.pop(run_id, None)
 
-    on_chain_start = on_tool_start = on_chat_model_start = on_llm_start = _started  # type: ignore[assignment]
-    on_chain_end = on_chain_error = on_tool_end = on_tool_error = on_llm_end = on_llm_error = _ended  # type: ignore[assignment]
+    on_chain_start = on_tool_start = on_chat_model_start = on_llm_start = _started
+    on_chain_end = on_chain_error = on_tool_end = on_tool_error = on_llm_end = on_llm_error = _ended
 
     def kill(self, spare: Any = None) -> int:
         """Kill every greenlet still running part of the graph (but ``spare``); returns how many."""

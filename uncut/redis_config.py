@@ -99,8 +99,11 @@ def connect(target: RedisTarget, **options: Any) -> "redis.Redis":
     if not target.sentinel:
         return redis.Redis.from_url(target.url, **options)
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
-    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options, **options)
-    return sentinel.master_for(target.service, db=target.db, username=target.username, password=target.password)
+    # redis-py leaves Sentinel's __init__ and master_for unannotated; master_for returns a redis.Redis
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options, **options)  # type: ignore[no-untyped-call]
+    primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        target.service, db=target.db, username=target.username, password=target.password)
+    return primary
 
 
 def refuse_cluster(client: "redis.Redis", url: str) -> None:

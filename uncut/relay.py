@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from contextlib import closing
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from uncut import sse
 from uncut.concurrency import SocketWatch
@@ -82,7 +82,7 @@ class Relay:
 
     # -- the surfaces -----------------------------------------------------
 
-    def frames(self, frame: Callable[[Event], bytes], prefix: bytes = b"", moved: bytes | None = None) -> Iterator[bytes]:
+    def frames(self, frame: Callable[[Event], bytes], prefix: bytes = b"", moved: bytes | None = None) -> Generator[bytes, None, None]:
         """Each ready batch of events framed by ``frame`` into one write; heartbeat comments between.
 
         ``moved`` is what a reader leaving a draining worker is told (the
@@ -188,7 +188,7 @@ class Relay:
 
     # -- the loop they share ----------------------------------------------
 
-    def _batches(self, heartbeat: float | None) -> Iterator[list[Event]]:
+    def _batches(self, heartbeat: float | None) -> Generator[list[Event], None, None]:
         """Lists of ready events; an empty list when a heartbeat is due. Ends after the terminal event."""
         watch = None
         log = self.log
@@ -203,7 +203,8 @@ class Relay:
                 shutdown.register(log)
             # The run's own deadline, the same for every reader and reconnect; a log without a run
             # behind it here (another worker's, read through the store) may carry it too.
-            deadline = log.deadline if getattr(log, "deadline", None) is not None else math.inf
+            log_deadline: float | None = getattr(log, "deadline", None)
+            deadline = log_deadline if log_deadline is not None else math.inf
             if deadline == math.inf and self.options.max_stream_seconds:
                 deadline = time.monotonic() + self.options.max_stream_seconds
             heartbeat_every = heartbeat or math.inf
@@ -271,7 +272,9 @@ class Relay:
 
     def _write_stalled(self) -> bool:
         timeout = self.options.send_timeout_seconds
-        return bool(timeout) and self._writing_since is not None and time.monotonic() - self._writing_since >= 0.9 * timeout
+        if not timeout:
+            return False
+        return self._writing_since is not None and time.monotonic() - self._writing_since >= 0.9 * timeout
 
     def _tune_socket(self) -> Callable[[], None]:
         """Bound the kernel's send buffer and make a stalled write fail; returns how to undo the timeout."""

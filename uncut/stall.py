@@ -252,7 +252,7 @@ class _ModelCalls(BaseCallbackHandler):
     def on_chat_model_start(self, *args: Any, run_id: UUID, **kwargs: Any) -> None:
         self._watch.model_started(run_id)
 
-    on_llm_start = on_chat_model_start  # type: ignore[assignment]
+    on_llm_start = on_chat_model_start
 
     def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
         self._watch.model_chunk(run_id, _is_output(token, chunk))
@@ -260,7 +260,7 @@ class _ModelCalls(BaseCallbackHandler):
     def on_llm_end(self, *args: Any, run_id: UUID, **kwargs: Any) -> None:
         self._watch.model_ended(run_id)
 
-    on_llm_error = on_llm_end  # type: ignore[assignment]
+    on_llm_error = on_llm_end
 
 
 class _Timer:

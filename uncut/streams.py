@@ -214,7 +214,7 @@ class Streams:
     def _slot(self, client: str | None, environ: Mapping[str, Any]) -> Callable[[], None]:
         """The run's admission slot: the one the gate took for this request (uncut.gate), else one taken now."""
         gated = environ.get(ADMITTED_KEY)
-        release = gated.claim() if gated is not None else None
+        release: Callable[[], None] | None = gated.claim() if gated is not None else None
         if release is not None:
             return release
         admitted = self.limiter.try_acquire(client, retry_signal(environ))

@@ -20,7 +20,7 @@ between the check and the run. Imports no web framework.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
@@ -71,9 +71,9 @@ def check_thread_id(thread_id: Any) -> str:
 
 def thread_config(thread_id: str, config: RunnableConfig | None = None) -> RunnableConfig:
     """``config`` with the thread's id in ``configurable``."""
-    config = dict(config or {})  # type: ignore[assignment]
-    config["configurable"] = {**(config.get("configurable") or {}), "thread_id": check_thread_id(thread_id)}
-    return config
+    out = cast(RunnableConfig, dict(config or {}))  # a copy of a RunnableConfig (or of none)
+    out["configurable"] = {**(out.get("configurable") or {}), "thread_id": check_thread_id(thread_id)}
+    return out
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,9 @@ def _assistant(parts: list[dict[str, Any]], where: str, max_chars: int, room: in
                 raise _TooMany()
             out.append(AIMessage(content=_check_length("".join(text), f"{where}.parts", max_chars), tool_calls=list(calls)))
             out.extend(results)
-        text.clear(), calls.clear(), results.clear()
+        text.clear()
+        calls.clear()
+        results.clear()
 
     for index, part in enumerate(parts):
         kind, at = part["type"], f"{where}.parts[{index}]"

@@ -342,5 +342,7 @@ def _body(environ: Mapping[str, Any], limit: int) -> bytes:
     except ValueError:
         length = 0
     if length > 0:
-        return stream.read(min(length, limit))
-    return stream.read(limit) if environ.get("wsgi.input_terminated") else b""
+        body: bytes = stream.read(min(length, limit))
+    else:
+        body = stream.read(limit) if environ.get("wsgi.input_terminated") else b""
+    return body

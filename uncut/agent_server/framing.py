@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from uncut.eventlog import Event
 from uncut.sse import format_json_event
 
@@ -34,7 +36,8 @@ class AgentFormat:
         return b""  # the core's own kinds (heartbeat notes, moves) are not this protocol's
 
 
-def error_payload(data: dict) -> dict[str, str]:
+def error_payload(data: dict[str, Any]) -> dict[str, str]:
     """The log's ``{"error": {"type", "message"}}`` as the SDKs read it: ``{"error": type, "message": ...}``."""
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    raw = data.get("error")
+    error: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return {"error": str(error.get("type", "error")), "message": str(error.get("message", ""))}

@@ -90,7 +90,7 @@ class SqlRecords:
             for statement in _SCHEMA:
                 db.execute(statement)
 
-    def _run(self, sql: str, args: tuple[Any, ...]) -> Any:
+    def _run(self, sql: str, args: tuple[Any, ...]) -> tuple[int, list[Any]]:
         with self._connection() as db:
             cursor = db.execute(sql.replace("?", self._p), args)
             return cursor.rowcount, (cursor.fetchall() if cursor.description else [])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, cast
 
 from langchain_core.runnables import RunnableConfig
 
@@ -319,9 +319,10 @@ class GraphRun:
             if request.multitask == "rollback":
                 for run in self.replaces:
                     server.roll_back(self.graph, run)
-            thread_config = {**config, "configurable": {**(config.get("configurable") or {}), "thread_id": self.thread_id}}
+            configurable: dict[str, Any] = {**(config.get("configurable") or {}), "thread_id": self.thread_id}
+            thread_config = cast(RunnableConfig, {**config, "configurable": configurable})  # config with its configurable replaced
             if request.checkpoint_id:
-                thread_config["configurable"]["checkpoint_id"] = request.checkpoint_id
+                configurable["checkpoint_id"] = request.checkpoint_id
             if self.lease is None:  # not checked by the request: the thread may have changed while this run waited
                 check_resume(self.graph, thread_config, request.command)
             server.note_start_checkpoint(self.run_id, self.graph, thread_config)

@@ -22,7 +22,9 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, cast
+
+from langchain_core.runnables import RunnableConfig
 
 from uncut.admission import StreamLimiter
 from uncut.agent_server.framing import AgentFormat, error_payload
@@ -631,8 +633,10 @@ class AgentServer:
             self.records.put("run", run_id, request.owner, thread_id, record)
             plan = GraphRun(self, run, graph, owner=request.owner, thread_id=thread_id, run_id=run_id, lease=lease,
                             replaces=replaces, temporary=temporary)
-            config = {**run.config, "metadata": {**(run.config.get("metadata") or {}), **run.metadata, "run_id": run_id,
-                                                  "thread_id": thread_id, "graph_id": run.graph_id, "assistant_id": run.assistant_id}}
+            # run.config holds only RunnableConfig's keys (runs._config admits no others)
+            config = cast(RunnableConfig, {**run.config, "metadata": {
+                **(run.config.get("metadata") or {}), **run.metadata, "run_id": run_id,
+                "thread_id": thread_id, "graph_id": run.graph_id, "assistant_id": run.assistant_id}})
             # A background run's relay is read here, by nobody: it must not watch the request's socket,
             # which goes on to carry the client's next request (keep-alive).
             environ = request.environ if mode != "background" else {k: v for k, v in request.environ.items() if k not in SOCKET_KEYS}
@@ -712,7 +716,7 @@ class AgentServer:
         """What ``wait`` and ``join`` answer: the thread's values, or ``{"__error__": ...}`` when the run failed."""
         if last is not None and last.kind == "error":
             return Reply(body={"__error__": error_payload(last.data)}, headers=headers)
-        found = self.records.get("thread", thread_id)
+        found = self.records.get("thread", thread_id) if thread_id is not None else None  # no record has a None key
         return Reply(body=(found[1].get("values") if found else None), headers=headers)
 
     def _run_json(self, run_id: str, owner: str) -> dict[str, Any]:
