@@ -101,14 +101,24 @@ class OpenLoop:
                 sampler.kill()
         sampled = json.loads(sampler_out.read_text())["open_loop"] if sampler_out.exists() else {}
         row = {
-            "app": app, "kind": "burst" if burst else "poisson", "burst": burst or None, "rate": round(rate, 2) or None,
-            "multiple": multiple or None, **result["open_loop"], "loadgen_cpu_pct": round(100 * result["loadgen_cpu_s"] / max(1e-9, elapsed), 1),
-            "sampler": {k: sampled.get(k) for k in ("requests", "first_byte_p50_ms", "first_byte_p99_ms", "ttft_admitted_p50_ms", "refused")},
+            "app": app,
+            "kind": "burst" if burst else "poisson",
+            "burst": burst or None,
+            "rate": round(rate, 2) or None,
+            "multiple": multiple or None,
+            **result["open_loop"],
+            "loadgen_cpu_pct": round(100 * result["loadgen_cpu_s"] / max(1e-9, elapsed), 1),
+            "sampler": {
+                k: sampled.get(k) for k in ("requests", "first_byte_p50_ms", "first_byte_p99_ms", "ttft_admitted_p50_ms", "refused")
+            },
         }
-        log(f"  first byte p50/p99 {row['first_byte_p50_ms']}/{row['first_byte_p99_ms']} ms (sampler {row['sampler']['first_byte_p50_ms']}/"
+        log(
+            f"  first byte p50/p99 {row['first_byte_p50_ms']}/{row['first_byte_p99_ms']} ms (sampler {row['sampler']['first_byte_p50_ms']}/"
             f"{row['sampler']['first_byte_p99_ms']}), refused {row['refused_share']:.0%}, TTFT p99 {row['ttft_admitted_p99_ms']} ms, "
-            f"goodput {row['goodput_tokens_per_s']} tok/s, admitted failed {row['admitted_failed']}, last {row['last_admitted_finished_s']} s, "
-            f"answered {row.get('answered')}/{row.get('users')} (answer p99 {row.get('answer_p99_ms')} ms)")
+            f"goodput {row['goodput_tokens_per_s']} tok/s, admitted failed {row['admitted_failed']}, "
+            f"last {row['last_admitted_finished_s']} s, "
+            f"answered {row.get('answered')}/{row.get('users')} (answer p99 {row.get('answer_p99_ms')} ms)"
+        )
         return row
 
     def main(self) -> None:
@@ -127,8 +137,13 @@ class OpenLoop:
                     bench.stop(server)
         finally:
             bench.stop_all()
-        out = {"capacity_streams_per_s": round(capacity, 2), "tokens": self.args.tokens, "interval_s": self.args.interval,
-               "max_retries": self.args.max_retries, "rows": self.rows}
+        out = {
+            "capacity_streams_per_s": round(capacity, 2),
+            "tokens": self.args.tokens,
+            "interval_s": self.args.interval,
+            "max_retries": self.args.max_retries,
+            "rows": self.rows,
+        }
         (self.args.out / "openloop.json").write_text(json.dumps(out, indent=1))
         (self.args.out / "OPENLOOP.md").write_text(table(out))
         log(f"wrote {self.args.out / 'OPENLOOP.md'}")
@@ -141,13 +156,15 @@ def _ms(value: float | None) -> str:
 def table(out: dict[str, Any]) -> str:
     retries = out.get("max_retries", 0)
     lines = [
-        "# Open loop: bursts and Poisson arrivals, with clients that retry as the SDKs do", "",
+        "# Open loop: bursts and Poisson arrivals, with clients that retry as the SDKs do",
+        "",
         f"One worker per app, {out['tokens']} tokens {out['interval_s'] * 1000:g} ms apart; the service worker's capacity "
         f"{out['capacity_streams_per_s']} streams/s (closed loop, C=400, no admission). Each client retries a refusal or a "
         f"failure up to {retries} times after the delay the openai SDK would wait (the server's `retry-after-ms` / "
         "`Retry-After` up to 60 s, else 0.5 s doubling). Answered: clients whose last attempt got the whole answer. "
         "Answer time: from a client's first attempt to its whole answer. First byte: every request, served or refused; "
-        "TTFT: admitted requests. Sampler: a separate process's own streams during the same run (first byte p50 / p99).", "",
+        "TTFT: admitted requests. Sampler: a separate process's own streams during the same run (first byte p50 / p99).",
+        "",
         "| app | load | answered | answer p50 / p99 ms | first byte p50 / p99 ms | sampler p50 / p99 ms | refused (attempts) "
         "| TTFT admitted p50 / p99 ms | goodput tok/s | admitted failed |",
         "|---|---|---|---|---|---|---|---|---|---|",

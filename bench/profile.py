@@ -76,8 +76,14 @@ def _is_service(file: str) -> bool:
 PHASES = (
     ("producer: openai SDK reads and decodes the upstream SSE", ("Stream.__stream__", "Stream.__iter__", "Stream._iter_events")),
     ("producer: LangChain merges chunks (on_llm_end aggregate)", ("merge_chat_generation_chunks", "ChatGenerationChunk.__add__")),
-    ("producer: LangChain callbacks / run manager", ("CallbackManager", "handle_event", "on_llm_new_token", "on_chat_model_start", "on_llm_end")),
-    ("producer: request set-up (ChatOpenAI builds and sends the call)", ("BaseChatOpenAI._stream", "_get_request_payload", "SyncAPIClient.", "Completions.create")),
+    (
+        "producer: LangChain callbacks / run manager",
+        ("CallbackManager", "handle_event", "on_llm_new_token", "on_chat_model_start", "on_llm_end"),
+    ),
+    (
+        "producer: request set-up (ChatOpenAI builds and sends the call)",
+        ("BaseChatOpenAI._stream", "_get_request_payload", "SyncAPIClient.", "Completions.create"),
+    ),
     ("producer: rest of Generation._produce (event log, stats)", ("Generation._produce",)),
     ("consumer: relay reads the event log and writes the response", ("Relay.", "write", "sendall")),
     ("request: Flask dispatch, JSON, view, Generation/Relay set-up", ("Flask.full_dispatch_request", "Flask.wsgi_app")),
@@ -129,5 +135,11 @@ def summarize(stacks_path: Path, top: int = 15) -> dict[str, Any]:
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(100 * n / total, 1)) for name, n in counter.most_common(top)] if total else []
 
-    return {"samples": total, "self": share(self_time), "inclusive": share(inclusive), "packages": share(packages),
-            "webapp_inclusive": share(webapp), "phases": share(phases)}
+    return {
+        "samples": total,
+        "self": share(self_time),
+        "inclusive": share(inclusive),
+        "packages": share(packages),
+        "webapp_inclusive": share(webapp),
+        "phases": share(phases),
+    }

@@ -75,8 +75,15 @@ def measure(name: str, env: dict[str, str], args: argparse.Namespace, logs: Path
         stop.set()
         server.stop()
     refused = result["errors"].get("refused", 0)
-    row = {"row": name, "connections": "new per request" if new_connections else "kept alive", "refusals": refused, "seconds": args.seconds, "worker_cpu_s": round(spent, 3),
-           "cpu_per_refusal_us": round(spent / max(1, refused) * 1e6, 1), "refusals_per_s": round(refused / args.seconds, 1)}
+    row = {
+        "row": name,
+        "connections": "new per request" if new_connections else "kept alive",
+        "refusals": refused,
+        "seconds": args.seconds,
+        "worker_cpu_s": round(spent, 3),
+        "cpu_per_refusal_us": round(spent / max(1, refused) * 1e6, 1),
+        "refusals_per_s": round(refused / args.seconds, 1),
+    }
     log(f"{name} ({row['connections']}): {refused} refusals, worker CPU {spent:.2f} s: {row['cpu_per_refusal_us']} µs each")
     return row
 
@@ -91,12 +98,20 @@ def main(argv: list[str] | None = None) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     rows = [measure(name, env, args, logs, new) for new in (False, True) for name, env in ROWS.items()]
     (args.out / "refusals.json").write_text(json.dumps({"rows": rows}, indent=1))
-    lines = ["# The worker's CPU per refusal", "",
-             f"One gevent worker with its one slot held; {args.concurrency} clients in a closed loop for {args.seconds:g} s, "
-             "every request refused. CPU: the worker's user + system time over the loop, per refusal.", "",
-             "| where the refusal is decided | connections | refusals | refusals/s | worker CPU s | CPU per refusal µs |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['row']} | {r['connections']} | {r['refusals']:,} | {r['refusals_per_s']:,} | {r['worker_cpu_s']} | {r['cpu_per_refusal_us']:,} |" for r in rows]
+    lines = [
+        "# The worker's CPU per refusal",
+        "",
+        f"One gevent worker with its one slot held; {args.concurrency} clients in a closed loop for {args.seconds:g} s, "
+        "every request refused. CPU: the worker's user + system time over the loop, per refusal.",
+        "",
+        "| where the refusal is decided | connections | refusals | refusals/s | worker CPU s | CPU per refusal µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['row']} | {r['connections']} | {r['refusals']:,} | {r['refusals_per_s']:,} | {r['worker_cpu_s']} "
+        f"| {r['cpu_per_refusal_us']:,} |"
+        for r in rows
+    ]
     (args.out / "REFUSALS.md").write_text("\n".join(lines) + "\n")
     log(f"wrote {args.out / 'REFUSALS.md'}")
 

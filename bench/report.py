@@ -174,19 +174,35 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         n = scale["streams_target"]
         complete = scale["completed"] == scale["streams"] == n and scale["error_total"] == 0
         nominal = scale["ramp_s"] + (scale["tokens"] - 1) * scale["interval_ms"] / 1000
-        out.append({"target": f">= {SCALE_STREAMS_TARGET} slow streams on one worker, every one completing",
-                    "where": f"{n} streams, 1 token / {fmt(scale['interval_ms'])} ms",
-                    "measured": f"{scale['completed']}/{n} completed, errors {scale['errors'] or 0}, "
-                                f"{scale['open_streams_at_rss']} open at once (load side), upstream peak {scale['upstream']['peak_active']}; "
-                                f"the last ended after {fmt(scale['wall_s'], 1)} s (on time: {nominal:.1f} s)",
-                    "passed": complete and n >= SCALE_STREAMS_TARGET})
+        out.append(
+            {
+                "target": f">= {SCALE_STREAMS_TARGET} slow streams on one worker, every one completing",
+                "where": f"{n} streams, 1 token / {fmt(scale['interval_ms'])} ms",
+                "measured": f"{scale['completed']}/{n} completed, errors {scale['errors'] or 0}, "
+                f"{scale['open_streams_at_rss']} open at once (load side), upstream peak {scale['upstream']['peak_active']}; "
+                f"the last ended after {fmt(scale['wall_s'], 1)} s (on time: {nominal:.1f} s)",
+                "passed": complete and n >= SCALE_STREAMS_TARGET,
+            }
+        )
         kb = scale.get("rss_per_stream_kb")
-        out.append({"target": f"RSS growth <= {SCALE_RSS_KB_TARGET:g} KB per open stream", "where": f"{n} streams",
-                    "measured": f"{fmt(kb, 1)} KB ({fmt(_mib(scale.get('rss_idle_bytes')), 1)} -> {fmt(_mib(scale.get('rss_open_bytes')), 1)} MiB)",
-                    "passed": None if kb is None else (kb <= SCALE_RSS_KB_TARGET and n >= SCALE_STREAMS_TARGET)})
+        out.append(
+            {
+                "target": f"RSS growth <= {SCALE_RSS_KB_TARGET:g} KB per open stream",
+                "where": f"{n} streams",
+                "measured": f"{fmt(kb, 1)} KB ({fmt(_mib(scale.get('rss_idle_bytes')), 1)} "
+                f"-> {fmt(_mib(scale.get('rss_open_bytes')), 1)} MiB)",
+                "passed": None if kb is None else (kb <= SCALE_RSS_KB_TARGET and n >= SCALE_STREAMS_TARGET),
+            }
+        )
     else:
-        out.append({"target": f">= {SCALE_STREAMS_TARGET} slow streams, RSS <= {SCALE_RSS_KB_TARGET:g} KB each",
-                    "where": "-", "measured": "not run", "passed": None})
+        out.append(
+            {
+                "target": f">= {SCALE_STREAMS_TARGET} slow streams, RSS <= {SCALE_RSS_KB_TARGET:g} KB each",
+                "where": "-",
+                "measured": "not run",
+                "passed": None,
+            }
+        )
 
     cold = results.get("cold")
     if cold and len(cold["bursts"]) >= 2:
@@ -194,10 +210,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         first = median(bursts[0]["ttft_p99_ms"] for bursts in boots)
         later = median(b["ttft_p99_ms"] for bursts in boots for b in bursts[1:] if b["ttft_p99_ms"] is not None)
         r = ratio(first, later)
-        out.append({"target": f"cold start: first burst as fast as later ones (TTFT p99 within {COLD_TOLERANCE}x)",
-                    "where": f"bursts of {cold['concurrency']}, {len(boots)} fresh worker{'s' if len(boots) > 1 else ''}, medians",
-                    "measured": f"{times(r)} ({fmt(first)} ms vs {fmt(later)} ms)",
-                    "passed": None if r is None else r <= COLD_TOLERANCE})
+        out.append(
+            {
+                "target": f"cold start: first burst as fast as later ones (TTFT p99 within {COLD_TOLERANCE}x)",
+                "where": f"bursts of {cold['concurrency']}, {len(boots)} fresh worker{'s' if len(boots) > 1 else ''}, medians",
+                "measured": f"{times(r)} ({fmt(first)} ms vs {fmt(later)} ms)",
+                "passed": None if r is None else r <= COLD_TOLERANCE,
+            }
+        )
     else:
         out.append({"target": "cold start: first burst as fast as later ones", "where": "-", "measured": "not run", "passed": None})
     return out
@@ -220,23 +240,28 @@ def label(app: str) -> str:
 
 
 def sweep_table(results: dict[str, Any]) -> list[str]:
-    lines = ["| C | app | tokens/s | TTFT p50 ms | TTFT p99 ms | gap p99 - interval ms | errors | streams | RSS / open stream KB | "
-             "worker CPU % | other load on its CPU % |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| C | app | tokens/s | TTFT p50 ms | TTFT p99 ms | gap p99 - interval ms | errors | streams | RSS / open stream KB | "
+        "worker CPU % | other load on its CPU % |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results.get("sweep", []):
         errors = r["error_total"]
         error_text = f"**{errors}** {r['errors']}" if errors else "0"
         lines.append(
             f"| {r['concurrency']} | {label(r['app'])} | {fmt(r['tokens_per_s'])} | {fmt(r.get('ttft_p50_ms'))} | "
             f"{fmt(r.get('ttft_p99_ms'))} | {fmt(r.get('gap_excess_p99_ms'))} | {error_text} | {fmt(r['streams'])} | "
-            f"{fmt(r.get('rss_per_stream_kb'), 1)} | {fmt(r.get('app_cpu_pct'))} | {fmt(r.get('foreign_cpu_pct'))} |")
+            f"{fmt(r.get('rss_per_stream_kb'), 1)} | {fmt(r.get('app_cpu_pct'))} | {fmt(r.get('foreign_cpu_pct'))} |"
+        )
     return lines
 
 
 def ratio_table(results: dict[str, Any]) -> list[str]:
-    lines = ["| C | service / FastAPI tokens/s | service / ceiling tokens/s | service / FastAPI TTFT p99 | SSE / FastAPI tokens/s | "
-             "SSE / FastAPI TTFT p99 | relay without HTTP / ceiling tokens/s |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| C | service / FastAPI tokens/s | service / ceiling tokens/s | service / FastAPI TTFT p99 | SSE / FastAPI tokens/s | "
+        "SSE / FastAPI TTFT p99 | relay without HTTP / ceiling tokens/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in sorted({r["concurrency"] for r in results.get("sweep", [])}):
         svc, sse, ref, ceil, relay = (row(results, a, c) for a in ("service", "service-sse", "fastapi", CEILING, CEILING_RELAY))
 
@@ -244,8 +269,10 @@ def ratio_table(results: dict[str, Any]) -> list[str]:
             value = ratio(a and a.get(key), b and b.get(key))
             return fmt(value and float(value), 2)
 
-        lines.append(f"| {c} | {r(svc, ref, 'tokens_per_s')} | {r(svc, ceil, 'tokens_per_s')} | {r(svc, ref, 'ttft_p99_ms')} | "
-                     f"{r(sse, ref, 'tokens_per_s')} | {r(sse, ref, 'ttft_p99_ms')} | {r(relay, ceil, 'tokens_per_s')} |")
+        lines.append(
+            f"| {c} | {r(svc, ref, 'tokens_per_s')} | {r(svc, ceil, 'tokens_per_s')} | {r(svc, ref, 'ttft_p99_ms')} | "
+            f"{r(sse, ref, 'tokens_per_s')} | {r(sse, ref, 'ttft_p99_ms')} | {r(relay, ceil, 'tokens_per_s')} |"
+        )
     return lines
 
 
@@ -257,19 +284,28 @@ def rounds_table(results: dict[str, Any]) -> list[str]:
     apps = ("service", "fastapi", CEILING)
     per_app = {app: rounds_of(results, app, c) for app in apps}
     count = max(len(rows) for rows in per_app.values())
-    lines = ["", f"Rounds at C={c} (round 1 is the sweep above; the targets use the medians):", "",
-             "| round | service tokens/s | service TTFT p99 ms | FastAPI tokens/s | FastAPI TTFT p99 ms | ceiling tokens/s | "
-             "service / FastAPI tokens/s | service / ceiling |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        f"Rounds at C={c} (round 1 is the sweep above; the targets use the medians):",
+        "",
+        "| round | service tokens/s | service TTFT p99 ms | FastAPI tokens/s | FastAPI TTFT p99 ms | ceiling tokens/s | "
+        "service / FastAPI tokens/s | service / ceiling |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for i in range(count):
         svc, ref, ceil = (per_app[app][i] if i < len(per_app[app]) else None for app in apps)
-        lines.append(f"| {i + 1} | {fmt(svc and svc['tokens_per_s'])} | {fmt(svc and svc['ttft_p99_ms'])} | "
-                     f"{fmt(ref and ref['tokens_per_s'])} | {fmt(ref and ref['ttft_p99_ms'])} | {fmt(ceil and ceil['tokens_per_s'])} | "
-                     f"{times(ratio(svc and svc['tokens_per_s'], ref and ref['tokens_per_s']))} | "
-                     f"{times(ratio(svc and svc['tokens_per_s'], ceil and ceil['tokens_per_s']))} |")
+        lines.append(
+            f"| {i + 1} | {fmt(svc and svc['tokens_per_s'])} | {fmt(svc and svc['ttft_p99_ms'])} | "
+            f"{fmt(ref and ref['tokens_per_s'])} | {fmt(ref and ref['ttft_p99_ms'])} | {fmt(ceil and ceil['tokens_per_s'])} | "
+            f"{times(ratio(svc and svc['tokens_per_s'], ref and ref['tokens_per_s']))} | "
+            f"{times(ratio(svc and svc['tokens_per_s'], ceil and ceil['tokens_per_s']))} |"
+        )
     med = {app: median_of(per_app[app], "tokens_per_s") for app in apps}
-    lines.append(f"| median | {fmt(med['service'])} | {fmt(median_of(per_app['service'], 'ttft_p99_ms'))} | {fmt(med['fastapi'])} | "
-                 f"{fmt(median_of(per_app['fastapi'], 'ttft_p99_ms'))} | {fmt(med[CEILING])} | "
-                 f"{times(ratio(med['service'], med['fastapi']))} | {times(ratio(med['service'], med[CEILING]))} |")
+    lines.append(
+        f"| median | {fmt(med['service'])} | {fmt(median_of(per_app['service'], 'ttft_p99_ms'))} | {fmt(med['fastapi'])} | "
+        f"{fmt(median_of(per_app['fastapi'], 'ttft_p99_ms'))} | {fmt(med[CEILING])} | "
+        f"{times(ratio(med['service'], med['fastapi']))} | {times(ratio(med['service'], med[CEILING]))} |"
+    )
     return lines
 
 
@@ -284,8 +320,10 @@ def interference_lines(results: dict[str, Any]) -> list[str]:
     if not noisy:
         return [f"- Other processes used at most {fmt(worst['foreign_cpu_pct'])}% of the app's CPU during any run: a quiet machine."]
     names = ", ".join(f"{label(r['app'])} C={r['concurrency']} ({fmt(r['foreign_cpu_pct'])}%)" for r in noisy[:12])
-    return [f"- **Warning**: other processes used more than {NOISY_PCT}% of the app's CPU during {len(noisy)} of "
-            f"{len(measured)} runs: {names}. Those numbers are low; rerun on a quiet machine."]
+    return [
+        f"- **Warning**: other processes used more than {NOISY_PCT}% of the app's CPU during {len(noisy)} of "
+        f"{len(measured)} runs: {names}. Those numbers are low; rerun on a quiet machine."
+    ]
 
 
 NOISY_PCT = 5
@@ -295,10 +333,12 @@ def upstream_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     check = results.get("upstream_check")
     if check:
-        lines.append(f"- Upstream alone (load generator straight at it, C={check['concurrency']}, OpenAI chunks parsed): "
-                     f"**{fmt(check['tokens_per_s'])} tokens/s** of an ideal {fmt(check['ideal_tokens_per_s'])}, "
-                     f"{check['error_total']} errors, upstream CPU {fmt(check['upstream_cpu_pct'])}% of one core, "
-                     f"timer late > 5 ms on {check['upstream']['late_sends']} of {check['upstream']['tokens_sent']} sends.")
+        lines.append(
+            f"- Upstream alone (load generator straight at it, C={check['concurrency']}, OpenAI chunks parsed): "
+            f"**{fmt(check['tokens_per_s'])} tokens/s** of an ideal {fmt(check['ideal_tokens_per_s'])}, "
+            f"{check['error_total']} errors, upstream CPU {fmt(check['upstream_cpu_pct'])}% of one core, "
+            f"timer late > 5 ms on {check['upstream']['late_sends']} of {check['upstream']['tokens_sent']} sends."
+        )
     rows = results.get("sweep", [])
     if rows:
         top = max(rows, key=lambda r: r.get("upstream_cpu_pct") or 0)
@@ -306,10 +346,12 @@ def upstream_lines(results: dict[str, Any]) -> list[str]:
         late = sum(r["upstream"]["late_sends"] for r in rows if "upstream" in r)
         sent = sum(r["upstream"]["tokens_sent"] for r in rows if "upstream" in r)
         worst = max(r["upstream"]["max_lateness_ms"] for r in rows if "upstream" in r)
-        lines.append(f"- During the sweep the upstream used at most {fmt(top.get('upstream_cpu_pct'))}% of one core "
-                     f"({label(top['app'])}, C={top['concurrency']}); its timers fired > 5 ms late on {late} of {sent} token "
-                     f"sends (worst {fmt(worst, 1)} ms). The fastest app took {fmt(best)} tokens/s, far below what the upstream "
-                     f"delivers alone: the upstream is not the bottleneck.")
+        lines.append(
+            f"- During the sweep the upstream used at most {fmt(top.get('upstream_cpu_pct'))}% of one core "
+            f"({label(top['app'])}, C={top['concurrency']}); its timers fired > 5 ms late on {late} of {sent} token "
+            f"sends (worst {fmt(worst, 1)} ms). The fastest app took {fmt(best)} tokens/s, far below what the upstream "
+            f"delivers alone: the upstream is not the bottleneck."
+        )
     return lines
 
 
@@ -319,13 +361,19 @@ def profile_lines(results: dict[str, Any]) -> list[str]:
         return []
     if "error" in prof:
         return ["## Profile of the service", "", f"Not taken: {prof['error']}", ""]
-    lines = ["## Profile of the service (py-spy, read-only)", "",
-             f"The service worker at C={prof['concurrency']} for {prof['seconds']:g} s in a run of its own "
-             f"({fmt(prof['tokens_per_s'])} tokens/s, TTFT p99 {fmt(prof['ttft_p99_ms'])} ms), {prof['samples']} samples of "
-             f"on-CPU stacks of the thread holding the GIL; flame graph: `{prof['svg']}`. py-spy pauses the worker for "
-             "each sample, so this run is slower than the sweep: read the shares, not the speed.", "",
-             "What the worker was doing (each sample counted once, by the first match in this order):", "",
-             "| activity | % of samples |", "|---|---:|"]
+    lines = [
+        "## Profile of the service (py-spy, read-only)",
+        "",
+        f"The service worker at C={prof['concurrency']} for {prof['seconds']:g} s in a run of its own "
+        f"({fmt(prof['tokens_per_s'])} tokens/s, TTFT p99 {fmt(prof['ttft_p99_ms'])} ms), {prof['samples']} samples of "
+        f"on-CPU stacks of the thread holding the GIL; flame graph: `{prof['svg']}`. py-spy pauses the worker for "
+        "each sample, so this run is slower than the sweep: read the shares, not the speed.",
+        "",
+        "What the worker was doing (each sample counted once, by the first match in this order):",
+        "",
+        "| activity | % of samples |",
+        "|---|---:|",
+    ]
     lines += [f"| {name} | {pct} |" for name, pct in prof.get("phases", [])]
     lines += ["", "Inclusive share of the service's own frames (webapp/):", "", "| function | % of samples |", "|---|---:|"]
     lines += [f"| `{name}` | {pct} |" for name, pct in prof["webapp_inclusive"][:12]]
@@ -341,22 +389,44 @@ def profile_lines(results: dict[str, Any]) -> list[str]:
 def markdown(results: dict[str, Any], chart: str | None) -> str:
     s = results["settings"]
     m = results.get("machine", {})
-    lines = ["# Benchmark results", "",
-             f"Generated by `{results['command']}` ({s['preset']} mode) on {results.get('started', '?')}, in "
-             f"{fmt(results.get('elapsed_s'), 0)} s. Rebuild this file from `results.json` with `python -m bench.report`.", "",
-             *([f"**{s['preset'].capitalize()} mode**: shorter streams, short loads and a smaller scale scenario; the verdicts "
-                "below only show the harness works. Judge the targets on a full run (`python -m bench`).", ""]
-               if s["preset"] != "full" else []),
-             "## Targets (issue #8)", "", "| target | where | measured | verdict |", "|---|---|---|---|"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `{results['command']}` ({s['preset']} mode) on {results.get('started', '?')}, in "
+        f"{fmt(results.get('elapsed_s'), 0)} s. Rebuild this file from `results.json` with `python -m bench.report`.",
+        "",
+        *(
+            [
+                f"**{s['preset'].capitalize()} mode**: shorter streams, short loads and a smaller scale scenario; the verdicts "
+                "below only show the harness works. Judge the targets on a full run (`python -m bench`).",
+                "",
+            ]
+            if s["preset"] != "full"
+            else []
+        ),
+        "## Targets (issue #8)",
+        "",
+        "| target | where | measured | verdict |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {t['target']} | {t['where']} | {t['measured']} | **{_verdict(t['passed'])}** |" for t in targets(results)]
-    lines += ["", "## All apps side by side", "",
-              f"Upstream: {s['tokens']} tokens per answer, one every {s['interval'] * 1000:g} ms. Closed loop: C users each "
-              f"start their next stream as soon as the last one ends, for {s['duration']:g} s per (app, C)"
-              + (f" ({s['judged_duration']:g} s at C={s['target_c']}, so that every app's users start a second stream and "
-                 "TTFT includes new streams waiting behind running ones)" if s.get("judged_duration", s["duration"]) != s["duration"] else "")
-              + "; one worker per app"
-              + (f", pinned to CPU {m['app_cpus']} while upstream and load run on CPU {m['load_cpus']}." if m.get("app_cpus") else ".")
-              + " Apps in the order measured, one at a time, in the same run.", ""]
+    lines += [
+        "",
+        "## All apps side by side",
+        "",
+        f"Upstream: {s['tokens']} tokens per answer, one every {s['interval'] * 1000:g} ms. Closed loop: C users each "
+        f"start their next stream as soon as the last one ends, for {s['duration']:g} s per (app, C)"
+        + (
+            f" ({s['judged_duration']:g} s at C={s['target_c']}, so that every app's users start a second stream and "
+            "TTFT includes new streams waiting behind running ones)"
+            if s.get("judged_duration", s["duration"]) != s["duration"]
+            else ""
+        )
+        + "; one worker per app"
+        + (f", pinned to CPU {m['app_cpus']} while upstream and load run on CPU {m['load_cpus']}." if m.get("app_cpus") else ".")
+        + " Apps in the order measured, one at a time, in the same run.",
+        "",
+    ]
     lines += sweep_table(results)
     lines += ["", "Ratios (same run, same C):", ""]
     lines += ratio_table(results)
@@ -365,49 +435,78 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         lines += ["", f"![tokens/s and TTFT p99 against C]({chart})"]
     cold = results.get("cold")
     if cold:
-        lines += ["", "## Cold start", "",
-                  f"Freshly booted service workers (first request after `/healthz`), each given a burst of {cold['concurrency']} "
-                  "streams, then the same burst again after the first drained. Bursts are numbered boot.burst.", "",
-                  "| burst | TTFT p50 ms | TTFT p99 ms | tokens/s | errors | wall s |", "|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Cold start",
+            "",
+            f"Freshly booted service workers (first request after `/healthz`), each given a burst of {cold['concurrency']} "
+            "streams, then the same burst again after the first drained. Bursts are numbered boot.burst.",
+            "",
+            "| burst | TTFT p50 ms | TTFT p99 ms | tokens/s | errors | wall s |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
         for boot, bursts in enumerate(cold.get("boots") or [cold["bursts"]], 1):
             for i, b in enumerate(bursts, 1):
-                lines.append(f"| {boot}.{i}{' (cold)' if i == 1 else ''} | {fmt(b['ttft_p50_ms'])} | {fmt(b['ttft_p99_ms'])} | "
-                             f"{fmt(b['tokens_per_s'])} | {b['error_total']} | {fmt(b['wall_s'], 1)} |")
+                lines.append(
+                    f"| {boot}.{i}{' (cold)' if i == 1 else ''} | {fmt(b['ttft_p50_ms'])} | {fmt(b['ttft_p99_ms'])} | "
+                    f"{fmt(b['tokens_per_s'])} | {b['error_total']} | {fmt(b['wall_s'], 1)} |"
+                )
     sc = results.get("scale")
     if sc:
-        lines += ["", "## Scale: slow streams on one worker", "",
-                  f"{sc['streams_target']} streams opened over {sc['ramp_s']:g} s on a fresh service worker (after a 20-stream "
-                  f"warm-up), each {sc['tokens']} tokens one every {fmt(sc['interval_ms'])} ms.", "",
-                  "| streams | completed | errors | open at once (load side) | upstream peak open | TTFT p50 ms | TTFT p99 ms | "
-                  "gap p99 - interval ms | RSS idle MiB | RSS with streams open MiB | RSS / open stream KB | worker CPU % | wall s |",
-                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-                  f"| {sc['streams']} | {sc['completed']} | {sc['errors'] or 0} | {sc['open_streams_at_rss']} | "
-                  f"{sc['upstream']['peak_active']} | {fmt(sc['ttft_p50_ms'])} | {fmt(sc['ttft_p99_ms'])} | "
-                  f"{fmt(sc['gap_excess_p99_ms'])} | {fmt(_mib(sc['rss_idle_bytes']), 1)} | {fmt(_mib(sc['rss_open_bytes']), 1)} | "
-                  f"{fmt(sc['rss_per_stream_kb'], 1)} | {fmt(sc['app_cpu_pct'])} | {fmt(sc['wall_s'], 1)} |"]
+        lines += [
+            "",
+            "## Scale: slow streams on one worker",
+            "",
+            f"{sc['streams_target']} streams opened over {sc['ramp_s']:g} s on a fresh service worker (after a 20-stream "
+            f"warm-up), each {sc['tokens']} tokens one every {fmt(sc['interval_ms'])} ms.",
+            "",
+            "| streams | completed | errors | open at once (load side) | upstream peak open | TTFT p50 ms | TTFT p99 ms | "
+            "gap p99 - interval ms | RSS idle MiB | RSS with streams open MiB | RSS / open stream KB | worker CPU % | wall s |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {sc['streams']} | {sc['completed']} | {sc['errors'] or 0} | {sc['open_streams_at_rss']} | "
+            f"{sc['upstream']['peak_active']} | {fmt(sc['ttft_p50_ms'])} | {fmt(sc['ttft_p99_ms'])} | "
+            f"{fmt(sc['gap_excess_p99_ms'])} | {fmt(_mib(sc['rss_idle_bytes']), 1)} | {fmt(_mib(sc['rss_open_bytes']), 1)} | "
+            f"{fmt(sc['rss_per_stream_kb'], 1)} | {fmt(sc['app_cpu_pct'])} | {fmt(sc['wall_s'], 1)} |",
+        ]
         ce = sc.get("ceiling")
         if ce:
-            lines += ["", f"The bare ceiling (same ChatOpenAI, {ce['concurrency']} greenlets in one process, no HTTP, same "
-                      f"upstream, same CPU) with the same streams: {ce['completed']}/{ce['concurrency']} completed, "
-                      f"errors {ce['errors'] or 0}, TTFT p50 {fmt(ce['ttft_p50_ms'])} ms, p99 {fmt(ce['ttft_p99_ms'])} ms, "
-                      f"{fmt(ce['tokens_per_s'])} tokens/s (the streams ask for "
-                      f"{fmt(sc['streams_target'] * 1000 / sc['interval_ms'])}), wall {fmt(ce['wall_s'], 1)} s, "
-                      f"CPU {fmt(ce['app_cpu_pct'])}%, RSS {fmt(ce['rss_per_stream_kb'], 1)} KB per open stream "
-                      f"({ce['open_streams_at_rss']} open). What the bare client cannot do, no server around it can."]
+            lines += [
+                "",
+                f"The bare ceiling (same ChatOpenAI, {ce['concurrency']} greenlets in one process, no HTTP, same "
+                f"upstream, same CPU) with the same streams: {ce['completed']}/{ce['concurrency']} completed, "
+                f"errors {ce['errors'] or 0}, TTFT p50 {fmt(ce['ttft_p50_ms'])} ms, p99 {fmt(ce['ttft_p99_ms'])} ms, "
+                f"{fmt(ce['tokens_per_s'])} tokens/s (the streams ask for "
+                f"{fmt(sc['streams_target'] * 1000 / sc['interval_ms'])}), wall {fmt(ce['wall_s'], 1)} s, "
+                f"CPU {fmt(ce['app_cpu_pct'])}%, RSS {fmt(ce['rss_per_stream_kb'], 1)} KB per open stream "
+                f"({ce['open_streams_at_rss']} open). What the bare client cannot do, no server around it can.",
+            ]
     lines += ["", *profile_lines(results)]
-    lines += ["## Is the upstream the bottleneck? Was the machine quiet?", "", *upstream_lines(results),
-              *interference_lines(results), ""]
-    lines += ["## How it was run", "", "```", f"cd {Path(__file__).resolve().parents[1]}",
-              "pip install -r requirements.txt -r bench/requirements.txt", results["command"], "```", "",
-              "Settings: " + ", ".join(f"{k}={v}" for k, v in s.items() if k != "out_dir"), ""]
+    lines += ["## Is the upstream the bottleneck? Was the machine quiet?", "", *upstream_lines(results), *interference_lines(results), ""]
+    lines += [
+        "## How it was run",
+        "",
+        "```",
+        f"cd {Path(__file__).resolve().parents[1]}",
+        "pip install -r requirements.txt -r bench/requirements.txt",
+        results["command"],
+        "```",
+        "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in s.items() if k != "out_dir"),
+        "",
+    ]
     if m:
         pkgs = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
-        lines += ["## Machine", "",
-                  f"- {m['cpus']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, {m['platform']}",
-                  f"- Python {m['python']}; file-descriptor limit {m['fd_limit']} (children raise soft to hard)",
-                  f"- Packages: {pkgs}",
-                  f"- Pinning: apps and ceiling on CPU {m['app_cpus']}, upstream + load generator + harness on CPU {m['load_cpus']}"
-                  if m.get("app_cpus") else "- No CPU pinning", ""]
+        lines += [
+            "## Machine",
+            "",
+            f"- {m['cpus']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, {m['platform']}",
+            f"- Python {m['python']}; file-descriptor limit {m['fd_limit']} (children raise soft to hard)",
+            f"- Packages: {pkgs}",
+            f"- Pinning: apps and ceiling on CPU {m['app_cpus']}, upstream + load generator + harness on CPU {m['load_cpus']}"
+            if m.get("app_cpus")
+            else "- No CPU pinning",
+            "",
+        ]
     lines += ["## Notes", "", *NOTES, ""]
     soak = Path(__file__).with_name("SOAK.md")
     if soak.exists():  # written by hand from `python -m bench.soak` runs: reliability under load and faults
@@ -472,9 +571,17 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     apps = list(dict.fromkeys(r["app"] for r in rows))
     cs = sorted({r["concurrency"] for r in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=110)
-    styles = {"service": ("tab:blue", "o", "-"), "service-sse": ("tab:cyan", "s", "--"), "fastapi": ("tab:red", "^", "-"),
-              "flask-gevent": ("tab:green", "D", "-"), "flask-gthread": ("tab:olive", "v", "-"), CEILING: ("black", "x", ":"),
-              CEILING_RELAY: ("dimgray", "+", ":"), CEILING_STOCK: ("silver", "x", ":"), "flask-floor": ("tab:purple", "P", "--")}
+    styles = {
+        "service": ("tab:blue", "o", "-"),
+        "service-sse": ("tab:cyan", "s", "--"),
+        "fastapi": ("tab:red", "^", "-"),
+        "flask-gevent": ("tab:green", "D", "-"),
+        "flask-gthread": ("tab:olive", "v", "-"),
+        CEILING: ("black", "x", ":"),
+        CEILING_RELAY: ("dimgray", "+", ":"),
+        CEILING_STOCK: ("silver", "x", ":"),
+        "flask-floor": ("tab:purple", "P", "--"),
+    }
     for app in apps:
         points = sorted((r["concurrency"], r) for r in rows if r["app"] == app)
         color, marker, line = styles.get(app, (None, "o", "-"))
@@ -496,8 +603,10 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     right.set_yscale("log")
     left.set_ylim(bottom=0)
     left.legend(fontsize=8, loc="upper left")
-    fig.suptitle(f"One worker each, real ChatOpenAI, {s['tokens']} tokens every {s['interval'] * 1000:g} ms upstream "
-                 f"({results['command']})", fontsize=10)
+    fig.suptitle(
+        f"One worker each, real ChatOpenAI, {s['tokens']} tokens every {s['interval'] * 1000:g} ms upstream ({results['command']})",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -62,11 +62,36 @@ class Settings:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
-    "quick": dict(concurrency=[1, 50, 400], tokens=20, duration=1.5, judged_duration=1.5, target_rounds=1, scale_streams=500, scale_tokens=8,
-                  apps=[*(name for name in TARGETS if name != "flask-floor"), *PSEUDO_APPS],  # the breakdown: full runs
-                  scale_ramp=0.5, cold_concurrency=50, cold_bursts=2, cold_boots=1, profile_seconds=5.0, stream_timeout=60.0),
-    "smoke": dict(concurrency=[5], tokens=5, interval=0.01, duration=1.0, judged_duration=1.0, apps=["service", "service-sse"], target_c=5, target_rounds=1,
-                  scale_streams=0, cold_concurrency=0, upstream_check=False, stream_timeout=20.0),
+    "quick": dict(
+        concurrency=[1, 50, 400],
+        tokens=20,
+        duration=1.5,
+        judged_duration=1.5,
+        target_rounds=1,
+        scale_streams=500,
+        scale_tokens=8,
+        apps=[*(name for name in TARGETS if name != "flask-floor"), *PSEUDO_APPS],  # the breakdown: full runs
+        scale_ramp=0.5,
+        cold_concurrency=50,
+        cold_bursts=2,
+        cold_boots=1,
+        profile_seconds=5.0,
+        stream_timeout=60.0,
+    ),
+    "smoke": dict(
+        concurrency=[5],
+        tokens=5,
+        interval=0.01,
+        duration=1.0,
+        judged_duration=1.0,
+        apps=["service", "service-sse"],
+        target_c=5,
+        target_rounds=1,
+        scale_streams=0,
+        cold_concurrency=0,
+        upstream_check=False,
+        stream_timeout=20.0,
+    ),
 }
 
 
@@ -113,8 +138,7 @@ class Bench:
 
     def start_upstream(self) -> None:
         port = free_port()
-        command = [PYTHON, "-m", "bench.upstream", "--port", str(port), "--tokens", str(self.s.tokens),
-                   "--interval", str(self.s.interval)]
+        command = [PYTHON, "-m", "bench.upstream", "--port", str(port), "--tokens", str(self.s.tokens), "--interval", str(self.s.interval)]
         self.upstream = self.start(Child("upstream", command, port=port, env=clean_env(""), log_dir=self.logs, cpus=self.load_cpus))
 
     @property
@@ -124,8 +148,7 @@ class Bench:
 
     def start_server(self, name: str) -> Child:
         threads = max(64, max(self.s.concurrency))
-        child = SERVERS[name](self.upstream_url, self.logs, self.app_cpus, threads=threads,
-                              service_env=self.s.service_env)
+        child = SERVERS[name](self.upstream_url, self.logs, self.app_cpus, threads=threads, service_env=self.s.service_env)
         return self.start(child)
 
     # -- the upstream ---------------------------------------------------------
@@ -179,16 +202,48 @@ class Bench:
 
     # -- measurements -------------------------------------------------------
 
-    def load(self, server: Child, target: Target, concurrency: int, *, burst: bool = False, ramp: float = 0.0,
-             tokens: int | None = None, interval: float | None = None, rss_pid: int = 0, keep_records: bool = False,
-             duration: float | None = None, during: Callable[[], Any] | None = None) -> dict[str, Any]:
+    def load(
+        self,
+        server: Child,
+        target: Target,
+        concurrency: int,
+        *,
+        burst: bool = False,
+        ramp: float = 0.0,
+        tokens: int | None = None,
+        interval: float | None = None,
+        rss_pid: int = 0,
+        keep_records: bool = False,
+        duration: float | None = None,
+        during: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
         """One load-generator run against ``server`` with CPU and upstream accounting around it."""
         tokens = tokens or self.s.tokens
         interval = interval or self.s.interval
         duration = duration or self.s.duration
-        command = [PYTHON, "-m", "bench.load", "--url", server.url, "--path", target.path, "--mode", target.mode,
-                   "--app", target.name, "--concurrency", str(concurrency), "--tokens", str(tokens),
-                   "--interval", str(interval), "--stream-timeout", str(self.s.stream_timeout), "--rss-pid", str(rss_pid)]
+        command = [
+            PYTHON,
+            "-m",
+            "bench.load",
+            "--url",
+            server.url,
+            "--path",
+            target.path,
+            "--mode",
+            target.mode,
+            "--app",
+            target.name,
+            "--concurrency",
+            str(concurrency),
+            "--tokens",
+            str(tokens),
+            "--interval",
+            str(interval),
+            "--stream-timeout",
+            str(self.s.stream_timeout),
+            "--rss-pid",
+            str(rss_pid),
+        ]
         command += ["--burst", "--ramp", str(ramp)] if burst else ["--duration", str(duration)]
         if keep_records:
             command.append("--keep-records")
@@ -196,7 +251,10 @@ class Bench:
         self.wait_quiet()
         self.upstream_stats(reset=True)
         assert self.upstream is not None
-        watched = {"app": rss_pid or (server.popen.pid if server.popen else 0), "upstream": self.upstream.popen.pid if self.upstream.popen else 0}
+        watched = {
+            "app": rss_pid or (server.popen.pid if server.popen else 0),
+            "upstream": self.upstream.popen.pid if self.upstream.popen else 0,
+        }
         master = server.popen.pid if server.popen and server.popen.pid != watched["app"] else 0
         cpu0 = {k: cpu_seconds(pid) for k, pid in watched.items()}
         master0 = cpu_seconds(master) if master else 0.0
@@ -215,22 +273,56 @@ class Bench:
         result["upstream"] = self.upstream_stats()
         return result
 
-    def ceiling(self, concurrency: int, *, burst: bool = False, ramp: float = 0.0, tokens: int | None = None,
-                interval: float | None = None, through: str = "model", client: str = "service",
-                duration: float | None = None) -> dict[str, Any]:
+    def ceiling(
+        self,
+        concurrency: int,
+        *,
+        burst: bool = False,
+        ramp: float = 0.0,
+        tokens: int | None = None,
+        interval: float | None = None,
+        through: str = "model",
+        client: str = "service",
+        duration: float | None = None,
+    ) -> dict[str, Any]:
         """The bare client in one process on the apps' CPU: closed loop like the sweep, or one burst."""
         duration = duration or self.s.duration
         self.wait_idle()
         self.wait_quiet()
         self.upstream_stats(reset=True)
-        command = [PYTHON, "-m", "bench.ceiling", "--concurrency", str(concurrency), "--duration", str(duration),
-                   "--tokens", str(tokens or self.s.tokens), "--stream-timeout", str(self.s.stream_timeout),
-                   "--interval", str(interval or self.s.interval), "--through", through, "--client", client]
+        command = [
+            PYTHON,
+            "-m",
+            "bench.ceiling",
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--tokens",
+            str(tokens or self.s.tokens),
+            "--stream-timeout",
+            str(self.s.stream_timeout),
+            "--interval",
+            str(interval or self.s.interval),
+            "--through",
+            through,
+            "--client",
+            client,
+        ]
         if burst:
             command += ["--burst", "--ramp", str(ramp)]
-        busy0, children0, started = (busy_seconds(self.app_cpu) if self.app_cpu is not None else 0.0), children_cpu_seconds(), time.monotonic()
-        result = run_json(command, out=self.scratch, timeout=duration + ramp + self.s.stream_timeout + 90,
-                          env=clean_env(self.upstream_url, self.s.service_env), cpus=self.app_cpus)
+        busy0, children0, started = (
+            (busy_seconds(self.app_cpu) if self.app_cpu is not None else 0.0),
+            children_cpu_seconds(),
+            time.monotonic(),
+        )
+        result = run_json(
+            command,
+            out=self.scratch,
+            timeout=duration + ramp + self.s.stream_timeout + 90,
+            env=clean_env(self.upstream_url, self.s.service_env),
+            cpus=self.app_cpus,
+        )
         result["foreign_cpu_pct"] = self.foreign(busy0, children_cpu_seconds() - children0, time.monotonic() - started)
         result["app_cpu_pct"] = round(100 * result["cpu_s"] / max(1e-9, result["wall_s"]), 1)
         result["upstream"] = self.upstream_stats()
@@ -292,8 +384,9 @@ class Bench:
     def duration_at(self, c: int) -> float:
         return self.s.judged_duration if c == self.judged_c else self.s.duration
 
-    def round(self, c: int, targets: list[Target], servers: dict[str, Child], what: str,
-              ceilings_first: bool = False) -> list[dict[str, Any]]:
+    def round(
+        self, c: int, targets: list[Target], servers: dict[str, Child], what: str, ceilings_first: bool = False
+    ) -> list[dict[str, Any]]:
         """Each target at C and each in-process loop at C, one after the other."""
 
         def served() -> list[dict[str, Any]]:
@@ -303,14 +396,19 @@ class Bench:
                 log(f"{what} C={c} {target.name}")
                 row = self.load(server, target, c, rss_pid=server.worker_pid(), duration=self.duration_at(c))
                 rows.append(row)
-                log(f"  {row['tokens_per_s']} tok/s, TTFT p99 {row['ttft_p99_ms']} ms, errors {row['error_total']}, "
-                    f"cpu {row['app_cpu_pct']}%")
+                log(
+                    f"  {row['tokens_per_s']} tok/s, TTFT p99 {row['ttft_p99_ms']} ms, errors {row['error_total']}, "
+                    f"cpu {row['app_cpu_pct']}%"
+                )
             return rows
 
         def in_process() -> list[dict[str, Any]]:
             rows = []
-            for app, through, client in ((CEILING, "model", "service"), (CEILING_RELAY, "relay", "service"),
-                                         (CEILING_STOCK, "model", "stock")):
+            for app, through, client in (
+                (CEILING, "model", "service"),
+                (CEILING_RELAY, "relay", "service"),
+                (CEILING_STOCK, "model", "stock"),
+            ):
                 if app in self.s.apps:
                     log(f"{what} C={c} {app}")
                     row = self.ceiling(c, through=through, client=client, duration=self.duration_at(c))
@@ -344,8 +442,13 @@ class Bench:
         if not stacks.exists():
             return {"error": f"py-spy wrote no stacks; see {self.out / 'profile-stacks.txt.log'}"}
         summary = profiler.summarize(stacks)
-        summary.update(concurrency=self.s.profile_c, seconds=seconds, tokens_per_s=row["tokens_per_s"],
-                       ttft_p99_ms=row["ttft_p99_ms"], svg="profile.svg")
+        summary.update(
+            concurrency=self.s.profile_c,
+            seconds=seconds,
+            tokens_per_s=row["tokens_per_s"],
+            ttft_p99_ms=row["ttft_p99_ms"],
+            svg="profile.svg",
+        )
         return summary
 
     def cold_start(self) -> dict[str, Any]:
@@ -380,14 +483,23 @@ class Bench:
             pid = server.worker_pid()
             self.load(server, TARGETS["service"], 20, burst=True, tokens=self.s.scale_tokens, interval=self.s.scale_interval)
             log(f"scale: {n} streams of {self.s.scale_tokens} tokens every {self.s.scale_interval * 1000:g} ms")
-            row = self.load(server, TARGETS["service"], n, burst=True, ramp=self.s.scale_ramp, tokens=self.s.scale_tokens,
-                            interval=self.s.scale_interval, rss_pid=pid)
+            row = self.load(
+                server,
+                TARGETS["service"],
+                n,
+                burst=True,
+                ramp=self.s.scale_ramp,
+                tokens=self.s.scale_tokens,
+                interval=self.s.scale_interval,
+                rss_pid=pid,
+            )
             log(f"  {row['completed']}/{n} completed in {row['wall_s']}s, RSS/stream {row['rss_per_stream_kb']} KB")
             self.stop(server)
             if CEILING in self.s.apps:
                 log(f"scale: the bare ceiling with the same {n} streams")
-                row["ceiling"] = self.ceiling(n, burst=True, ramp=self.s.scale_ramp, tokens=self.s.scale_tokens,
-                                              interval=self.s.scale_interval)
+                row["ceiling"] = self.ceiling(
+                    n, burst=True, ramp=self.s.scale_ramp, tokens=self.s.scale_tokens, interval=self.s.scale_interval
+                )
                 log(f"  {row['ceiling']['completed']}/{n} completed in {row['ceiling']['wall_s']}s")
         finally:
             self.stop(server)
@@ -405,21 +517,41 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--tokens", type=int, help="tokens per stream in the sweep")
     parser.add_argument("--interval", type=float, help="seconds between upstream tokens in the sweep")
     parser.add_argument("--duration", type=float, help="seconds of closed-loop load per (app, C)")
-    parser.add_argument("--judged-duration", type=float, help="the same at the judged C (full: 15, so every app's users start a second stream; default: --duration if given)")
+    parser.add_argument(
+        "--judged-duration",
+        type=float,
+        help="the same at the judged C (full: 15, so every app's users start a second stream; default: --duration if given)",
+    )
     parser.add_argument("--apps", help=f"comma-separated, from {', '.join([*TARGETS, *PSEUDO_APPS])}")
     parser.add_argument("--target-c", type=int, help="C at which the issue's ratios are judged (default 400)")
-    parser.add_argument("--rounds", type=int, dest="target_rounds",
-                        help="rounds of service, FastAPI and ceiling at the judged C; verdicts use the medians (full: 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        dest="target_rounds",
+        help="rounds of service, FastAPI and ceiling at the judged C; verdicts use the medians (full: 3)",
+    )
     parser.add_argument("--scale-streams", type=int, help="streams in the scale scenario (0 skips it)")
     parser.add_argument("--scale-tokens", type=int)
     parser.add_argument("--scale-interval", type=float)
     parser.add_argument("--cold-concurrency", type=int, help="burst size of the cold-start scenario (0 skips it)")
-    parser.add_argument("--profile", type=int, nargs="?", const=400, default=None, metavar="C",
-                        help="also profile the service worker with py-spy at C (default 400) in a run of its own")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=400,
+        default=None,
+        metavar="C",
+        help="also profile the service worker with py-spy at C (default 400) in a run of its own",
+    )
     parser.add_argument("--no-upstream-check", action="store_true", help="skip the upstream-alone capacity run")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the app to one CPU and the load to the others")
-    parser.add_argument("--service-env", action="append", default=[], metavar="WEBAPP_X=value",
-                        help="a service setting for this run (repeatable), e.g. WEBAPP_UPSTREAM_RAW_CHUNKS=false; the ceiling gets it too")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="WEBAPP_X=value",
+        help="a service setting for this run (repeatable), e.g. WEBAPP_UPSTREAM_RAW_CHUNKS=false; the ceiling gets it too",
+    )
     parser.add_argument("--out-dir", type=Path, help="where RESULTS.md, results.png and results.json go (default bench/)")
     args = parser.parse_args(argv)
     preset = args.preset or "full"
@@ -433,7 +565,18 @@ def parse_args(argv: list[str] | None) -> Settings:
         if unknown:
             parser.error(f"unknown apps: {', '.join(sorted(unknown))}")
         overrides["apps"] = apps
-    for name in ("tokens", "interval", "duration", "judged_duration", "target_c", "target_rounds", "scale_streams", "scale_tokens", "scale_interval", "cold_concurrency"):
+    for name in (
+        "tokens",
+        "interval",
+        "duration",
+        "judged_duration",
+        "target_c",
+        "target_rounds",
+        "scale_streams",
+        "scale_tokens",
+        "scale_interval",
+        "cold_concurrency",
+    ):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.duration is not None and args.judged_duration is None:
@@ -468,8 +611,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench" + ("" if argv is None and len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:] if argv is None else argv))
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(settings)
-    results: dict[str, Any] = {"command": command, "settings": {**asdict(settings), "out_dir": str(settings.out_dir)},
-                               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    results: dict[str, Any] = {
+        "command": command,
+        "settings": {**asdict(settings), "out_dir": str(settings.out_dir)},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     began = time.monotonic()
     try:
         bench.start_upstream()

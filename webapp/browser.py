@@ -110,14 +110,21 @@ def install(app: Flask, allowed_origins: tuple[str, ...]) -> None:
             if not allowed(origin):
                 return error_response(403, "forbidden_origin", "This origin may not call the API (WEBAPP_CORS_ORIGINS).")
             preflight = Response(status=204)
-            preflight.headers.update({
-                "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": ALLOWED_METHODS,
-                "Access-Control-Allow-Headers": allowed_headers(request.headers.get("Access-Control-Request-Headers")), "Access-Control-Max-Age": PREFLIGHT_MAX_AGE, "Vary": "Origin",
-            })
+            preflight.headers.update(
+                {
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                    "Access-Control-Allow-Headers": allowed_headers(request.headers.get("Access-Control-Request-Headers")),
+                    "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+                    "Vary": "Origin",
+                }
+            )
             return preflight
         if any_origin or request.endpoint in OPEN_TO_ANY_SITE or not cross_site() or allowed(origin):
             return None
-        return error_response(403, "forbidden_origin", "Requests from other sites are refused unless their origin is allowed (WEBAPP_CORS_ORIGINS).")
+        return error_response(
+            403, "forbidden_origin", "Requests from other sites are refused unless their origin is allowed (WEBAPP_CORS_ORIGINS)."
+        )
 
     def add_headers(response: Response) -> Response:
         headers = response.headers

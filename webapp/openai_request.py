@@ -159,7 +159,8 @@ def convert_messages(messages: list[Any], limits: ChatLimits) -> list[BaseMessag
             raise InvalidCompletionRequest(f"{where}.role must be one of {', '.join(ROLES)}", f"{where}.role")
         if waiting and role != "tool":
             raise InvalidCompletionRequest(
-                f"messages[{asked_at}].tool_calls must each be answered by a tool message before {where}", f"messages[{asked_at}].tool_calls"
+                f"messages[{asked_at}].tool_calls must each be answered by a tool message before {where}",
+                f"messages[{asked_at}].tool_calls",
             )
         if role == "tool":
             converted.append(_tool_message(message, where, limits, waiting, answered))
@@ -177,7 +178,9 @@ def convert_messages(messages: list[Any], limits: ChatLimits) -> list[BaseMessag
             text = _content(message.get("content"), f"{where}.content", limits)
             converted.append(HumanMessage(text) if role == "user" else SystemMessage(text))
     if waiting:
-        raise InvalidCompletionRequest(f"messages[{asked_at}].tool_calls must each be answered by a tool message", f"messages[{asked_at}].tool_calls")
+        raise InvalidCompletionRequest(
+            f"messages[{asked_at}].tool_calls must each be answered by a tool message", f"messages[{asked_at}].tool_calls"
+        )
     return converted
 
 

@@ -64,7 +64,9 @@ def parse_tools(value: Any) -> list[dict[str, Any]]:
         parameters = function.get("parameters")
         if parameters is not None:
             if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
-                raise InvalidCompletionRequest(f"{where}.function.parameters must be a JSON schema of type object", f"{where}.function.parameters")
+                raise InvalidCompletionRequest(
+                    f"{where}.function.parameters must be a JSON schema of type object", f"{where}.function.parameters"
+                )
             try:
                 check_schema(parameters)
             except SchemaError as exc:

@@ -61,7 +61,10 @@ def _text_parts(value: Any, where: str) -> str:
     texts = []
     for index, part in enumerate(value):
         if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text") or not isinstance(part.get("text"), str):
-            raise _fail(f'{where}[{index}] must be a text part {{"type": "input_text", "text": ...}}; images and files are not supported', f"{where}[{index}]")
+            raise _fail(
+                f'{where}[{index}] must be a text part {{"type": "input_text", "text": ...}}; images and files are not supported',
+                f"{where}[{index}]",
+            )
         texts.append(part["text"])
     return "".join(texts)
 
@@ -93,7 +96,11 @@ def _items_as_chat(value: Any) -> tuple[list[dict[str, Any]], list[int], dict[tu
             chat.append({"role": role, "content": _text_parts(item.get("content"), f"{where}.content")})
             origin.append(index)
         elif kind == "function_call":
-            call = {"id": item.get("call_id"), "type": "function", "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+            call = {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+            }
             previous = chat[-1] if chat else None
             if previous is not None and previous["role"] == "assistant":  # the same turn: its text, its other calls
                 previous.setdefault("tool_calls", []).append(call)
@@ -104,12 +111,20 @@ def _items_as_chat(value: Any) -> tuple[list[dict[str, Any]], list[int], dict[tu
             continue
         elif kind == "function_call_output":
             output = item.get("output")
-            chat.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": output if isinstance(output, str) else _text_parts(output, f"{where}.output")})
+            chat.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id"),
+                    "content": output if isinstance(output, str) else _text_parts(output, f"{where}.output"),
+                }
+            )
             origin.append(index)
         elif kind == "reasoning":
             continue  # a previous turn's reasoning: nothing the model needs again
         else:
-            raise _fail(f"{where}.type {kind!r} is not supported (message, function_call, function_call_output, reasoning)", f"{where}.type")
+            raise _fail(
+                f"{where}.type {kind!r} is not supported (message, function_call, function_call_output, reasoning)", f"{where}.type"
+            )
     return chat, origin, calls
 
 
@@ -129,7 +144,10 @@ def _flat_tools(value: Any) -> list[dict[str, Any]]:
         return parse_tools(nested)
     except InvalidCompletionRequest as exc:
         param = (exc.param or "tools").replace(".function.", ".")
-        raise _fail(str(exc).replace(".function.", ".").replace('{"type": "function", "function": {...}}', '{"type": "function", "name": ...}'), param) from None
+        raise _fail(
+            str(exc).replace(".function.", ".").replace('{"type": "function", "function": {...}}', '{"type": "function", "name": ...}'),
+            param,
+        ) from None
 
 
 def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> str | dict[str, Any] | None:
@@ -138,14 +156,17 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> str | dict[str, Any
     try:
         return parse_tool_choice(value, tools)
     except InvalidCompletionRequest as exc:
-        raise _fail(str(exc).replace('{"type": "function", "function": {"name": ...}}', '{"type": "function", "name": ...}'), "tool_choice") from None
+        raise _fail(
+            str(exc).replace('{"type": "function", "function": {"name": ...}}', '{"type": "function", "name": ...}'), "tool_choice"
+        ) from None
 
 
 def _echoed(body: dict[str, Any]) -> dict[str, Any]:
     """The optional fields a Response repeats, checked."""
     metadata = body.get("metadata")
     if metadata is not None and (
-        not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS
+        not isinstance(metadata, dict)
+        or len(metadata) > MAX_METADATA_KEYS
         or not all(isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512 for k, v in metadata.items())
     ):
         raise _fail(f"metadata must be up to {MAX_METADATA_KEYS} string keys (64 characters) with string values (512)", "metadata")
@@ -153,19 +174,23 @@ def _echoed(body: dict[str, Any]) -> dict[str, Any]:
     if user is not None and (not isinstance(user, str) or len(user) > 256):
         raise _fail("user must be a string of up to 256 characters", "user")
     reasoning = body.get("reasoning")
-    if reasoning is not None and (not isinstance(reasoning, dict) or not all(
-        reasoning.get(key) is None or (isinstance(reasoning.get(key), str) and len(reasoning[key]) <= MAX_REASONING_CHARS)
-        for key in ("effort", "summary")
-    )):
+    if reasoning is not None and (
+        not isinstance(reasoning, dict)
+        or not all(
+            reasoning.get(key) is None or (isinstance(reasoning.get(key), str) and len(reasoning[key]) <= MAX_REASONING_CHARS)
+            for key in ("effort", "summary")
+        )
+    ):
         raise _fail(
-            f"reasoning must be an object such as {{\"effort\": \"low\"}} (strings of up to {MAX_REASONING_CHARS} characters)", "reasoning"
+            f'reasoning must be an object such as {{"effort": "low"}} (strings of up to {MAX_REASONING_CHARS} characters)', "reasoning"
         )
     text = body.get("text")
     text_format = text.get("format") if isinstance(text, dict) else None
-    if text is not None and (not isinstance(text, dict) or (text_format is not None and (
-        not isinstance(text_format, dict) or text_format.get("type", "text") != "text"
-    ))):
-        raise _fail("text.format must be {\"type\": \"text\"}: this server does not constrain output to a schema", "text.format")
+    if text is not None and (
+        not isinstance(text, dict)
+        or (text_format is not None and (not isinstance(text_format, dict) or text_format.get("type", "text") != "text"))
+    ):
+        raise _fail('text.format must be {"type": "text"}: this server does not constrain output to a schema', "text.format")
     echo: dict[str, Any] = {"metadata": metadata or {}, "user": user}
     if reasoning is not None:
         echo["reasoning"] = {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
@@ -181,11 +206,14 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
     if body.get("previous_response_id") is not None:
         raise InvalidCompletionRequest(
             "previous_response_id is not supported: this server keeps no responses. Send the whole conversation in input.",
-            "previous_response_id", code="unsupported_parameter",
+            "previous_response_id",
+            code="unsupported_parameter",
         )
     if body.get("store") not in (None, False):
         raise InvalidCompletionRequest(
-            "store must be false: this server keeps no responses.", "store", code="unsupported_parameter",
+            "store must be false: this server keeps no responses.",
+            "store",
+            code="unsupported_parameter",
         )
     model = model_param(body)
     instructions = body.get("instructions")
@@ -206,6 +234,7 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
     try:
         messages = convert_messages(chat, limits)
     except InvalidCompletionRequest as exc:  # the checks name chat messages; the client sent input items
+
         def item(match: re.Match[str]) -> str:
             message, call, field = match.group(1), match.group(2), match.group(3)
             if call is not None and (int(message), int(call)) in call_items:  # a function_call item's own field
@@ -221,10 +250,15 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
     if limit is not None:
         params["max_tokens"] = limit
     echo = {
-        "model": model, "instructions": instructions, "max_output_tokens": limit,
+        "model": model,
+        "instructions": instructions,
+        "max_output_tokens": limit,
         "tools": [{"type": "function", **tool["function"]} for tool in tools],
-        "tool_choice": _echo_choice(tool_choice), "parallel_tool_calls": True if parallel is None else parallel,
-        "temperature": params.get("temperature"), "top_p": params.get("top_p"), **_echoed(body),
+        "tool_choice": _echo_choice(tool_choice),
+        "parallel_tool_calls": True if parallel is None else parallel,
+        "temperature": params.get("temperature"),
+        "top_p": params.get("top_p"),
+        **_echoed(body),
     }
     return ResponsesRequest(model, messages, stream, params, tools, tool_choice, parallel, echo)
 

@@ -100,7 +100,9 @@ class Client:
         """One stream to its end. A start whose connection failed before any event id may have started a
         run nobody can resume: that run is left (the service must stop it), and a new one starts under a new tag."""
         for attempt in range(START_ATTEMPTS):
-            history = History(tag if attempt == 0 else f"{tag}r{attempt}", tokens, answer(tag if attempt == 0 else f"{tag}r{attempt}", tokens))
+            history = History(
+                tag if attempt == 0 else f"{tag}r{attempt}", tokens, answer(tag if attempt == 0 else f"{tag}r{attempt}", tokens)
+            )
             self.histories.append(history)
             if await self._follow(history, interval_ms, behaviour):
                 return history
@@ -116,8 +118,9 @@ class Client:
         refusals = reconnects = 0
         while history.terminal is None and history.left_at is None:
             if last_id is None:
-                request = self.http.build_request("POST", self.base_url + "/api/chat/events",
-                                                  json={"message": prompt(history.tag, history.tokens, interval_ms)})
+                request = self.http.build_request(
+                    "POST", self.base_url + "/api/chat/events", json={"message": prompt(history.tag, history.tokens, interval_ms)}
+                )
             else:
                 reconnects += 1
                 if reconnects > MAX_RECONNECTS:
@@ -140,8 +143,16 @@ class Client:
                 await asyncio.sleep(retry)
         return True
 
-    async def _exchange(self, request: httpx.Request, connection: Connection, history: History, last_id: str | None,
-                        retry: float, cut_at: int | None, leave_at: int | None) -> tuple[str | None, float]:
+    async def _exchange(
+        self,
+        request: httpx.Request,
+        connection: Connection,
+        history: History,
+        last_id: str | None,
+        retry: float,
+        cut_at: int | None,
+        leave_at: int | None,
+    ) -> tuple[str | None, float]:
         """One connection; returns the last event id and the reconnection delay to use next."""
         parser = SSEParser()
         received = 0

@@ -69,13 +69,24 @@ def test_a_bare_model_asking_for_tools_ends_with_its_calls(client: FlaskClient) 
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
     assert response.get_data(as_text=True).endswith("data: [DONE]\n\n")
 
-    whole = client.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "weather in Paris"}], "tools": tools})
+    whole = client.post(
+        "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "weather in Paris"}], "tools": tools}
+    )
     message = whole.json["choices"][0]["message"]
     assert message["content"] is None and message["tool_calls"][0]["function"]["name"] == "get_weather"
     assert whole.json["choices"][0]["finish_reason"] == "tool_calls"
-    answered = client.post("/v1/chat/completions", json={"model": "m", "tools": tools, "messages": [
-        {"role": "user", "content": "weather in Paris"}, message,
-        {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "sunny"}]})
+    answered = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "m",
+            "tools": tools,
+            "messages": [
+                {"role": "user", "content": "weather in Paris"},
+                message,
+                {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "sunny"},
+            ],
+        },
+    )
     assert answered.json["choices"][0]["message"]["content"].startswith('The get_weather tool returned "sunny".')
 
 
@@ -86,8 +97,15 @@ BAD_TOOL_REQUESTS = [
     ({"tool_choice": "sometimes"}, "tool_choice"),
     ({"parallel_tool_calls": "no"}, "parallel_tool_calls"),
     ({"messages": [{"role": "tool", "tool_call_id": "call_9", "content": "x"}]}, "messages[0].tool_call_id"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}, "messages[1].tool_calls[0].function.arguments"),
+    (
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]},
+            ]
+        },
+        "messages[1].tool_calls[0].function.arguments",
+    ),
 ]
 
 

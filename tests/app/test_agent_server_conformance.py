@@ -83,49 +83,109 @@ class OtherStatus:
 
 
 DEVIATIONS: tuple[NullField | OtherStatus, ...] = (
-    NullField(THREAD_ROUTES, ("$.values", "$[*].values"),
-              "a thread no run has touched has no values: langgraph-api 0.16.7 itself creates threads with"
-              ' "values": None (langgraph_runtime_inmem/ops.py, Threads.put); langgraph_sdk types Thread.values as Json (nullable)'),
-    NullField(("GET /threads/{thread_id}/state",), ("$.created_at", "$.checkpoint.checkpoint_id"),
-              "the state of a thread with no checkpoint yet: langgraph_sdk types ThreadState.created_at as str | None and"
-              " Checkpoint.checkpoint_id as str | None; langgraph-api passes StateSnapshot.created_at (None) through as well"),
-    NullField(STATE_ROUTES, ("$.checkpoint.checkpoint_map", "$[*].checkpoint.checkpoint_map"),
-              "langgraph_sdk's Checkpoint has checkpoint_map: dict | None (@langchain/langgraph-sdk 1.15.0: Optional<Record<string, unknown>>);"
-              " the schema types it object. langgraph-api omits the key instead of sending null"),
-    NullField(STATE_ROUTES, ("$.parent_checkpoint", "$[*].parent_checkpoint"),
-              "the root checkpoint (or a thread with none) has no parent: langgraph_sdk types parent_checkpoint as Checkpoint | None"
-              ' ("If missing, this is the root checkpoint"); langgraph-api sends None too (langgraph_api/state.py)'),
-    NullField(STATE_ROUTES, ("$.tasks[*].error", "$.tasks[*].checkpoint", "$.tasks[*].state",
-                             "$[*].tasks[*].error", "$[*].tasks[*].checkpoint", "$[*].tasks[*].state"),
-              "a task that did not fail and has no subgraph: langgraph_sdk's ThreadTask has error: str | None,"
-              " checkpoint: Checkpoint | None, state: ThreadState | None (the JS SDK's are Optional<...>); langgraph-api sends None for each (langgraph_api/state.py)"),
-    OtherStatus(("DELETE /threads/{thread_id}", "DELETE /threads/{thread_id}/runs/{run_id}"), 204, "empty",
-                "the schema declares 200 with {}; langgraph-api 0.16.7 answers 204 with no body (api/threads.py delete_thread,"
-                " api/runs.py delete_run), and so does this server; the SDKs read an empty 2xx body as None"),
-    OtherStatus(("POST /threads/{thread_id}/runs/{run_id}/cancel",), 204, "empty",
-                "without ?wait the schema declares 200 with {}; langgraph-api 0.16.7 answers 202 with no body (api/runs.py"
-                " cancel_run), this server 204 with no body; the SDKs read either as None"),
-    OtherStatus(STATE_ROUTES + ("POST /threads/{thread_id}/state",), 404, "error",
-                "the state and history routes declare only 200 and 422, yet a thread that does not exist (or is another"
-                " key's) can only be a 404, as langgraph-api answers too; the body is the schema's ErrorResponse"),
-    OtherStatus(("DELETE /threads/{thread_id}", "POST /threads/{thread_id}/state", "DELETE /threads/{thread_id}/runs/{run_id}"),
-                409, "error",
-                "deleting a thread or updating its state while a run holds it, or deleting a run still pending, is refused"
-                " with 409 (the SDKs' ConflictError) rather than done under the run; the body is the schema's ErrorResponse"),
+    NullField(
+        THREAD_ROUTES,
+        ("$.values", "$[*].values"),
+        "a thread no run has touched has no values: langgraph-api 0.16.7 itself creates threads with"
+        ' "values": None (langgraph_runtime_inmem/ops.py, Threads.put); langgraph_sdk types Thread.values as Json (nullable)',
+    ),
+    NullField(
+        ("GET /threads/{thread_id}/state",),
+        ("$.created_at", "$.checkpoint.checkpoint_id"),
+        "the state of a thread with no checkpoint yet: langgraph_sdk types ThreadState.created_at as str | None and"
+        " Checkpoint.checkpoint_id as str | None; langgraph-api passes StateSnapshot.created_at (None) through as well",
+    ),
+    NullField(
+        STATE_ROUTES,
+        ("$.checkpoint.checkpoint_map", "$[*].checkpoint.checkpoint_map"),
+        "langgraph_sdk's Checkpoint has checkpoint_map: dict | None (@langchain/langgraph-sdk 1.15.0: Optional<Record<string, unknown>>);"
+        " the schema types it object. langgraph-api omits the key instead of sending null",
+    ),
+    NullField(
+        STATE_ROUTES,
+        ("$.parent_checkpoint", "$[*].parent_checkpoint"),
+        "the root checkpoint (or a thread with none) has no parent: langgraph_sdk types parent_checkpoint as Checkpoint | None"
+        ' ("If missing, this is the root checkpoint"); langgraph-api sends None too (langgraph_api/state.py)',
+    ),
+    NullField(
+        STATE_ROUTES,
+        (
+            "$.tasks[*].error",
+            "$.tasks[*].checkpoint",
+            "$.tasks[*].state",
+            "$[*].tasks[*].error",
+            "$[*].tasks[*].checkpoint",
+            "$[*].tasks[*].state",
+        ),
+        "a task that did not fail and has no subgraph: langgraph_sdk's ThreadTask has error: str | None,"
+        " checkpoint: Checkpoint | None, state: ThreadState | None (the JS SDK's are Optional<...>);"
+        " langgraph-api sends None for each (langgraph_api/state.py)",
+    ),
+    OtherStatus(
+        ("DELETE /threads/{thread_id}", "DELETE /threads/{thread_id}/runs/{run_id}"),
+        204,
+        "empty",
+        "the schema declares 200 with {}; langgraph-api 0.16.7 answers 204 with no body (api/threads.py delete_thread,"
+        " api/runs.py delete_run), and so does this server; the SDKs read an empty 2xx body as None",
+    ),
+    OtherStatus(
+        ("POST /threads/{thread_id}/runs/{run_id}/cancel",),
+        204,
+        "empty",
+        "without ?wait the schema declares 200 with {}; langgraph-api 0.16.7 answers 202 with no body (api/runs.py"
+        " cancel_run), this server 204 with no body; the SDKs read either as None",
+    ),
+    OtherStatus(
+        STATE_ROUTES + ("POST /threads/{thread_id}/state",),
+        404,
+        "error",
+        "the state and history routes declare only 200 and 422, yet a thread that does not exist (or is another"
+        " key's) can only be a 404, as langgraph-api answers too; the body is the schema's ErrorResponse",
+    ),
+    OtherStatus(
+        ("DELETE /threads/{thread_id}", "POST /threads/{thread_id}/state", "DELETE /threads/{thread_id}/runs/{run_id}"),
+        409,
+        "error",
+        "deleting a thread or updating its state while a run holds it, or deleting a run still pending, is refused"
+        " with 409 (the SDKs' ConflictError) rather than done under the run; the body is the schema's ErrorResponse",
+    ),
 )
 
 # Routes of the document this server does not serve: each must answer 404 or 405 with a detail.
 NOT_SERVED = (
-    "POST /assistants", "PATCH /assistants/{assistant_id}", "DELETE /assistants/{assistant_id}",
-    "GET /assistants/{assistant_id}/subgraphs/{namespace}", "POST /assistants/{assistant_id}/versions",
+    "POST /assistants",
+    "PATCH /assistants/{assistant_id}",
+    "DELETE /assistants/{assistant_id}",
+    "GET /assistants/{assistant_id}/subgraphs/{namespace}",
+    "POST /assistants/{assistant_id}/versions",
     "POST /assistants/{assistant_id}/latest",
-    "POST /threads/prune", "GET /threads/{thread_id}/storage", "POST /threads/{thread_id}/copy",
-    "GET /threads/{thread_id}/stream", "POST /threads/{thread_id}/stream/events", "POST /threads/{thread_id}/commands",
-    "POST /threads/{thread_id}/runs/crons", "POST /runs/crons", "POST /runs/crons/search", "POST /runs/crons/count",
-    "GET /runs/crons/{cron_id}", "PATCH /runs/crons/{cron_id}", "DELETE /runs/crons/{cron_id}",
-    "POST /runs", "POST /runs/batch", "POST /runs/cancel",
-    "PUT /store/items", "DELETE /store/items", "GET /store/items", "POST /store/items/search", "POST /store/namespaces",
-    "POST /a2a/{assistant_id}", "POST /mcp/", "GET /mcp/", "DELETE /mcp/", "GET /metrics", "GET /docs",
+    "POST /threads/prune",
+    "GET /threads/{thread_id}/storage",
+    "POST /threads/{thread_id}/copy",
+    "GET /threads/{thread_id}/stream",
+    "POST /threads/{thread_id}/stream/events",
+    "POST /threads/{thread_id}/commands",
+    "POST /threads/{thread_id}/runs/crons",
+    "POST /runs/crons",
+    "POST /runs/crons/search",
+    "POST /runs/crons/count",
+    "GET /runs/crons/{cron_id}",
+    "PATCH /runs/crons/{cron_id}",
+    "DELETE /runs/crons/{cron_id}",
+    "POST /runs",
+    "POST /runs/batch",
+    "POST /runs/cancel",
+    "PUT /store/items",
+    "DELETE /store/items",
+    "GET /store/items",
+    "POST /store/items/search",
+    "POST /store/namespaces",
+    "POST /a2a/{assistant_id}",
+    "POST /mcp/",
+    "GET /mcp/",
+    "DELETE /mcp/",
+    "GET /metrics",
+    "GET /docs",
 )
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -149,8 +209,11 @@ MESSAGE = {"type": "object", "required": ["type", "content"]}
 # What each run-stream event holds. The document types the stream as a string; these are langgraph-api's
 # events (langgraph_api/stream.py), typed with the document's own schemas where it has them.
 EVENT_SCHEMAS: dict[str, Any] = {
-    "metadata": {"type": "object", "required": ["run_id", "attempt"],
-                 "properties": {"run_id": {"type": "string", "format": "uuid"}, "attempt": {"type": "integer", "minimum": 1}}},
+    "metadata": {
+        "type": "object",
+        "required": ["run_id", "attempt"],
+        "properties": {"run_id": {"type": "string", "format": "uuid"}, "attempt": {"type": "integer", "minimum": 1}},
+    },
     "values": {"allOf": [ref("/components/schemas/ThreadState/properties/values")], "properties": {"__interrupt__": INTERRUPTS}},
     "updates": {"type": "object", "properties": {"__interrupt__": INTERRUPTS}},
     "messages": {"type": "array", "prefixItems": [MESSAGE, {"type": "object"}], "minItems": 2, "maxItems": 2},
@@ -161,8 +224,11 @@ EVENT_SCHEMAS: dict[str, Any] = {
     "tasks": {"type": "object", "required": ["id", "name"]},
     "debug": {"type": "object", "required": ["type", "step", "payload"]},
     "custom": {},
-    "error": {"type": "object", "required": ["error", "message"],
-              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+    "error": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    },
     "end": {"type": "null"},
 }
 
@@ -216,8 +282,9 @@ class Spec:
         if "application/json" not in content:
             return []
         method, path = route.split(" ", 1)
-        return self.errors(route, ref(pointer("paths", path, method.lower(), "requestBody", "content", "application/json", "schema")),
-                            body, "request")
+        return self.errors(
+            route, ref(pointer("paths", path, method.lower(), "requestBody", "content", "application/json", "schema")), body, "request"
+        )
 
     def response_problems(self, route: str, status: int, mimetype: str, raw: bytes) -> list[str]:
         """What is wrong with a response, against the document and DEVIATIONS: nothing, for a valid one."""
@@ -368,8 +435,12 @@ def walk_meta_and_assistants(api: Api) -> None:
         assert api.call("GET /assistants/{assistant_id}/graph", 200, query="xray=true", assistant_id=name)["nodes"]
         assert api.call("GET /assistants/{assistant_id}/schemas", 200, assistant_id=name)["graph_id"] == "agent"
         api.call("GET /assistants/{assistant_id}/subgraphs", 200, assistant_id=name)
-    for route in ("GET /assistants/{assistant_id}", "GET /assistants/{assistant_id}/graph", "GET /assistants/{assistant_id}/schemas",
-                  "GET /assistants/{assistant_id}/subgraphs"):
+    for route in (
+        "GET /assistants/{assistant_id}",
+        "GET /assistants/{assistant_id}/graph",
+        "GET /assistants/{assistant_id}/schemas",
+        "GET /assistants/{assistant_id}/subgraphs",
+    ):
         api.error(route, 404, assistant_id=NO_SUCH)
     api.error("POST /assistants/search", 422, {"limit": "ten"})
 
@@ -452,9 +523,11 @@ def walk_runs(api: Api, app: Flask) -> None:
         lease.release()
     api.call("GET /threads/{thread_id}/runs/{run_id}/join", 200, thread_id=tid, run_id=waiting["run_id"])
     deadline = time.monotonic() + 5
-    while api.call("GET /threads/{thread_id}", 200, thread_id=tid)["status"] == "busy" or (
-            status := api.call("GET /threads/{thread_id}/runs/{run_id}", 200, thread_id=tid, run_id=waiting["run_id"])["status"]
-    ) == "pending":
+    while (
+        api.call("GET /threads/{thread_id}", 200, thread_id=tid)["status"] == "busy"
+        or (status := api.call("GET /threads/{thread_id}/runs/{run_id}", 200, thread_id=tid, run_id=waiting["run_id"])["status"])
+        == "pending"
+    ):
         assert time.monotonic() < deadline, "a cancelled run still pending (or its thread busy) 5 s after the thread was free"
         time.sleep(0.05)
     assert status == "interrupted"
@@ -464,8 +537,15 @@ def walk_runs(api: Api, app: Flask) -> None:
 def walk_stateless(api: Api) -> None:
     values = api.call("POST /runs/wait", 200, {"assistant_id": "agent", "input": user("hello")})
     assert values["messages"][0]["content"] == "hello"
-    events = api.call("POST /runs/stream", 200, {"assistant_id": "agent", "input": user("hello"),
-                                                  "stream_mode": ["messages", "updates", "checkpoints", "tasks", "debug", "custom"]})
+    events = api.call(
+        "POST /runs/stream",
+        200,
+        {
+            "assistant_id": "agent",
+            "input": user("hello"),
+            "stream_mode": ["messages", "updates", "checkpoints", "tasks", "debug", "custom"],
+        },
+    )
     assert {"messages/metadata", "messages/partial", "checkpoints", "tasks", "debug"} <= {e.event for e in events}
 
 
@@ -473,18 +553,32 @@ def walk_refusals(api: Api, gone: str) -> None:
     """404 for what does not exist, 422 for what cannot be read: each an ErrorResponse."""
     tid = api.call("POST /threads", 200, {})["thread_id"]
     ask = {"assistant_id": "agent", "input": user("hello")}
-    for route in ("GET /threads/{thread_id}", "PATCH /threads/{thread_id}", "DELETE /threads/{thread_id}", "GET /threads/{thread_id}/runs",
-                  "GET /threads/{thread_id}/state", "GET /threads/{thread_id}/history"):
+    for route in (
+        "GET /threads/{thread_id}",
+        "PATCH /threads/{thread_id}",
+        "DELETE /threads/{thread_id}",
+        "GET /threads/{thread_id}/runs",
+        "GET /threads/{thread_id}/state",
+        "GET /threads/{thread_id}/history",
+    ):
         api.error(route, 404, {} if route.startswith("PATCH") else None, thread_id=gone)
-    for route, body in (("POST /threads/{thread_id}/runs", ask), ("POST /threads/{thread_id}/runs/wait", ask),
-                        ("POST /threads/{thread_id}/runs/stream", ask), ("POST /threads/{thread_id}/history", {}),
-                        ("POST /threads/{thread_id}/state", {"values": {}}),
-                        ("POST /threads/{thread_id}/state/checkpoint", {"checkpoint": {"checkpoint_id": "x"}})):
+    for route, body in (
+        ("POST /threads/{thread_id}/runs", ask),
+        ("POST /threads/{thread_id}/runs/wait", ask),
+        ("POST /threads/{thread_id}/runs/stream", ask),
+        ("POST /threads/{thread_id}/history", {}),
+        ("POST /threads/{thread_id}/state", {"values": {}}),
+        ("POST /threads/{thread_id}/state/checkpoint", {"checkpoint": {"checkpoint_id": "x"}}),
+    ):
         api.error(route, 404, body, thread_id=gone)
     api.error("GET /threads/{thread_id}/state/{checkpoint_id}", 404, thread_id=gone, checkpoint_id="x")
-    for route in ("GET /threads/{thread_id}/runs/{run_id}", "DELETE /threads/{thread_id}/runs/{run_id}",
-                  "GET /threads/{thread_id}/runs/{run_id}/join", "GET /threads/{thread_id}/runs/{run_id}/stream",
-                  "POST /threads/{thread_id}/runs/{run_id}/cancel"):
+    for route in (
+        "GET /threads/{thread_id}/runs/{run_id}",
+        "DELETE /threads/{thread_id}/runs/{run_id}",
+        "GET /threads/{thread_id}/runs/{run_id}/join",
+        "GET /threads/{thread_id}/runs/{run_id}/stream",
+        "POST /threads/{thread_id}/runs/{run_id}/cancel",
+    ):
         api.error(route, 404, thread_id=tid, run_id=NO_SUCH)
 
     api.error("POST /threads", 422, {"thread_id": "not-a-uuid"})
@@ -539,10 +633,26 @@ def test_routes_not_served_answer_404_or_405_with_a_detail(app: Flask, spec: Spe
 
 def test_the_validator_rejects_broken_responses(spec: Spec) -> None:
     """The negative control: what the walk accepts is not everything."""
-    thread = {"thread_id": NO_SUCH, "created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:00:00+00:00",
-              "metadata": {}, "status": "idle", "values": {}, "interrupts": {}}
-    run = {"run_id": NO_SUCH, "thread_id": NO_SUCH, "assistant_id": NO_SUCH, "created_at": thread["created_at"],
-           "updated_at": thread["created_at"], "status": "success", "metadata": {}, "kwargs": {}, "multitask_strategy": "reject"}
+    thread = {
+        "thread_id": NO_SUCH,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00",
+        "metadata": {},
+        "status": "idle",
+        "values": {},
+        "interrupts": {},
+    }
+    run = {
+        "run_id": NO_SUCH,
+        "thread_id": NO_SUCH,
+        "assistant_id": NO_SUCH,
+        "created_at": thread["created_at"],
+        "updated_at": thread["created_at"],
+        "status": "success",
+        "metadata": {},
+        "kwargs": {},
+        "multitask_strategy": "reject",
+    }
 
     def problems(route: str, status: int, body: Any) -> list[str]:
         return spec.response_problems(route, status, "application/json", json.dumps(body).encode())

@@ -26,7 +26,9 @@ def test_healthz_reports_provider_model_and_worker(client: FlaskClient) -> None:
 
 
 def test_chat_returns_the_whole_answer(client: FlaskClient) -> None:
-    response = client.post("/api/chat", json={"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is SSE?"}]})
+    response = client.post(
+        "/api/chat", json={"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is SSE?"}]}
+    )
     assert response.status_code == 200
     body = response.json
     assert body["text"].startswith('You asked: "What is SSE?".') and body["finish_reason"] == "stop"

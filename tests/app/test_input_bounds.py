@@ -30,7 +30,9 @@ def post_chunked(client: FlaskClient, body: bytes) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize("deadline", ["10", "0"], ids=["with-a-body-deadline", "deadline-off"])
 def test_a_chunked_body_over_the_cap_gets_413_and_nothing_of_it_is_parsed(deadline: str) -> None:
-    client = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_BODY_BYTES": "1024", "WEBAPP_BODY_TIMEOUT_SECONDS": deadline}, environ={}).test_client()
+    client = create_app(
+        {**FAST_SCRIPTED, "WEBAPP_MAX_BODY_BYTES": "1024", "WEBAPP_BODY_TIMEOUT_SECONDS": deadline}, environ={}
+    ).test_client()
     status, data = post_chunked(client, PADDED)
     assert status == 413 and b'"request_too_large"' in data, data
     # Negative control: the same body under a larger cap is a valid request, served.
@@ -47,11 +49,14 @@ def steps_body(steps: int) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     for i in range(steps):
         parts += [{"type": "step-start"}, {"type": "tool-a", "toolCallId": f"c{i}", "state": "output-available", "output": ""}]
-    return {"id": "steps", "messages": [
-        {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]},
-        {"id": "a1", "role": "assistant", "parts": parts},
-        {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "again"}]},
-    ]}
+    return {
+        "id": "steps",
+        "messages": [
+            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]},
+            {"id": "a1", "role": "assistant", "parts": parts},
+            {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "again"}]},
+        ],
+    }
 
 
 def test_three_ui_messages_that_would_be_18002_model_messages_get_400_quickly(client: FlaskClient) -> None:

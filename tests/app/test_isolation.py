@@ -59,7 +59,9 @@ def test_another_keys_stream_is_the_same_404_as_an_unknown_one(two_keys: FlaskCl
 
 
 def test_posted_runs_take_admission_slots() -> None:
-    client = app_with(WEBAPP_MAX_CONCURRENT_STREAMS="2", WEBAPP_SCRIPTED_INTERVAL_MS="200", WEBAPP_RESUME_GRACE_SECONDS="30", **NO_LINE).test_client()
+    client = app_with(
+        WEBAPP_MAX_CONCURRENT_STREAMS="2", WEBAPP_SCRIPTED_INTERVAL_MS="200", WEBAPP_RESUME_GRACE_SECONDS="30", **NO_LINE
+    ).test_client()
     statuses = [client.post("/api/streams", json={"message": "x"}).status_code for _ in range(20)]
     assert statuses.count(201) == 2 and statuses.count(503) == 18
     refused = client.post("/api/chat/events", json={"message": "x"})
@@ -67,17 +69,24 @@ def test_posted_runs_take_admission_slots() -> None:
 
 
 def test_each_key_gets_its_share_and_openai_clients_get_openai_errors() -> None:
-    client = app_with(WEBAPP_API_KEYS=f"{KEY_A},{KEY_B}", WEBAPP_MAX_STREAMS_PER_KEY="2", WEBAPP_SCRIPTED_INTERVAL_MS="200",
-                      WEBAPP_RESUME_GRACE_SECONDS="30").test_client()
+    client = app_with(
+        WEBAPP_API_KEYS=f"{KEY_A},{KEY_B}",
+        WEBAPP_MAX_STREAMS_PER_KEY="2",
+        WEBAPP_SCRIPTED_INTERVAL_MS="200",
+        WEBAPP_RESUME_GRACE_SECONDS="30",
+    ).test_client()
     assert [client.post("/api/streams", json={"message": "x"}, headers=A).status_code for _ in range(3)] == [201, 201, 429]
-    over = client.post("/v1/chat/completions", json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}, headers=A)
+    over = client.post(
+        "/v1/chat/completions", json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}, headers=A
+    )
     assert over.status_code == 429 and over.json["error"]["type"] == "too_many_streams" and "param" in over.json["error"]
     assert client.post("/api/streams", json={"message": "x"}, headers=B).status_code == 201  # B is not held back by A
 
 
 def test_with_keys_off_the_share_is_per_address_from_the_configured_header_only() -> None:
-    client = app_with(WEBAPP_MAX_STREAMS_PER_KEY="1", WEBAPP_CLIENT_ADDRESS_HEADER="X-Forwarded-For",
-                      WEBAPP_SCRIPTED_TTFT_MS="5000").test_client()
+    client = app_with(
+        WEBAPP_MAX_STREAMS_PER_KEY="1", WEBAPP_CLIENT_ADDRESS_HEADER="X-Forwarded-For", WEBAPP_SCRIPTED_TTFT_MS="5000"
+    ).test_client()
     first = {"X-Forwarded-For": "203.0.113.9, 10.0.0.1"}  # the last entry is the one the trusted proxy added
     assert client.get("/api/diagnostics/stream", headers=first, buffered=False).status_code == 200
     assert client.get("/api/diagnostics/stream", headers={"X-Forwarded-For": "198.51.100.7, 10.0.0.1"}).status_code == 429
@@ -132,16 +141,24 @@ CROSS_SITE: list[dict[str, str]] = [
 @pytest.mark.parametrize("headers", CROSS_SITE)
 def test_other_sites_cannot_make_a_browser_start_a_generation(headers: dict[str, str]) -> None:
     client = app_with().test_client()
-    for response in (client.get("/api/chat/events?message=x", headers=headers),
-                     client.post("/api/chat/events", json={"message": "x"}, headers=headers),
-                     client.get("/api/diagnostics/stream", headers=headers)):
+    for response in (
+        client.get("/api/chat/events?message=x", headers=headers),
+        client.post("/api/chat/events", json={"message": "x"}, headers=headers),
+        client.get("/api/diagnostics/stream", headers=headers),
+    ):
         assert response.status_code == 403 and response.json["error"]["type"] == "forbidden_origin"
     assert client.get("/", headers=headers).status_code == 200  # a link to the page is fine
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}, {"Sec-Fetch-Site": "none"}, {"Origin": "http://localhost"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"},
+        {"Sec-Fetch-Site": "none"},
+        {"Origin": "http://localhost"},
+    ],
+)
 def test_the_page_itself_and_clients_that_are_not_browsers_are_not_refused(headers: dict[str, str]) -> None:
     response = app_with().test_client().post("/api/chat/events", json={"message": "x"}, headers=headers)
     assert response.status_code == 200 and b"event: end" in response.data
@@ -150,11 +167,15 @@ def test_the_page_itself_and_clients_that_are_not_browsers_are_not_refused(heade
 def test_an_allowed_origin_gets_cors_and_its_preflight_answered() -> None:
     client = app_with(WEBAPP_CORS_ORIGINS="https://app.example.com", WEBAPP_API_KEYS=KEY_A).test_client()
     origin = {"Origin": "https://app.example.com", "Sec-Fetch-Site": "cross-site"}
-    preflight = client.options("/api/chat/events", headers={
-        **origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"})
+    preflight = client.options(
+        "/api/chat/events",
+        headers={**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"},
+    )
     assert preflight.status_code == 204  # no key needed: a preflight never carries one
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
-    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"] and "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert (
+        "Authorization" in preflight.headers["Access-Control-Allow-Headers"] and "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    )
     streamed = client.post("/api/chat/events", json={"message": "x"}, headers={**origin, **A})
     assert streamed.status_code == 200 and streamed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "Origin" in streamed.headers.get_all("Vary")
@@ -165,9 +186,11 @@ def test_an_allowed_origin_gets_cors_and_its_preflight_answered() -> None:
 def test_the_access_log_shows_no_stream_ids_and_no_prompts() -> None:
     redact = runpy.run_path(str(GUNICORN_CONF))["redact"]
     assert redact("GET /api/streams/s_0123456789abcdef/events?last_event_id=s_0123456789abcdef:7 HTTP/1.1") == (
-        "GET /api/streams/<stream>/events?last_event_id=<stream>:7 HTTP/1.1")
+        "GET /api/streams/<stream>/events?last_event_id=<stream>:7 HTTP/1.1"
+    )
     assert redact("GET /api/chat/events?heartbeat_events=1&message=my%20secret%20plan HTTP/1.1") == (
-        "GET /api/chat/events?heartbeat_events=1&message=<prompt> HTTP/1.1")
+        "GET /api/chat/events?heartbeat_events=1&message=<prompt> HTTP/1.1"
+    )
 
 
 def test_a_text_and_an_openai_stream_hold_a_slot_for_their_run() -> None:

@@ -112,7 +112,9 @@ def test_app_config_overrides_the_extension_in_init_app() -> None:
     assert app.test_client().get("/").data.startswith(b"retry: 777\n")
 
 
-@pytest.mark.parametrize(("key", "value"), [("UNCUT_HEARTBEAT_SECONDS", "often"), ("UNCUT_HEARTBEAT_SECONDS", -1), ("UNCUT_WATCH_DISCONNECT", "maybe")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("UNCUT_HEARTBEAT_SECONDS", "often"), ("UNCUT_HEARTBEAT_SECONDS", -1), ("UNCUT_WATCH_DISCONNECT", "maybe")]
+)
 def test_bad_app_config_is_refused_at_init_naming_the_key(key: str, value: Any) -> None:
     app = Flask(__name__)
     app.config[key] = value

@@ -99,7 +99,10 @@ def test_a_rejection_tells_the_model_and_runs_nothing(client: FlaskClient, caplo
 BAD_RESUMES = {
     "no decisions": ({"decisions": []}, "invalid_resume"),
     "a decision send_email does not allow": ({"decisions": [{"type": "respond", "message": "x"}]}, "invalid_resume"),
-    "edited arguments off the schema": ({"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {"to": []}}}]}, "invalid_resume"),
+    "edited arguments off the schema": (
+        {"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {"to": []}}}]},
+        "invalid_resume",
+    ),
     "a string": ("yes", "invalid_resume"),
 }
 
@@ -130,7 +133,9 @@ def test_a_malformed_turn_is_a_400(client: FlaskClient, body: Any) -> None:
     assert refused.status_code == 400 and refused.get_json()["error"]["type"] == "invalid_request", refused.get_json()
 
 
-def test_a_new_message_while_an_approval_waits_is_409_unless_it_rejects_the_pending_call(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_new_message_while_an_approval_waits_is_409_unless_it_rejects_the_pending_call(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="webapp")
     thread_id, _ = paused_thread(client)
     refused = client.post(f"/api/threads/{thread_id}/events", json={"message": "what time is it"})

@@ -26,14 +26,18 @@ def app_with(**settings: str) -> Flask:
 
 
 def chat_body(text: str = "What time is it?", chat_id: str = "chat-1") -> dict[str, Any]:
-    return {"id": chat_id, "trigger": "submit-message", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": text}]}]}
+    return {
+        "id": chat_id,
+        "trigger": "submit-message",
+        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": text}]}],
+    }
 
 
 def chunks(raw: bytes) -> list[Any]:
     out = []
     for block in raw.decode().split("\n\n"):
         if block.startswith("data: "):
-            payload = block[len("data: "):]
+            payload = block[len("data: ") :]
             out.append(payload if payload == "[DONE]" else json.loads(payload))
     return out
 
@@ -90,7 +94,11 @@ def test_one_keys_chat_is_not_another_keys() -> None:
 
 
 def test_ui_chat_refuses_malformed_requests_naming_the_field(client: FlaskClient) -> None:
-    for body, word in [({"messages": []}, "id"), (chat_body() | {"trigger": "x"}, "trigger"), ({"id": "c", "messages": [{"role": "user"}]}, "parts")]:
+    for body, word in [
+        ({"messages": []}, "id"),
+        (chat_body() | {"trigger": "x"}, "trigger"),
+        ({"id": "c", "messages": [{"role": "user"}]}, "parts"),
+    ]:
         response = client.post("/api/ui/chat", json=body)
         assert response.status_code == 400 and word in response.json["error"]["message"]
     assert client.post("/api/ui/chat", data="{", content_type="application/json").status_code == 400
@@ -107,7 +115,7 @@ def test_a_failing_model_ends_the_ui_stream_with_an_error_chunk() -> None:
 def test_responses_stream_and_json(client: FlaskClient) -> None:
     streamed = client.post("/v1/responses", json={"model": "x", "input": "hi", "stream": True})
     assert streamed.headers["Content-Type"].startswith("text/event-stream")
-    names = [line[len("event: "):] for line in streamed.data.decode().splitlines() if line.startswith("event: ")]
+    names = [line[len("event: ") :] for line in streamed.data.decode().splitlines() if line.startswith("event: ")]
     assert names[:2] == ["response.created", "response.in_progress"] and names[-1] == "response.completed"
     whole = client.post("/v1/responses", json={"model": "x", "input": "hi"})
     assert whole.status_code == 200 and whole.json["status"] == "completed" and whole.json["model"] == "x"
@@ -117,7 +125,14 @@ def test_responses_stream_and_json(client: FlaskClient) -> None:
 def test_responses_400s_are_openai_shaped(client: FlaskClient) -> None:
     response = client.post("/v1/responses", json={"model": "x", "input": "hi", "background": True})
     assert response.status_code == 400
-    assert response.json == {"error": {"message": "Unsupported parameter: 'background'.", "type": "invalid_request_error", "param": "background", "code": "unsupported_parameter"}}
+    assert response.json == {
+        "error": {
+            "message": "Unsupported parameter: 'background'.",
+            "type": "invalid_request_error",
+            "param": "background",
+            "code": "unsupported_parameter",
+        }
+    }
     assert client.post("/v1/responses", data="nope", content_type="application/json").json["error"]["type"] == "invalid_request_error"
 
 

@@ -77,7 +77,9 @@ def ask(client: FlaskClient, chat_id: str = "chat-1") -> tuple[list[dict[str, An
     return got, [user(EMAIL), assistant_message(got)]
 
 
-def answer(client: FlaskClient, conversation: list[dict[str, Any]], approved: bool, chat_id: str = "chat-1", reason: str | None = None) -> Any:
+def answer(
+    client: FlaskClient, conversation: list[dict[str, Any]], approved: bool, chat_id: str = "chat-1", reason: str | None = None
+) -> Any:
     last = answered(conversation[-1], approved, reason)
     body = {"id": chat_id, "trigger": "submit-message", "messageId": last["id"], "messages": [*conversation[:-1], last]}
     return client.post(URL, json=body)
@@ -101,7 +103,9 @@ def test_the_agent_asks_for_approval_on_the_call_and_finishes_the_message(client
 
 
 def test_an_approval_runs_the_tool_once_in_the_same_message_and_a_second_answer_is_409(
-    client: FlaskClient, caplog: pytest.LogCaptureFixture, calls: ModelCalls,
+    client: FlaskClient,
+    caplog: pytest.LogCaptureFixture,
+    calls: ModelCalls,
 ) -> None:
     caplog.set_level(logging.INFO)
     first, conversation = ask(client)
@@ -143,16 +147,22 @@ def test_a_new_message_instead_of_an_answer_passes_over_the_approval(client: Fla
     assert late.status_code == 409 and queued(caplog) == 0
 
 
-@pytest.mark.parametrize("spoil, kind", [
-    (lambda m: m["parts"][1]["approval"].update(id="not-an-approval:0"), "invalid_resume"),
-    (lambda m: m["parts"][1]["approval"].update(approved="yes"), "invalid_request"),
-    (lambda m: m["parts"][1]["approval"].update(reason=["x"]), "invalid_request"),
-    (lambda m: m["parts"][1].update(approval="approved"), "invalid_request"),
-    (lambda m: m.update(id=7), "invalid_request"),
-    (lambda m: m["parts"].append({**m["parts"][1]}), "invalid_resume"),  # the same approval answered twice
-])
+@pytest.mark.parametrize(
+    "spoil, kind",
+    [
+        (lambda m: m["parts"][1]["approval"].update(id="not-an-approval:0"), "invalid_resume"),
+        (lambda m: m["parts"][1]["approval"].update(approved="yes"), "invalid_request"),
+        (lambda m: m["parts"][1]["approval"].update(reason=["x"]), "invalid_request"),
+        (lambda m: m["parts"][1].update(approval="approved"), "invalid_request"),
+        (lambda m: m.update(id=7), "invalid_request"),
+        (lambda m: m["parts"].append({**m["parts"][1]}), "invalid_resume"),  # the same approval answered twice
+    ],
+)
 def test_a_malformed_or_foreign_answer_is_refused_before_any_model_call(
-    client: FlaskClient, calls: ModelCalls, spoil: Any, kind: str,
+    client: FlaskClient,
+    calls: ModelCalls,
+    spoil: Any,
+    kind: str,
 ) -> None:
     _, conversation = ask(client)
     last = answered(conversation[-1], approved=True)

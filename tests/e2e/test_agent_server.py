@@ -97,7 +97,10 @@ def test_the_sync_sdk_pauses_for_approval_and_resumes_exactly_once(served: Gunic
     tools = [m for m in final["values"]["messages"] if m["type"] == "tool"]
     assert [m["name"] for m in tools] == ["send_email"] and tools[0]["content"] == "queued"
     history = client.threads.get_history(thread["thread_id"], limit=50)
-    assert len(history) >= 4 and history[0]["checkpoint"]["checkpoint_id"] == client.threads.get_state(thread["thread_id"])["checkpoint"]["checkpoint_id"]
+    assert (
+        len(history) >= 4
+        and history[0]["checkpoint"]["checkpoint_id"] == client.threads.get_state(thread["thread_id"])["checkpoint"]["checkpoint_id"]
+    )
     runs = client.runs.list(thread["thread_id"])
     assert [r["status"] for r in runs] == ["success", "success"]
     assert [t["thread_id"] for t in client.threads.search(metadata={"user": "ada"})] == [thread["thread_id"]]
@@ -107,10 +110,24 @@ def test_every_stream_mode_and_the_legacy_messages_events(served: GunicornServer
     client = get_sync_client(url=api(served))
     thread = client.threads.create()
     modes = ["values", "updates", "messages-tuple", "messages", "custom", "debug", "tasks", "checkpoints"]
-    found = parts(client.runs.stream(thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "what time is it"}]},
-                                     stream_mode=modes))
+    found = parts(
+        client.runs.stream(
+            thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "what time is it"}]}, stream_mode=modes
+        )
+    )
     events = {event for event, _ in found}
-    for wanted in ("metadata", "values", "updates", "messages", "messages/metadata", "messages/partial", "debug", "tasks", "checkpoints", "end"):
+    for wanted in (
+        "metadata",
+        "values",
+        "updates",
+        "messages",
+        "messages/metadata",
+        "messages/partial",
+        "debug",
+        "tasks",
+        "checkpoints",
+        "end",
+    ):
         assert wanted in events, (wanted, sorted(events))
     partials = [data[0]["content"] for event, data in found if event == "messages/partial" and data[0]["type"].startswith("AI")]
     assert partials and all(later.startswith(earlier) for earlier, later in zip(partials, partials[1:]))  # the message so far, growing
@@ -124,9 +141,12 @@ def test_the_async_sdk_streams_waits_and_joins(served: GunicornServer) -> None:
     async def scenario() -> None:
         client = get_client(url=api(served))
         thread = await client.threads.create()
-        found = [(p.event, p.data) async for p in client.runs.stream(thread["thread_id"], "agent",
-                                                                     input={"messages": [{"role": "user", "content": "what is 6*7"}]},
-                                                                     stream_mode="messages-tuple")]
+        found = [
+            (p.event, p.data)
+            async for p in client.runs.stream(
+                thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "what is 6*7"}]}, stream_mode="messages-tuple"
+            )
+        ]
         assert found[0][0] == "metadata" and found[-1][0] == "end" and text_of(found)
         background = await client.runs.create(thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "and 2+2?"}]})
         assert background["status"] in ("pending", "running")
@@ -150,7 +170,9 @@ def test_multitask_reject_enqueue_interrupt_and_cancel(artifacts: Path, tmp_path
         first = client.runs.create(thread, "agent", input=long)
         with pytest.raises(ConflictError):
             client.runs.create(thread, "agent", input=long)  # reject, the default
-        queued = client.runs.create(thread, "agent", input={"messages": [{"role": "user", "content": "queued"}]}, multitask_strategy="enqueue")
+        queued = client.runs.create(
+            thread, "agent", input={"messages": [{"role": "user", "content": "queued"}]}, multitask_strategy="enqueue"
+        )
         client.runs.join(thread, queued["run_id"])
         assert client.runs.get(thread, first["run_id"])["status"] == "success"
         assert client.runs.get(thread, queued["run_id"])["status"] == "success"
@@ -159,8 +181,9 @@ def test_multitask_reject_enqueue_interrupt_and_cancel(artifacts: Path, tmp_path
 
         running = client.runs.create(thread, "agent", input=long)
         time.sleep(0.5)
-        replacing = client.runs.create(thread, "agent", input={"messages": [{"role": "user", "content": "instead"}]},
-                                       multitask_strategy="interrupt")
+        replacing = client.runs.create(
+            thread, "agent", input={"messages": [{"role": "user", "content": "instead"}]}, multitask_strategy="interrupt"
+        )
         client.runs.join(thread, replacing["run_id"])
         assert client.runs.get(thread, running["run_id"])["status"] == "interrupted"
         assert client.runs.get(thread, replacing["run_id"])["status"] == "success"
@@ -215,29 +238,45 @@ def test_bad_input_gets_the_sdks_error_before_any_model_call(served: GunicornSer
         response = httpx.post(f"{api(served)}/threads/{thread}/runs/stream", json={"assistant_id": "agent", **body}, timeout=10)
         assert 400 <= response.status_code < 500 and isinstance(response.json()["detail"], str), (body, response.text)
     for path in ("/threads/not-a-uuid/runs/stream", f"/threads/{thread}/runs/00000000-0000-0000-0000-000000000000"):
-        assert httpx.request("POST" if path.endswith("stream") else "GET", api(served) + path, json={"assistant_id": "agent"}, timeout=10).status_code in (404, 422)
+        assert httpx.request(
+            "POST" if path.endswith("stream") else "GET", api(served) + path, json={"assistant_id": "agent"}, timeout=10
+        ).status_code in (404, 422)
     with pytest.raises(NotFoundError):
         client.threads.get("00000000-0000-0000-0000-000000000000")
     assert served.log().count('"surface": "agent"') == before  # not one run started
 
 
 def test_threads_and_runs_belong_to_their_key(artifacts: Path, tmp_path: Path) -> None:
-    env = {**SCRIPTED, "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db", "WEBAPP_API_KEYS": "key-one-0123456789abcdef,key-two-0123456789abcdef"}
+    env = {
+        **SCRIPTED,
+        "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db",
+        "WEBAPP_API_KEYS": "key-one-0123456789abcdef,key-two-0123456789abcdef",
+    }
     server = GunicornServer(artifacts, env=env, name="agent-keys")
     try:
         server.start()
-        one, two = get_sync_client(url=api(server), api_key="key-one-0123456789abcdef"), get_sync_client(url=api(server), api_key="key-two-0123456789abcdef")
+        one, two = (
+            get_sync_client(url=api(server), api_key="key-one-0123456789abcdef"),
+            get_sync_client(url=api(server), api_key="key-two-0123456789abcdef"),
+        )
         thread = one.threads.create()["thread_id"]
         run = one.runs.wait(thread, "agent", input={"messages": [{"role": "user", "content": "hello"}]})
         assert run["messages"][-1]["type"] == "ai"
-        for attempt in (lambda: two.threads.get(thread), lambda: two.threads.get_state(thread), lambda: two.runs.list(thread),
-                        lambda: two.runs.wait(thread, "agent", input=USER), lambda: two.threads.delete(thread)):
+        for attempt in (
+            lambda: two.threads.get(thread),
+            lambda: two.threads.get_state(thread),
+            lambda: two.runs.list(thread),
+            lambda: two.runs.wait(thread, "agent", input=USER),
+            lambda: two.threads.delete(thread),
+        ):
             with pytest.raises(httpx.HTTPStatusError) as refused:  # NotFoundError, or (runs.wait) httpx's own
                 attempt()
             assert refused.value.response.status_code == 404
         assert two.threads.search() == [] and len(one.threads.search()) == 1
         assert httpx.get(f"{api(server)}/threads/{thread}", timeout=10).status_code == 401  # no key
-        assert get_sync_client(url=api(server), api_key=None, headers={"Authorization": "Bearer key-one-0123456789abcdef"}).threads.get(thread)
+        assert get_sync_client(url=api(server), api_key=None, headers={"Authorization": "Bearer key-one-0123456789abcdef"}).threads.get(
+            thread
+        )
     finally:
         server.stop()
 
@@ -288,7 +327,8 @@ def final_answer(client: Any, thread_id: str) -> str:
 
 
 def test_a_cut_stream_rejoins_on_another_instance_missing_and_repeating_nothing(
-    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    databases: tuple[PostgresServer, RedisServer],
 ) -> None:
     postgres, redis = databases
     env = {**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "30", "WEBAPP_THREAD_STORE": postgres.url, "WEBAPP_STREAM_STORE": redis.url}
@@ -307,27 +347,35 @@ def test_a_cut_stream_rejoins_on_another_instance_missing_and_repeating_nothing(
 
 
 def test_negative_control_with_a_store_per_instance_the_other_instance_cannot_rejoin(
-    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    databases: tuple[PostgresServer, RedisServer],
 ) -> None:
     postgres, _ = databases
     env = {**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "30", "WEBAPP_THREAD_STORE": postgres.url}  # streams kept in each worker's memory
     first, second = gunicorn(env=env, name="agent-alone-1"), gunicorn(env=env, name="agent-alone-2")
     thread = get_sync_client(url=api(first)).threads.create()["thread_id"]
-    before, last_id, _ = read_some(api(first), f"/threads/{thread}/runs/stream",
-                                   {"assistant_id": "agent", "input": STORY, "stream_mode": "messages-tuple"}, 8)
+    before, last_id, _ = read_some(
+        api(first), f"/threads/{thread}/runs/stream", {"assistant_id": "agent", "input": STORY, "stream_mode": "messages-tuple"}, 8
+    )
     run_id = before[0][1]["run_id"]
     response = httpx.get(f"{api(second)}/threads/{thread}/runs/{run_id}/stream", headers={"Last-Event-ID": last_id}, timeout=10)
     assert response.status_code == 404 and "shared store" in response.json()["detail"], response.text
 
 
 def test_the_sdk_rides_through_a_deploy_and_gets_the_whole_answer(
-    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    databases: tuple[PostgresServer, RedisServer],
 ) -> None:
     # SIGHUP mid-stream: the old worker drains, tells its reader to move, and the SDK reconnects by the
     # stream's Location with Last-Event-ID to a new worker, which reads the run from Redis.
     postgres, redis = databases
-    env = {**SCRIPTED, "WEBAPP_SCRIPTED_INTERVAL_MS": "30", "WEBAPP_THREAD_STORE": postgres.url, "WEBAPP_STREAM_STORE": redis.url,
-           "GUNICORN_GRACEFUL_TIMEOUT": "30"}
+    env = {
+        **SCRIPTED,
+        "WEBAPP_SCRIPTED_INTERVAL_MS": "30",
+        "WEBAPP_THREAD_STORE": postgres.url,
+        "WEBAPP_STREAM_STORE": redis.url,
+        "GUNICORN_GRACEFUL_TIMEOUT": "30",
+    }
     server = gunicorn(env=env, name="agent-deploy")
     client = get_sync_client(url=api(server))
     thread = client.threads.create()["thread_id"]
@@ -345,11 +393,17 @@ def test_the_sdk_rides_through_a_deploy_and_gets_the_whole_answer(
 
 @pytest.mark.parametrize("heartbeats", ["1", "0"], ids=["heartbeats", "negative-control-silent"])
 def test_heartbeats_carry_a_run_through_a_tool_pause_past_nginx_idle_timeout(
-    gunicorn: Callable[..., GunicornServer], tmp_path: Path, heartbeats: str,
+    gunicorn: Callable[..., GunicornServer],
+    tmp_path: Path,
+    heartbeats: str,
 ) -> None:
     require_binary("nginx", "nginx")
-    env = {**SCRIPTED, "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db", "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "5",
-           "WEBAPP_HEARTBEAT_SECONDS": heartbeats}
+    env = {
+        **SCRIPTED,
+        "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db",
+        "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "5",
+        "WEBAPP_HEARTBEAT_SECONDS": heartbeats,
+    }
     server = gunicorn(env=env, name=f"agent-nginx-{heartbeats}")
     from tests.support.proxies import Variant
 
@@ -357,11 +411,17 @@ def test_heartbeats_carry_a_run_through_a_tool_pause_past_nginx_idle_timeout(
     try:
         client = get_sync_client(url=f"{proxy.url}/langgraph", timeout=httpx.Timeout(30))
         thread = client.threads.create()["thread_id"]
-        body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "slowly look up cats"}]},
-                "stream_mode": ["updates", "messages-tuple"]}
+        body = {
+            "assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": "slowly look up cats"}]},
+            "stream_mode": ["updates", "messages-tuple"],
+        }
         found, cut = [], None
         try:  # a raw read: the SDK would reconnect after the cut, and the control must show the cut itself
-            with httpx.Client(timeout=30) as raw, raw.stream("POST", f"{proxy.url}/langgraph/threads/{thread}/runs/stream", json=body) as response:
+            with (
+                httpx.Client(timeout=30) as raw,
+                raw.stream("POST", f"{proxy.url}/langgraph/threads/{thread}/runs/stream", json=body) as response,
+            ):
                 event = None
                 for line in response.iter_lines():
                     if line.startswith("event: "):

@@ -60,7 +60,12 @@ def test_an_agent_run_streams_calls_results_text_and_end_in_order(agent_app: Gun
     assert call.json() == {"id": call_id(1, 0), "name": "calculate", "index": 0}
     assert "".join(e.json()["args"] for e in record.of_kind("tool_call_delta")) == '{"expression": "6*7"}'
     assert record.of_kind("tool_call_end")[0].json() == {"id": call_id(1, 0), "name": "calculate", "args": {"expression": "6*7"}}
-    assert record.of_kind("tool_result")[0].json() == {"tool_call_id": call_id(1, 0), "name": "calculate", "content": "42", "status": "success"}
+    assert record.of_kind("tool_result")[0].json() == {
+        "tool_call_id": call_id(1, 0),
+        "name": "calculate",
+        "content": "42",
+        "status": "success",
+    }
     assert record.text == answer_text(5)
     assert [e.json()["node"] for e in record.of_kind("step")] == ["model", "tools", "model"]
     end = record.terminal.json()  # type: ignore[union-attr]
@@ -157,11 +162,16 @@ def nginx_factory(tmp_path: Path) -> Iterator[Callable[[GunicornServer], Nginx]]
 
 @pytest.mark.parametrize("heartbeat_seconds", ["1", "0"], ids=["heartbeats", "negative-control-no-heartbeats"])
 def test_a_tool_longer_than_nginx_read_timeout_survives_only_with_heartbeats(
-    heartbeat_seconds: str, upstream_server: OpenAIUpstream, upstream: OpenAIUpstream, artifacts: Path,
+    heartbeat_seconds: str,
+    upstream_server: OpenAIUpstream,
+    upstream: OpenAIUpstream,
+    artifacts: Path,
     nginx_factory: Callable[[GunicornServer], Nginx],
 ) -> None:
     upstream.script = Script(tokens=5, tool_calls=(("slow_lookup", SLOW_ARGS),))  # 4 s of tool, nginx gives up after 2 s idle
-    app = GunicornServer(artifacts, env=openai_env(upstream_server, WEBAPP_HEARTBEAT_SECONDS=heartbeat_seconds), name=f"agent-nginx-{heartbeat_seconds}")
+    app = GunicornServer(
+        artifacts, env=openai_env(upstream_server, WEBAPP_HEARTBEAT_SECONDS=heartbeat_seconds), name=f"agent-nginx-{heartbeat_seconds}"
+    )
     app.start()
     try:
         proxy = nginx_factory(app)
@@ -188,11 +198,32 @@ def test_a_tool_longer_than_nginx_read_timeout_survives_only_with_heartbeats(
 
 PARALLEL = (("get_weather", '{"city": "Paris", "unit": "celsius"}'), ("get_time", '{"timezone": "Europe/Paris"}'))
 TOOLS = [
-    {"type": "function", "function": {"name": "get_weather", "strict": True, "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-        "required": ["city", "unit"], "additionalProperties": False}}},
-    {"type": "function", "function": {"name": "get_time", "strict": True, "parameters": {
-        "type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"], "additionalProperties": False}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "strict": True,
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+                "required": ["city", "unit"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "strict": True,
+            "parameters": {
+                "type": "object",
+                "properties": {"timezone": {"type": "string"}},
+                "required": ["timezone"],
+                "additionalProperties": False,
+            },
+        },
+    },
 ]
 
 
@@ -215,7 +246,8 @@ def test_the_openai_sdks_strict_accumulator_round_trips_two_parallel_calls_then_
     assert choice.finish_reason == "tool_calls"
     calls = choice.message.tool_calls or []
     assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
-        (call_id(1, 0), "get_weather", PARALLEL[0][1]), (call_id(1, 1), "get_time", PARALLEL[1][1])
+        (call_id(1, 0), "get_weather", PARALLEL[0][1]),
+        (call_id(1, 1), "get_time", PARALLEL[1][1]),
     ]
     assert calls[0].function.parsed_arguments == {"city": "Paris", "unit": "celsius"}  # type: ignore[union-attr]
     # What the service forwarded upstream: the tools and the choice, as given.
@@ -239,7 +271,8 @@ def test_chat_openai_bound_to_tools_through_the_service(v1_app: GunicornServer, 
         message = chunk if message is None else message + chunk
     assert message is not None
     assert [(c["id"], c["name"], c["args"]) for c in message.tool_calls] == [
-        (call_id(1, 0), "get_weather", {"city": "Paris", "unit": "celsius"}), (call_id(1, 1), "get_time", {"timezone": "Europe/Paris"})
+        (call_id(1, 0), "get_weather", {"city": "Paris", "unit": "celsius"}),
+        (call_id(1, 1), "get_time", {"timezone": "Europe/Paris"}),
     ]
     results = [ToolMessage(f"result {i}", tool_call_id=c["id"]) for i, c in enumerate(message.tool_calls)]
     answer = llm.invoke([HumanMessage("weather and time?"), message, *results])

@@ -57,7 +57,9 @@ def test_use_chat_gets_the_whole_answer(service: GunicornServer, upstream: OpenA
 
 def test_an_agent_with_tools_passes_the_sdks_protocol_checks(service: GunicornServer, upstream: OpenAIUpstream) -> None:
     upstream.script = Script(tokens=5, interval=0.01, tool_calls=(("get_current_time", "{}"), ("calculate", '{"expression": "6*7"}')))
-    code, out = run_ui_chat("strict", service.url + "/api/ui/chat?agent=1", "What time is it, and what is 6*7?", env={**AUTH, "CHAT_ID": "agent"})
+    code, out = run_ui_chat(
+        "strict", service.url + "/api/ui/chat?agent=1", "What time is it, and what is 6*7?", env={**AUTH, "CHAT_ID": "agent"}
+    )
     assert code == 0, out
     parts = out["message"]["parts"]
     tools = {p["type"]: p for p in parts if p["type"].startswith("tool-")}
@@ -135,9 +137,7 @@ def test_resume_on_another_instance_sharing_redis(
         redis_server.stop()
 
 
-def test_through_the_shipped_nginx_text_arrives_as_it_is_made(
-    service: GunicornServer, upstream: OpenAIUpstream, tmp_path: Path
-) -> None:
+def test_through_the_shipped_nginx_text_arrives_as_it_is_made(service: GunicornServer, upstream: OpenAIUpstream, tmp_path: Path) -> None:
     upstream.script = Script(tokens=20, interval=0.05)
     proxy = Nginx(tmp_path, service.port).start()
     try:
@@ -152,8 +152,10 @@ def test_negative_control_a_buffering_nginx_delivers_it_all_at_the_end(
     service: GunicornServer, upstream: OpenAIUpstream, tmp_path: Path
 ) -> None:
     upstream.script = Script(tokens=20, interval=0.05)
-    variant = Variant(remove=["proxy_buffering off;", "proxy_http_version 1.1;"],
-                      add_after={"proxy_cache off;": "proxy_ignore_headers X-Accel-Buffering;"})
+    variant = Variant(
+        remove=["proxy_buffering off;", "proxy_http_version 1.1;"],
+        add_after={"proxy_cache off;": "proxy_ignore_headers X-Accel-Buffering;"},
+    )
     proxy = Nginx(tmp_path, service.port, variant).start()
     try:
         code, out = run_ui_chat("strict", proxy.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "buffered"})
@@ -186,8 +188,15 @@ def agent_service(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """The demo agent on the scripted model, two gevent workers, its chats' threads in SQLite: any worker answers."""
     require_js_clients()
     store = tmp_path_factory.mktemp("threads") / "threads.db"
-    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5", "WEBAPP_API_KEYS": KEY,
-           "WEBAPP_THREAD_STORE": f"sqlite:///{store}", "GUNICORN_WORKERS": "2", "WEBAPP_LOG_LEVEL": "INFO"}
+    env = {
+        "WEBAPP_PROVIDER": "scripted",
+        "WEBAPP_SCRIPTED_TTFT_MS": "0",
+        "WEBAPP_SCRIPTED_INTERVAL_MS": "5",
+        "WEBAPP_API_KEYS": KEY,
+        "WEBAPP_THREAD_STORE": f"sqlite:///{store}",
+        "GUNICORN_WORKERS": "2",
+        "WEBAPP_LOG_LEVEL": "INFO",
+    }
     server = GunicornServer(artifacts, env=env, name="ai-sdk-approvals")
     try:
         yield server.start()
@@ -214,11 +223,17 @@ def test_the_sdks_approval_flow_runs_an_approved_call_once_and_denies_a_denied_o
 def test_negative_control_an_approval_in_a_step_of_its_own_is_never_answered(agent_service: GunicornServer) -> None:
     # The first turn as the service sends it, and the same with the approval request moved into a new step
     # (as this surface first sent it): the SDK looks for answered approvals after the last step-start only.
-    response = httpx.post(agent_service.url + "/api/ui/chat?agent=1", headers={"authorization": f"Bearer {KEY}"}, timeout=30,
-                          json={"id": "recorded", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": EMAIL}]}]})
+    response = httpx.post(
+        agent_service.url + "/api/ui/chat?agent=1",
+        headers={"authorization": f"Bearer {KEY}"},
+        timeout=30,
+        json={"id": "recorded", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": EMAIL}]}]},
+    )
     recorded = response.content
     assert b'"type":"tool-approval-request"' in recorded
-    own_step = recorded.replace(b'data: {"type":"tool-approval-request"', b'data: {"type":"start-step"}\n\ndata: {"type":"tool-approval-request"')
+    own_step = recorded.replace(
+        b'data: {"type":"tool-approval-request"', b'data: {"type":"start-step"}\n\ndata: {"type":"tool-approval-request"'
+    )
     answered: dict[str, int] = {}
     for name, body in (("as sent", recorded), ("own step", own_step)):
         posts: list[bytes] = []

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def served(upstream_server: OpenAIUpstream, artifacts: Path) -> Iterator[GunicornServer]:
     """One gevent worker, heartbeats every second, the cancel-on-disconnect policy, streaming from the upstream."""
-    server = GunicornServer(artifacts, env=openai_env(upstream_server, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_ON_DISCONNECT="cancel"), name="served")
+    server = GunicornServer(
+        artifacts, env=openai_env(upstream_server, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_ON_DISCONNECT="cancel"), name="served"
+    )
     server.start()
     yield server
     server.stop()
@@ -39,7 +41,10 @@ def chat_events(server: GunicornServer, message: str = "hello", **kwargs: object
 
 def test_healthz_names_the_gevent_worker_and_the_openai_provider(served: GunicornServer) -> None:
     assert httpx.get(served.url + "/healthz").json() == {
-        "status": "ok", "provider": "openai", "model": "upstream-model", "worker": "gevent"
+        "status": "ok",
+        "provider": "openai",
+        "model": "upstream-model",
+        "worker": "gevent",
     }
 
 
@@ -133,9 +138,7 @@ def test_a_stream_longer_than_the_worker_timeout_completes_under_gevent(
     assert record.kinds[-1] == "end" and record.text == answer_text(10)
 
 
-def test_negative_control_the_sync_worker_cuts_the_same_stream(
-    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream
-) -> None:
+def test_negative_control_the_sync_worker_cuts_the_same_stream(gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream) -> None:
     server = gunicorn(env=openai_env(upstream, WEBAPP_ALLOW_SYNC_WORKER="true"), args=["--timeout", "2", "-k", "sync"])
     assert httpx.get(server.url + "/healthz").json()["worker"] == "sync"
     upstream.script = LONG_STREAM
@@ -183,7 +186,9 @@ def test_a_dropped_client_closes_the_upstream_call_at_once(served: GunicornServe
 
 
 def test_heartbeats_alone_bound_the_delay(gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream) -> None:
-    server = gunicorn(env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_WATCH_DISCONNECT="false", WEBAPP_ON_DISCONNECT="cancel"))
+    server = gunicorn(
+        env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_WATCH_DISCONNECT="false", WEBAPP_ON_DISCONNECT="cancel")
+    )
     _, delay, tokens_sent = leave_after_three_tokens(server, upstream)
     assert delay < PAUSE - 1.5, f"a failed heartbeat write should end it within ~2 heartbeats, took {delay:.1f}s"
     assert tokens_sent == 3
@@ -192,7 +197,9 @@ def test_heartbeats_alone_bound_the_delay(gunicorn: Callable[..., GunicornServer
 def test_negative_control_without_heartbeats_or_watch_the_upstream_runs_on(
     gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream
 ) -> None:
-    server = gunicorn(env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="0", WEBAPP_WATCH_DISCONNECT="false", WEBAPP_ON_DISCONNECT="cancel"))
+    server = gunicorn(
+        env=openai_env(upstream, WEBAPP_HEARTBEAT_SECONDS="0", WEBAPP_WATCH_DISCONNECT="false", WEBAPP_ON_DISCONNECT="cancel")
+    )
     _, delay, tokens_sent = leave_after_three_tokens(server, upstream)
     assert delay > PAUSE - 1.5, f"without protections the close should wait for the pause, took {delay:.1f}s"
     assert tokens_sent > 3, "the upstream went on generating for nobody"
@@ -215,9 +222,7 @@ def test_no_asyncio_event_loop_is_created_while_serving(
     assert not loop_log.exists() or loop_log.read_text() == ""
 
 
-def test_negative_control_the_instrument_sees_asyncio_run_in_a_view(
-    gunicorn: Callable[..., GunicornServer], tmp_path: Path
-) -> None:
+def test_negative_control_the_instrument_sees_asyncio_run_in_a_view(gunicorn: Callable[..., GunicornServer], tmp_path: Path) -> None:
     loop_log = tmp_path / "loops.log"
     server = gunicorn(env={"WEBAPP_TEST_LOOP_LOG": str(loop_log)}, app="tests.support.instrumented_wsgi:misuse_app")
     assert httpx.get(server.url + "/misuse").text == "done"

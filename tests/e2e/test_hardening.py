@@ -55,14 +55,35 @@ MALFORMED: list[tuple[str, str, dict[str, str], bytes, int, str]] = [
     ("POST", "/api/chat/events", JSON, body({"messages": [{"role": ["user"], "content": "x"}]}), 400, "invalid_request"),
     ("POST", "/api/chat/events", JSON, body({"messages": [{"role": "user", "content": None}]}), 400, "invalid_request"),
     ("POST", "/v1/chat/completions", JSON, body({"model": None, "messages": USER}), 400, "invalid_request_error"),
-    ("POST", "/v1/chat/completions", JSON, body({"model": "m", "messages": [{"role": {"a": 1}, "content": "x"}]}), 400, "invalid_request_error"),
+    (
+        "POST",
+        "/v1/chat/completions",
+        JSON,
+        body({"model": "m", "messages": [{"role": {"a": 1}, "content": "x"}]}),
+        400,
+        "invalid_request_error",
+    ),
     ("POST", "/v1/chat/completions", JSON, body({"model": "m", "messages": USER, "stream": "true"}), 400, "invalid_request_error"),
-    ("POST", "/v1/chat/completions", JSON, body({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), 400, "invalid_request_error"),
+    (
+        "POST",
+        "/v1/chat/completions",
+        JSON,
+        body({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+        400,
+        "invalid_request_error",
+    ),
     # huge strings and counts
     ("POST", "/api/chat", JSON, body({"message": "x" * 40_000}), 400, "invalid_request"),
     ("POST", "/api/chat/events", JSON, body({"messages": USER * 101}), 400, "invalid_request"),
     ("POST", "/api/chat/stream", JSON, b'{"message": "' + b"x" * 1_100_000 + b'"}', 413, "request_too_large"),
-    ("POST", "/v1/chat/completions", JSON, body({"model": "m" * 10, "messages": [{"role": "user", "content": "y" * 40_000}]}), 400, "invalid_request_error"),
+    (
+        "POST",
+        "/v1/chat/completions",
+        JSON,
+        body({"model": "m" * 10, "messages": [{"role": "user", "content": "y" * 40_000}]}),
+        400,
+        "invalid_request_error",
+    ),
     # negative and huge numbers
     ("POST", "/v1/chat/completions", JSON, body({"model": "m", "messages": USER, "max_tokens": -1}), 400, "invalid_request_error"),
     ("POST", "/v1/chat/completions", JSON, body({"model": "m", "messages": USER, "max_tokens": 10**12}), 400, "invalid_request_error"),
@@ -77,12 +98,26 @@ MALFORMED: list[tuple[str, str, dict[str, str], bytes, int, str]] = [
     # other sites' pages, and streams that are not yours
     ("POST", "/api/chat/events", {**JSON, "Sec-Fetch-Site": "cross-site"}, body({"message": "x"}), 403, "forbidden_origin"),
     ("GET", "/api/diagnostics/stream", {**AUTH, "Origin": "https://evil.example"}, b"", 403, "forbidden_origin"),
-    ("OPTIONS", "/api/chat/events", {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, b"", 403, "forbidden_origin"),
+    (
+        "OPTIONS",
+        "/api/chat/events",
+        {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        b"",
+        403,
+        "forbidden_origin",
+    ),
     ("GET", "/api/streams/s_0123456789abcdef", AUTH, b"", 404, "stream_not_found"),
     ("GET", "/api/chat/events", {**AUTH, "Last-Event-ID": "s_0123456789abcdef:3"}, b"", 404, "stream_not_found"),
     # wrong content types and methods
     ("POST", "/api/chat", {**AUTH, "Content-Type": "text/plain"}, body({"message": "x"}), 415, "unsupported_media_type"),
-    ("POST", "/api/chat/events", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}, b"message=x", 415, "unsupported_media_type"),
+    (
+        "POST",
+        "/api/chat/events",
+        {**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        b"message=x",
+        415,
+        "unsupported_media_type",
+    ),
     ("POST", "/v1/chat/completions", {**AUTH, "Content-Type": "multipart/form-data; boundary=x"}, b"--x--", 415, "unsupported_media_type"),
     ("GET", "/api/chat", AUTH, b"", 405, "method_not_allowed"),
     ("PUT", "/api/chat/events", AUTH, b"", 405, "method_not_allowed"),
@@ -94,8 +129,22 @@ MALFORMED: list[tuple[str, str, dict[str, str], bytes, int, str]] = [
     ("GET", "/v1/models", {}, b"", 401, "unauthorized"),
     ("GET", "/v1/models", {"Authorization": "Bearer"}, b"", 401, "unauthorized"),
     ("GET", "/v1/models", {"Authorization": f"Basic {KEY}"}, b"", 401, "unauthorized"),
-    ("POST", "/api/chat/events", {"Authorization": "Bearer " + "z" * 4_000, "Content-Type": "application/json"}, body({"message": "x"}), 401, "unauthorized"),
-    ("POST", "/api/chat/events", {"Authorization": f"Bearer {KEY[:-1]}", "Content-Type": "application/json"}, body({"message": "x"}), 401, "unauthorized"),
+    (
+        "POST",
+        "/api/chat/events",
+        {"Authorization": "Bearer " + "z" * 4_000, "Content-Type": "application/json"},
+        body({"message": "x"}),
+        401,
+        "unauthorized",
+    ),
+    (
+        "POST",
+        "/api/chat/events",
+        {"Authorization": f"Bearer {KEY[:-1]}", "Content-Type": "application/json"},
+        body({"message": "x"}),
+        401,
+        "unauthorized",
+    ),
 ]
 
 
@@ -126,9 +175,7 @@ def test_the_server_keeps_serving_after_the_table(hardened: GunicornServer) -> N
 # -- overload ----------------------------------------------------------------------------------
 
 
-def test_streams_beyond_the_limit_get_503_at_once_and_the_admitted_complete(
-    gunicorn: Callable[..., GunicornServer]
-) -> None:
+def test_streams_beyond_the_limit_get_503_at_once_and_the_admitted_complete(gunicorn: Callable[..., GunicornServer]) -> None:
     server = gunicorn(env={"WEBAPP_PROVIDER": "scripted", "WEBAPP_MAX_CONCURRENT_STREAMS": "5"})
     url = server.url + "/api/diagnostics/stream?tokens=10&interval_ms=200"  # 2 s each
 

@@ -85,8 +85,11 @@ PADDED = b" " * 65_536 + b'{"message": "the tail"}'  # valid JSON, past a 1 KiB 
 
 
 def chunked_request(body: bytes, piece: int = 8192) -> bytes:
-    head = b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + piece]), body[i:i + piece]) for i in range(0, len(body), piece))
+    head = (
+        b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + piece]), body[i : i + piece]) for i in range(0, len(body), piece))
     return head + chunks + b"0\r\n\r\n"
 
 
@@ -103,8 +106,11 @@ def send_raw(port: int, request: bytes) -> bytes:
 def test_a_chunked_body_over_the_cap_gets_413_like_one_with_a_length(cap: str, gunicorn: Callable[..., GunicornServer]) -> None:
     server = gunicorn(env={**SCRIPTED, "WEBAPP_MAX_BODY_BYTES": cap}, name="chunked")
     chunked = send_raw(server.port, chunked_request(PADDED))
-    with_length = send_raw(server.port, b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(PADDED), PADDED))
+    with_length = send_raw(
+        server.port,
+        b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(PADDED), PADDED),
+    )
     if cap == "131072":  # the same bytes under the cap are a valid request, served: what the cap refuses is real
         assert chunked.startswith(b"HTTP/1.1 200") and b"event: end" in chunked, chunked[:300]
         assert with_length.startswith(b"HTTP/1.1 200"), with_length[:300]
@@ -155,13 +161,19 @@ REFUSED_BEFORE_THE_APP = {
     "line over nginx's buffer": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     "line over gunicorn's limit": (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     "header over nginx's buffer": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
-    "headers over gunicorn's count": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(120)) + b"\r\n", 431),
+    "headers over gunicorn's count": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(120)) + b"\r\n",
+        431,
+    ),
     "lowercase method": (b"get /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
 }
-WITHOUT_JSON_ERRORS = Variant(remove=[
-    "        error_page 400 /_proxy_error/400;\n        error_page 414 /_proxy_error/414;\n        error_page 494 =431 /_proxy_error/431;\n",
-    "proxy_intercept_errors on;",
-])
+WITHOUT_JSON_ERRORS = Variant(
+    remove=[
+        "        error_page 400 /_proxy_error/400;\n        error_page 414 /_proxy_error/414;\n"
+        "        error_page 494 =431 /_proxy_error/431;\n",
+        "proxy_intercept_errors on;",
+    ]
+)
 
 
 def first_answer(port: int, request: bytes) -> tuple[int, bytes, bytes]:
@@ -183,8 +195,11 @@ def test_through_the_shipped_nginx_what_gunicorn_refuses_itself_is_json(
     proxy = Nginx(tmp_path, server.port, WITHOUT_JSON_ERRORS if variant != "shipped" else None).start()
     try:
         answers = {name: first_answer(proxy.port, request) for name, (request, _) in REFUSED_BEFORE_THE_APP.items()}
-        app_error = first_answer(proxy.port, b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: 1\r\nConnection: close\r\n\r\n{")
+        app_error = first_answer(
+            proxy.port,
+            b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1\r\nConnection: close\r\n\r\n{",
+        )
     finally:
         proxy.stop()
     assert app_error[0] == 400 and json.loads(app_error[2])["error"]["type"] == "invalid_json"  # the app's own errors pass

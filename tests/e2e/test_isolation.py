@@ -147,7 +147,8 @@ def test_a_reader_that_is_always_behind_still_stops_at_the_deadline(
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     body = b'{"message": "x"}'
-    sock.sendall(b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    head = b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    sock.sendall(head % len(body) + body)
     started, received = time.monotonic(), b""
     try:
         # Read to the end of the chunked body, not just to "event: error": its data line may
@@ -211,7 +212,7 @@ def test_an_emoji_split_across_two_upstream_chunks_arrives_whole(
 def slow_body(port: int) -> socket.socket:
     """Headers announcing 100 bytes of body, then 10 of them, then nothing."""
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"message\"")
+    sock.sendall(b'POST /api/chat/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"message"')
     return sock
 
 
@@ -251,8 +252,13 @@ def test_a_delete_on_another_instance_stops_the_run_during_a_model_pause(
     servers: Callable[..., GunicornServer], upstream_server: OpenAIUpstream, upstream: OpenAIUpstream, redis_server: RedisServer
 ) -> None:
     upstream.script = Script(tokens=10, interval=0.05, pause=10, pause_at=3)
-    env = openai_env(upstream_server, WEBAPP_STREAM_STORE=redis_server.url, WEBAPP_ON_DISCONNECT="continue",
-                     WEBAPP_RESUME_GRACE_SECONDS="30", WEBAPP_HEARTBEAT_SECONDS="1")
+    env = openai_env(
+        upstream_server,
+        WEBAPP_STREAM_STORE=redis_server.url,
+        WEBAPP_ON_DISCONNECT="continue",
+        WEBAPP_RESUME_GRACE_SECONDS="30",
+        WEBAPP_HEARTBEAT_SECONDS="1",
+    )
     redis.Redis.from_url(redis_server.url).flushall()  # this test's stream is then the only one
     producer, other = servers(env, name="producer"), servers(env, name="other")
     with ThreadPoolExecutor(1) as pool:
@@ -296,8 +302,10 @@ def test_a_lost_redis_reply_leaves_the_ids_consistent(redis_server: RedisServer)
     log.append("token", {"text": "b"})
     log.append("token", {"text": "c"})
     log.finish("end", {"finish_reason": "stop"})
-    remote = [(int(entry_id.split(b"-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]))
-              for entry_id, fields in store.client.xrange(store.keys(log.stream_id)[0])]
+    remote = [
+        (int(entry_id.split(b"-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]))
+        for entry_id, fields in store.client.xrange(store.keys(log.stream_id)[0])
+    ]
     local = [(e.seq, e.kind, e.data) for e in log.read_after(-1, 0)]
     assert remote == local and [seq for seq, _, _ in remote] == [0, 1, 2, 3, 4]
     # The hazard the expected number removes: the same write retried blind lands twice, under two numbers.

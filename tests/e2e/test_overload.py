@@ -175,7 +175,9 @@ def test_a_503_from_a_full_worker_is_retried_on_the_other_server_by_nginx(
         assert statuses == [200] * 6, statuses  # round robin sent half to the full one: each went on to the other
 
         # Negative control: the same two servers without proxy_next_upstream: the full one's 503s reach the client.
-        plain = Variant(add_after=two_servers.add_after, remove=[*two_servers.remove, "proxy_next_upstream error timeout http_503 non_idempotent;"])
+        plain = Variant(
+            add_after=two_servers.add_after, remove=[*two_servers.remove, "proxy_next_upstream error timeout http_503 non_idempotent;"]
+        )
         proxy = Nginx(tmp_path, full.port, plain).start()
         try:
             statuses = [httpx.post(proxy.url + "/api/chat/events", json={"message": "q"}, timeout=30).status_code for _ in range(6)]
@@ -207,7 +209,9 @@ def _hold_the_only_slot(client: httpx.Client, server: GunicornServer) -> Any:
         time.sleep(0.1)
 
 
-def _through_nginx_while_both_refuse(tmp_path: Path, first: GunicornServer, second: GunicornServer, *, max_fails: bool) -> tuple[list[int], list[int]]:
+def _through_nginx_while_both_refuse(
+    tmp_path: Path, first: GunicornServer, second: GunicornServer, *, max_fails: bool
+) -> tuple[list[int], list[int]]:
     """Both servers full: what clients get through nginx then, and right after both free their slot."""
     variant = Variant(add_after={"keepalive 32;": nginx_server(second.port, max_fails=max_fails)}, remove=["worker_processes auto;"])
     if not max_fails:  # both server lines as nginx's defaults have them

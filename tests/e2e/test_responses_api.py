@@ -44,7 +44,12 @@ def service(upstream_server: OpenAIUpstream, artifacts: Path) -> Iterator[Gunico
 
 @pytest.fixture(scope="module")
 def reasoning_service(artifacts: Path) -> Iterator[GunicornServer]:
-    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_REASONING": "true", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5"}
+    env = {
+        "WEBAPP_PROVIDER": "scripted",
+        "WEBAPP_SCRIPTED_REASONING": "true",
+        "WEBAPP_SCRIPTED_TTFT_MS": "0",
+        "WEBAPP_SCRIPTED_INTERVAL_MS": "5",
+    }
     server = GunicornServer(artifacts, env=env, name="responses-reasoning")
     yield server.start()
     server.stop()
@@ -68,7 +73,9 @@ def test_responses_stream_text(sdk: openai.OpenAI, upstream: OpenAIUpstream) -> 
 
 
 def test_responses_stream_parallel_function_calls_then_the_answer_from_their_outputs(sdk: openai.OpenAI, upstream: OpenAIUpstream) -> None:
-    upstream.script = Script(tokens=4, tool_calls=(("get_weather", '{"city":"Paris"}'), ("get_weather", '{"city":"Rome"}')), args_fragment=5)
+    upstream.script = Script(
+        tokens=4, tool_calls=(("get_weather", '{"city":"Paris"}'), ("get_weather", '{"city":"Rome"}')), args_fragment=5
+    )
     with sdk.responses.stream(model="any", input="weather in Paris and Rome?", tools=[WEATHER]) as stream:
         response = stream.get_final_response()
     calls = [item for item in response.output if item.type == "function_call"]
@@ -116,7 +123,9 @@ def test_refused_requests_are_openai_errors_naming_the_param(sdk: openai.OpenAI)
 
 
 def test_chat_openai_on_the_responses_api_streams_reasoning_and_calls_tools(reasoning_service: GunicornServer) -> None:
-    llm = ChatOpenAI(model="any", base_url=reasoning_service.url + "/v1", api_key="unused", use_responses_api=True, max_retries=0, timeout=30)
+    llm = ChatOpenAI(
+        model="any", base_url=reasoning_service.url + "/v1", api_key="unused", use_responses_api=True, max_retries=0, timeout=30
+    )
     chunks = list(llm.stream("hello there"))
     blocks = [block for chunk in chunks for block in (chunk.content if isinstance(chunk.content, list) else [])]
     reasoning = "".join(s.get("text", "") for b in blocks if b.get("type") == "reasoning" for s in b.get("summary", []))
@@ -136,8 +145,12 @@ def test_chat_openai_on_the_responses_api_streams_reasoning_and_calls_tools(reas
 
 def test_negative_control_the_sdk_raises_when_output_item_added_is_missing(service: GunicornServer, upstream: OpenAIUpstream) -> None:
     upstream.script = Script(tokens=3)
-    recorded = httpx.post(service.url + "/v1/responses", json={"model": "any", "input": "hi", "stream": True},
-                          headers={"Authorization": f"Bearer {KEY}"}, timeout=30).content
+    recorded = httpx.post(
+        service.url + "/v1/responses",
+        json={"model": "any", "input": "hi", "stream": True},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    ).content
     broken = without_blocks(recorded, lambda block: block.startswith(b"event: response.output_item.added\n"))
     for body, fails in ((broken, True), (recorded, False)):
         with replay_server(body) as url:

@@ -21,7 +21,12 @@ from uncut.scripted import script_tokens
 pytestmark = pytest.mark.e2e
 
 PROMPT = "Tell me about resumable streams"
-SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "80", "WEBAPP_HEARTBEAT_SECONDS": "1"}
+SCRIPTED = {
+    "WEBAPP_PROVIDER": "scripted",
+    "WEBAPP_SCRIPTED_TTFT_MS": "0",
+    "WEBAPP_SCRIPTED_INTERVAL_MS": "80",
+    "WEBAPP_HEARTBEAT_SECONDS": "1",
+}
 FULL_ANSWER = "".join(script_tokens(PROMPT, None))
 
 
@@ -96,7 +101,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def two_behind_nginx(gunicorn: Callable[..., GunicornServer], tmp_path: Path, env: dict[str, str]) -> tuple[GunicornServer, GunicornServer, Proxy]:
+def two_behind_nginx(
+    gunicorn: Callable[..., GunicornServer], tmp_path: Path, env: dict[str, str]
+) -> tuple[GunicornServer, GunicornServer, Proxy]:
     require_binary("nginx", "nginx")  # before the servers start
     first, second = gunicorn(env=env), gunicorn(env=env)
     # One nginx worker so round robin strictly alternates: consecutive requests go to different instances.
@@ -183,7 +190,11 @@ def test_redis_gone_past_the_retry_bound_gives_an_explicit_error(
 
     record = read_stream("POST", server.url + "/api/chat/events", json={"message": PROMPT}, stop_when=stop_after_three, timeout=30)
     assert record.terminal is not None and record.terminal.event == "error"
-    assert record.terminal.json()["error"] == {"type": "store_unavailable", "message": "The stream store is unavailable.", "retryable": True}
+    assert record.terminal.json()["error"] == {
+        "type": "store_unavailable",
+        "message": "The stream store is unavailable.",
+        "retryable": True,
+    }
     waited = (record.ended or 0) - stopped[0]
     print(f"the stream ended with store_unavailable {waited:.1f}s after Redis went away (retry bound 2 s)")
     assert 1.8 < waited < 4, "retried for the bound (once, not again for the terminal event), then said so"

@@ -133,7 +133,9 @@ def open_reader(server: GunicornServer, key: str, event_id: str) -> tuple[int, s
 
 def first_event_id(server: GunicornServer) -> tuple[httpx.Response, httpx.Client, str]:
     client = httpx.Client(timeout=10)
-    response = client.send(client.build_request("POST", server.url + "/api/chat/events", json={"message": "x"}, headers=auth()), stream=True)
+    response = client.send(
+        client.build_request("POST", server.url + "/api/chat/events", json={"message": "x"}, headers=auth()), stream=True
+    )
     lines = response.iter_lines()
     event_id = next(line[4:] for line in lines if line.startswith("id: "))
     return response, client, event_id
@@ -164,8 +166,12 @@ def hold_readers(server: GunicornServer, count: int) -> tuple[list[int], bool]:
 
 # 12 connections (gevent's server accepts one more, waiting for the pool): one key's run and 12 readers are all
 # of them, as in the review (1 run, 59 readers, all 60).
-TIGHT = {"GUNICORN_WORKER_CONNECTIONS": "12", "WEBAPP_API_KEYS": KEYS, "WEBAPP_SCRIPTED_INTERVAL_MS": "500",
-         "WEBAPP_MAX_STREAMS_PER_KEY": "2"}
+TIGHT = {
+    "GUNICORN_WORKER_CONNECTIONS": "12",
+    "WEBAPP_API_KEYS": KEYS,
+    "WEBAPP_SCRIPTED_INTERVAL_MS": "500",
+    "WEBAPP_MAX_STREAMS_PER_KEY": "2",
+}
 
 
 def test_one_keys_readers_stop_at_its_cap_and_another_key_is_served(gunicorn: Callable[..., GunicornServer]) -> None:

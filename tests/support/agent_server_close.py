@@ -23,10 +23,18 @@ from wsgiref.util import setup_testing_defaults
 SETTLE_SECONDS = 2.0
 
 
-def call(app: Callable[..., Iterable[bytes]], method: str, path: str, body: dict[str, Any] | None = None) -> tuple[str, dict[str, str], Iterable[bytes]]:
+def call(
+    app: Callable[..., Iterable[bytes]], method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[str, dict[str, str], Iterable[bytes]]:
     raw = json.dumps(body).encode() if body is not None else b""
-    environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_TYPE": "application/json",
-                               "CONTENT_LENGTH": str(len(raw)), "wsgi.input": io.BytesIO(raw), "SERVER_NAME": "127.0.0.1"}
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(raw)),
+        "wsgi.input": io.BytesIO(raw),
+        "SERVER_NAME": "127.0.0.1",
+    }
     setup_testing_defaults(environ)
     started: list[Any] = []
     result = app(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
@@ -63,9 +71,14 @@ def main(adapter: str, close: bool) -> dict[str, Any]:
     while time.monotonic() < deadline and not (log is not None and log.finished):
         time.sleep(0.05)
     last = log.last() if log is not None else None
-    return {"status": status, "content_type": headers.get("content-type"), "held_before": held_before,
-            "held_after": limiter.active, "log_finished": bool(log is not None and log.finished),
-            "last": None if last is None else {"kind": last.kind, "data": last.data}}
+    return {
+        "status": status,
+        "content_type": headers.get("content-type"),
+        "held_before": held_before,
+        "held_after": limiter.active,
+        "log_finished": bool(log is not None and log.finished),
+        "last": None if last is None else {"kind": last.kind, "data": last.data},
+    }
 
 
 if __name__ == "__main__":

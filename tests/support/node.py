@@ -40,8 +40,17 @@ def run_ui_chat(mode: str, api: str, *args: str, env: Mapping[str, str] | None =
     """Run tests/js/ui_chat.mjs; its exit code and the JSON it printed."""
     node = require_js_clients()
     process = subprocess.run(
-        [node, str(JS / "ui_chat.mjs"), mode, api, *args], cwd=JS, capture_output=True, text=True, timeout=timeout,
-        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "TIMEOUT_MS": str(int(timeout * 1000) - 2000), **(env or {})},
+        [node, str(JS / "ui_chat.mjs"), mode, api, *args],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "TIMEOUT_MS": str(int(timeout * 1000) - 2000),
+            **(env or {}),
+        },
     )
     lines = process.stdout.strip().splitlines()
     assert lines, f"no output from ui_chat.mjs {mode}: {process.stderr[-2000:]}"

@@ -144,7 +144,9 @@ def test_without_a_budget_a_full_worker_refuses_at_once_with_the_fixed_retry_aft
     assert refused == Refusal(OVERLOADED, 3.0) and time.monotonic() - started < 0.05
 
 
-@pytest.mark.parametrize("header, expected", [(None, None), ("0", 0), ("1", 1), ("2", 2), (" 2 ", 2), ("x", None), ("-1", None), ("99999", None)])
+@pytest.mark.parametrize(
+    "header, expected", [(None, None), ("0", 0), ("1", 1), ("2", 2), (" 2 ", 2), ("x", None), ("-1", None), ("99999", None)]
+)
 def test_a_request_says_how_many_retries_came_before_it_as_the_openai_sdks_do(header: str | None, expected: int | None) -> None:
     environ = {} if header is None else {"HTTP_X_STAINLESS_RETRY_COUNT": header}
     assert retry_signal(environ) == expected

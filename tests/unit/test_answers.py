@@ -54,14 +54,31 @@ def test_a_failure_and_a_client_that_left() -> None:
     failed = fed(("token", {"text": "x"}), ("error", TOO_LARGE))
     assert not failed.completed
     status, body, retryable = failed.error_reply(openai_shape=True)
-    assert (status, body["error"]["type"], body["error"]["code"], body["error"]["param"], retryable) == (422, "too_large", "too_large", None, False)
+    assert (status, body["error"]["type"], body["error"]["code"], body["error"]["param"], retryable) == (
+        422,
+        "too_large",
+        "too_large",
+        None,
+        False,
+    )
     status, body, _ = fed(("token", {"text": "x"})).error_reply(openai_shape=False)
     assert status == 499 and body["error"]["type"] == "client_disconnected" and "retryable" in body["error"]
 
 
-@pytest.mark.parametrize(("kind", "status"), [
-    ("timeout", 504), ("too_large", 422), ("rate_limited", 429), ("upstream_timeout", 504), ("upstream_rejected", 502),
-    ("upstream_unavailable", 502), ("server_shutdown", 503), ("producer_lost", 503), ("cancelled", 499), ("server_error", 500),
-])
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("timeout", 504),
+        ("too_large", 422),
+        ("rate_limited", 429),
+        ("upstream_timeout", 504),
+        ("upstream_rejected", 502),
+        ("upstream_unavailable", 502),
+        ("server_shutdown", 503),
+        ("producer_lost", 503),
+        ("cancelled", 499),
+        ("server_error", 500),
+    ],
+)
 def test_failure_statuses(kind: str, status: int) -> None:
     assert failure_status(kind) == status

@@ -56,7 +56,12 @@ def broken(tmp_path: Path, name: str, old: str, new: str) -> Path:
         ("proxy_read_timeout 300s;", "proxy_read_timeout 10s;", "nginx proxy_read_timeout > heartbeat", "10s, heartbeat 15s"),
         ("proxy_send_timeout 300s;", "proxy_send_timeout 5;", "nginx proxy_send_timeout > heartbeat", "5s"),
         ("proxy_cache off;", "proxy_cache streams;", "nginx proxy_cache off", "streams"),
-        ("gzip_types application/json", "gzip_types text/event-stream application/json", "nginx gzip leaves streams alone", "text/event-stream"),
+        (
+            "gzip_types application/json",
+            "gzip_types text/event-stream application/json",
+            "nginx gzip leaves streams alone",
+            "text/event-stream",
+        ),
     ],
 )
 def test_a_broken_nginx_config_fails_with_its_reason(tmp_path: Path, old: str, new: str, rule: str, says: str) -> None:
@@ -73,7 +78,11 @@ def test_a_broken_nginx_config_fails_with_its_reason(tmp_path: Path, old: str, n
         ("timeout server 300s", "timeout server 10s", "haproxy timeout server > heartbeat"),
         ("timeout server 300s", "timeout server 300", "haproxy timeout server > heartbeat"),  # 300 ms: HAProxy's unit
         ("timeout client 300s", "timeout client 14s", "haproxy timeout client > heartbeat"),
-        ("    option forwardfor", "    option forwardfor\n    compression type text/event-stream", "haproxy compression leaves streams alone"),
+        (
+            "    option forwardfor",
+            "    option forwardfor\n    compression type text/event-stream",
+            "haproxy compression leaves streams alone",
+        ),
     ],
 )
 def test_a_broken_haproxy_config_fails_with_its_reason(tmp_path: Path, old: str, new: str, rule: str) -> None:
@@ -85,11 +94,17 @@ def test_a_broken_haproxy_config_fails_with_its_reason(tmp_path: Path, old: str,
 @pytest.mark.parametrize(
     ("old", "new", "rules"),
     [
-        ('worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")', 'worker_class = "sync"',
-         {"gunicorn worker class", "worker timeout >= longest stream"}),
+        (
+            'worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")',
+            'worker_class = "sync"',
+            {"gunicorn worker class", "worker timeout >= longest stream"},
+        ),
         ("preload_app = False", "preload_app = True", {"no preload under gevent"}),
-        ('graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "310"))', "graceful_timeout = 30",
-         {"graceful_timeout >= longest stream"}),
+        (
+            'graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "310"))',
+            "graceful_timeout = 30",
+            {"graceful_timeout >= longest stream"},
+        ),
         ("keepalive = 75", "keepalive = 5", {"keepalive > load balancer idle timeout"}),
         ("def post_worker_init(worker):", "def _unused(worker):", {"shutdown notice hook"}),
     ],
@@ -102,7 +117,15 @@ def test_a_broken_gunicorn_config_fails_with_its_reason(tmp_path: Path, old: str
 
 @pytest.mark.parametrize(
     ("text", "unit", "seconds"),
-    [("300s", "s", 300), ("300", "s", 300), ("5m", "s", 300), ("1h", "s", 3600), ("300", "ms", 0.3), ("50s", "ms", 50), ("1.5s", "ms", 1.5)],
+    [
+        ("300s", "s", 300),
+        ("300", "s", 300),
+        ("5m", "s", 300),
+        ("1h", "s", 3600),
+        ("300", "ms", 0.3),
+        ("50s", "ms", 50),
+        ("1.5s", "ms", 1.5),
+    ],
 )
 def test_durations_use_each_servers_default_unit(text: str, unit: str, seconds: float) -> None:
     assert parse_duration(text, unit) == pytest.approx(seconds)
@@ -126,8 +149,10 @@ def test_rules_follow_the_heartbeat_setting() -> None:
 
 
 STALL_RULES = {
-    "first-chunk limit and its retry fit the run deadline", "between-chunk limit below the run deadline",
-    "between-chunk limit > heartbeat", "stall limits below the upstream client timeout",
+    "first-chunk limit and its retry fit the run deadline",
+    "between-chunk limit below the run deadline",
+    "between-chunk limit > heartbeat",
+    "stall limits below the upstream client timeout",
 }
 
 
@@ -139,8 +164,11 @@ STALL_RULES = {
         ({"WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS": "300"}, "between-chunk limit below the run deadline", "never fires"),
         ({"WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS": "15"}, "between-chunk limit > heartbeat", "WEBAPP_HEARTBEAT_SECONDS=15s"),
         ({"WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS": "0.06"}, "between-chunk limit > heartbeat", "0.06s"),  # ms for s
-        ({"WEBAPP_UPSTREAM_TIMEOUT_SECONDS": "100"}, "stall limits below the upstream client timeout",
-         "WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS=120s"),
+        (
+            {"WEBAPP_UPSTREAM_TIMEOUT_SECONDS": "100"},
+            "stall limits below the upstream client timeout",
+            "WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS=120s",
+        ),
     ],
 )
 def test_a_stall_limit_that_cannot_work_fails_with_its_reason(env: dict[str, str], rule: str, says: str) -> None:

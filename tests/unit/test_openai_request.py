@@ -14,7 +14,10 @@ from webapp.chat_request import ChatLimits
 from webapp.jsonbody import MAX_DEPTH, InvalidJSON, load_json
 from webapp.openai_request import InvalidCompletionRequest, parse_completion_request
 
-TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
 CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
 ASKED = [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": None, "tool_calls": [CALL]}]
 ANSWER = {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
@@ -28,11 +31,23 @@ def parse(body: Any):
 
 
 def test_a_full_request_is_parsed() -> None:
-    req = parse({
-        "model": "gpt-x", "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.2, "top_p": 1,
-        "max_completion_tokens": 20, "stop": "\n\n", "user": "ignored", "seed": 3,
-        "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
-    })
+    req = parse(
+        {
+            "model": "gpt-x",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0.2,
+            "top_p": 1,
+            "max_completion_tokens": 20,
+            "stop": "\n\n",
+            "user": "ignored",
+            "seed": 3,
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            ],
+        }
+    )
     assert req.model == "gpt-x" and req.stream and req.include_usage
     assert [(m.type, m.content) for m in req.messages] == [("system", "Be brief."), ("human", "ab")]
     assert req.params == {"temperature": 0.2, "top_p": 1.0, "max_tokens": 20, "stop": ["\n\n"]}
@@ -75,10 +90,15 @@ def test_bad_requests_name_the_parameter(body: Any, param: str | None) -> None:
 
 
 def test_tools_calls_and_results_are_parsed_into_langchain_messages() -> None:
-    req = parse({
-        "model": "m", "tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-        "parallel_tool_calls": False, "messages": [*ASKED, ANSWER, {"role": "user", "content": "thanks"}],
-    })
+    req = parse(
+        {
+            "model": "m",
+            "tools": [TOOL],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": False,
+            "messages": [*ASKED, ANSWER, {"role": "user", "content": "thanks"}],
+        }
+    )
     assert req.tools == [TOOL]
     assert req.tool_choice == {"type": "function", "function": {"name": "get_weather"}} and req.parallel_tool_calls is False
     assert [m.type for m in req.messages] == ["human", "ai", "tool", "human"]
@@ -108,7 +128,10 @@ def call(**function: Any) -> dict[str, Any]:
         (with_tools(tools=[TOOL, TOOL]), "tools[1].function.name"),
         (with_tools(tools=[{"type": "function", "function": {"name": "f", "description": 3}}]), "tools[0].function.description"),
         (with_tools(tools=[{"type": "function", "function": {"name": "f", "parameters": "{}"}}]), "tools[0].function.parameters"),
-        (with_tools(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]), "tools[0].function.parameters"),
+        (
+            with_tools(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]),
+            "tools[0].function.parameters",
+        ),
         (with_tools(tools=[{"type": "function", "function": {"name": "f", "strict": "yes"}}]), "tools[0].function.strict"),
         (with_tools(tool_choice="always"), "tool_choice"),
         (with_tools(tool_choice={"type": "function", "function": {"name": "nope"}}), "tool_choice"),
@@ -123,11 +146,26 @@ def call(**function: Any) -> dict[str, Any]:
         ({"model": "m", "messages": [*ASKED, {"role": "user", "content": "and?"}]}, "messages[1].tool_calls"),
         ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": []}]}, "messages[1].tool_calls"),
         ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [{"id": "c"}]}]}, "messages[1].tool_calls[0]"),
-        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments='{"city": ')]}]}, "messages[1].tool_calls[0].function.arguments"),
-        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments="[1]")]}]}, "messages[1].tool_calls[0].function.arguments"),
-        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments={"city": "x"})]}]}, "messages[1].tool_calls[0].function.arguments"),
-        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(name="bad name")]}]}, "messages[1].tool_calls[0].function.name"),
-        ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [{**call(), "id": ""}]}]}, "messages[1].tool_calls[0].id"),
+        (
+            {"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments='{"city": ')]}]},
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            {"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments="[1]")]}]},
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            {"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(arguments={"city": "x"})]}]},
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            {"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(name="bad name")]}]},
+            "messages[1].tool_calls[0].function.name",
+        ),
+        (
+            {"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [{**call(), "id": ""}]}]},
+            "messages[1].tool_calls[0].id",
+        ),
         ({"model": "m", "messages": [USER[0], {"role": "assistant", "tool_calls": [call(), call()]}]}, "messages[1].tool_calls[1].id"),
         ({"model": "m", "messages": [USER[0], {"role": "assistant", "content": None}]}, "messages[1].content"),
     ],

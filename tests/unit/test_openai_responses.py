@@ -51,11 +51,23 @@ def final(state: ResponseStreamState) -> Any:
 
 
 def test_text_lifecycle_and_sequence_numbers() -> None:
-    events = events_of(START, ("token", {"text": "Hel"}), ("token", {"text": "lo"}), ("end", {"finish_reason": "stop", "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}))
+    events = events_of(
+        START,
+        ("token", {"text": "Hel"}),
+        ("token", {"text": "lo"}),
+        ("end", {"finish_reason": "stop", "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}),
+    )
     assert [e["type"] for e in events] == [
-        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
-        "response.output_text.delta", "response.output_text.delta", "response.output_text.done", "response.content_part.done",
-        "response.output_item.done", "response.completed",
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
     ]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert events[0]["response"]["output"] == []
@@ -68,7 +80,8 @@ def test_text_lifecycle_and_sequence_numbers() -> None:
 def test_reasoning_then_text_then_two_interleaved_calls() -> None:
     events = events_of(
         START,
-        ("reasoning", {"text": "Think"}), ("reasoning", {"text": "ing."}),
+        ("reasoning", {"text": "Think"}),
+        ("reasoning", {"text": "ing."}),
         ("token", {"text": "Checking."}),
         ("tool_call", {"id": "call_a", "name": "weather", "index": 0}),
         ("tool_call", {"id": "call_b", "name": "weather", "index": 1}),
@@ -89,7 +102,11 @@ def test_reasoning_then_text_then_two_interleaved_calls() -> None:
 
 
 def test_a_failure_is_response_failed_with_a_safe_message_and_the_token_limit_is_incomplete() -> None:
-    failed = events_of(START, ("token", {"text": "a"}), ("error", {"error": {"type": "rate_limited", "message": "The model provider is rate limiting requests.", "retryable": True}}))
+    failed = events_of(
+        START,
+        ("token", {"text": "a"}),
+        ("error", {"error": {"type": "rate_limited", "message": "The model provider is rate limiting requests.", "retryable": True}}),
+    )
     assert failed[-1]["type"] == "response.failed"
     assert failed[-1]["response"]["error"]["code"] == "rate_limit_exceeded"
     assert failed[-1]["response"]["output"][0]["status"] == "incomplete"
@@ -109,7 +126,12 @@ def test_negative_control_the_sdk_raises_when_an_output_item_is_not_announced() 
 
 def test_non_streaming_reply_for_a_failure_says_the_status_and_whether_to_retry() -> None:
     fmt = ResponsesFormat("s_1", ECHO)
-    for i, (kind, data) in enumerate([START, ("error", {"error": {"type": "upstream_timeout", "message": "The model provider did not answer in time.", "retryable": True}})]):
+    for i, (kind, data) in enumerate(
+        [
+            START,
+            ("error", {"error": {"type": "upstream_timeout", "message": "The model provider did not answer in time.", "retryable": True}}),
+        ]
+    ):
         fmt.frame(Event(i, kind, data))
     status, body, retryable = fmt.error_reply()
     assert (status, retryable) == (504, True)
@@ -118,7 +140,9 @@ def test_non_streaming_reply_for_a_failure_says_the_status_and_whether_to_retry(
 
 def test_the_token_fast_path_frames_any_text_as_the_general_path_does() -> None:
     texts = ['a "quoted"\nline', "tab\there \\ back", "emoji 🙂 and é", "\u2028 separator"]
-    events = events_of(START, ("token", {"text": "first"}), *[("token", {"text": t}) for t in texts], ("end", {"finish_reason": "stop", "usage": {}}))
+    events = events_of(
+        START, ("token", {"text": "first"}), *[("token", {"text": t}) for t in texts], ("end", {"finish_reason": "stop", "usage": {}})
+    )
     assert [e["delta"] for e in events if e["type"] == "response.output_text.delta"] == ["first", *texts]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert final(accumulate(events)).output_text == "first" + "".join(texts)

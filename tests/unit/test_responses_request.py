@@ -29,15 +29,26 @@ def test_a_string_input_with_instructions_and_sampling() -> None:
 
 def test_the_multi_turn_items_the_sdk_sends() -> None:
     # What openai's create() sent for a conversation with a call and its output (captured from openai 3.54.0).
-    req = parse(tools=[TOOL], tool_choice={"type": "function", "name": "get_weather"}, parallel_tool_calls=False, input=[
-        {"role": "user", "content": "weather in Paris?"},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "and be brief"}]},
-        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "x"}]},
-        {"type": "function_call", "call_id": "call_abc", "name": "get_weather", "arguments": '{"city":"Paris"}'},
-        {"type": "function_call_output", "call_id": "call_abc", "output": '{"temp_c": 21}'},
-        {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed", "content": [{"type": "output_text", "text": "It is 21C.", "annotations": []}]},
-        {"role": "user", "content": "thanks"},
-    ])
+    req = parse(
+        tools=[TOOL],
+        tool_choice={"type": "function", "name": "get_weather"},
+        parallel_tool_calls=False,
+        input=[
+            {"role": "user", "content": "weather in Paris?"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "and be brief"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "x"}]},
+            {"type": "function_call", "call_id": "call_abc", "name": "get_weather", "arguments": '{"city":"Paris"}'},
+            {"type": "function_call_output", "call_id": "call_abc", "output": '{"temp_c": 21}'},
+            {
+                "type": "message",
+                "role": "assistant",
+                "id": "msg_1",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "It is 21C.", "annotations": []}],
+            },
+            {"role": "user", "content": "thanks"},
+        ],
+    )
     assert [type(m) for m in req.messages] == [HumanMessage, HumanMessage, AIMessage, ToolMessage, AIMessage, HumanMessage]
     assert req.messages[2].tool_calls[0]["args"] == {"city": "Paris"}
     assert req.tools[0]["function"]["name"] == "get_weather"
@@ -58,9 +69,22 @@ def test_the_multi_turn_items_the_sdk_sends() -> None:
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0]", None),
         ({"input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type", None),
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]}, "input[0].tool_calls", None),
-        ({"input": [{"role": "user", "content": "q"}, {"type": "function_call_output", "call_id": "nope", "output": "x"}]}, "input[1].tool_call_id", None),
-        ({"input": [{"role": "user", "content": "q"}, {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{bad"}, {"type": "function_call_output", "call_id": "c", "output": "x"}]},
-         "input[1].arguments", None),
+        (
+            {"input": [{"role": "user", "content": "q"}, {"type": "function_call_output", "call_id": "nope", "output": "x"}]},
+            "input[1].tool_call_id",
+            None,
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "q"},
+                    {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{bad"},
+                    {"type": "function_call_output", "call_id": "c", "output": "x"},
+                ]
+            },
+            "input[1].arguments",
+            None,
+        ),
         ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type", None),
         ({"input": "hi", "tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name", None),
         ({"input": "hi", "tools": [TOOL], "tool_choice": {"type": "function", "name": "other"}}, "tool_choice", None),

@@ -83,7 +83,9 @@ def test_errors_from_the_service_own_parts_count_as_lost_to_infrastructure() -> 
 
 def test_no_terminal_is_a_silent_cut_and_an_explicit_error_is_not() -> None:
     silent = history(START + tokens(0), None, gave_up=True)
-    explicit = history(START + tokens(0) + [(2, "error", {"error": {"type": "producer_lost"}})], ("error", {"error": {"type": "producer_lost"}}))
+    explicit = history(
+        START + tokens(0) + [(2, "error", {"error": {"type": "producer_lost"}})], ("error", {"error": {"type": "producer_lost"}})
+    )
     verdict = check([silent, explicit], [], grace=5)
     assert verdict.silent == 1 and verdict.errors["producer_lost"] == 1
 

@@ -95,7 +95,9 @@ def test_arguments_fit_each_schema_type() -> None:
 
 def test_plans_are_deterministic() -> None:
     tools = [{"type": "function", "function": {"name": "slow_lookup", "parameters": {"type": "object"}}}]
-    assert plan_tool_calls("look it up slowly", tools, None, None, salt=1) == plan_tool_calls("look it up slowly", tools, None, None, salt=1)
+    assert plan_tool_calls("look it up slowly", tools, None, None, salt=1) == plan_tool_calls(
+        "look it up slowly", tools, None, None, salt=1
+    )
     assert plan_tool_calls("x", tools, None, None, salt=1)[0].id != plan_tool_calls("x", tools, None, None, salt=2)[0].id
 
 
@@ -110,14 +112,16 @@ def frames(events: list[tuple[str, dict[str, Any]]]) -> list[Any]:
 
 
 def test_a_call_streams_in_openais_exact_delta_shape() -> None:
-    chunks = frames([
-        ("start", {}),
-        ("tool_call", {"id": "call_1", "name": "get_time", "index": 0}),
-        ("tool_call_delta", {"id": "call_1", "index": 0, "args": '{"timezone":'}),
-        ("tool_call_delta", {"id": "call_1", "index": 0, "args": ' "UTC"}'}),
-        ("tool_call_end", {"id": "call_1", "name": "get_time", "args": {"timezone": "UTC"}}),
-        ("end", {"finish_reason": "tool_calls"}),
-    ])
+    chunks = frames(
+        [
+            ("start", {}),
+            ("tool_call", {"id": "call_1", "name": "get_time", "index": 0}),
+            ("tool_call_delta", {"id": "call_1", "index": 0, "args": '{"timezone":'}),
+            ("tool_call_delta", {"id": "call_1", "index": 0, "args": ' "UTC"}'}),
+            ("tool_call_end", {"id": "call_1", "name": "get_time", "args": {"timezone": "UTC"}}),
+            ("end", {"finish_reason": "tool_calls"}),
+        ]
+    )
     assert [c["choices"][0]["delta"] for c in chunks] == [
         {"role": "assistant", "content": ""},
         {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": ""}}]},
@@ -129,30 +133,43 @@ def test_a_call_streams_in_openais_exact_delta_shape() -> None:
 
 
 def test_interleaved_calls_go_out_one_after_the_other() -> None:
-    chunks = frames([
-        ("start", {}),
-        ("tool_call", {"id": "a", "name": "f", "index": 0}),
-        ("tool_call", {"id": "b", "name": "g", "index": 1}),
-        ("tool_call_delta", {"id": "a", "index": 0, "args": '{"x":'}),
-        ("tool_call_delta", {"id": "b", "index": 1, "args": '{"y":'}),
-        ("tool_call_delta", {"id": "a", "index": 0, "args": " 1}"}),
-        ("tool_call_delta", {"id": "b", "index": 1, "args": " 2}"}),
-        ("tool_call_end", {"id": "a", "name": "f", "args": {"x": 1}}),
-        ("tool_call_end", {"id": "b", "name": "g", "args": {"y": 2}}),
-        ("end", {"finish_reason": "tool_calls"}),
-    ])
+    chunks = frames(
+        [
+            ("start", {}),
+            ("tool_call", {"id": "a", "name": "f", "index": 0}),
+            ("tool_call", {"id": "b", "name": "g", "index": 1}),
+            ("tool_call_delta", {"id": "a", "index": 0, "args": '{"x":'}),
+            ("tool_call_delta", {"id": "b", "index": 1, "args": '{"y":'}),
+            ("tool_call_delta", {"id": "a", "index": 0, "args": " 1}"}),
+            ("tool_call_delta", {"id": "b", "index": 1, "args": " 2}"}),
+            ("tool_call_end", {"id": "a", "name": "f", "args": {"x": 1}}),
+            ("tool_call_end", {"id": "b", "name": "g", "args": {"y": 2}}),
+            ("end", {"finish_reason": "tool_calls"}),
+        ]
+    )
     calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if "tool_calls" in c["choices"][0]["delta"]]
     assert [(c["index"], c.get("id"), c["function"]["arguments"]) for c in calls] == [
-        (0, "a", ""), (0, None, '{"x":'), (0, None, " 1}"), (1, "b", ""), (1, None, '{"y": 2}'),
+        (0, "a", ""),
+        (0, None, '{"x":'),
+        (0, None, " 1}"),
+        (1, "b", ""),
+        (1, None, '{"y": 2}'),
     ]
 
 
 @pytest.mark.parametrize("end_first", [True, False])
 def test_a_held_call_goes_out_even_if_its_end_never_came(end_first: bool) -> None:
-    events = [("start", {}), ("tool_call", {"id": "a", "name": "f", "index": 0}), ("tool_call", {"id": "b", "name": "g", "index": 1}),
-              ("tool_call_delta", {"id": "b", "index": 1, "args": "{}"})]
+    events = [
+        ("start", {}),
+        ("tool_call", {"id": "a", "name": "f", "index": 0}),
+        ("tool_call", {"id": "b", "name": "g", "index": 1}),
+        ("tool_call_delta", {"id": "b", "index": 1, "args": "{}"}),
+    ]
     if end_first:
         events.append(("tool_call_end", {"id": "b", "name": "g", "args": {}}))
-    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in frames([*events, ("end", {"finish_reason": "tool_calls"})])
-             if "tool_calls" in c["choices"][0]["delta"]]
+    calls = [
+        c["choices"][0]["delta"]["tool_calls"][0]
+        for c in frames([*events, ("end", {"finish_reason": "tool_calls"})])
+        if "tool_calls" in c["choices"][0]["delta"]
+    ]
     assert [(c["index"], c.get("id")) for c in calls] == [(0, "a"), (1, "b"), (1, None)]

@@ -27,25 +27,43 @@ END = ("end", {"finish_reason": "stop", "tokens": 2, "usage": {}})
 
 def test_text_is_one_part_between_start_and_finish_and_the_frames_are_exact() -> None:
     ui = UIMessageFormat("s_1")
-    raw = b"".join(ui.frame(Event(i, k, d)) for i, (k, d) in enumerate([START, ("token", {"text": "Hi"}), ("token", {"text": " there"}), END]))
-    assert raw == (
-        b'data: {"type":"start","messageId":"msg_s_1"}\n\n'
-        b'data: {"type":"start-step"}\n\n'
-        b'data: {"type":"text-start","id":"t1"}\n\n'
-        b'data: {"type":"text-delta","id":"t1","delta":"Hi"}\n\n'
-        b'data: {"type":"text-delta","id":"t1","delta":" there"}\n\n'
-        b'data: {"type":"text-end","id":"t1"}\n\n'
-        b'data: {"type":"finish-step"}\n\n'
-        b'data: {"type":"finish","finishReason":"stop"}\n\n'
-    ) + DONE
+    raw = b"".join(
+        ui.frame(Event(i, k, d)) for i, (k, d) in enumerate([START, ("token", {"text": "Hi"}), ("token", {"text": " there"}), END])
+    )
+    assert (
+        raw
+        == (
+            b'data: {"type":"start","messageId":"msg_s_1"}\n\n'
+            b'data: {"type":"start-step"}\n\n'
+            b'data: {"type":"text-start","id":"t1"}\n\n'
+            b'data: {"type":"text-delta","id":"t1","delta":"Hi"}\n\n'
+            b'data: {"type":"text-delta","id":"t1","delta":" there"}\n\n'
+            b'data: {"type":"text-end","id":"t1"}\n\n'
+            b'data: {"type":"finish-step"}\n\n'
+            b'data: {"type":"finish","finishReason":"stop"}\n\n'
+        )
+        + DONE
+    )
 
 
 def test_reasoning_then_text_are_separate_parts_each_closed_before_the_next() -> None:
     chunks = frames(START, ("reasoning", {"text": "think"}), ("token", {"text": "say"}), ("reasoning", {"text": "more"}), END)
     kinds = [c["type"] if isinstance(c, dict) else c for c in chunks]
     assert kinds == [
-        "start", "start-step", "reasoning-start", "reasoning-delta", "reasoning-end", "text-start", "text-delta", "text-end",
-        "reasoning-start", "reasoning-delta", "reasoning-end", "finish-step", "finish", "[DONE]",
+        "start",
+        "start-step",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-end",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-end",
+        "finish-step",
+        "finish",
+        "[DONE]",
     ]
     ids = [c.get("id") for c in chunks if isinstance(c, dict) and c["type"].endswith("-start") and c["type"] != "start-step"]
     assert len(set(ids)) == 3  # a fresh id per part
@@ -105,7 +123,11 @@ def test_a_result_for_a_call_the_client_never_saw_announces_the_call_first() -> 
 
 
 def test_failures_are_an_error_chunk_with_the_safe_message_and_a_cancel_is_an_abort() -> None:
-    failed = frames(START, ("token", {"text": "a"}), ("error", {"error": {"type": "upstream_error", "message": "The model provider failed while answering.", "retryable": True}}))
+    failed = frames(
+        START,
+        ("token", {"text": "a"}),
+        ("error", {"error": {"type": "upstream_error", "message": "The model provider failed while answering.", "retryable": True}}),
+    )
     assert failed[-2:] == [{"type": "error", "errorText": "The model provider failed while answering."}, "[DONE]"]
     assert {"type": "text-end", "id": "t1"} in failed  # parts are closed first
     cancelled = frames(START, ("error", {"error": {"type": "cancelled", "message": "The stream was cancelled.", "retryable": False}}))
@@ -138,8 +160,10 @@ def test_the_token_fast_path_frames_any_text_as_the_general_path_does() -> None:
 
 
 def approval(interrupt_id: str, *actions: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    value = {"action_requests": [{"name": n, "args": a, "description": ""} for n, a in actions],
-             "review_configs": [{"action_name": n, "allowed_decisions": ["approve", "reject"]} for n, _ in actions]}
+    value = {
+        "action_requests": [{"name": n, "args": a, "description": ""} for n, a in actions],
+        "review_configs": [{"action_name": n, "allowed_decisions": ["approve", "reject"]} for n, _ in actions],
+    }
     return ("interrupt", {"interrupts": [{"id": interrupt_id, "value": value}]})
 
 
@@ -152,8 +176,13 @@ INTERRUPTED = ("end", {"finish_reason": "interrupt", "tokens": 0, "usage": {}})
 
 def test_each_action_request_asks_on_the_call_with_its_name_and_arguments_in_order() -> None:
     chunks = frames(
-        START, ended("c1", "send_email", {"to": "a"}), ended("c2", "look_up", {"q": "x"}), ended("c3", "send_email", {"to": "b"}),
-        ("step", {"node": "model", "step": 1}), approval("i9", ("send_email", {"to": "b"}), ("send_email", {"to": "a"})), INTERRUPTED,
+        START,
+        ended("c1", "send_email", {"to": "a"}),
+        ended("c2", "look_up", {"q": "x"}),
+        ended("c3", "send_email", {"to": "b"}),
+        ("step", {"node": "model", "step": 1}),
+        approval("i9", ("send_email", {"to": "b"}), ("send_email", {"to": "a"})),
+        INTERRUPTED,
     )
     asked = [c for c in chunks if isinstance(c, dict) and c["type"] == "tool-approval-request"]
     assert asked == [
@@ -175,12 +204,16 @@ def test_an_interrupt_that_is_no_approval_of_a_call_shown_here_is_a_data_part() 
 
 
 def test_a_run_that_continues_a_message_keeps_its_id_and_calls_and_denies_what_was_denied() -> None:
-    start = ("start", {"stream_id": "s_1", "ui_message_id": "msg_first", "ui_tool_call_ids": ["c1", "c2"], "ui_denied_tool_call_ids": ["c2"]})
+    start = (
+        "start",
+        {"stream_id": "s_1", "ui_message_id": "msg_first", "ui_tool_call_ids": ["c1", "c2"], "ui_denied_tool_call_ids": ["c2"]},
+    )
     chunks = frames(
         start,
         ("tool_result", {"tool_call_id": "c1", "name": "send_email", "content": "queued", "status": "success"}),
         ("tool_result", {"tool_call_id": "c2", "name": "send_email", "content": "User rejected it", "status": "error"}),
-        ("token", {"text": "Done."}), END,
+        ("token", {"text": "Done."}),
+        END,
     )
     dicts = [c for c in chunks if isinstance(c, dict)]
     assert dicts[0] == {"type": "start", "messageId": "msg_first"}

@@ -105,7 +105,9 @@ def _turn(body: Any) -> tuple[str | None, Any, bool]:
     if unknown:
         raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)[:200]} (allowed: message, resume, reject_pending)")
     if ("message" in body) == ("resume" in body):
-        raise ApiError(400, "invalid_request", 'give exactly one of "message" (a new turn) or "resume" (the answer to the pending interrupt)')
+        raise ApiError(
+            400, "invalid_request", 'give exactly one of "message" (a new turn) or "resume" (the answer to the pending interrupt)'
+        )
     reject_pending = body.get("reject_pending", False)
     if not isinstance(reject_pending, bool):
         raise ApiError(400, "invalid_request", '"reject_pending" must be true or false')
@@ -128,4 +130,3 @@ def _shown(message: BaseMessage) -> dict[str, Any]:
     if isinstance(message, ToolMessage):
         shown.update(tool_call_id=message.tool_call_id, name=message.name, status=message.status)
     return shown
-
