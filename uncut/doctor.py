@@ -50,11 +50,17 @@ def check(rule: str, ok: bool, detail: str, fix: str) -> Finding:
 class Budget(Protocol):
     """The app's side of the budget: what the rules compare the servers' limits with."""
 
-    heartbeat_seconds: float
-    max_stream_seconds: float
-    shutdown_notice: bool
-    first_chunk_timeout_seconds: float
-    between_chunks_timeout_seconds: float
+    # Read-only (properties), so a frozen dataclass such as AppBudget satisfies it too.
+    @property
+    def heartbeat_seconds(self) -> float: ...
+    @property
+    def max_stream_seconds(self) -> float: ...
+    @property
+    def shutdown_notice(self) -> bool: ...
+    @property
+    def first_chunk_timeout_seconds(self) -> float: ...
+    @property
+    def between_chunks_timeout_seconds(self) -> float: ...
 
     def setting_name(self, option: str) -> str: ...
 

@@ -35,7 +35,7 @@ from collections import abc
 from typing import Any, Callable
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
-from langchain_core.messages.ai import add_usage
+from langchain_core.messages.ai import UsageMetadata, add_usage
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -106,10 +106,12 @@ def parse_arguments(text: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _reasoning_text(block: abc.Mapping[str, Any]) -> str:
-    if isinstance(block.get("reasoning"), str):
-        return block["reasoning"]
-    if isinstance(block.get("thinking"), str):
-        return block["thinking"]
+    reasoning = block.get("reasoning")
+    if isinstance(reasoning, str):
+        return reasoning
+    thinking = block.get("thinking")
+    if isinstance(thinking, str):
+        return thinking
     summary = block.get("summary")
     if isinstance(summary, list):
         return "".join(str(part.get("text", "")) for part in summary if isinstance(part, abc.Mapping))
@@ -163,7 +165,7 @@ class StreamEvents:
         self._emit = emit
         self._calls: dict[Any, _ToolCall] = {}  # open calls of the current message, by index
         self.finish_reason: str | None = None
-        self.usage: dict[str, Any] | None = None
+        self.usage: UsageMetadata | None = None
         self.tool_calls: list[dict[str, Any]] = []  # every call that ended, as tool_call_end gave it
         self._held: dict[str, str] = {}  # per kind of text, a high surrogate waiting for its pair in the next chunk
 
@@ -227,7 +229,7 @@ class StreamEvents:
         if finish_reason:
             self.finish_reason = finish_reason
         if message.usage_metadata:
-            self.usage = add_usage(self.usage, message.usage_metadata) if self.usage else dict(message.usage_metadata)
+            self.usage = add_usage(self.usage, message.usage_metadata) if self.usage else message.usage_metadata.copy()
         if self._calls and (finish_reason or getattr(message, "chunk_position", None) == "last"):
             self.end_calls()
 
@@ -236,7 +238,7 @@ class StreamEvents:
         if isinstance(reasoning, str) and reasoning:
             self._say("reasoning", reasoning)
 
-    def _blocks(self, content: list[Any]) -> None:
+    def _blocks(self, content: abc.Iterable[Any]) -> None:
         for block in content:
             if isinstance(block, str):
                 self._say("token", block)
@@ -283,7 +285,9 @@ class StreamEvents:
     def _whole_calls(self, message: AIMessage) -> None:
         """A message that arrived whole (a model that did not stream): each call begins, sends its arguments and ends."""
         self.end_calls()
-        calls = [(c.get("id"), c.get("name"), json.dumps(c.get("args") or {}, ensure_ascii=False)) for c in message.tool_calls]
+        calls: list[tuple[str | None, str | None, str]] = [
+            (c.get("id"), c.get("name"), json.dumps(c.get("args") or {}, ensure_ascii=False)) for c in message.tool_calls
+        ]
         calls += [(c.get("id"), c.get("name"), c.get("args") or "") for c in message.invalid_tool_calls]
         for index, (call_id, name, args_text) in enumerate(calls):
             call = _ToolCall(index, call_id, name)
