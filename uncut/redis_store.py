@@ -170,8 +170,8 @@ return 0
 
 def _event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
     entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    kind = fields.get(b"k", fields.get("k"))
-    data = fields.get(b"d", fields.get("d"))
+    kind: Any = fields.get(b"k", fields.get("k"))  # a stream entry's fields: untyped values from Redis
+    data: Any = fields.get(b"d", fields.get("d"))
     return Event(int(entry.split("-")[0]), kind.decode() if isinstance(kind, bytes) else kind, json.loads(data))
 
 
@@ -478,7 +478,8 @@ class RedisStore:
         owner, deadline = self._retrying(lambda: self.client.hmget(meta_key, "owner", "deadline"))
         remaining = int(deadline) / 1000 - time.time() if deadline else None
         return RemoteLog(
-            stream_id, self, owner.decode() if owner else None, None if remaining is None else time.monotonic() + remaining
+            stream_id, self, (owner.decode() if isinstance(owner, bytes) else owner) if owner else None,
+            None if remaining is None else time.monotonic() + remaining,
         )
 
     # -- appends ---------------------------------------------------------------------------------
@@ -492,7 +493,7 @@ class RedisStore:
         The producer's appends (``expected`` >= 0) renew its lease. Retried once on a lost reply.
         """
         stream_key, meta_key = self.keys(stream_id)
-        args = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(expected == 0),
+        args: list[str | int] = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(expected == 0),
                 self.running_ttl_ms, self.ttl_ms, expected, owner or "", _epoch_ms(deadline), LEASE_MS if expected >= 0 else 0]
         for attempt in range(2):
             with self._guarded():
@@ -548,7 +549,7 @@ class RedisStore:
 
     def _listen(self, on_cancel: Callable[[str], None]) -> None:
         while not self._closed.is_set():
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # unannotated in redis-py
             try:
                 pubsub.subscribe(self.cancel_channel)
                 while not self._closed.is_set():
@@ -571,7 +572,8 @@ class RedisStore:
 
     def last(self, stream_id: str) -> Event | None:
         entries = self._retrying(lambda: self.client.xrevrange(self.keys(stream_id)[0], count=1))
-        return _event(*entries[0]) if entries else None
+        # redis-py's entry type allows a None id and fields (XCLAIM's deleted entries); XREVRANGE gives neither
+        return _event(*entries[0]) if entries else None  # type: ignore[arg-type]
 
     def touch_reader(self, stream_id: str, milliseconds: int = _READER_PRESENCE_MS) -> None:
         """A reader is here (or, with a longer time, is on its way): the run's grace does not run out meanwhile."""
@@ -720,7 +722,8 @@ class RemoteLog:
                 continue
             self._failing_since = None
             if found:
-                events = [_event(entry_id, fields) for entry_id, fields in found[0][1]]
+                # redis-py types XREAD's reply as RESP2's list or RESP3's dict; this client speaks RESP2 (the list)
+                events = [_event(entry_id, fields) for entry_id, fields in found[0][1]]  # type: ignore[misc, arg-type, index]
                 self._terminal_seen = self._terminal_seen or events[-1].terminal
                 self._lost_since = None
                 return events

@@ -21,12 +21,12 @@ from typing import Any, Callable, Iterator, Sequence
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
-from langchain_core.messages import AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCallChunk, ToolMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from uncut.errors import ScriptedModelError
 from uncut.tool_script import PlannedCall, answer_from_results, plan_tool_calls
@@ -179,7 +179,7 @@ class ScriptedChatModel(BaseChatModel):
         """Each call's first fragment (id and name), then its arguments in pieces, interleaved by index."""
         time.sleep(self.ttft)
         for index, call in enumerate(calls):
-            fragment = {"index": index, "id": call.id, "name": call.name, "args": "", "type": "tool_call_chunk"}
+            fragment: ToolCallChunk = {"index": index, "id": call.id, "name": call.name, "args": "", "type": "tool_call_chunk"}
             yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[fragment]))
         pieces = [
             [call.arguments[i : i + ARGUMENT_FRAGMENT_CHARS] for i in range(0, len(call.arguments), ARGUMENT_FRAGMENT_CHARS)]
@@ -213,12 +213,12 @@ class ScriptedChatModel(BaseChatModel):
 
     def bind_tools(
         self,
-        tools: Sequence[dict[str, Any] | type[BaseModel] | Callable[..., Any] | BaseTool],
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
         tool_choice: Any = None,
         parallel_tool_calls: bool | None = None,
         **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, BaseMessage]:
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """The model with tools it may call (OpenAI's format), as ``create_agent`` and ``/v1`` bind them."""
         params: dict[str, Any] = {"tools": [convert_to_openai_tool(tool) for tool in tools]}
         if tool_choice is not None:
