@@ -67,7 +67,7 @@ _MESSAGES = {
 MAX_RETRY_AFTER_SECONDS = 60.0  # the openai SDK ignores a longer Retry-After (and falls back to its own short backoff)
 PROMISE_EARLY_SECONDS = 0.25  # a client may come back this much before its place and still have it
 PROMISE_GRACE_SECONDS = 3.0  # ...or this much after: a client that reads only whole seconds of Retry-After is up to 1 s late
-COLD_RUN_SECONDS = 2.0  # a run's expected length before any has ended here (or as long as the oldest has lasted, if longer): answers stream for seconds
+COLD_RUN_SECONDS = 2.0
 RUN_LENGTH_SMOOTHING = 0.1  # weight of the newest run in the moving average of run lengths
 MAX_WAIT_BUDGETS = 1  # a request in line is refused after one budget (250 ms by default): a longer line only made TTFT later
 LAST_CHANCE_RETRIES = 2  # the openai SDKs' default max_retries: an attempt with this many retries before it is its client's last
@@ -93,8 +93,11 @@ class Refusal:
     def headers(self) -> list[tuple[str, str]]:
         """``Retry-After`` in whole seconds (HTTP's); ``retry-after-ms``, which the openai SDKs read first;
         ``x-should-retry``, which tells them a retry is welcome."""
-        return [("Retry-After", str(max(1, math.ceil(self.retry_after)))),
-                ("retry-after-ms", str(max(1, round(self.retry_after * 1000)))), ("x-should-retry", "true")]
+        return [
+            ("Retry-After", str(max(1, math.ceil(self.retry_after)))),
+            ("retry-after-ms", str(max(1, round(self.retry_after * 1000)))),
+            ("x-should-retry", "true"),
+        ]
 
     def body(self, openai_shape: bool = False) -> bytes:
         """The JSON error body; OpenAI's shape (``message, type, param, code``) for the /v1 surfaces."""
@@ -142,8 +145,15 @@ class StreamLimiter:
     """
 
     def __init__(
-        self, limit: int, per_client: int = 0, *, adaptive: AdaptiveLimit | None = None, start_budget: float = 0.0,
-        retry_after: float = 1.0, client_reason: str = CLIENT_LIMIT, rng: random.Random | None = None,
+        self,
+        limit: int,
+        per_client: int = 0,
+        *,
+        adaptive: AdaptiveLimit | None = None,
+        start_budget: float = 0.0,
+        retry_after: float = 1.0,
+        client_reason: str = CLIENT_LIMIT,
+        rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 0 or per_client < 0 or start_budget < 0 or retry_after <= 0:

@@ -26,6 +26,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from langchain_core.runnables import Runnable
 
 from uncut.errors import StreamNotFound, StreamRefused
+from uncut.leases import LEASE_TTL_SECONDS
 from uncut.options import StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
@@ -141,13 +142,14 @@ def thread_response(
     input: Any = NOTHING,
     resume: Any = NOTHING,
     reject_pending: bool = False,
+    lease_seconds: float = LEASE_TTL_SECONDS,
     **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
     try:
         relay = streams().run_thread(
             graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=request.META,
-            **_who(request, args),
+            lease_seconds=lease_seconds, **_who(request, args),
         )
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused)
@@ -170,11 +172,13 @@ def ui_message_response(
 
 
 def ui_thread_response(
-    request: HttpRequest, graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, **args: Unpack[StreamArgs],
+    request: HttpRequest, graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None,
+    lease_seconds: float = LEASE_TTL_SECONDS, **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
     try:
-        relay = streams().run_chat_thread(graph, chat, thread_id=thread_id, environ=request.META, **_who(request, args))
+        relay = streams().run_chat_thread(graph, chat, thread_id=thread_id, environ=request.META, lease_seconds=lease_seconds,
+                                          **_who(request, args))
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused, "ui")
     return _streaming(request, relay, "ui")

@@ -216,13 +216,19 @@ def nginx_rules(text: str, settings: Budget) -> list[Finding]:
         seconds = parse_duration(raw, "s") if raw else NGINX_DEFAULT_TIMEOUT
         findings.append(check(f"nginx {name} > heartbeat", seconds > heartbeat > 0,
                               f"{name} {seconds:g}s, heartbeat {heartbeat:g}s",
-                              f"set `{name}` well above the heartbeat (we ship 300s), or lower {settings.setting_name('heartbeat_seconds')}"))
+                              f"set `{name}` well above the heartbeat (we ship 300s), or lower "
+                              f"{settings.setting_name('heartbeat_seconds')}"))
     gzip_on = _nginx_value(d, "gzip") == "on"
     gzip_types = {t for args in d.get("gzip_types", []) for t in args}
     compressed = sorted(t for t in gzip_types if t in STREAM_TYPES or t == "*") if gzip_on else []
-    findings.append(check("nginx gzip leaves streams alone", not compressed,
-                          f"gzip {'on' if gzip_on else 'off'}, stream types compressed: {', '.join(compressed) or 'none'}",
-                          "remove text/event-stream, text/plain and * from gzip_types: compression buffers streams"))
+    findings.append(
+        check(
+            "nginx gzip leaves streams alone",
+            not compressed,
+            f"gzip {'on' if gzip_on else 'off'}, stream types compressed: {', '.join(compressed) or 'none'}",
+            "remove text/event-stream, text/plain and * from gzip_types: compression buffers streams",
+        )
+    )
     return findings
 
 
@@ -233,13 +239,23 @@ def haproxy_rules(text: str, settings: Budget) -> list[Finding]:
     for side in ("server", "client"):
         values = [words[2] for words in lines if words[:2] == ["timeout", side] and len(words) > 2]
         shortest = min((parse_duration(v, "ms") for v in values), default=None)
-        findings.append(check(f"haproxy timeout {side} > heartbeat", shortest is not None and shortest > heartbeat > 0,
-                              f"timeout {side} {'unset (no limit, HAProxy warns)' if shortest is None else f'{shortest:g}s'}, heartbeat {heartbeat:g}s",
-                              f"set `timeout {side}` well above the heartbeat (we ship 300s)"))
+        findings.append(
+            check(
+                f"haproxy timeout {side} > heartbeat",
+                shortest is not None and shortest > heartbeat > 0,
+                f"timeout {side} {'unset (no limit, HAProxy warns)' if shortest is None else f'{shortest:g}s'}, heartbeat {heartbeat:g}s",
+                f"set `timeout {side}` well above the heartbeat (we ship 300s)",
+            )
+        )
     compressed = sorted({t for words in lines if words[:2] == ["compression", "type"] for t in words[2:] if t in STREAM_TYPES})
-    findings.append(check("haproxy compression leaves streams alone", not compressed,
-                          f"stream types compressed: {', '.join(compressed) or 'none'}",
-                          "remove text/event-stream and text/plain from `compression type`"))
+    findings.append(
+        check(
+            "haproxy compression leaves streams alone",
+            not compressed,
+            f"stream types compressed: {', '.join(compressed) or 'none'}",
+            "remove text/event-stream and text/plain from `compression type`",
+        )
+    )
     return findings
 
 
@@ -260,8 +276,14 @@ def findings_for(args: argparse.Namespace, settings: Budget) -> list[Finding]:
     if args.gunicorn_conf.exists():
         findings += gunicorn_rules(load_gunicorn(args.gunicorn_conf), settings)
     else:
-        findings.append(check("gunicorn config found", False, f"{args.gunicorn_conf} does not exist",
-                              "pass --gunicorn-conf PATH (the file you start gunicorn with: gunicorn -c PATH)"))
+        findings.append(
+            check(
+                "gunicorn config found",
+                False,
+                f"{args.gunicorn_conf} does not exist",
+                "pass --gunicorn-conf PATH (the file you start gunicorn with: gunicorn -c PATH)",
+            )
+        )
     if args.nginx:
         findings += nginx_rules(args.nginx.read_text(), settings)
     if args.haproxy:
@@ -285,8 +307,13 @@ def run(argv: Sequence[str] | None = None) -> tuple[int, list[Finding]]:
     parser.add_argument("--first-chunk-timeout-seconds", type=float, default=AppBudget.first_chunk_timeout_seconds)
     parser.add_argument("--between-chunks-timeout-seconds", type=float, default=AppBudget.between_chunks_timeout_seconds)
     args = parser.parse_args(argv)
-    budget = AppBudget(args.heartbeat_seconds, args.max_stream_seconds, not args.no_shutdown_notice,
-                       args.first_chunk_timeout_seconds, args.between_chunks_timeout_seconds)
+    budget = AppBudget(
+        args.heartbeat_seconds,
+        args.max_stream_seconds,
+        not args.no_shutdown_notice,
+        args.first_chunk_timeout_seconds,
+        args.between_chunks_timeout_seconds,
+    )
     findings = findings_for(args, budget)
     return (0 if all(f.ok for f in findings) else 1), findings
 

@@ -27,7 +27,7 @@ from langchain_core.runnables import Runnable
 
 from uncut.callbacks import check_sync_handlers
 from uncut.errors import StreamNotFound, StreamRefused
-from uncut.leases import LeaseStore
+from uncut.leases import LEASE_TTL_SECONDS, LeaseStore
 from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
@@ -212,6 +212,7 @@ def thread_response(
     input: Any = NOTHING,
     resume: Any = NOTHING,
     reject_pending: bool = False,
+    lease_seconds: float = LEASE_TTL_SECONDS,
     **args: Unpack[StreamArgs],
 ) -> Response:
     """Run ``graph`` on its thread as Server-Sent Events: a new ``input``, or the ``resume`` answer to its interrupt.
@@ -225,7 +226,7 @@ def thread_response(
     try:
         relay = state.streams.run_thread(
             graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=request.environ,
-            summary_fields=state.summary_fields(), **_who(state, args),
+            summary_fields=state.summary_fields(), lease_seconds=lease_seconds, **_who(state, args),
         )
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused)
@@ -302,7 +303,8 @@ def ui_message_response(runnable: Runnable[Any, Any], input: Any, *, chat_id: st
 
 
 def ui_thread_response(
-    graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, **args: Unpack[StreamArgs],
+    graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, lease_seconds: float = LEASE_TTL_SECONDS,
+    **args: Unpack[StreamArgs],
 ) -> Response:
     """An AI SDK chat kept on ``graph``'s thread: approvals asked and answered the SDK's way (uncut.ui_threads).
 
@@ -316,7 +318,8 @@ def ui_thread_response(
     state = _current()
     try:
         relay = state.streams.run_chat_thread(
-            graph, chat, thread_id=thread_id, environ=request.environ, summary_fields=state.summary_fields(), **_who(state, args),
+            graph, chat, thread_id=thread_id, environ=request.environ, summary_fields=state.summary_fields(), lease_seconds=lease_seconds,
+            **_who(state, args),
         )
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused, "ui")

@@ -118,12 +118,23 @@ class ResponsesFormat:
         if self._message is None:
             self._message, added = self._new_item("msg", {"type": "message", "status": "in_progress", "role": "assistant", "content": []})
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            out += [added, self._event("response.content_part.added", item_id=self._message.item["id"], output_index=self._message.index, content_index=0, part=part)]
+            out += [
+                added,
+                self._event(
+                    "response.content_part.added",
+                    item_id=self._message.item["id"],
+                    output_index=self._message.index,
+                    content_index=0,
+                    part=part,
+                ),
+            ]
         entry = self._message
         entry.text.append(delta)
-        return out + [self._event(
-            "response.output_text.delta", item_id=entry.item["id"], output_index=entry.index, content_index=0, delta=delta, logprobs=[]
-        )]
+        return out + [
+            self._event(
+                "response.output_text.delta", item_id=entry.item["id"], output_index=entry.index, content_index=0, delta=delta, logprobs=[]
+            )
+        ]
 
     def _close_message(self, status: str = "completed") -> list[dict[str, Any]]:
         entry = self._message
@@ -147,12 +158,23 @@ class ResponsesFormat:
         if self._reasoning is None:
             self._reasoning, added = self._new_item("rs", {"type": "reasoning", "summary": []})
             part = {"type": "summary_text", "text": ""}
-            out += [added, self._event("response.reasoning_summary_part.added", item_id=self._reasoning.item["id"], output_index=self._reasoning.index, summary_index=0, part=part)]
+            out += [
+                added,
+                self._event(
+                    "response.reasoning_summary_part.added",
+                    item_id=self._reasoning.item["id"],
+                    output_index=self._reasoning.index,
+                    summary_index=0,
+                    part=part,
+                ),
+            ]
         entry = self._reasoning
         entry.text.append(delta)
-        return out + [self._event(
-            "response.reasoning_summary_text.delta", item_id=entry.item["id"], output_index=entry.index, summary_index=0, delta=delta
-        )]
+        return out + [
+            self._event(
+                "response.reasoning_summary_text.delta", item_id=entry.item["id"], output_index=entry.index, summary_index=0, delta=delta
+            )
+        ]
 
     def _close_reasoning(self) -> list[dict[str, Any]]:
         entry = self._reasoning
@@ -175,7 +197,9 @@ class ResponsesFormat:
         out = self._close_message() + self._close_reasoning()
         key = _call_key(data)
         call_id = data.get("id") or f"call_{self._stream_id}_{self._items}"
-        entry, added = self._new_item("fc", {"type": "function_call", "status": "in_progress", "call_id": call_id, "name": data.get("name") or "", "arguments": ""})
+        entry, added = self._new_item(
+            "fc", {"type": "function_call", "status": "in_progress", "call_id": call_id, "name": data.get("name") or "", "arguments": ""}
+        )
         self._calls[key] = entry
         return out + [added]
 
@@ -187,7 +211,9 @@ class ResponsesFormat:
         if entry is None or not data.get("args"):
             return []
         entry.text.append(data["args"])
-        return [self._event("response.function_call_arguments.delta", item_id=entry.item["id"], output_index=entry.index, delta=data["args"])]
+        return [
+            self._event("response.function_call_arguments.delta", item_id=entry.item["id"], output_index=entry.index, delta=data["args"])
+        ]
 
     def _call_ends(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         key: Any = data.get("id")
@@ -200,7 +226,9 @@ class ResponsesFormat:
         entry = self._calls.pop(key)
         arguments = "".join(entry.text) if entry.text else (data.get("args_text") or json.dumps(data.get("args") or {}, ensure_ascii=False))
         entry.item.update(status="completed", arguments=arguments)
-        out.append(self._event("response.function_call_arguments.done", item_id=entry.item["id"], output_index=entry.index, arguments=arguments))
+        out.append(
+            self._event("response.function_call_arguments.done", item_id=entry.item["id"], output_index=entry.index, arguments=arguments)
+        )
         return out + [self._item_done(entry)]
 
     # -- the stream's edges --------------------------------------------------

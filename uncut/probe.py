@@ -211,11 +211,14 @@ def verdict(report: Report, idle_threshold: float = 20.0) -> tuple[str, str]:
         why = report.transport_error or "the response ended without an end event or [DONE]"
         return "CUT OFF", f"at {report.duration:.2f}s: {why}; {last_text}"
     if report.duration >= 0.5 and report.time_to_first_byte is not None and report.time_to_first_byte >= 0.8 * report.duration:
-        return "BUFFERED", f"first byte at {report.time_to_first_byte:.2f}s of {report.duration:.2f}s: something in between holds the stream"
+        first = report.time_to_first_byte
+        return "BUFFERED", f"first byte at {first:.2f}s of {report.duration:.2f}s: something in between holds the stream"
     if report.largest_gap >= idle_threshold:
         near = [t for t in COMMON_IDLE_TIMEOUTS if t >= report.largest_gap] or [COMMON_IDLE_TIMEOUTS[-1]]
-        return "IDLE-RISK", (f"a {report.largest_gap:.1f}s silence at {report.largest_gap_at or 0:.1f}s: close to the {near[0]}s idle timeout "
-                             "of common proxies; send heartbeats more often")
+        return "IDLE-RISK", (
+            f"a {report.largest_gap:.1f}s silence at {report.largest_gap_at or 0:.1f}s: close to the {near[0]}s idle timeout "
+            "of common proxies; send heartbeats more often"
+        )
     return "OK", f"{report.count('token') + report.count('chunk')} tokens in {report.duration:.2f}s, largest gap {report.largest_gap:.2f}s"
 
 
@@ -226,8 +229,10 @@ def render(report: Report, timeline: bool) -> str:
     ttfb = "-" if report.time_to_first_byte is None else f"{report.time_to_first_byte:.3f}s"
     ttft = "-" if report.time_to_first_token is None else f"{report.time_to_first_token:.3f}s"
     lines.append(f"time to first byte {ttfb}, first token {ttft}, duration {report.duration:.3f}s, {report.bytes} bytes")
-    lines.append(f"tokens {report.count('token') + report.count('chunk')}, heartbeats {report.count('heartbeat')}, "
-                 f"largest gap {report.largest_gap:.3f}s" + (f" at {report.largest_gap_at:.3f}s" if report.largest_gap_at is not None else ""))
+    lines.append(
+        f"tokens {report.count('token') + report.count('chunk')}, heartbeats {report.count('heartbeat')}, "
+        f"largest gap {report.largest_gap:.3f}s" + (f" at {report.largest_gap_at:.3f}s" if report.largest_gap_at is not None else "")
+    )
     if timeline:
         lines += [f"  +{a.at:8.3f}s  {a.kind:<9} {a.detail}" for a in report.arrivals]
     if report.transport_error:
@@ -244,16 +249,27 @@ def plot(report: Report, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
-    styles = {"token": ("|", "tab:blue", 1.0), "chunk": ("|", "tab:blue", 1.0), "heartbeat": ("o", "tab:gray", 0.5),
-              "start": ("^", "tab:green", 1.5), "end": ("s", "tab:green", 1.5), "done": ("s", "tab:green", 1.5),
-              "error": ("X", "tab:red", 1.5)}
+    styles = {
+        "token": ("|", "tab:blue", 1.0),
+        "chunk": ("|", "tab:blue", 1.0),
+        "heartbeat": ("o", "tab:gray", 0.5),
+        "start": ("^", "tab:green", 1.5),
+        "end": ("s", "tab:green", 1.5),
+        "done": ("s", "tab:green", 1.5),
+        "error": ("X", "tab:red", 1.5),
+    }
     for kind, (marker, colour, y) in styles.items():
         xs = [a.at for a in report.arrivals if a.kind == kind]
         if xs:
             ax.scatter(xs, [y] * len(xs), marker=marker, color=colour, s=80, label=f"{kind} ({len(xs)})")
     if report.largest_gap_at is not None and report.largest_gap > 0:
-        ax.axvspan(report.largest_gap_at, report.largest_gap_at + report.largest_gap, color="tab:orange", alpha=0.15,
-                   label=f"largest gap {report.largest_gap:.2f}s")
+        ax.axvspan(
+            report.largest_gap_at,
+            report.largest_gap_at + report.largest_gap,
+            color="tab:orange",
+            alpha=0.15,
+            label=f"largest gap {report.largest_gap:.2f}s",
+        )
     if report.verdict == "CUT OFF":
         ax.axvline(report.duration, color="tab:red", linewidth=2, label=f"cut at {report.duration:.2f}s")
     ax.set_xlim(0, max(report.duration, 0.01) * 1.05)
@@ -268,8 +284,12 @@ def plot(report: Report, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="uncut-probe", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    parser = argparse.ArgumentParser(
+        prog="uncut-probe",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     parser.add_argument("url")
     parser.add_argument("-X", "--method", help="default: POST with a body, else GET")
     body = parser.add_mutually_exclusive_group()

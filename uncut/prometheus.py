@@ -32,9 +32,12 @@ class PrometheusMetrics:
         self.started = Counter(f"{prefix}_streams_started", "Streams requested, admitted or not.", ["surface"])
         self.finished = Counter(f"{prefix}_streams_finished", "Streams ended, by outcome.", ["surface", "outcome"])
         self.active = Gauge(f"{prefix}_streams_active", "Streams open now.", ["surface"], multiprocess_mode="livesum")
-        self.ttft = Histogram(f"{prefix}_time_to_first_token_seconds", "From the start of a generation to its first token.", buckets=_TTFT_BUCKETS)
-        self.max_gap = Histogram(f"{prefix}_max_token_gap_seconds", "The longest silence between two tokens, per generation.",
-                                 buckets=_GAP_BUCKETS)
+        self.ttft = Histogram(
+            f"{prefix}_time_to_first_token_seconds", "From the start of a generation to its first token.", buckets=_TTFT_BUCKETS
+        )
+        self.max_gap = Histogram(
+            f"{prefix}_max_token_gap_seconds", "The longest silence between two tokens, per generation.", buckets=_GAP_BUCKETS
+        )
         self.tokens = Counter(f"{prefix}_tokens", "Tokens generated.")
         self.heartbeats = Counter(f"{prefix}_heartbeats", "Heartbeats sent.")
         self.resumes = Counter(f"{prefix}_resumes", "Streams resumed with Last-Event-ID.")

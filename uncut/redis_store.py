@@ -218,7 +218,8 @@ class RedisStore:
         self._append_script = self.client.register_script(_APPEND)
         self._reseed_script = self.client.register_script(_RESEED)
         self._forget_script = self.client.register_script(_FORGET)
-        self.leases = RedisLeases(self.client, prefix=f"{key_prefix}lease:")  # one run per thread, for every worker on this Redis (Streams.run_thread)
+        # One run per thread, for every worker on this Redis (Streams.run_thread).
+        self.leases = RedisLeases(self.client, prefix=f"{key_prefix}lease:")
         self._closed = threading.Event()
         self._keeper_started = False
         self._server_id: str | None = None  # the run_id of the Redis the keeper last talked to
@@ -371,8 +372,7 @@ class RedisStore:
                 pipe.xlen(self.keys(mlog.stream_id)[0])
                 pipe.exists(self.lease_key(mlog.stream_id))
             found = pipe.execute()
-        short = [mlog for k, mlog in enumerate(mirrored)
-                 if found[2 * k] < mlog.count() or (not mlog.finished and not found[2 * k + 1])]
+        short = [mlog for k, mlog in enumerate(mirrored) if found[2 * k] < mlog.count() or (not mlog.finished and not found[2 * k + 1])]
         for mlog in short:
             self._reseed_held(mlog)
         if names:
@@ -429,7 +429,7 @@ class RedisStore:
                         log.info("stream %s: re-seeded %d events into Redis", mlog.stream_id, written)
                     return held
             start = held
-            batch = events[start:start + _RESEED_BATCH]
+            batch = events[start : start + _RESEED_BATCH]
         raise StoreUnavailable(f"stream {mlog.stream_id}: re-seeding did not settle (Redis keeps changing)")
 
     # -- names, leases, cancels ------------------------------------------------------------------
@@ -478,14 +478,22 @@ class RedisStore:
         owner, deadline = self._retrying(lambda: self.client.hmget(meta_key, "owner", "deadline"))
         remaining = int(deadline) / 1000 - time.time() if deadline else None
         return RemoteLog(
-            stream_id, self, (owner.decode() if isinstance(owner, bytes) else owner) if owner else None,
+            stream_id,
+            self,
+            (owner.decode() if isinstance(owner, bytes) else owner) if owner else None,
             None if remaining is None else time.monotonic() + remaining,
         )
 
     # -- appends ---------------------------------------------------------------------------------
 
     def append(
-        self, stream_id: str, kind: str, data: dict[str, Any], *, expected: int = -1, owner: str | None = None,
+        self,
+        stream_id: str,
+        kind: str,
+        data: dict[str, Any],
+        *,
+        expected: int = -1,
+        owner: str | None = None,
         deadline: float | None = None,
     ) -> int:
         """Write one event; ``expected`` is its sequence number (-1: whatever comes next, from a non-producer).
@@ -493,8 +501,18 @@ class RedisStore:
         The producer's appends (``expected`` >= 0) renew its lease. Retried once on a lost reply.
         """
         stream_key, meta_key = self.keys(stream_id)
-        args: list[str | int] = [kind, json.dumps(data, separators=(",", ":")), int(kind in ("end", "error")), int(expected == 0),
-                self.running_ttl_ms, self.ttl_ms, expected, owner or "", _epoch_ms(deadline), LEASE_MS if expected >= 0 else 0]
+        args: list[str | int] = [
+            kind,
+            json.dumps(data, separators=(",", ":")),
+            int(kind in ("end", "error")),
+            int(expected == 0),
+            self.running_ttl_ms,
+            self.ttl_ms,
+            expected,
+            owner or "",
+            _epoch_ms(deadline),
+            LEASE_MS if expected >= 0 else 0,
+        ]
         for attempt in range(2):
             with self._guarded():
                 try:
@@ -710,7 +728,9 @@ class RemoteLog:
             try:
                 with self.store._guarded():
                     self.store.touch_reader(self.stream_id)
-                    found = self.store.client.xread({stream_key: f"{seq}-1" if seq >= 0 else "0-0"}, count=1000, block=max(1, int(remaining * 1000)))
+                    found = self.store.client.xread(
+                        {stream_key: f"{seq}-1" if seq >= 0 else "0-0"}, count=1000, block=max(1, int(remaining * 1000))
+                    )
             except StoreUnavailable:
                 # Redis is away (restarting, failing over): retry, heartbeats still going out, up to the bound.
                 now = time.monotonic()

@@ -14,7 +14,6 @@ wrapping and little else.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -157,10 +156,14 @@ class Streams:
         self.store: EventLogStore = store if store is not None else MemoryStore()
         # One run per thread: in the shared store's Redis when there is one, so every worker and host agrees.
         self.leases: LeaseStore = leases if leases is not None else getattr(self.store, "leases", None) or MemoryLeases()
-        self.adaptive = AdaptiveLimit(options.admission_target_lag_ms / 1000, maximum=options.max_concurrent_streams) if options.adaptive_admission else None
+        target_lag = options.admission_target_lag_ms / 1000
+        self.adaptive = AdaptiveLimit(target_lag, maximum=options.max_concurrent_streams) if options.adaptive_admission else None
         self.limiter = StreamLimiter(
-            options.max_concurrent_streams, options.max_streams_per_client, adaptive=self.adaptive,
-            start_budget=options.admission_start_budget_ms / 1000, retry_after=fixed_retry_after(options),
+            options.max_concurrent_streams,
+            options.max_streams_per_client,
+            adaptive=self.adaptive,
+            start_budget=options.admission_start_budget_ms / 1000,
+            retry_after=fixed_retry_after(options),
         )
         # Resume readers hold connections, not runs: a share of their own, so one client cannot hold them all.
         self.readers = StreamLimiter(*options.reader_limits(), client_reason=READER_LIMIT, retry_after=fixed_retry_after(options))
@@ -179,10 +182,22 @@ class Streams:
     # -- new runs -----------------------------------------------------------------------
 
     def _new_generation(
-        self, options: StreamOptions, runnable: Runnable[Any, Any], input: Any, *, owner: str | None, client: str | None,
-        run_config: RunnableConfig, labels: dict[str, Any], kept: bool, environ: Mapping[str, Any] | None,
-        on_end: Callable[[], None] | None = None, start_data: Mapping[str, Any] | None = None,
-        stream_id: str | None = None, plan: StreamPlan | None = None, detached: bool = False,
+        self,
+        options: StreamOptions,
+        runnable: Runnable[Any, Any],
+        input: Any,
+        *,
+        owner: str | None,
+        client: str | None,
+        run_config: RunnableConfig,
+        labels: dict[str, Any],
+        kept: bool,
+        environ: Mapping[str, Any] | None,
+        on_end: Callable[[], None] | None = None,
+        start_data: Mapping[str, Any] | None = None,
+        stream_id: str | None = None,
+        plan: StreamPlan | None = None,
+        detached: bool = False,
         limiter: StreamLimiter | None = None,
     ) -> Generation:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
@@ -197,13 +212,20 @@ class Streams:
             stream_id = stream_id or new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
             generation = Generation(
-                runnable, input, log, config=run_config, start_data={**labels, **(start_data or {})},
-                on_disconnect=options.on_disconnect, grace_seconds=options.resume_grace_seconds,
-                remote_reader=self.store.remote_reader if self.store.shared and kept else None, shutdown_notice=options.shutdown_notice,
+                runnable,
+                input,
+                log,
+                config=run_config,
+                start_data={**labels, **(start_data or {})},
+                on_disconnect=options.on_disconnect,
+                grace_seconds=options.resume_grace_seconds,
+                remote_reader=self.store.remote_reader if self.store.shared and kept else None,
+                shutdown_notice=options.shutdown_notice,
                 budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
                 on_end=admitted if on_end is None else _both(admitted, on_end),
                 stall=StallLimits(options.first_chunk_timeout_seconds, options.between_chunks_timeout_seconds),
-                plan=plan, detached=detached,
+                plan=plan,
+                detached=detached,
             )
         except BaseException:
             admitted()
@@ -231,8 +253,14 @@ class Streams:
         return admitted
 
     def _relay(
-        self, log: EventLog, options: StreamOptions, surface: str, environ: Mapping[str, Any], labels: dict[str, Any],
-        summary_fields: Mapping[str, Any] | None, **relay_args: Any,
+        self,
+        log: EventLog,
+        options: StreamOptions,
+        surface: str,
+        environ: Mapping[str, Any],
+        labels: dict[str, Any],
+        summary_fields: Mapping[str, Any] | None,
+        **relay_args: Any,
     ) -> Relay:
         metrics().stream_started(surface)
         fields = {"surface": surface, **labels, **(summary_fields or {})}
@@ -294,13 +322,32 @@ class Streams:
         labels = {**self.metadata, **(metadata or {})}
         resumable = surface in RESUMABLE
         generation = self._new_generation(
-            options, runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=resumable,
-            environ=environ, on_end=on_end, start_data=start_data, stream_id=stream_id, plan=plan, detached=detached,
+            options,
+            runnable,
+            input,
+            owner=owner,
+            client=client,
+            run_config=run_config,
+            labels=labels,
+            kept=resumable,
+            environ=environ,
+            on_end=on_end,
+            start_data=start_data,
+            stream_id=stream_id,
+            plan=plan,
+            detached=detached,
             limiter=limiter,
         )
         relay = self._relay(
-            generation.log, options, surface, environ or {}, labels, summary_fields,
-            generation=generation, resumable=resumable, move_on_shutdown=resumable and self.store.shared,
+            generation.log,
+            options,
+            surface,
+            environ or {},
+            labels,
+            summary_fields,
+            generation=generation,
+            resumable=resumable,
+            move_on_shutdown=resumable and self.store.shared,
         )
         if chat_id is not None:
             self._remember_chat(chat_id, relay, owner)
@@ -328,7 +375,14 @@ class Streams:
         labels = {**self.metadata, **(metadata or {})}
         run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])
         generation = self._new_generation(
-            self.options_with(overrides), runnable, input, owner=owner, client=client, run_config=run_config, labels=labels, kept=True,
+            self.options_with(overrides),
+            runnable,
+            input,
+            owner=owner,
+            client=client,
+            run_config=run_config,
+            labels=labels,
+            kept=True,
             environ=environ,
         )
         generation.start()
@@ -372,7 +426,13 @@ class Streams:
         return relay
 
     def run_chat_thread(
-        self, graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, owner: str | None = None, **run_args: Any,
+        self,
+        graph: Runnable[Any, Any],
+        chat: UIChatRequest,
+        *,
+        thread_id: str | None = None,
+        owner: str | None = None,
+        **run_args: Any,
     ) -> Relay:
         """An AI SDK chat kept on ``graph``'s thread (uncut.ui_threads), streamed as UI messages; resumable by its chat id.
 
@@ -383,8 +443,16 @@ class Streams:
         """
         turn = plan_chat_turn(chat)
         return self.run_thread(
-            graph, thread_id or chat_thread_id(owner, chat.chat_id), input=turn.input, resume=turn.resume,
-            reject_pending=turn.reject_pending, surface="ui", chat_id=chat.chat_id, start_data=turn.start_data, owner=owner, **run_args,
+            graph,
+            thread_id or chat_thread_id(owner, chat.chat_id),
+            input=turn.input,
+            resume=turn.resume,
+            reject_pending=turn.reject_pending,
+            surface="ui",
+            chat_id=chat.chat_id,
+            start_data=turn.start_data,
+            owner=owner,
+            **run_args,
         )
 
     # -- existing runs ------------------------------------------------------------------
@@ -393,16 +461,27 @@ class Streams:
         """The stream's log, if it exists and belongs to whoever asks; anything else is the same StreamNotFound."""
         log = self.store.open(stream_id)
         if log is None or log.owner != owner:
-            hint = "" if self.store.shared else (
-                " With several worker processes or hosts, each keeps its own streams in memory:"
-                " use a shared store (uncut.redis_store.RedisStore)."
+            hint = (
+                ""
+                if self.store.shared
+                else (
+                    " With several worker processes or hosts, each keeps its own streams in memory:"
+                    " use a shared store (uncut.redis_store.RedisStore)."
+                )
             )
             raise StreamNotFound(f"Stream {stream_id} is unknown here or has expired.{hint}")
         return log
 
     def follow(
-        self, stream_id: str, after: int = -1, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
-        heartbeat_events: bool = False, summary_fields: Mapping[str, Any] | None = None, surface: str = "sse",
+        self,
+        stream_id: str,
+        after: int = -1,
+        *,
+        environ: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        heartbeat_events: bool = False,
+        summary_fields: Mapping[str, Any] | None = None,
+        surface: str = "sse",
         client: str | None = None,
     ) -> Relay | None:
         """A relay for every event after ``after``, then the live tail; starts nothing.
@@ -424,8 +503,16 @@ class Streams:
             raise StreamRefused(admitted)
         try:
             relay = self._relay(
-                log, options, surface, environ or {}, dict(self.metadata), summary_fields,
-                generation=self.generations.get(stream_id), after=after, resumable=True, move_on_shutdown=self.store.shared,
+                log,
+                options,
+                surface,
+                environ or {},
+                dict(self.metadata),
+                summary_fields,
+                generation=self.generations.get(stream_id),
+                after=after,
+                resumable=True,
+                move_on_shutdown=self.store.shared,
                 release=admitted,
             )
         except BaseException:
@@ -455,8 +542,13 @@ class Streams:
         relay.on_delivered = delivered
 
     def follow_chat(
-        self, chat_id: str, *, environ: Mapping[str, Any] | None = None, owner: str | None = None,
-        summary_fields: Mapping[str, Any] | None = None, client: str | None = None,
+        self,
+        chat_id: str,
+        *,
+        environ: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        summary_fields: Mapping[str, Any] | None = None,
+        client: str | None = None,
     ) -> Relay | None:
         """A relay replaying the chat's active stream from its start, then its live tail; None when there is none.
 
@@ -472,7 +564,13 @@ class Streams:
             return None
         try:
             relay = self.follow(
-                stream_id, -1, environ=environ, owner=owner, summary_fields=summary_fields, surface="ui", client=client,
+                stream_id,
+                -1,
+                environ=environ,
+                owner=owner,
+                summary_fields=summary_fields,
+                surface="ui",
+                client=client,
             )
         except StreamNotFound:
             return None  # expired: nothing to resume
@@ -533,9 +631,15 @@ class Streams:
     # -- bodies -------------------------------------------------------------------------
 
     @staticmethod
-    def body(relay: Relay, surface: str = "sse", *, model: str = "", include_usage: bool = False,
-             echo: Mapping[str, Any] | None = None,
-             wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> StreamBody:
+    def body(
+        relay: Relay,
+        surface: str = "sse",
+        *,
+        model: str = "",
+        include_usage: bool = False,
+        echo: Mapping[str, Any] | None = None,
+        wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
+    ) -> StreamBody:
         """What the server iterates for this surface; ``wrap`` lets a framework keep its request context.
 
         ``model`` and ``include_usage`` are for ``openai`` (chat completions),

@@ -18,7 +18,9 @@ from typing import Any
 # Name parts too common to say which tool the user meant.
 _FILLER = frozenset({"get", "set", "do", "run", "tool", "the", "a", "an", "of", "for", "to", "and"})
 # Words left out of a string argument: they ask, they do not say what about.
-_ASKING = frozenset({"what", "is", "it", "me", "please", "tell", "up", "in", "on", "about", "also", "can", "you", "i", "my", "with"}) | _FILLER
+_ASKING = (
+    frozenset({"what", "is", "it", "me", "please", "tell", "up", "in", "on", "about", "also", "can", "you", "i", "my", "with"}) | _FILLER
+)
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _MAX_STRING = 200
@@ -90,10 +92,7 @@ def plan_tool_calls(prompt: str, tools: list[dict[str, Any]], tool_choice: Any, 
         if parallel is False:
             picked = [max(picked, key=lambda i: scores[i])]
     named = _Vocabulary(set().union(*(_name_parts(names[i]) for i in picked)))
-    rest = " ".join(
-        w for w in prompt.split()
-        if (bare := w.lower().strip("?.!,")) not in _ASKING and not named.names(bare)
-    )
+    rest = " ".join(w for w in prompt.split() if (bare := w.lower().strip("?.!,")) not in _ASKING and not named.names(bare))
     calls = []
     for index in picked:
         function = tools[index].get("function", tools[index])

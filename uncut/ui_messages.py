@@ -169,7 +169,9 @@ class UIMessageFormat:
         self._ended_calls.append((call_id, name, data.get("args")))
         if data.get("args") is None:
             error = f"Invalid tool input: {data.get('error') or 'the arguments are not valid'}"
-            return out + [{"type": "tool-input-error", "toolCallId": call_id, "toolName": name, "input": data.get("args_text", ""), "errorText": error}]
+            failed = {"type": "tool-input-error", "toolCallId": call_id, "toolName": name, "input": data.get("args_text", ""),
+                      "errorText": error}
+            return out + [failed]
         return out + [{"type": "tool-input-available", "toolCallId": call_id, "toolName": name, "input": data["args"]}]
 
     def _tool_result(self, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -234,8 +236,10 @@ class UIMessageFormat:
                 return None
             chosen.append((exact or same)[0][0])
         self._asked.update(chosen)
-        return [{"type": "tool-approval-request", "approvalId": approval_id(interrupt_id, i), "toolCallId": call_id}
-                for i, call_id in enumerate(chosen)]
+        return [
+            {"type": "tool-approval-request", "approvalId": approval_id(interrupt_id, i), "toolCallId": call_id}
+            for i, call_id in enumerate(chosen)
+        ]
 
     # -- the stream's edges --------------------------------------------------
 

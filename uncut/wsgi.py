@@ -19,6 +19,7 @@ from langchain_core.runnables import Runnable
 
 from uncut.errors import StreamNotFound, StreamRefused
 from uncut.gate import refusal_response as gate_refusal
+from uncut.leases import LEASE_TTL_SECONDS
 from uncut.options import StreamArgs
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
@@ -132,24 +133,27 @@ def thread_response(
     input: Any = NOTHING,
     resume: Any = NOTHING,
     reject_pending: bool = False,
+    lease_seconds: float = LEASE_TTL_SECONDS,
     streams: Streams | None = None,
     **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
     return _body_of(start_response, "sse", lambda: hub.run_thread(
-        graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=environ, **_who(environ, args),
+        graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=environ,
+        lease_seconds=lease_seconds, **_who(environ, args),
     ))
 
 
 def ui_thread_response(
     environ: Mapping[str, Any], start_response: StartResponse, graph: Runnable[Any, Any], chat: UIChatRequest, *,
-    thread_id: str | None = None, streams: Streams | None = None, **args: Unpack[StreamArgs],
+    thread_id: str | None = None, lease_seconds: float = LEASE_TTL_SECONDS, streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
     return _body_of(start_response, "ui", lambda: hub.run_chat_thread(
-        graph, chat, thread_id=thread_id, environ=environ, **_who(environ, args),
+        graph, chat, thread_id=thread_id, environ=environ, lease_seconds=lease_seconds, **_who(environ, args),
     ))
 
 

@@ -116,7 +116,9 @@ def _config(value: Any) -> dict[str, Any]:
         raise ProtocolError(422, "config must be an object")
     unknown = set(value) - {"configurable", "tags", "recursion_limit", "metadata", "run_name", "max_concurrency"}
     if unknown:
-        raise ProtocolError(422, f"config may hold configurable, tags, recursion_limit, metadata, run_name, max_concurrency; not {sorted(unknown)[0][:40]}")
+        raise ProtocolError(
+            422, f"config may hold configurable, tags, recursion_limit, metadata, run_name, max_concurrency; not {sorted(unknown)[0][:40]}"
+        )
     config: dict[str, Any] = {}
     configurable = value.get("configurable") or {}
     if not isinstance(configurable, dict):
@@ -267,8 +269,19 @@ def lease_key(thread_id: str) -> str:
 class GraphRun:
     """One run of a graph on a thread, as the producer streams it (uncut.generation.StreamPlan)."""
 
-    def __init__(self, server: "AgentServer", request: RunRequest, graph: Any, *, owner: str, thread_id: str, run_id: str,
-                 lease: Lease | None, replaces: list[dict[str, Any]], temporary: bool) -> None:
+    def __init__(
+        self,
+        server: "AgentServer",
+        request: RunRequest,
+        graph: Any,
+        *,
+        owner: str,
+        thread_id: str,
+        run_id: str,
+        lease: Lease | None,
+        replaces: list[dict[str, Any]],
+        temporary: bool,
+    ) -> None:
         self.server = server
         self.request = request
         self.graph = graph

@@ -302,8 +302,9 @@ class AgentServer:
         limit, offset = _int(body.get("limit"), "limit", 10), _int(body.get("offset"), "offset", 0, high=10**9)
         metadata = parse_metadata(body.get("metadata"))
         found = [self._assistant(name) for name in self.graphs
-                 if body.get("graph_id") in (None, name) and body.get("name") in (None, name) and _matches(self._assistant(name)["metadata"], metadata)]
-        return Reply(body=found[offset:offset + limit])
+                 if body.get("graph_id") in (None, name) and body.get("name") in (None, name)
+                 and _matches(self._assistant(name)["metadata"], metadata)]
+        return Reply(body=found[offset : offset + limit])
 
     def count_assistants(self, request: ApiRequest) -> Reply:
         body = request.json()
@@ -329,14 +330,16 @@ class AgentServer:
             except Exception:  # noqa: BLE001 - a graph whose schema pydantic cannot describe
                 return {}
 
-        return Reply(body={
-            "graph_id": graph_id,
-            "input_schema": schema(graph.get_input_jsonschema),
-            "output_schema": schema(graph.get_output_jsonschema),
-            "state_schema": schema(lambda: graph.get_output_jsonschema()),
-            "config_schema": schema(graph.get_config_jsonschema),
-            "context_schema": schema(graph.get_context_jsonschema) or {},
-        })
+        return Reply(
+            body={
+                "graph_id": graph_id,
+                "input_schema": schema(graph.get_input_jsonschema),
+                "output_schema": schema(graph.get_output_jsonschema),
+                "state_schema": schema(lambda: graph.get_output_jsonschema()),
+                "config_schema": schema(graph.get_config_jsonschema),
+                "context_schema": schema(graph.get_context_jsonschema) or {},
+            }
+        )
 
     # -- threads -------------------------------------------------------------------------
 
@@ -360,14 +363,24 @@ class AgentServer:
             shown["status"] = "idle"
         return shown
 
-    def new_thread(self, owner: str, thread_id: str, metadata: dict[str, Any], graph_id: str | None = None,
-                   temporary: bool = False) -> dict[str, Any] | None:
+    def new_thread(
+        self, owner: str, thread_id: str, metadata: dict[str, Any], graph_id: str | None = None, temporary: bool = False
+    ) -> dict[str, Any] | None:
         """A new thread record; None when the id is taken. A stateless run's (``temporary``) is never listed."""
         if self.records.count("thread", owner) >= self.max_threads_per_owner:
             raise ProtocolError(429, f"this key keeps {self.max_threads_per_owner} threads, the most allowed: delete some first")
         now = now_iso()
-        doc = {"thread_id": thread_id, "created_at": now, "updated_at": now, "metadata": {**metadata, **({"graph_id": graph_id} if graph_id else {})},
-               "status": "idle", "values": None, "interrupts": {}, "config": {}, **({"_temporary": True} if temporary else {})}
+        doc = {
+            "thread_id": thread_id,
+            "created_at": now,
+            "updated_at": now,
+            "metadata": {**metadata, **({"graph_id": graph_id} if graph_id else {})},
+            "status": "idle",
+            "values": None,
+            "interrupts": {},
+            "config": {},
+            **({"_temporary": True} if temporary else {}),
+        }
         return doc if self.records.add("thread", thread_id, owner, thread_id, doc) else None
 
     def create_thread(self, request: ApiRequest) -> Reply:
@@ -406,8 +419,14 @@ class AgentServer:
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
             raise ProtocolError(422, "ids must be a list of thread ids")
         threads = [self._thread_json(doc) for doc in self.records.find("thread", request.owner) if not doc.get("_temporary")]
-        found = [t for t in threads if _matches(t.get("metadata") or {}, metadata) and _matches(t.get("values") or {}, values)
-                 and status in (None, t["status"]) and (ids is None or t["thread_id"] in ids)]
+        found = [
+            t
+            for t in threads
+            if _matches(t.get("metadata") or {}, metadata)
+            and _matches(t.get("values") or {}, values)
+            and status in (None, t["status"])
+            and (ids is None or t["thread_id"] in ids)
+        ]
         return found, body
 
     def search_threads(self, request: ApiRequest) -> Reply:
@@ -420,7 +439,7 @@ class AgentServer:
         if order not in ("asc", "desc"):
             raise ProtocolError(422, "sort_order must be asc or desc")
         found.sort(key=lambda t: str(t.get(sort_by)), reverse=order == "desc")
-        return Reply(body=found[offset:offset + limit])
+        return Reply(body=found[offset : offset + limit])
 
     def count_threads(self, request: ApiRequest) -> Reply:
         return Reply(body=len(self._searched_threads(request)[0]))
@@ -536,8 +555,12 @@ class AgentServer:
             raise ProtocolError(422, "checkpoint must be an object")
         metadata = parse_metadata(body.get("metadata"))
         graph = self._thread_graph(doc)
-        states = graph.get_state_history(self._config(thread_id, checkpoint), limit=limit, filter=metadata or None,
-                                         before=self._config(thread_id, before) if before else None)
+        states = graph.get_state_history(
+            self._config(thread_id, checkpoint),
+            limit=limit,
+            filter=metadata or None,
+            before=self._config(thread_id, before) if before else None,
+        )
         return Reply(body=[state_json(s, thread_id) for s in states])
 
     def _record_thread_state(self, graph: Any, thread_id: str, owner: str, status: str | None = None) -> None:
@@ -626,25 +649,64 @@ class AgentServer:
                 replaces = self._active_runs(request.owner, thread_id)
             run_id = str(uuid.uuid4())
             now = now_iso()
-            record = {"run_id": run_id, "thread_id": thread_id, "assistant_id": run.assistant_id, "created_at": now,
-                      "updated_at": now, "status": "pending", "metadata": run.metadata, "multitask_strategy": run.multitask,
-                      "kwargs": {}}
+            record = {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "assistant_id": run.assistant_id,
+                "created_at": now,
+                "updated_at": now,
+                "status": "pending",
+                "metadata": run.metadata,
+                "multitask_strategy": run.multitask,
+                "kwargs": {},
+            }
             self._prune_runs(request.owner, thread_id)
             self.records.put("run", run_id, request.owner, thread_id, record)
-            plan = GraphRun(self, run, graph, owner=request.owner, thread_id=thread_id, run_id=run_id, lease=lease,
-                            replaces=replaces, temporary=temporary)
+            plan = GraphRun(
+                self,
+                run,
+                graph,
+                owner=request.owner,
+                thread_id=thread_id,
+                run_id=run_id,
+                lease=lease,
+                replaces=replaces,
+                temporary=temporary,
+            )
             # run.config holds only RunnableConfig's keys (runs._config admits no others)
-            config = cast(RunnableConfig, {**run.config, "metadata": {
-                **(run.config.get("metadata") or {}), **run.metadata, "run_id": run_id,
-                "thread_id": thread_id, "graph_id": run.graph_id, "assistant_id": run.assistant_id}})
+            config = cast(
+                RunnableConfig,
+                {
+                    **run.config,
+                    "metadata": {
+                        **(run.config.get("metadata") or {}),
+                        **run.metadata,
+                        "run_id": run_id,
+                        "thread_id": thread_id,
+                        "graph_id": run.graph_id,
+                        "assistant_id": run.assistant_id,
+                    },
+                },
+            )
             # A background run's relay is read here, by nobody: it must not watch the request's socket,
             # which goes on to carry the client's next request (keep-alive).
             environ = request.environ if mode != "background" else {k: v for k, v in request.environ.items() if k not in SOCKET_KEYS}
             try:
                 relay = self.streams.run(
-                    graph, None, surface="agent", environ=environ, owner=request.owner, client=request.client,
-                    config=config, stream_id=run_id, plan=plan, on_end=plan.ended, limiter=self.limiter, detached=mode == "background" or run.on_disconnect == "continue",
-                    metadata={"graph_id": run.graph_id}, summary_fields={"run_id": run_id, "thread_id": thread_id},
+                    graph,
+                    None,
+                    surface="agent",
+                    environ=environ,
+                    owner=request.owner,
+                    client=request.client,
+                    config=config,
+                    stream_id=run_id,
+                    plan=plan,
+                    on_end=plan.ended,
+                    limiter=self.limiter,
+                    detached=mode == "background" or run.on_disconnect == "continue",
+                    metadata={"graph_id": run.graph_id},
+                    summary_fields={"run_id": run_id, "thread_id": thread_id},
                 )
             except BaseException:
                 self.records.delete("run", run_id)
@@ -659,7 +721,7 @@ class AgentServer:
 
     def _prune_runs(self, owner: str, thread_id: str) -> None:
         runs = self.records.find("run", owner, thread_id)
-        for old in runs[self.runs_kept_per_thread - 1:]:
+        for old in runs[self.runs_kept_per_thread - 1 :]:
             if old["status"] not in ("pending", "running"):
                 self.records.delete("run", old["run_id"])
 
@@ -709,8 +771,14 @@ class AgentServer:
         return self._stream_reply(relay, run_id, where)
 
     def _stream_reply(self, relay: Any, run_id: str, headers: list[tuple[str, str]]) -> Reply:
-        return Reply(200, None, [*HEADERS, *headers], frames=relay.frames(AgentFormat(run_id).frame),
-                     generation=relay.generation, release=relay.release)
+        return Reply(
+            200,
+            None,
+            [*HEADERS, *headers],
+            frames=relay.frames(AgentFormat(run_id).frame),
+            generation=relay.generation,
+            release=relay.release,
+        )
 
     def _final(self, owner: str, run_id: str, thread_id: str | None, last: Any, headers: list[tuple[str, str]]) -> Reply:
         """What ``wait`` and ``join`` answer: the thread's values, or ``{"__error__": ...}`` when the run failed."""
@@ -739,7 +807,7 @@ class AgentServer:
         if status is not None and status not in RUN_STATUSES:
             raise ProtocolError(422, f"status must be one of {', '.join(RUN_STATUSES)}")
         runs = [_public(r) for r in self.records.find("run", request.owner, thread_id) if status in (None, r["status"])]
-        return Reply(body=runs[offset:offset + limit])
+        return Reply(body=runs[offset : offset + limit])
 
     def get_run(self, request: ApiRequest, thread_id: str, run_id: str) -> Reply:
         return Reply(body=self._run(request, thread_id, run_id))
@@ -840,8 +908,12 @@ def state_json(snapshot: Any, thread_id: str) -> dict[str, Any]:
         if not config:
             return None
         c = config.get("configurable") or {}
-        return {"thread_id": c.get("thread_id", thread_id), "checkpoint_ns": c.get("checkpoint_ns", ""),
-                "checkpoint_id": c.get("checkpoint_id"), "checkpoint_map": c.get("checkpoint_map")}
+        return {
+            "thread_id": c.get("thread_id", thread_id),
+            "checkpoint_ns": c.get("checkpoint_ns", ""),
+            "checkpoint_id": c.get("checkpoint_id"),
+            "checkpoint_map": c.get("checkpoint_map"),
+        }
 
     tasks = []
     interrupts: list[Any] = []
@@ -849,17 +921,22 @@ def state_json(snapshot: Any, thread_id: str) -> dict[str, Any]:
         task_interrupts = [to_json(i) for i in task.interrupts or ()]
         interrupts += task_interrupts
         state = getattr(task, "state", None)
-        tasks.append({
-            "id": task.id, "name": task.name, "error": None if task.error is None else repr(task.error)[:2000],
-            "interrupts": task_interrupts,
-            "checkpoint": checkpoint(state) if isinstance(state, Mapping) else None,
-            "state": state_json(state, thread_id) if state is not None and not isinstance(state, Mapping) else None,
-            "result": to_json(task.result) if getattr(task, "result", None) is not None else None,
-        })
+        tasks.append(
+            {
+                "id": task.id,
+                "name": task.name,
+                "error": None if task.error is None else repr(task.error)[:2000],
+                "interrupts": task_interrupts,
+                "checkpoint": checkpoint(state) if isinstance(state, Mapping) else None,
+                "state": state_json(state, thread_id) if state is not None and not isinstance(state, Mapping) else None,
+                "result": to_json(task.result) if getattr(task, "result", None) is not None else None,
+            }
+        )
     return {
         "values": to_json(snapshot.values),
         "next": list(snapshot.next or ()),
-        "checkpoint": checkpoint(snapshot.config) or {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None, "checkpoint_map": None},
+        "checkpoint": checkpoint(snapshot.config)
+        or {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None, "checkpoint_map": None},
         "metadata": to_json(snapshot.metadata or {}),
         "created_at": snapshot.created_at,
         "parent_checkpoint": checkpoint(snapshot.parent_config),
