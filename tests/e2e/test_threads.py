@@ -202,6 +202,11 @@ def test_a_worker_killed_mid_run_frees_its_thread_within_the_lease(
     runner = threading.Thread(target=slow)
     runner.start()
     assert started.wait(20)
+    # Mid-tool, as the test means: the model's call is checkpointed (graphs write checkpoints while the next step
+    # runs, so right after tool_call_end it may not be yet; a kill before it is the unit tests' case, test_threads.py).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(m.get("tool_calls") for m in shown(survivor, thread_id)["messages"]):
+        time.sleep(0.05)
     assert doomed.process is not None
     for worker in psutil.Process(doomed.process.pid).children():
         worker.send_signal(signal.SIGKILL)
