@@ -20,6 +20,7 @@ been exercised by the walk.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -679,14 +680,23 @@ def test_the_validator_rejects_broken_responses(spec: Spec) -> None:
     assert len(found) == 3, found  # not metadata first, no end, updates not an object
 
 
+def missing(why: str) -> None:
+    """Under CI a missing or different langgraph-api fails the check; elsewhere it skips, saying why."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def test_the_vendored_schema_is_the_one_langgraph_api_ships() -> None:
     name, version = SCHEMA_SOURCE
     try:
         installed = metadata.distribution(name)
     except metadata.PackageNotFoundError:
-        pytest.skip(f"{name} is not installed")
+        missing(f"{name} is not installed (pip install -r requirements-dev.txt)")
+        return
     if installed.version != version:
-        pytest.skip(f"{name} {installed.version} installed; the vendored schema is {version}'s")
+        missing(f"{name} {installed.version} installed; the vendored schema is {version}'s")
+        return
     shipped = Path(str(installed.locate_file("openapi.json")))
     assert shipped.read_bytes() == SCHEMA_FILE.read_bytes()
 
