@@ -149,10 +149,13 @@ class Load:
             raise SystemExit("the load generator targets loopback only")
         self.base = args.url.rstrip("/")
         self.expected = args.expected
-        self.run_body = orjson.dumps({
-            "input": {"messages": [{"role": "user", "content": args.prompt}]},
-            "stream_mode": "messages-tuple", "assistant_id": args.assistant,
-        })
+        self.run_body = orjson.dumps(
+            {
+                "input": {"messages": [{"role": "user", "content": args.prompt}]},
+                "stream_mode": "messages-tuple",
+                "assistant_id": args.assistant,
+            }
+        )
         self.rng = random.Random(args.seed)
         self.ssl = ssl.create_default_context()  # one, shared: httpx builds one per client otherwise (milliseconds each)
         self.records: list[RunRecord] = []
@@ -161,8 +164,13 @@ class Load:
         self.timeout = httpx.Timeout(args.stream_timeout, connect=min(args.stream_timeout, 5.0))
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base, timeout=self.timeout, verify=self.ssl, trust_env=False,
-                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=60.0))
+        return httpx.AsyncClient(
+            base_url=self.base,
+            timeout=self.timeout,
+            verify=self.ssl,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=60.0),
+        )
 
     async def thread(self, client: httpx.AsyncClient, record: RunRecord) -> str | None:
         for retry in range(self.args.max_retries + 1):
@@ -238,8 +246,11 @@ class Load:
             thread_id = await self.thread(client, record)
             if thread_id is None:
                 last = record.thread[-1]
-                record.outcome = "timed_out" if last.error and last.error.startswith("timeout") else (
-                    "refused" if last.error == "refused" else "thread_failed")
+                record.outcome = (
+                    "timed_out"
+                    if last.error and last.error.startswith("timeout")
+                    else ("refused" if last.error == "refused" else "thread_failed")
+                )
                 return record
             for retry in range(self.args.max_retries + 1):
                 attempt = await self.stream(client, thread_id)
@@ -252,8 +263,9 @@ class Load:
                     break
                 await asyncio.sleep(sdk_retry_delay(attempt, retry, self.rng))  # type: ignore[arg-type]
             last = record.attempts[-1]
-            record.outcome = ("refused" if last.error == "refused" else
-                              "timed_out" if last.error and last.error.startswith("timeout") else "failed")
+            record.outcome = (
+                "refused" if last.error == "refused" else "timed_out" if last.error and last.error.startswith("timeout") else "failed"
+            )
             return record
         except asyncio.CancelledError:
             record.outcome = "cancelled"
@@ -263,6 +275,7 @@ class Load:
 
     async def sampler(self, t0: float, stop_at: float, period: float) -> None:
         """A new run every ``period`` seconds until ``stop_at``, each on a connection of its own."""
+
         async def one(index: int) -> None:
             client = self.client()
             try:
@@ -343,9 +356,14 @@ class RssSampler:
         at_peak = max(early, key=lambda s: s[3]) if early else min(full, key=lambda s: (s[2], s[0]))
         per_run = round((at_peak[3] - idle) / at_peak[1] / 1024, 1) if at_peak[1] else None
         return {
-            "rss_idle_bytes": idle, "rss_max_bytes": max(s[3] for s in self.samples), "open_runs_max": most,
-            "rss_at_peak_bytes": at_peak[3], "open_runs_at_peak": at_peak[1], "answered_before_peak": at_peak[2],
-            "peak_at_s": round(at_peak[0], 2), "rss_per_open_run_kb": per_run,
+            "rss_idle_bytes": idle,
+            "rss_max_bytes": max(s[3] for s in self.samples),
+            "open_runs_max": most,
+            "rss_at_peak_bytes": at_peak[3],
+            "open_runs_at_peak": at_peak[1],
+            "answered_before_peak": at_peak[2],
+            "peak_at_s": round(at_peak[0], 2),
+            "rss_per_open_run_kb": per_run,
         }
 
 
@@ -376,19 +394,33 @@ def summarize(load: Load, t0: float, stop_at: float | None, wall: float, cancell
     refused_attempts = sum(1 for a in attempts + [a for r in records for a in r.thread] if a.error == "refused")
     users_refused_once = sum(1 for r in records if any(a.error == "refused" for a in r.attempts + r.thread))
     return {
-        "runs": len(records), "answered": len(answered), "answered_share": round(len(answered) / max(1, len(records)), 4),
-        "outcomes": outcomes, "errors": errors, "cancelled_users": cancelled,
-        "run_attempts": len(attempts), "refused_attempts": refused_attempts, "runs_refused_at_least_once": users_refused_once,
+        "runs": len(records),
+        "answered": len(answered),
+        "answered_share": round(len(answered) / max(1, len(records)), 4),
+        "outcomes": outcomes,
+        "errors": errors,
+        "cancelled_users": cancelled,
+        "run_attempts": len(attempts),
+        "refused_attempts": refused_attempts,
+        "runs_refused_at_least_once": users_refused_once,
         "retries": sum(max(0, len(r.attempts) - 1) + max(0, len(r.thread) - 1) for r in records),
-        "runs_per_s": round(len(answered) / span, 2), "runs_per_s_window": round(in_window / max(1e-9, window), 2),
+        "runs_per_s": round(len(answered) / span, 2),
+        "runs_per_s_window": round(in_window / max(1e-9, window), 2),
         "span_s": round(span, 3),
-        "first_token_p50_ms": _ms(percentile(first_token, 50)), "first_token_p99_ms": _ms(percentile(first_token, 99)),
-        "ttft_admitted_p50_ms": _ms(percentile(ttft_admitted, 50)), "ttft_admitted_p99_ms": _ms(percentile(ttft_admitted, 99)),
-        "thread_create_p50_ms": _ms(percentile(threads, 50)), "thread_create_p99_ms": _ms(percentile(threads, 99)),
-        "first_byte_p50_ms": _ms(percentile(first_bytes, 50)), "first_byte_p99_ms": _ms(percentile(first_bytes, 99)),
-        "answer_p50_ms": _ms(percentile(answer_times, 50)), "answer_p99_ms": _ms(percentile(answer_times, 99)),
-        "gap_p50_ms": _ms(percentile(gaps, 50)), "gap_p99_ms": _ms(percentile(gaps, 99)),
-        "wall_s": round(wall, 3), "loadgen_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "first_token_p50_ms": _ms(percentile(first_token, 50)),
+        "first_token_p99_ms": _ms(percentile(first_token, 99)),
+        "ttft_admitted_p50_ms": _ms(percentile(ttft_admitted, 50)),
+        "ttft_admitted_p99_ms": _ms(percentile(ttft_admitted, 99)),
+        "thread_create_p50_ms": _ms(percentile(threads, 50)),
+        "thread_create_p99_ms": _ms(percentile(threads, 99)),
+        "first_byte_p50_ms": _ms(percentile(first_bytes, 50)),
+        "first_byte_p99_ms": _ms(percentile(first_bytes, 99)),
+        "answer_p50_ms": _ms(percentile(answer_times, 50)),
+        "answer_p99_ms": _ms(percentile(answer_times, 99)),
+        "gap_p50_ms": _ms(percentile(gaps, 50)),
+        "gap_p99_ms": _ms(percentile(gaps, 99)),
+        "wall_s": round(wall, 3),
+        "loadgen_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
     }
 
 
@@ -423,17 +455,33 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result = summarize(load, t0, stop_at, wall, len(pending))
     if sampler is not None:
         result.update(sampler.summary(idle))
-    result.update(shape=args.shape, concurrency=args.concurrency, duration_s=args.duration if stop_at is not None else None,
-                  max_retries=args.max_retries, label=args.label)
+    result.update(
+        shape=args.shape,
+        concurrency=args.concurrency,
+        duration_s=args.duration if stop_at is not None else None,
+        max_retries=args.max_retries,
+        label=args.label,
+    )
     if args.keep_records:
         result["records"] = [
-            {"user": r.user, "started": round(r.started - t0, 4), "outcome": r.outcome,
-             "finished": None if r.finished is None else round(r.finished - t0, 4),
-             "thread": [{"status": a.status, "error": a.error} for a in r.thread],
-             "attempts": [{"status": a.status, "error": a.error, "retry_after": a.retry_after,
-                           "first_byte": None if a.first_byte is None else round(a.first_byte - a.started, 4),
-                           "ttft": None if a.first_text is None else round(a.first_text - a.started, 4),
-                           "tokens": len(a.texts)} for a in r.attempts]}
+            {
+                "user": r.user,
+                "started": round(r.started - t0, 4),
+                "outcome": r.outcome,
+                "finished": None if r.finished is None else round(r.finished - t0, 4),
+                "thread": [{"status": a.status, "error": a.error} for a in r.thread],
+                "attempts": [
+                    {
+                        "status": a.status,
+                        "error": a.error,
+                        "retry_after": a.retry_after,
+                        "first_byte": None if a.first_byte is None else round(a.first_byte - a.started, 4),
+                        "ttft": None if a.first_text is None else round(a.first_text - a.started, 4),
+                        "tokens": len(a.texts),
+                    }
+                    for a in r.attempts
+                ],
+            }
             for r in load.records
         ]
     return result

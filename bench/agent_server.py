@@ -55,9 +55,26 @@ APPS_DIR = BENCH_DIR / "apps"
 LANGGRAPH = Path(sys.executable).with_name("langgraph")
 SERVER_NAMES = ("langgraph-dev", "uncut")
 LABELS = {"langgraph-dev": "langgraph dev", "uncut": "uncut (1 gevent worker)"}
-PACKAGES = ("langgraph-api", "langgraph-cli", "langgraph-runtime-inmem", "langgraph", "langgraph-sdk", "langchain", "langchain-core",
-            "uvicorn", "starlette", "sse-starlette", "blockbuster", "flask", "werkzeug", "gunicorn", "gevent", "greenlet", "httpx",
-            "psutil")
+PACKAGES = (
+    "langgraph-api",
+    "langgraph-cli",
+    "langgraph-runtime-inmem",
+    "langgraph",
+    "langgraph-sdk",
+    "langchain",
+    "langchain-core",
+    "uvicorn",
+    "starlette",
+    "sse-starlette",
+    "blockbuster",
+    "flask",
+    "werkzeug",
+    "gunicorn",
+    "gevent",
+    "greenlet",
+    "httpx",
+    "psutil",
+)
 DROPPED_ENV = ("WEBAPP_", "OPENAI_", "GUNICORN_", "LANGCHAIN_", "LANGSMITH_", "LANGGRAPH_", "UNCUT_", "BENCH_", "PROMETHEUS_")
 
 
@@ -84,8 +101,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
     # Every kind of scenario, smaller (C=100 only, a burst of 400, 5 s loops), one server per app: about two minutes.
     # The same timeouts as the full run, so what happens past capacity compares.
-    "quick": dict(concurrency=[100], duration=5.0, burst=400, single_seconds=4.0, burst_sampler_seconds=8.0, quiet_timeout=3.0,
-                  fresh=False),
+    "quick": dict(
+        concurrency=[100], duration=5.0, burst=400, single_seconds=4.0, burst_sampler_seconds=8.0, quiet_timeout=3.0, fresh=False
+    ),
 }
 
 
@@ -109,8 +127,15 @@ class AppChild(Child):
     def start(self, timeout: float = 90.0) -> "AppChild":
         began = time.monotonic()
         with open(self.log_path, "ab") as log_file:
-            self.popen = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
-                                          start_new_session=True, preexec_fn=child_setup(self.cpus))
+            self.popen = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=child_setup(self.cpus),
+            )
         self.wait_ready(timeout)
         self.started_s = round(time.monotonic() - began, 2)
         return self
@@ -129,8 +154,20 @@ def langgraph_dev(logs: Path, cpus: Sequence[int] | None, env: Mapping[str, str]
     # langgraph dev keeps its state in .langgraph_api/ of its directory and loads it at start: each server starts empty.
     shutil.rmtree(APPS_DIR / ".langgraph_api", ignore_errors=True)
     port = free_port()
-    command = [str(LANGGRAPH), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port),
-               "--n-jobs-per-worker", "1000", "--config", "langgraph.json"]
+    command = [
+        str(LANGGRAPH),
+        "dev",
+        "--no-browser",
+        "--no-reload",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n-jobs-per-worker",
+        "1000",
+        "--config",
+        "langgraph.json",
+    ]
     quiet = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "true", **env}
     return AppChild("langgraph-dev", command, port=port, env=base_env(quiet), log_dir=logs, cpus=cpus, ready_path="/ok", cwd=APPS_DIR)
 
@@ -139,11 +176,18 @@ def uncut(logs: Path, cpus: Sequence[int] | None, env: Mapping[str, str]) -> App
     port = free_port()
     metrics = logs / "uncut-metrics"
     metrics.mkdir(parents=True, exist_ok=True)
-    settings = {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "20000", "GUNICORN_ACCESSLOG": "", "GUNICORN_LOGLEVEL": "warning",
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics), **env}
+    settings = {
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_WORKER_CONNECTIONS": "20000",
+        "GUNICORN_ACCESSLOG": "",
+        "GUNICORN_LOGLEVEL": "warning",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        **env,
+    }
     command = [PYTHON, "-m", "gunicorn", "-c", "conf/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "bench.apps.agent_server_app:app"]
-    return AppChild("uncut", command, port=port, env=base_env(settings), log_dir=logs, cpus=cpus, ready_path="/healthz",
-                    base_path="/langgraph")
+    return AppChild(
+        "uncut", command, port=port, env=base_env(settings), log_dir=logs, cpus=cpus, ready_path="/healthz", base_path="/langgraph"
+    )
 
 
 STARTERS = {"langgraph-dev": langgraph_dev, "uncut": uncut}
@@ -229,12 +273,36 @@ class AgentBench:
 
     # -- measurements -----------------------------------------------------------------
 
-    def load_command(self, child: AppChild, shape: str, *, concurrency: int = 1, duration: float = 0.0, rss: bool = False,
-                     label: str = "") -> list[str]:
-        command = [PYTHON, "-m", "bench.agent_load", "--url", child.api, "--shape", shape, "--concurrency", str(concurrency),
-                   "--duration", str(duration), "--rate", str(self.s.sampler_rate), "--max-retries", str(self.s.max_retries),
-                   "--stream-timeout", str(self.s.stream_timeout), "--prompt", self.prompt, "--expected", self.expected,
-                   "--tokens", str(self.tokens), "--label", label]
+    def load_command(
+        self, child: AppChild, shape: str, *, concurrency: int = 1, duration: float = 0.0, rss: bool = False, label: str = ""
+    ) -> list[str]:
+        command = [
+            PYTHON,
+            "-m",
+            "bench.agent_load",
+            "--url",
+            child.api,
+            "--shape",
+            shape,
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--rate",
+            str(self.s.sampler_rate),
+            "--max-retries",
+            str(self.s.max_retries),
+            "--stream-timeout",
+            str(self.s.stream_timeout),
+            "--prompt",
+            self.prompt,
+            "--expected",
+            self.expected,
+            "--tokens",
+            str(self.tokens),
+            "--label",
+            label,
+        ]
         if rss and child.popen is not None:
             command += ["--rss-pid", str(child.popen.pid)]
         return command
@@ -283,8 +351,13 @@ class AgentBench:
             command = self.load_command(child, shape, concurrency=concurrency, duration=self.s.duration, rss=True, label=label)
             sampler = subprocess.Popen(
                 [*self.load_command(child, "sampler", duration=seconds, label=f"{label} sampler"), "--out", str(self.sampler_out)],
-                cwd=ROOT, env=base_env({}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=child_setup(self.load_cpus))
+                cwd=ROOT,
+                env=base_env({}),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=child_setup(self.load_cpus),
+            )
         cpu0, busy0, started = tree_cpu(pid), (busy_seconds(self.app_cpus[0]) if self.app_cpus else 0.0), time.monotonic()
         try:
             result = self.run_load(command, self.scratch, self.limit(seconds))
@@ -307,25 +380,48 @@ class AgentBench:
                 sampler.wait(10)
         time.sleep(1.0)
         row = {
-            "server": child.name, "scenario": scenario, "concurrency": concurrency if scenario != "single" else 1, **result,
-            "server_cpu_s": round(server_cpu, 2), "server_cpu_pct": round(100 * server_cpu / elapsed, 1),
+            "server": child.name,
+            "scenario": scenario,
+            "concurrency": concurrency if scenario != "single" else 1,
+            **result,
+            "server_cpu_s": round(server_cpu, 2),
+            "server_cpu_pct": round(100 * server_cpu / elapsed, 1),
             "server_cpu_ms_per_run": round(1000 * server_cpu / result["answered"], 1) if result["answered"] else None,
             "loadgen_cpu_pct": round(100 * result["loadgen_cpu_s"] / max(1e-9, result["wall_s"]), 1),
-            "foreign_cpu_pct": foreign, "app_cpu_busy_before_pct": quiet_pct, "load_average": [round(x, 2) for x in load_avg],
-            "rss_after_bytes": tree_rss(pid), "server_started_s": child.started_s, "elapsed_s": round(elapsed, 1),
-            "sampler": {k: sampled.get(k) for k in ("runs", "answered", "outcomes", "first_token_p50_ms", "first_token_p99_ms",
-                                                    "ttft_admitted_p50_ms", "ttft_admitted_p99_ms", "refused_attempts", "answer_p50_ms")}
-            if sampled else None,
+            "foreign_cpu_pct": foreign,
+            "app_cpu_busy_before_pct": quiet_pct,
+            "load_average": [round(x, 2) for x in load_avg],
+            "rss_after_bytes": tree_rss(pid),
+            "server_started_s": child.started_s,
+            "elapsed_s": round(elapsed, 1),
+            "sampler": {
+                k: sampled.get(k)
+                for k in (
+                    "runs",
+                    "answered",
+                    "outcomes",
+                    "first_token_p50_ms",
+                    "first_token_p99_ms",
+                    "ttft_admitted_p50_ms",
+                    "ttft_admitted_p99_ms",
+                    "refused_attempts",
+                    "answer_p50_ms",
+                )
+            }
+            if sampled
+            else None,
         }
         if row.get("rss_idle_bytes") and result["answered"]:
             row["rss_retained_per_run_kb"] = round((row["rss_after_bytes"] - row["rss_idle_bytes"]) / result["answered"] / 1024, 1)
         self.rows.append(row)
         sample = row["sampler"] or {}
-        log(f"  {row['answered']}/{row['runs']} answered, {row['runs_per_s']} runs/s, first token p50/p99 "
+        log(
+            f"  {row['answered']}/{row['runs']} answered, {row['runs_per_s']} runs/s, first token p50/p99 "
             f"{row['first_token_p50_ms']}/{row['first_token_p99_ms']} ms (sampler {sample.get('first_token_p50_ms')}/"
             f"{sample.get('first_token_p99_ms')}), refused attempts {row['refused_attempts']}, outcomes {row['outcomes']}, "
             f"server CPU {row['server_cpu_pct']}%, loadgen CPU {row['loadgen_cpu_pct']}%, foreign {foreign}%, "
-            f"RSS/open run {row.get('rss_per_open_run_kb')} KB")
+            f"RSS/open run {row.get('rss_per_open_run_kb')} KB"
+        )
         return row
 
     def scenarios(self) -> list[tuple[str, int]]:
@@ -372,16 +468,24 @@ def machine(app_cpus: Sequence[int] | None, load_cpus: Sequence[int] | None) -> 
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
-            "server_cpus": list(app_cpus) if app_cpus else None, "load_cpus": list(load_cpus) if load_cpus else None}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "server_cpus": list(app_cpus) if app_cpus else None,
+        "load_cpus": list(load_cpus) if load_cpus else None,
+    }
 
 
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True,
-                               timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -449,22 +553,37 @@ def table(out: dict[str, Any]) -> str:
     preliminary = out["preliminary"]
     lines = ["# Agent Server API: `langgraph dev` and uncut side by side", ""]
     if out.get("busy") and not preliminary:
-        lines += ["> **Warning**: the machine was not quiet (see the load average and the other processes' share of the server's "
-                  "CPU below); the numbers may be skewed.", ""]
+        lines += [
+            "> **Warning**: the machine was not quiet (see the load average and the other processes' share of the server's "
+            "CPU below); the numbers may be skewed.",
+            "",
+        ]
     if preliminary:
-        lines += [f"> **PRELIMINARY** ({out['settings']['preset']} preset{', on a busy machine' if out.get('busy') else ''}). "
-                  "These numbers validate the harness; they are not the benchmark (short loops, smaller loads, on a machine shared with "
-                  "other work). "
-                  "The full run on a quiet machine replaces this file: `" + out["full_command"] + "`.", ""]
+        lines += [
+            f"> **PRELIMINARY** ({out['settings']['preset']} preset{', on a busy machine' if out.get('busy') else ''}). "
+            "These numbers validate the harness; they are not the benchmark (short loops, smaller loads, on a machine shared with "
+            "other work). "
+            "The full run on a quiet machine replaces this file: `" + out["full_command"] + "`.",
+            "",
+        ]
     lines += [
-        f"Command: `{out['command']}` ({out['elapsed_s']:.0f} s, {out['started']}, commit {out.get('commit') or '?'}).", "",
+        f"Command: `{out['command']}` ({out['elapsed_s']:.0f} s, {out['started']}, commit {out.get('commit') or '?'}).",
+        "",
         f"Machine: {m['cpus']} × {m['cpu_model']}, {m['ram_gib']} GiB, Python {m['python']}, {m['platform']}. "
-        + (f"Each server pinned to CPU {m['server_cpus']}, load generator, sampler and harness to CPU {m['load_cpus']}."
-           if m["server_cpus"] else "Not pinned.")
-        + (f" 1-minute load average before the measurements: {min(loads):.1f} to {max(loads):.1f} (2 would be both cores busy); "
-           f"other processes took {min(foreign):.0f} to {max(foreign):.0f} % of the server's CPU during them."
-           if loads and foreign else ""), "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".", "",
+        + (
+            f"Each server pinned to CPU {m['server_cpus']}, load generator, sampler and harness to CPU {m['load_cpus']}."
+            if m["server_cpus"]
+            else "Not pinned."
+        )
+        + (
+            f" 1-minute load average before the measurements: {min(loads):.1f} to {max(loads):.1f} (2 would be both cores busy); "
+            f"other processes took {min(foreign):.0f} to {max(foreign):.0f} % of the server's CPU during them."
+            if loads and foreign
+            else ""
+        ),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".",
+        "",
         "## What is served",
         "",
         f"The same graph on both: `bench/apps/agent_graph.py`, `create_agent` with one tool (`get_weather`) on the scripted model "
@@ -477,7 +596,7 @@ def table(out: dict[str, Any]) -> str:
         "",
         "- **langgraph dev**: `langgraph dev --no-browser --no-reload --host 127.0.0.1 --port P --n-jobs-per-worker 1000 "
         "--config langgraph.json` in `bench/apps` (langgraph-api's in-memory runtime: one process, its checkpointer, its run queue).",
-        "- **uncut**: `bench/apps/agent_server_app.py`: `AgentServer({\"agent\": graph}, Streams(StreamOptions()), "
+        '- **uncut**: `bench/apps/agent_server_app.py`: `AgentServer({"agent": graph}, Streams(StreamOptions()), '
         "checkpointer=InMemorySaver())` mounted with `agent_server_blueprint` at `/langgraph`, under `gunicorn -c conf/gunicorn.conf.py` "
         "with one gevent worker (`GUNICORN_WORKERS=1`, `GUNICORN_WORKER_CONNECTIONS=20000`). The library's default streaming options, "
         "adaptive admission included.",
@@ -486,9 +605,12 @@ def table(out: dict[str, Any]) -> str:
         f"`stream_mode` `messages-tuple`, the body `langgraph_sdk` sends), with its own `httpx.AsyncClient`. A refusal (`503`/`429`), "
         f"a server error or a request that got no byte is retried up to {out['settings']['max_retries']} times after the server's "
         "`Retry-After` (else 0.5 s doubling), as the openai SDKs do. "
-        + ("A fresh server for every scenario, after ten warm-up runs." if out["settings"]["fresh"] else
-           "One server per app for all scenarios (quick preset), after ten warm-up runs: later scenarios run on the threads "
-           "earlier ones left."),
+        + (
+            "A fresh server for every scenario, after ten warm-up runs."
+            if out["settings"]["fresh"]
+            else "One server per app for all scenarios (quick preset), after ten warm-up runs: later scenarios run on the threads "
+            "earlier ones left."
+        ),
         "",
         "## Closed loops",
         "",
@@ -523,11 +645,16 @@ def table(out: dict[str, Any]) -> str:
 
     burst = out["settings"]["burst"]
     if burst:
-        lines += ["", f"## Past capacity: a burst of {burst:,} at once", "",
-                  f"{burst:,} users start together, one run each (thread, then run), retrying refusals as above. "
-                  "Answered: the whole answer in the end. Refused for good: still refused on the last retry. "
-                  f"Timed out: a request's whole answer not in within {out['settings']['stream_timeout']:g} s (a user who gives up; "
-                  "`langgraph_sdk`'s own limits are 5 s to connect and 300 s between two bytes).", ""]
+        lines += [
+            "",
+            f"## Past capacity: a burst of {burst:,} at once",
+            "",
+            f"{burst:,} users start together, one run each (thread, then run), retrying refusals as above. "
+            "Answered: the whole answer in the end. Refused for good: still refused on the last retry. "
+            f"Timed out: a request's whole answer not in within {out['settings']['stream_timeout']:g} s (a user who gives up; "
+            "`langgraph_sdk`'s own limits are 5 s to connect and 300 s between two bytes).",
+            "",
+        ]
         cells = [find(s, "burst") for s in servers]
         lines += ["| | " + " | ".join(LABELS[s] for s in servers) + " |", "|---|" + "---|" * len(cells)]
         add("answered", lambda r: f"{_n(r['answered'])} / {_n(r['runs'])} ({r['answered_share']:.1%})")
@@ -548,9 +675,14 @@ def table(out: dict[str, Any]) -> str:
         add("load generator CPU %", lambda r: _n(r["loadgen_cpu_pct"]))
         add("other processes on the server's CPU, %", lambda r: _n(r["foreign_cpu_pct"]))
 
-    lines += ["", "## One run at a time (unloaded)", "",
-              f"The sampler alone for {out['settings']['single_seconds']:g} s: one run at a time, at most "
-              f"{out['settings']['sampler_rate']:g} starts per second.", ""]
+    lines += [
+        "",
+        "## One run at a time (unloaded)",
+        "",
+        f"The sampler alone for {out['settings']['single_seconds']:g} s: one run at a time, at most "
+        f"{out['settings']['sampler_rate']:g} starts per second.",
+        "",
+    ]
     cells = [find(s, "single") for s in servers]
     lines += ["| | " + " | ".join(LABELS[s] for s in servers) + " |", "|---|" + "---|" * len(cells)]
     add("first token p50 / p99 ms", lambda r: _pair(r, "first_token_p50_ms", "first_token_p99_ms"))
@@ -560,27 +692,32 @@ def table(out: dict[str, Any]) -> str:
     add("server CPU % of one core (idle work included)", lambda r: _n(r["server_cpu_pct"], 1))
     add("server started in, s", lambda r: _n(r["server_started_s"], 1))
 
-    lines += ["", "## What each number means", "",
-              "- **runs/s answered**: runs whose whole answer arrived (clean end, no `error` event, the expected text word for word), "
-              "divided by the time from the first request to the last answer (the drain after the loop stops counts, as in `bench.load`).",
-              "- **first token**: from a run's first request (`POST .../runs/stream`) to the first `messages` event with assistant text, "
-              "retries and their waits included; answered runs only. **TTFT of admitted attempts**: the same from the attempt that was "
-              "served. **whole run / whole answer**: from the run's thread request to its last byte.",
-              f"- **sampler**: a separate process beside the load, a new single run every {1 / out['settings']['sampler_rate']:g} s "
-              "(thread, then run, on a connection of its own); its first token should match the load generator's. If the "
-              "generator's is far worse, the generator (CPU-bound on its core) was measuring itself.",
-              "- **refused attempts**: `503`/`429` answers, each retried after `Retry-After`; a run refused on its last retry is "
-              "**refused for good** and counts against the server as much as a failure.",
-              "- **server CPU**: user + system CPU of the server's process tree during the measurement (gunicorn master + worker; "
-              "langgraph dev's one process), over the wall time; per answered run, the CPU each whole run cost.",
-              "- **RSS per open run**: (tree RSS at the fullest moment − RSS idle before the load) ÷ runs streaming then (a `200` "
-              "received, the stream not ended); of the moments with nearly the most runs streaming and at most 5 % of them answered, "
-              "the one with the largest RSS, because both servers keep every finished thread and its checkpoints in memory: an open "
-              "run's figure includes its thread and checkpoints so far. **RSS kept per finished run**: (RSS after the load − idle) "
-              "÷ answered runs: that retained state (and the allocator's high-water mark).",
-              "- **other processes on the server's CPU**: what the CPU the server is pinned to spent on anything else during the run.",
-              "",
-              "## Notes", ""]
+    lines += [
+        "",
+        "## What each number means",
+        "",
+        "- **runs/s answered**: runs whose whole answer arrived (clean end, no `error` event, the expected text word for word), "
+        "divided by the time from the first request to the last answer (the drain after the loop stops counts, as in `bench.load`).",
+        "- **first token**: from a run's first request (`POST .../runs/stream`) to the first `messages` event with assistant text, "
+        "retries and their waits included; answered runs only. **TTFT of admitted attempts**: the same from the attempt that was "
+        "served. **whole run / whole answer**: from the run's thread request to its last byte.",
+        f"- **sampler**: a separate process beside the load, a new single run every {1 / out['settings']['sampler_rate']:g} s "
+        "(thread, then run, on a connection of its own); its first token should match the load generator's. If the "
+        "generator's is far worse, the generator (CPU-bound on its core) was measuring itself.",
+        "- **refused attempts**: `503`/`429` answers, each retried after `Retry-After`; a run refused on its last retry is "
+        "**refused for good** and counts against the server as much as a failure.",
+        "- **server CPU**: user + system CPU of the server's process tree during the measurement (gunicorn master + worker; "
+        "langgraph dev's one process), over the wall time; per answered run, the CPU each whole run cost.",
+        "- **RSS per open run**: (tree RSS at the fullest moment − RSS idle before the load) ÷ runs streaming then (a `200` "
+        "received, the stream not ended); of the moments with nearly the most runs streaming and at most 5 % of them answered, "
+        "the one with the largest RSS, because both servers keep every finished thread and its checkpoints in memory: an open "
+        "run's figure includes its thread and checkpoints so far. **RSS kept per finished run**: (RSS after the load − idle) "
+        "÷ answered runs: that retained state (and the allocator's high-water mark).",
+        "- **other processes on the server's CPU**: what the CPU the server is pinned to spent on anything else during the run.",
+        "",
+        "## Notes",
+        "",
+    ]
     lines += [f"- {note}" for note in out["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -620,8 +757,11 @@ NOTES = [
 
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="python -m bench.agent_server", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run, about two minutes: C=100 only, 5 s loops, a burst of 400, one server per app for all scenarios")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run, about two minutes: C=100 only, 5 s loops, a burst of 400, one server per app for all scenarios",
+    )
     parser.add_argument("--concurrency", help="closed-loop users, comma-separated (default 100,400; quick 100)")
     parser.add_argument("--duration", type=float, help="seconds of each closed loop (default 30; quick 5)")
     parser.add_argument("--burst", type=int, help="users in the burst (default 1000; quick 400; 0 skips it)")
@@ -678,11 +818,18 @@ def main(argv: list[str] | None = None) -> int:
     bench = AgentBench(settings)
     began = time.monotonic()
     out: dict[str, Any] = {
-        "command": command, "full_command": ".venv/bin/python -m bench.agent_server",
-        "preliminary": settings.preset != "full", "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": git_commit(),
+        "command": command,
+        "full_command": ".venv/bin/python -m bench.agent_server",
+        "preliminary": settings.preset != "full",
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": git_commit(),
         "settings": {**asdict(settings), "out_dir": str(settings.out_dir)},
-        "machine": machine(bench.app_cpus, bench.load_cpus), "model": bench.model, "expected_answer": bench.expected,
-        "tool_fragments": tool_fragments(), "load_average_start": [round(x, 2) for x in os.getloadavg()], "notes": NOTES,
+        "machine": machine(bench.app_cpus, bench.load_cpus),
+        "model": bench.model,
+        "expected_answer": bench.expected,
+        "tool_fragments": tool_fragments(),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "notes": NOTES,
     }
     try:
         bench.main()
@@ -693,7 +840,8 @@ def main(argv: list[str] | None = None) -> int:
     out["elapsed_s"] = round(time.monotonic() - began, 1)
     out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     out["busy"] = max(out["load_average_start"][0], out["load_average_end"][0]) > 1.5 or any(
-        (r.get("foreign_cpu_pct") or 0) > 10 for r in bench.rows)
+        (r.get("foreign_cpu_pct") or 0) > 10 for r in bench.rows
+    )
     (settings.out_dir / "agent_server.json").write_text(json.dumps(out, indent=1) + "\n")
     (settings.out_dir / "AGENT_SERVER.md").write_text(table(out))
     log(f"done in {out['elapsed_s']} s: {settings.out_dir / 'AGENT_SERVER.md'}, {settings.out_dir / 'agent_server.json'}")

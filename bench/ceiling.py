@@ -47,10 +47,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--burst", action="store_true", help="one stream per greenlet instead of a closed loop")
     parser.add_argument("--ramp", type=float, default=0.0, help="burst: spread the starts over this many seconds")
     parser.add_argument("--stream-timeout", type=float, default=60.0)
-    parser.add_argument("--client", choices=("service", "stock"), default="service",
-                        help="the service's model (webapp.providers) or a stock ChatOpenAI like the reference apps")
-    parser.add_argument("--through", choices=("model", "relay"), default="model",
-                        help="consume llm.stream() itself, or through the service's Generation and Relay (SSE frames)")
+    parser.add_argument(
+        "--client",
+        choices=("service", "stock"),
+        default="service",
+        help="the service's model (webapp.providers) or a stock ChatOpenAI like the reference apps",
+    )
+    parser.add_argument(
+        "--through",
+        choices=("model", "relay"),
+        default="model",
+        help="consume llm.stream() itself, or through the service's Generation and Relay (SSE frames)",
+    )
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
@@ -143,16 +151,24 @@ def main(argv: list[str] | None = None) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result: dict[str, Any] = {
         "app": "ceiling-relay" if args.through == "relay" else "ceiling" if args.client == "service" else "ceiling-stock",
-        "client": args.client, "concurrency": args.concurrency, "streams": streams,
-        "error_total": sum(errors.values()) + len(unfinished), "errors": errors,
+        "client": args.client,
+        "concurrency": args.concurrency,
+        "streams": streams,
+        "error_total": sum(errors.values()) + len(unfinished),
+        "errors": errors,
         "completed": streams - sum(errors.values()) - len(unfinished),
-        "tokens_total": len(token_times), "tokens_per_s": round(len(token_times) / span, 1), "span_s": round(span, 3),
+        "tokens_total": len(token_times),
+        "tokens_per_s": round(len(token_times) / span, 1),
+        "span_s": round(span, 3),
         "ttft_p50_ms": round((percentile(ttfts, 50) or 0) * 1000, 2),
         "ttft_p99_ms": round((percentile(ttfts, 99) or 0) * 1000, 2),
         "gap_p99_ms": round((percentile(gaps, 99) or 0) * 1000, 2),
         "gap_excess_p99_ms": round(((percentile(gaps, 99) or 0) - args.interval) * 1000, 2) if gaps else None,
-        "cpu_s": round(usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime, 3), "wall_s": round(now() - t0, 3),
-        "unfinished": len(unfinished), "rss_idle_bytes": rss_idle, "rss_open_bytes": fullest[1],
+        "cpu_s": round(usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime, 3),
+        "wall_s": round(now() - t0, 3),
+        "unfinished": len(unfinished),
+        "rss_idle_bytes": rss_idle,
+        "rss_open_bytes": fullest[1],
         "open_streams_at_rss": fullest[0],
         "rss_per_stream_kb": round((fullest[1] - rss_idle) / fullest[0] / 1024, 2) if fullest[0] else None,
     }

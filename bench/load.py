@@ -263,8 +263,10 @@ class Plan:
             payload = {"message": self.message}
         body = json.dumps(payload).encode()
         retry = "" if retry_count is None else f"x-stainless-retry-count: {retry_count}\r\n"
-        return (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                f"Accept: */*\r\n{retry}Content-Length: {len(body)}\r\n\r\n").encode() + body
+        return (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: */*\r\n{retry}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
 
 # How the openai SDKs retry (openai-python's _base_client): a server-named delay is honoured when it is
@@ -276,7 +278,7 @@ SDK_INITIAL_DELAY, SDK_MAX_DELAY = 0.5, 8.0
 def sdk_retry_delay(record: StreamRecord, retries_taken: int, rng: random.Random) -> float:
     if record.retry_after is not None and 0 < record.retry_after <= SDK_MAX_RETRY_AFTER:
         return record.retry_after
-    return min(SDK_INITIAL_DELAY * 2.0 ** retries_taken, SDK_MAX_DELAY) * (1 - 0.25 * rng.random())
+    return min(SDK_INITIAL_DELAY * 2.0**retries_taken, SDK_MAX_DELAY) * (1 - 0.25 * rng.random())
 
 
 def sdk_would_retry(record: StreamRecord) -> bool:
@@ -312,7 +314,8 @@ class Load:
             if client is None or client.closed:
                 try:
                     _, client = await asyncio.wait_for(
-                        loop.create_connection(Client, self.plan.host, self.plan.port), timeout=self.plan.stream_timeout)
+                        loop.create_connection(Client, self.plan.host, self.plan.port), timeout=self.plan.stream_timeout
+                    )
                 except (OSError, asyncio.TimeoutError) as exc:
                     record.error = f"connect:{type(exc).__name__}"
                     self.connect_errors += 1
@@ -372,7 +375,6 @@ class Load:
         finally:
             if client is not None:
                 client.close()
-
 
     def records_by_user_last(self, user: int) -> StreamRecord:
         """The user's latest record (a user has one request in flight at a time)."""
@@ -465,9 +467,14 @@ def answered_summary(records: list[StreamRecord]) -> dict[str, Any]:
             failed += 1
     users = len(by_user)
     return {
-        "users": users, "answered": answered, "answered_share": round(answered / max(1, users), 4),
-        "refused_for_good": refused_for_good, "failed": failed, "retries": len(records) - users,
-        "answer_p50_ms": _ms(percentile(times, 50)), "answer_p99_ms": _ms(percentile(times, 99)),
+        "users": users,
+        "answered": answered,
+        "answered_share": round(answered / max(1, users), 4),
+        "refused_for_good": refused_for_good,
+        "failed": failed,
+        "retries": len(records) - users,
+        "answer_p50_ms": _ms(percentile(times, 50)),
+        "answer_p99_ms": _ms(percentile(times, 99)),
     }
 
 
@@ -565,8 +572,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         hard_limit = args.duration + args.stream_timeout + 10
     else:
         stop_at = None if args.burst else t0 + args.duration
-        users = [asyncio.create_task(load.user(t0 + (i * args.ramp / args.concurrency if args.ramp else 0), stop_at, i))
-                 for i in range(args.concurrency)]
+        users = [
+            asyncio.create_task(load.user(t0 + (i * args.ramp / args.concurrency if args.ramp else 0), stop_at, i))
+            for i in range(args.concurrency)
+        ]
         hard_limit = (args.duration if not args.burst else args.ramp) + args.stream_timeout + 10
     hard_limit += args.max_retries * (SDK_MAX_RETRY_AFTER + args.stream_timeout)
     done, pending = await asyncio.wait(users, timeout=hard_limit)
@@ -582,16 +591,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["open_loop"].update(answered_summary(load.records))
     kind = "poisson" if args.rate else ("burst" if args.burst else "closed_loop")
     result.update(
-        app=args.app, mode=args.mode, path=args.path, concurrency=args.concurrency, kind=kind, rate=args.rate or None,
-        duration_s=args.duration if not args.burst else None, ramp_s=args.ramp, expected_tokens=args.tokens,
-        interval_ms=round(args.interval * 1000, 3), cancelled_users=len(pending), connect_errors=load.connect_errors,
+        app=args.app,
+        mode=args.mode,
+        path=args.path,
+        concurrency=args.concurrency,
+        kind=kind,
+        rate=args.rate or None,
+        duration_s=args.duration if not args.burst else None,
+        ramp_s=args.ramp,
+        expected_tokens=args.tokens,
+        interval_ms=round(args.interval * 1000, 3),
+        cancelled_users=len(pending),
+        connect_errors=load.connect_errors,
     )
     if args.keep_records:
         result["records"] = [
-            {"started": r.started - t0, "ttft": (r.token_times[0] - r.started) if r.token_times else None,
-             "first_byte": None if r.first_byte is None else r.first_byte - r.started, "status": r.status,
-             "tokens": r.tokens, "error": r.error, "user": r.user, "attempt": r.attempt, "retry_after": r.retry_after,
-             "finished": None if r.finished is None else r.finished - t0} for r in load.records
+            {
+                "started": r.started - t0,
+                "ttft": (r.token_times[0] - r.started) if r.token_times else None,
+                "first_byte": None if r.first_byte is None else r.first_byte - r.started,
+                "status": r.status,
+                "tokens": r.tokens,
+                "error": r.error,
+                "user": r.user,
+                "attempt": r.attempt,
+                "retry_after": r.retry_after,
+                "finished": None if r.finished is None else r.finished - t0,
+            }
+            for r in load.records
         ]
     return result
 
@@ -611,8 +638,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, required=True, help="tokens each stream must deliver")
     parser.add_argument("--interval", type=float, required=True, help="the upstream's interval, seconds")
     parser.add_argument("--stream-timeout", type=float, default=60.0)
-    parser.add_argument("--max-retries", type=int, default=0,
-                        help="retry a refused or failed request this many times, as the openai SDKs do (they default to 2)")
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=0,
+        help="retry a refused or failed request this many times, as the openai SDKs do (they default to 2)",
+    )
     parser.add_argument("--new-connections", action="store_true", help="a new connection for every request (no keep-alive)")
     parser.add_argument("--rss-pid", type=int, default=0, help="worker process whose RSS to sample")
     parser.add_argument("--keep-records", action="store_true", help="include every stream's record")

@@ -122,7 +122,10 @@ def relay_main(args: argparse.Namespace) -> dict[str, Any]:
         rounds += [relay_cost(mode, args.concurrency, args.streams, args.tokens, args.interval) for mode in MODES]
     medians = {mode: median_of([r for r in rounds if r["mode"] == mode], "cpu_us_per_token") for mode in MODES}
     return {
-        "measure": "relay", "concurrency": args.concurrency, "tokens": args.tokens, "interval_s": args.interval,
+        "measure": "relay",
+        "concurrency": args.concurrency,
+        "tokens": args.tokens,
+        "interval_s": args.interval,
         "cpu_us_per_token": medians,
         "relay_us_per_token": {mode: round(medians[mode] - medians["bare"], 2) for mode in MODES[1:]},
         "rounds": rounds,
@@ -163,7 +166,10 @@ def greenlet_main(args: argparse.Namespace) -> dict[str, Any]:
     for depth in (0, 5, MODEL_DEPTH):
         child = subprocess.run(
             [sys.executable, "-m", "bench.micro", "greenlet", "--greenlets", str(args.greenlets), "--depth", str(depth)],
-            capture_output=True, text=True, check=True, timeout=120,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
         )
         result["kb_per_greenlet"][f"depth {depth}"] = json.loads(child.stdout)["kb_per_greenlet"]
     return result

@@ -40,8 +40,10 @@ APPS = {
     # the line, the schedule of Retry-After and the gate (the defaults)
     "service": ("service", {"WEBAPP_ADAPTIVE_ADMISSION": "true"}),
     # admission as it was before the line: lag-only, refused at once in the view, a fixed Retry-After
-    "service-lag-only": ("service", {"WEBAPP_ADAPTIVE_ADMISSION": "true", "WEBAPP_ADMISSION_START_BUDGET_MS": "0",
-                                     "WEBAPP_ADMISSION_GATE": "false"}),
+    "service-lag-only": (
+        "service",
+        {"WEBAPP_ADAPTIVE_ADMISSION": "true", "WEBAPP_ADMISSION_START_BUDGET_MS": "0", "WEBAPP_ADMISSION_GATE": "false"},
+    ),
     "service-no-adaptive": ("service", {"WEBAPP_ADAPTIVE_ADMISSION": "false"}),
     "fastapi": ("fastapi", {}),
     "flask-gevent": ("flask-gevent", {}),
@@ -77,8 +79,21 @@ class OpenLoop:
     def run(self, app: str, server: Child, target: Target, *, burst: int = 0, rate: float = 0.0, multiple: float = 0.0) -> dict[str, Any]:
         bench = self.bench
         seconds = self.args.seconds if rate else self.args.sampler_seconds
-        common = ["--url", server.url, "--path", target.path, "--mode", target.mode, "--tokens", str(self.args.tokens),
-                  "--interval", str(self.args.interval), "--stream-timeout", "120", "--keep-records"]
+        common = [
+            "--url",
+            server.url,
+            "--path",
+            target.path,
+            "--mode",
+            target.mode,
+            "--tokens",
+            str(self.args.tokens),
+            "--interval",
+            str(self.args.interval),
+            "--stream-timeout",
+            "120",
+            "--keep-records",
+        ]
         command = [PYTHON, "-m", "bench.load", "--app", app, *common, "--max-retries", str(self.args.max_retries)]
         command += ["--rate", str(rate), "--duration", str(seconds)] if rate else ["--burst", "--concurrency", str(burst)]
         sampler_out = bench.logs / "sampler.json"
@@ -87,9 +102,27 @@ class OpenLoop:
         bench.wait_quiet()
         log(f"{app}: {'burst of ' + str(burst) if burst else f'Poisson {rate:.1f}/s ({multiple:g}x) for {seconds:g}s'}")
         sampler = subprocess.Popen(
-            [PYTHON, "-m", "bench.load", "--app", "sampler", *common, "--rate", str(SAMPLER_RATE), "--duration", str(seconds),
-             "--seed", "99", "--out", str(sampler_out)],
-            cwd=ROOT, env=clean_env(""), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_setup(bench.load_cpus),
+            [
+                PYTHON,
+                "-m",
+                "bench.load",
+                "--app",
+                "sampler",
+                *common,
+                "--rate",
+                str(SAMPLER_RATE),
+                "--duration",
+                str(seconds),
+                "--seed",
+                "99",
+                "--out",
+                str(sampler_out),
+            ],
+            cwd=ROOT,
+            env=clean_env(""),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=child_setup(bench.load_cpus),
         )
         started = time.monotonic()
         result = run_json(command, out=bench.scratch, timeout=seconds + 400, env=clean_env(""), cpus=bench.load_cpus)

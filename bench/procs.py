@@ -70,8 +70,17 @@ def http_json(port: int, method: str, path: str, body: Any = None, timeout: floa
 class Child:
     """One server process (and whatever it forks), logging to a file."""
 
-    def __init__(self, name: str, command: list[str], *, port: int, env: Mapping[str, str], log_dir: Path,
-                 cpus: Sequence[int] | None = None, ready_path: str = "/healthz") -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        port: int,
+        env: Mapping[str, str],
+        log_dir: Path,
+        cpus: Sequence[int] | None = None,
+        ready_path: str = "/healthz",
+    ) -> None:
         self.name = name
         self.command = command
         self.port = port
@@ -88,8 +97,15 @@ class Child:
 
     def start(self, timeout: float = 60.0) -> "Child":
         with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True, preexec_fn=child_setup(self.cpus))
+            self.popen = subprocess.Popen(
+                self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=child_setup(self.cpus),
+            )
         self.wait_ready(timeout)
         return self
 
@@ -163,8 +179,9 @@ def cpu_seconds(pid: int) -> float:
 def busy_seconds(cpu: int | None) -> float:
     """CPU time spent busy (anything but idle) so far, on one CPU or on all of them."""
     times = psutil.cpu_times(percpu=True)[cpu] if cpu is not None else psutil.cpu_times()
-    return float(times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
-                 + getattr(times, "steal", 0.0))
+    return float(
+        times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0) + getattr(times, "steal", 0.0)
+    )
 
 
 def children_cpu_seconds() -> float:
@@ -173,13 +190,20 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_json(command: list[str], *, out: Path, timeout: float, env: Mapping[str, str] | None = None,
-             cpus: Sequence[int] | None = None) -> dict[str, Any]:
+def run_json(
+    command: list[str], *, out: Path, timeout: float, env: Mapping[str, str] | None = None, cpus: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Run a measuring child (load generator, ceiling) to completion and read its JSON output."""
     out.unlink(missing_ok=True)
-    proc = subprocess.Popen([*command, "--out", str(out)], cwd=ROOT, env=dict(env or os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=child_setup(cpus))
+    proc = subprocess.Popen(
+        [*command, "--out", str(out)],
+        cwd=ROOT,
+        env=dict(env or os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=child_setup(cpus),
+    )
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

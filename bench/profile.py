@@ -38,8 +38,15 @@ def start(pid: int, duration: float, out_dir: Path, cpus: Sequence[int] | None) 
     procs = []
     for fmt, name in (("flamegraph", "profile.svg"), ("raw", "profile-stacks.txt")):
         log = open(out_dir / f"{name}.log", "wb")
-        procs.append(subprocess.Popen([exe, *common, "--format", fmt, "-o", str(out_dir / name)], stdout=log,
-                                      stderr=subprocess.STDOUT, preexec_fn=child_setup(cpus), start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [exe, *common, "--format", fmt, "-o", str(out_dir / name)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=child_setup(cpus),
+                start_new_session=True,
+            )
+        )
     return procs
 
 

@@ -30,8 +30,15 @@ from bench.procs import PYTHON, Child, cpu_seconds, free_port, run_json
 from bench.run import BENCH_DIR, log
 from bench.servers import clean_env
 
-HELD = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "60000", "WEBAPP_MAX_CONCURRENT_STREAMS": "1",
-        "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING", "GUNICORN_WORKERS": "1", "GUNICORN_ACCESSLOG": ""}
+HELD = {
+    "WEBAPP_PROVIDER": "scripted",
+    "WEBAPP_SCRIPTED_TTFT_MS": "60000",
+    "WEBAPP_MAX_CONCURRENT_STREAMS": "1",
+    "WEBAPP_MAX_STREAMS_PER_KEY": "0",
+    "WEBAPP_LOG_LEVEL": "WARNING",
+    "GUNICORN_WORKERS": "1",
+    "GUNICORN_ACCESSLOG": "",
+}
 ROWS = {
     "view": {"WEBAPP_ADMISSION_GATE": "false", "WEBAPP_ADMISSION_START_BUDGET_MS": "0"},
     "gate": {"WEBAPP_ADMISSION_GATE": "true", "WEBAPP_ADMISSION_START_BUDGET_MS": "0"},
@@ -65,10 +72,31 @@ def measure(name: str, env: dict[str, str], args: argparse.Namespace, logs: Path
         time.sleep(1.0)  # the slot is taken
         before = cpu_seconds(worker)
         result = run_json(
-            [PYTHON, "-m", "bench.load", "--url", server.url, "--path", "/api/chat/events", "--mode", "sse", "--tokens", "1",
-             "--interval", "0.01", "--concurrency", str(args.concurrency), "--duration", str(args.seconds), "--stream-timeout", "15",
-             *(["--new-connections"] if new_connections else [])],
-            out=logs / f"{server.name}.json", timeout=args.seconds + 60, env=clean_env(""),
+            [
+                PYTHON,
+                "-m",
+                "bench.load",
+                "--url",
+                server.url,
+                "--path",
+                "/api/chat/events",
+                "--mode",
+                "sse",
+                "--tokens",
+                "1",
+                "--interval",
+                "0.01",
+                "--concurrency",
+                str(args.concurrency),
+                "--duration",
+                str(args.seconds),
+                "--stream-timeout",
+                "15",
+                *(["--new-connections"] if new_connections else []),
+            ],
+            out=logs / f"{server.name}.json",
+            timeout=args.seconds + 60,
+            env=clean_env(""),
         )
         spent = cpu_seconds(worker) - before
     finally:

@@ -20,8 +20,27 @@ from typing import Any, Sequence
 
 from bench.servers import CEILING, CEILING_LABEL, CEILING_RELAY, CEILING_RELAY_LABEL, CEILING_STOCK, CEILING_STOCK_LABEL, TARGETS
 
-PACKAGES = ("flask", "werkzeug", "gunicorn", "gevent", "greenlet", "langchain-core", "langchain-openai", "openai", "httpx2",
-            "httpcore2", "pydantic", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "psutil", "matplotlib", "py-spy")
+PACKAGES = (
+    "flask",
+    "werkzeug",
+    "gunicorn",
+    "gevent",
+    "greenlet",
+    "langchain-core",
+    "langchain-openai",
+    "openai",
+    "httpx2",
+    "httpcore2",
+    "pydantic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "psutil",
+    "matplotlib",
+    "py-spy",
+)
 TOKENS_RATIO_TARGET = 1.3
 CEILING_RATIO_TARGET = 0.85
 SCALE_STREAMS_TARGET = 5000
@@ -40,10 +59,15 @@ def machine(app_cpus: Sequence[int] | None, load_cpus: Sequence[int] | None) -> 
         except metadata.PackageNotFoundError:
             versions[name] = "-"
     return {
-        "cpus": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": sys.version.split()[0], "platform": platform.platform(), "cpu_model": _cpu_model(),
-        "fd_limit": list(resource.getrlimit(resource.RLIMIT_NOFILE)), "packages": versions,
-        "app_cpus": list(app_cpus) if app_cpus else None, "load_cpus": list(load_cpus) if load_cpus else None,
+        "cpus": os.cpu_count(),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "fd_limit": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "packages": versions,
+        "app_cpus": list(app_cpus) if app_cpus else None,
+        "load_cpus": list(load_cpus) if load_cpus else None,
     }
 
 
@@ -107,7 +131,7 @@ def fmt(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        if abs(value) < 0.5 * 10 ** -digits:
+        if abs(value) < 0.5 * 10**-digits:
             value = 0.0  # no "-0"
         return f"{value:,.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
@@ -129,45 +153,79 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     svc_tok, ref_tok, ceil_tok = (median_of(rows, "tokens_per_s") for rows in (svc, ref, ceil))
     tok = ratio(svc_tok, ref_tok)
-    out.append({"target": f"tokens/s >= {TOKENS_RATIO_TARGET}x FastAPI reference", "where": where,
-                "measured": f"{times(tok)} ({fmt(svc_tok)} vs {fmt(ref_tok)})",
-                "passed": None if tok is None else tok >= TOKENS_RATIO_TARGET})
+    out.append(
+        {
+            "target": f"tokens/s >= {TOKENS_RATIO_TARGET}x FastAPI reference",
+            "where": where,
+            "measured": f"{times(tok)} ({fmt(svc_tok)} vs {fmt(ref_tok)})",
+            "passed": None if tok is None else tok >= TOKENS_RATIO_TARGET,
+        }
+    )
     svc_ttft, ref_ttft = median_of(svc, "ttft_p99_ms"), median_of(ref, "ttft_p99_ms")
     ttft = ratio(svc_ttft, ref_ttft)
-    out.append({"target": "TTFT p99 no worse than the FastAPI reference", "where": where,
-                "measured": f"{times(ttft)} ({fmt(svc_ttft)} ms vs {fmt(ref_ttft)} ms)",
-                "passed": None if ttft is None else ttft <= 1.0})
+    out.append(
+        {
+            "target": "TTFT p99 no worse than the FastAPI reference",
+            "where": where,
+            "measured": f"{times(ttft)} ({fmt(svc_ttft)} ms vs {fmt(ref_ttft)} ms)",
+            "passed": None if ttft is None else ttft <= 1.0,
+        }
+    )
     errors = sum(r["error_total"] for r in svc)
-    out.append({"target": "zero errors (service)", "where": where.split(",")[0] + (f", all {len(svc)} rounds" if len(svc) > 1 else ""),
-                "measured": "-" if not svc else f"{errors} errors in {sum(r['streams'] for r in svc)} streams",
-                "passed": None if not svc else errors == 0})
+    out.append(
+        {
+            "target": "zero errors (service)",
+            "where": where.split(",")[0] + (f", all {len(svc)} rounds" if len(svc) > 1 else ""),
+            "measured": "-" if not svc else f"{errors} errors in {sum(r['streams'] for r in svc)} streams",
+            "passed": None if not svc else errors == 0,
+        }
+    )
     cr = ratio(svc_tok, ceil_tok)
-    out.append({"target": f"tokens/s >= {CEILING_RATIO_TARGET}x bare in-process ceiling", "where": where,
-                "measured": f"{times(cr)} ({fmt(svc_tok)} vs {fmt(ceil_tok)})",
-                "passed": None if cr is None else cr >= CEILING_RATIO_TARGET})
+    out.append(
+        {
+            "target": f"tokens/s >= {CEILING_RATIO_TARGET}x bare in-process ceiling",
+            "where": where,
+            "measured": f"{times(cr)} ({fmt(svc_tok)} vs {fmt(ceil_tok)})",
+            "passed": None if cr is None else cr >= CEILING_RATIO_TARGET,
+        }
+    )
     relay = rounds_of(results, CEILING_RELAY, c) if c else []
     if relay:
         relay_tok = median_of(relay, "tokens_per_s")
         rr = ratio(relay_tok, ceil_tok)
-        out.append({"target": "(breakdown) the relay alone, without HTTP: through Generation + Relay / ceiling", "where": where,
-                    "measured": f"{times(rr)} ({fmt(relay_tok)} vs {fmt(ceil_tok)}); HTTP serving: "
-                                f"{times(ratio(svc_tok, relay_tok))} of the relay's rate",
-                    "passed": "info"})
+        out.append(
+            {
+                "target": "(breakdown) the relay alone, without HTTP: through Generation + Relay / ceiling",
+                "where": where,
+                "measured": f"{times(rr)} ({fmt(relay_tok)} vs {fmt(ceil_tok)}); HTTP serving: "
+                f"{times(ratio(svc_tok, relay_tok))} of the relay's rate",
+                "passed": "info",
+            }
+        )
     floor = rounds_of(results, "flask-floor", c) if c else []
     if floor:
         floor_tok = median_of(floor, "tokens_per_s")
-        out.append({"target": "(breakdown) the HTTP floor: a bare Flask generator on the service's client, gunicorn gevent / ceiling",
-                    "where": where,
-                    "measured": f"{times(ratio(floor_tok, ceil_tok))} ({fmt(floor_tok)} vs {fmt(ceil_tok)}); the service, "
-                                f"with its relay, is {times(ratio(svc_tok, floor_tok))} of it",
-                    "passed": "info"})
+        out.append(
+            {
+                "target": "(breakdown) the HTTP floor: a bare Flask generator on the service's client, gunicorn gevent / ceiling",
+                "where": where,
+                "measured": f"{times(ratio(floor_tok, ceil_tok))} ({fmt(floor_tok)} vs {fmt(ceil_tok)}); the service, "
+                f"with its relay, is {times(ratio(svc_tok, floor_tok))} of it",
+                "passed": "info",
+            }
+        )
     stock = rounds_of(results, CEILING_STOCK, c) if c else []
     if stock:
         stock_tok = median_of(stock, "tokens_per_s")
-        out.append({"target": "(breakdown) the service / the bare loop on a stock ChatOpenAI (no HTTP)", "where": where,
-                    "measured": f"{times(ratio(svc_tok, stock_tok))} ({fmt(svc_tok)} vs {fmt(stock_tok)}); the ceiling above "
-                                f"is {times(ratio(ceil_tok, stock_tok))} of it: the service's client changes",
-                    "passed": "info"})
+        out.append(
+            {
+                "target": "(breakdown) the service / the bare loop on a stock ChatOpenAI (no HTTP)",
+                "where": where,
+                "measured": f"{times(ratio(svc_tok, stock_tok))} ({fmt(svc_tok)} vs {fmt(stock_tok)}); the ceiling above "
+                f"is {times(ratio(ceil_tok, stock_tok))} of it: the service's client changes",
+                "passed": "info",
+            }
+        )
 
     scale = results.get("scale")
     if scale:

@@ -72,9 +72,29 @@ def _tree_cpu(pids: list[int]) -> float:
 
 def measure(row: Row, per_worker: int, seconds: float, scratch: Path, upstream: Child) -> dict[str, Any]:
     concurrency = per_worker * row.workers
-    command = [PYTHON, "-m", "bench.load", "--url", row.url, "--path", "/api/chat/events", "--mode", "sse", "--app", row.name,
-               "--concurrency", str(concurrency), "--tokens", str(TOKENS), "--interval", str(INTERVAL),
-               "--duration", str(seconds), "--stream-timeout", "120"]
+    command = [
+        PYTHON,
+        "-m",
+        "bench.load",
+        "--url",
+        row.url,
+        "--path",
+        "/api/chat/events",
+        "--mode",
+        "sse",
+        "--app",
+        row.name,
+        "--concurrency",
+        str(concurrency),
+        "--tokens",
+        str(TOKENS),
+        "--interval",
+        str(INTERVAL),
+        "--duration",
+        str(seconds),
+        "--stream-timeout",
+        "120",
+    ]
     assert upstream.popen is not None
     apps = [p.popen.pid for p in row.parts if isinstance(p, Child) and p.popen is not None]
     proxies = [p.process.pid for p in row.parts if not isinstance(p, Child) and getattr(p, "process", None) is not None]
@@ -83,13 +103,17 @@ def measure(row: Row, per_worker: int, seconds: float, scratch: Path, upstream: 
     result = run_json(command, out=scratch, timeout=seconds + 240, env=clean_env(""))
     elapsed = time.monotonic() - started
     app_cpu = _tree_cpu(apps) - apps0
-    return {"tokens_per_s": result["tokens_per_s_window"], "streams_completed": result.get("completed"),
-            "errors": result.get("errors"), "ttft_p99_ms": result.get("ttft_p99_ms"),
-            "app_cpu_pct": round(100 * app_cpu / elapsed, 1),
-            "tokens_per_app_cpu_s": round(result["tokens_total"] / app_cpu) if app_cpu else None,
-            "nginx_cpu_pct": round(100 * (_tree_cpu(proxies) - proxies0) / elapsed, 1),
-            "loadgen_cpu_pct": round(100 * result.get("loadgen_cpu_s", 0) / elapsed, 1),
-            "upstream_cpu_pct": round(100 * (cpu_seconds(upstream.popen.pid) - before) / elapsed, 1)}
+    return {
+        "tokens_per_s": result["tokens_per_s_window"],
+        "streams_completed": result.get("completed"),
+        "errors": result.get("errors"),
+        "ttft_p99_ms": result.get("ttft_p99_ms"),
+        "app_cpu_pct": round(100 * app_cpu / elapsed, 1),
+        "tokens_per_app_cpu_s": round(result["tokens_total"] / app_cpu) if app_cpu else None,
+        "nginx_cpu_pct": round(100 * (_tree_cpu(proxies) - proxies0) / elapsed, 1),
+        "loadgen_cpu_pct": round(100 * result.get("loadgen_cpu_s", 0) / elapsed, 1),
+        "upstream_cpu_pct": round(100 * (cpu_seconds(upstream.popen.pid) - before) / elapsed, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,8 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     from tests.support.proxies import Nginx, Variant, nginx_server  # the shipped conf/nginx.conf, as the tests run it
 
     port = free_port()
-    upstream = Child("upstream", [PYTHON, "-m", "bench.upstream", "--port", str(port), "--tokens", str(TOKENS),
-                                  "--interval", str(INTERVAL)], port=port, env=clean_env(""), log_dir=logs, ready_path="/bench/stats")
+    upstream = Child(
+        "upstream",
+        [PYTHON, "-m", "bench.upstream", "--port", str(port), "--tokens", str(TOKENS), "--interval", str(INTERVAL)],
+        port=port,
+        env=clean_env(""),
+        log_dir=logs,
+        ready_path="/bench/stats",
+    )
     upstream.start()
     upstream_url = f"{upstream.url}/v1"
 
@@ -148,8 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = []
     for row in rows:
         median = statistics.median(f["tokens_per_s"] for f in found[row.name])
-        summary.append({"row": row.name, "workers": row.workers, "tokens_per_s": median, "ratio": round(median / base, 2),
-                        "rounds": found[row.name]})
+        summary.append(
+            {"row": row.name, "workers": row.workers, "tokens_per_s": median, "ratio": round(median / base, 2), "rounds": found[row.name]}
+        )
     out = {"per_worker": args.per_worker, "seconds": args.seconds, "rounds": args.rounds, "rows": summary}
     (args.out / "scaling.json").write_text(json.dumps(out, indent=2) + "\n")
     (args.out / "SCALING.md").write_text(table(out))

@@ -82,7 +82,7 @@ def checkpointer_costs(postgres_url: str | None, turns: int) -> dict[str, Any]:
     return rows
 
 
-_LOOP_PROBE = r'''
+_LOOP_PROBE = r"""
 import gevent.monkey; gevent.monkey.patch_all()
 import json, sys, time, gevent
 kind, target = sys.argv[1], sys.argv[2]
@@ -107,14 +107,14 @@ ticker = gevent.spawn(tick)
 took = work()
 stop = True; ticker.join()
 print(json.dumps({"query_s": round(took, 3), "max_tick_gap_ms": round(max(gaps) * 1000, 1), "ticks": len(gaps)}))
-'''
+"""
 
-_SQLITE_HOLDER = r'''
+_SQLITE_HOLDER = r"""
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None); conn.execute("PRAGMA journal_mode=WAL")
 conn.execute("BEGIN IMMEDIATE"); conn.execute("INSERT INTO t VALUES (0)"); print("held", flush=True)
 time.sleep(1.0); conn.execute("COMMIT")
-'''
+"""
 
 
 def loop_probes(postgres_url: str | None) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def report(costs: dict[str, Any], probes: dict[str, Any], postgres: str | None) 
         "# Threads: what checkpoints cost, and whether the database holds the loop",
         "",
         f"`python -m bench.threads`: the demo thread agent on the scripted model (no delays), {TURNS} turns of"
-        " \"what time is it\" (model, tool, model) over 8 threads, per checkpointer. Per step: the turn's time over"
+        ' "what time is it" (model, tool, model) over 8 threads, per checkpointer. Per step: the turn\'s time over'
         " InMemorySaver's, divided by the checkpoints a turn writes." + ("" if postgres else " (PostgreSQL was not available.)"),
         "",
         "| checkpointer | turn p50 ms | checkpoints per turn | added per turn ms | per step µs |",
@@ -148,12 +148,21 @@ def report(costs: dict[str, Any], probes: dict[str, Any], postgres: str | None) 
     ]
     for name, row in costs.items():
         lines.append(f"| {name} | {row['turn_p50_ms']} | {row['steps_per_turn']} | {row['added_per_turn_ms']} | {row['per_step_us']:.0f} |")
-    lines += ["", "Under gevent, a greenlet ticking every 10 ms beside one slow database call:", "",
-              "| call | call took s | largest tick gap ms |", "|---|---|---|"]
+    lines += [
+        "",
+        "Under gevent, a greenlet ticking every 10 ms beside one slow database call:",
+        "",
+        "| call | call took s | largest tick gap ms |",
+        "|---|---|---|",
+    ]
     for name, row in probes.items():
         lines.append(f"| {name} | {row['query_s']} | {row['max_tick_gap_ms']} |")
-    lines += ["", "A gap near 10 ms: the call waited cooperatively, other streams went on. A gap near the call's time: it held the"
-              " worker's loop (sqlite3 waits for a lock in C; keep SQLite for one host's few workers, or use PostgreSQL).", ""]
+    lines += [
+        "",
+        "A gap near 10 ms: the call waited cooperatively, other streams went on. A gap near the call's time: it held the"
+        " worker's loop (sqlite3 waits for a lock in C; keep SQLite for one host's few workers, or use PostgreSQL).",
+        "",
+    ]
     return "\n".join(lines)
 
 

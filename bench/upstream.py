@@ -87,8 +87,14 @@ class Frames:
     """The pre-encoded HTTP chunks of one streamed answer, shaped like OpenAI's."""
 
     def __init__(self, model: str, tokens: int) -> None:
-        base = {"id": COMPLETION_ID, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                "service_tier": "default", "system_fingerprint": "fp_bench"}
+        base = {
+            "id": COMPLETION_ID,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_bench",
+        }
 
         def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
             return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
@@ -149,13 +155,17 @@ class Upstream:
 
 def _response(status: int, body: bytes, content_type: str = "application/json", keep_alive: bool = True) -> bytes:
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
-    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
-            f"connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
+        f"connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    )
     return head.encode() + body
 
 
-STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-               b"transfer-encoding: chunked\r\ncache-control: no-cache\r\nconnection: keep-alive\r\n\r\n")
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+    b"transfer-encoding: chunked\r\ncache-control: no-cache\r\nconnection: keep-alive\r\n\r\n"
+)
 
 
 class Connection(asyncio.Protocol):
@@ -226,9 +236,21 @@ class Connection(asyncio.Protocol):
         model = str(body.get("model") or "bench-model")
         config = self.upstream.config
         if not body.get("stream"):
-            answer = {"id": COMPLETION_ID, "object": "chat.completion", "created": int(time.time()), "model": model,
-                      "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(config.tokens)},
-                                   "logprobs": None, "finish_reason": "stop"}], "usage": usage(config.tokens)}
+            answer = {
+                "id": COMPLETION_ID,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer_text(config.tokens)},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage(config.tokens),
+            }
             data = _response(200, json.dumps(answer).encode(), keep_alive=keep_alive)
             delay = config.ttft + config.interval * max(0, config.tokens - 1)
             self.timer = self.loop.call_later(delay, self._write, data)

@@ -48,4 +48,4 @@ def ask() -> ResponseReturnValue:
 
 @app.get("/")
 def index() -> ResponseReturnValue:
-    return "POST /ask with {\"question\": ...} to stream the agent.\n"
+    return 'POST /ask with {"question": ...} to stream the agent.\n'

@@ -48,8 +48,9 @@ def build_model() -> BaseChatModel:
     from uncut.scripted import ScriptedChatModel
 
     tokens = os.environ.get("EXAMPLE_TOKENS")
-    return ScriptedChatModel(tokens=int(tokens) if tokens else None, ttft=0.05,
-                             interval=float(os.environ.get("EXAMPLE_INTERVAL_SECONDS", "0.05")))
+    return ScriptedChatModel(
+        tokens=int(tokens) if tokens else None, ttft=0.05, interval=float(os.environ.get("EXAMPLE_INTERVAL_SECONDS", "0.05"))
+    )
 
 
 agent = create_agent(build_model(), [], system_prompt="Answer in a few plain sentences.", checkpointer=InMemorySaver())

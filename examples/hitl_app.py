@@ -67,7 +67,9 @@ def send_email(to: str, subject: str, body: str) -> str:
 DATABASE = os.environ.get("EXAMPLE_THREADS_DB", "threads.db")
 checkpoints = SqliteSaver(sqlite3.connect(DATABASE, check_same_thread=False))
 agent = create_agent(
-    build_model(), [send_email], checkpointer=checkpoints,
+    build_model(),
+    [send_email],
+    checkpointer=checkpoints,
     middleware=[HumanInTheLoopMiddleware(interrupt_on={"send_email": True})],
     system_prompt="Send emails with the send_email tool when asked.",
 )
@@ -111,4 +113,4 @@ def ui_chat() -> ResponseReturnValue:
 
 @app.get("/")
 def index() -> ResponseReturnValue:
-    return "POST /threads, then POST /threads/<id>/events with {\"message\"} or {\"resume\"}; or useChat at /ui/chat.\n"
+    return 'POST /threads, then POST /threads/<id>/events with {"message"} or {"resume"}; or useChat at /ui/chat.\n'

@@ -52,7 +52,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     if path == "/ui/chat" and method == "POST":
         return ui_chat(environ, start_response)
     if path.startswith("/ui/chat/") and path.endswith("/stream") and method == "GET":
-        chat_id = path[len("/ui/chat/"):-len("/stream")]
+        chat_id = path[len("/ui/chat/") : -len("/stream")]
         try:
             valid_chat_id(chat_id)
         except InvalidUIRequest as exc:

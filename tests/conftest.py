@@ -21,7 +21,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--group", choices=("all", "shared", "alone"), default="all",
+        "--group",
+        choices=("all", "shared", "alone"),
+        default="all",
         help="shared: only tests that may run beside others (pytest-xdist -n); alone: only those marked alone",
     )
 
@@ -34,6 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep = [item for item in items if (item.get_closest_marker("alone") is not None) == (group == "alone")]
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])
     items[:] = keep
+
 
 # -- the leak guard: nothing the run started outlives it ---------------------------------------
 # Each pytest process (a plain run, the xdist controller, each worker) marks what it starts and, at its
@@ -87,8 +90,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 def _leak_report(found: list[str]) -> str:
     lines = [f"LEAKED PROCESS {leak}" for leak in found]
-    return "\n".join([*lines, f"{len(found)} process(es) started by the tests were still running at the end: "
-                       "killed, and the run fails. Stop what a fixture starts on every path (see docs/ARCHITECTURE.md)."])
+    return "\n".join(
+        [
+            *lines,
+            f"{len(found)} process(es) started by the tests were still running at the end: "
+            "killed, and the run fails. Stop what a fixture starts on every path (see docs/ARCHITECTURE.md).",
+        ]
+    )
 
 
 # A fast scripted model so app-level tests take milliseconds, not seconds.

@@ -41,6 +41,19 @@ from uncut.threads import ThreadError
 __version__ = "0.2.0"
 
 __all__ = [
-    "CONTENT_TYPES", "HEADERS", "EventLogStore", "MemoryStore", "OptionError", "ScriptedChatModel", "StoreUnavailable", "StreamArgs",
-    "StreamBody", "StreamNotFound", "StreamOptions", "StreamRefused", "Streams", "ThreadError", "__version__",
+    "CONTENT_TYPES",
+    "HEADERS",
+    "EventLogStore",
+    "MemoryStore",
+    "OptionError",
+    "ScriptedChatModel",
+    "StoreUnavailable",
+    "StreamArgs",
+    "StreamBody",
+    "StreamNotFound",
+    "StreamOptions",
+    "StreamRefused",
+    "Streams",
+    "ThreadError",
+    "__version__",
 ]

@@ -19,8 +19,16 @@ from uncut.eventlog import Event
 # A failed non-streaming answer's HTTP status, by its error type; other upstream_* are 502, anything else 500.
 # too_large is the client's to fix (ask for less: max_tokens), so a 4xx, and never retried (x-should-retry: false).
 FAILURE_STATUS = {
-    "rate_limited": 429, "upstream_timeout": 504, "timeout": 504, "too_large": 422, "cancelled": 499,
-    "client_disconnected": 499, "slow_client": 499, "server_shutdown": 503, "store_unavailable": 503, "producer_lost": 503,
+    "rate_limited": 429,
+    "upstream_timeout": 504,
+    "timeout": 504,
+    "too_large": 422,
+    "cancelled": 499,
+    "client_disconnected": 499,
+    "slow_client": 499,
+    "server_shutdown": 503,
+    "store_unavailable": 503,
+    "producer_lost": 503,
 }
 CLIENT_GONE = CLIENT_DISCONNECTED["error"]
 
@@ -96,8 +104,7 @@ class Answer:
     def tool_calls(self) -> list[dict[str, Any]]:
         """The calls in OpenAI's shape, their arguments as the model sent them."""
         return [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": "".join(call.args)}}
-            for call in self._calls
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": "".join(call.args)}} for call in self._calls
         ]
 
     def error(self) -> dict[str, Any]:

@@ -74,7 +74,8 @@ def _batched_problems(request: Mapping[str, Any], answer: Any, tools: Mapping[st
         return [f"{len(decisions)} decision(s) for {len(actions)} action request(s) ({names}): one each, in order"]
     allowed_by_name = {
         config.get("action_name"): list(config.get("allowed_decisions") or [])
-        for config in request["review_configs"] if isinstance(config, Mapping)
+        for config in request["review_configs"]
+        if isinstance(config, Mapping)
     }
     problems: list[str] = []
     for index, (action, decision) in enumerate(zip(actions, decisions)):

@@ -24,9 +24,7 @@ __all__ = ["AsyncCallbackError", "check_sync_handlers"]
 
 log = logging.getLogger(__name__)
 
-_EVENT_METHODS = tuple(
-    name for name, _ in inspect.getmembers(BaseCallbackHandler, inspect.isfunction) if name.startswith("on_")
-)
+_EVENT_METHODS = tuple(name for name, _ in inspect.getmembers(BaseCallbackHandler, inspect.isfunction) if name.startswith("on_"))
 _IGNORE_FLAGS = tuple(
     name for name, value in inspect.getmembers(BaseCallbackHandler) if name.startswith("ignore_") and isinstance(value, property)
 )

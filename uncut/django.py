@@ -41,9 +41,25 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer
 
 __all__ = [
-    "StreamArgs", "StreamNotFound", "StreamRefused", "agent_server_urls", "answer_response", "cancel_stream", "openai_response",
-    "refusal_response", "responses_response", "resume_response", "resume_ui_message_response", "sse_response", "start_stream",
-    "stream_status", "streams", "text_response", "thread_response", "ui_message_response", "ui_thread_response",
+    "StreamArgs",
+    "StreamNotFound",
+    "StreamRefused",
+    "agent_server_urls",
+    "answer_response",
+    "cancel_stream",
+    "openai_response",
+    "refusal_response",
+    "responses_response",
+    "resume_response",
+    "resume_ui_message_response",
+    "sse_response",
+    "start_stream",
+    "stream_status",
+    "streams",
+    "text_response",
+    "thread_response",
+    "ui_message_response",
+    "ui_thread_response",
 ]
 
 OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
@@ -56,7 +72,10 @@ def streams() -> Streams:
     configured: Mapping[str, Any] = getattr(settings, "UNCUT", {}) or {}
     options = StreamOptions.from_mapping(StreamOptions(), {k: v for k, v in configured.items() if k not in OBJECTS})
     return Streams(
-        options, store=configured.get("STORE"), leases=configured.get("LEASES"), callbacks=configured.get("CALLBACKS", ()),
+        options,
+        store=configured.get("STORE"),
+        leases=configured.get("LEASES"),
+        callbacks=configured.get("CALLBACKS", ()),
         metadata=configured.get("METADATA"),
     )
 
@@ -84,8 +103,9 @@ def _who(request: HttpRequest, args: StreamArgs) -> dict[str, Any]:
     return {**args, "client": client if client is not None else request.META.get("REMOTE_ADDR")}
 
 
-def _started(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, args: StreamArgs,
-             **extra: Any) -> Relay | HttpResponse:
+def _started(
+    request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, args: StreamArgs, **extra: Any
+) -> Relay | HttpResponse:
     """A run for this request, or the response that refuses it."""
     try:
         return streams().run(runnable, input, surface=surface, environ=request.META, **_who(request, args), **extra)
@@ -93,8 +113,15 @@ def _started(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], i
         return refusal_response(refused, surface)
 
 
-def _stream(request: HttpRequest, surface: str, runnable: Runnable[Any, Any], input: Any, args: StreamArgs,
-            body_args: Mapping[str, Any] | None = None, **extra: Any) -> HttpResponse:
+def _stream(
+    request: HttpRequest,
+    surface: str,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    args: StreamArgs,
+    body_args: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> HttpResponse:
     relay = _started(request, surface, runnable, input, args, **extra)
     return relay if isinstance(relay, HttpResponse) else _streaming(request, relay, surface, **(body_args or {}))
 
@@ -110,8 +137,9 @@ def _streaming(request: HttpRequest, relay: Relay, surface: str, **body_args: An
     return _streaming_body(request, Streams.body(relay, surface, **body_args), CONTENT_TYPES[surface], headers_for(surface))
 
 
-def _streaming_body(request: HttpRequest, body: Iterable[bytes], content_type: str, headers: Iterable[tuple[str, str]],
-                    status: int = 200) -> StreamingHttpResponse:
+def _streaming_body(
+    request: HttpRequest, body: Iterable[bytes], content_type: str, headers: Iterable[tuple[str, str]], status: int = 200
+) -> StreamingHttpResponse:
     # Django keeps the body's close() (StreamBody's) and calls it when the server closes the response.
     response = StreamingHttpResponse(body, status=status, content_type=content_type)
     for name, value in headers:
@@ -148,8 +176,15 @@ def thread_response(
     """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
     try:
         relay = streams().run_thread(
-            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=request.META,
-            lease_seconds=lease_seconds, **_who(request, args),
+            graph,
+            thread_id,
+            input=input,
+            resume=resume,
+            reject_pending=reject_pending,
+            surface="sse",
+            environ=request.META,
+            lease_seconds=lease_seconds,
+            **_who(request, args),
         )
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused)
@@ -162,7 +197,12 @@ def text_response(request: HttpRequest, runnable: Runnable[Any, Any], input: Any
 
 
 def ui_message_response(
-    request: HttpRequest, runnable: Runnable[Any, Any], input: Any, *, chat_id: str | None = None, **args: Unpack[StreamArgs],
+    request: HttpRequest,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    chat_id: str | None = None,
+    **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """Stream as the Vercel AI SDK's UI message stream (``useChat``); with ``chat_id``, resumable by it.
 
@@ -172,20 +212,30 @@ def ui_message_response(
 
 
 def ui_thread_response(
-    request: HttpRequest, graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None,
-    lease_seconds: float = LEASE_TTL_SECONDS, **args: Unpack[StreamArgs],
+    request: HttpRequest,
+    graph: Runnable[Any, Any],
+    chat: UIChatRequest,
+    *,
+    thread_id: str | None = None,
+    lease_seconds: float = LEASE_TTL_SECONDS,
+    **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
     try:
-        relay = streams().run_chat_thread(graph, chat, thread_id=thread_id, environ=request.META, lease_seconds=lease_seconds,
-                                          **_who(request, args))
+        relay = streams().run_chat_thread(
+            graph, chat, thread_id=thread_id, environ=request.META, lease_seconds=lease_seconds, **_who(request, args)
+        )
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused, "ui")
     return _streaming(request, relay, "ui")
 
 
 def resume_ui_message_response(
-    request: HttpRequest, chat_id: str, *, owner: str | None = None, client: str | None = None,
+    request: HttpRequest,
+    chat_id: str,
+    *,
+    owner: str | None = None,
+    client: str | None = None,
 ) -> HttpResponse:
     """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none.
 
@@ -200,7 +250,13 @@ def resume_ui_message_response(
 
 
 def openai_response(
-    request: HttpRequest, runnable: Runnable[Any, Any], input: Any, *, model: str, include_usage: bool = False, stream: bool = True,
+    request: HttpRequest,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    model: str,
+    include_usage: bool = False,
+    stream: bool = True,
     **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]``; with ``stream=False``, the whole ``chat.completion``."""
@@ -211,7 +267,12 @@ def openai_response(
 
 
 def responses_response(
-    request: HttpRequest, runnable: Runnable[Any, Any], input: Any, *, echo: Mapping[str, Any], stream: bool = True,
+    request: HttpRequest,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    echo: Mapping[str, Any],
+    stream: bool = True,
     **args: Unpack[StreamArgs],
 ) -> HttpResponse:
     """OpenAI's Responses API events; with ``stream=False``, the final Response object (``echo``: the fields it repeats)."""
@@ -233,13 +294,22 @@ def start_stream(request: HttpRequest, runnable: Runnable[Any, Any], input: Any,
 
 
 def resume_response(
-    request: HttpRequest, stream_id: str, after: int = -1, *, heartbeat_events: bool = False, owner: str | None = None,
+    request: HttpRequest,
+    stream_id: str,
+    after: int = -1,
+    *,
+    heartbeat_events: bool = False,
+    owner: str | None = None,
     client: str | None = None,
 ) -> HttpResponse:
     """SSE of every event after ``after``, then the live tail; 204 when the client has it all. Raises ``StreamNotFound``."""
     try:
         relay = streams().follow(
-            stream_id, after, environ=request.META, heartbeat_events=heartbeat_events, **_who(request, {"owner": owner, "client": client}),
+            stream_id,
+            after,
+            environ=request.META,
+            heartbeat_events=heartbeat_events,
+            **_who(request, {"owner": owner, "client": client}),
         )
     except StreamRefused as refused:
         return refusal_response(refused)
@@ -284,10 +354,13 @@ def agent_server_urls(
     @csrf_exempt  # type: ignore[untyped-decorator]  # django ships no annotations (no django-stubs here)
     def agent_api(request: HttpRequest, path: str = "") -> HttpResponse:
         api = ApiRequest(
-            method=request.method or "GET", path="/" + path, query={k: request.GET.getlist(k) for k in request.GET},
+            method=request.method or "GET",
+            path="/" + path,
+            query={k: request.GET.getlist(k) for k in request.GET},
             headers={k.lower(): v for k, v in request.headers.items()},
             body=request.read(MAX_BODY_BYTES + 1),  # one byte over the limit: the server answers 413
-            owner=(owner(request) if owner is not None else None) or "public", environ=request.META,
+            owner=(owner(request) if owner is not None else None) or "public",
+            environ=request.META,
             client=request.META.get("REMOTE_ADDR"),
         )
         reply: Reply = current().handle(api)

@@ -123,8 +123,12 @@ def load_gunicorn(path: Path) -> dict[str, Any]:
 def app_rules(settings: Budget) -> list[Finding]:
     name = settings.setting_name("heartbeat_seconds")
     return [
-        check("heartbeats on", settings.heartbeat_seconds > 0, f"{name}={settings.heartbeat_seconds:g}",
-              f"set {name} (default 15) below every idle timeout in front of the app"),
+        check(
+            "heartbeats on",
+            settings.heartbeat_seconds > 0,
+            f"{name}={settings.heartbeat_seconds:g}",
+            f"set {name} (default 15) below every idle timeout in front of the app",
+        ),
         *stall_rules(settings),
     ]
 
@@ -143,17 +147,26 @@ def stall_rules(settings: Budget) -> list[Finding]:
     findings = [
         # A first-chunk stall is retried once with the full wait: past the deadline the run would end as a
         # non-retryable `timeout` instead, and a limit at or past it never fires at all.
-        check("first-chunk limit and its retry fit the run deadline", not first or 2 * first < longest,
-              f"{first_name}={first:g}s (twice: {2 * first:g}s), {longest_name}={longest:g}s" if first else f"{first_name}=0 (off)",
-              f"lower {first_name} below half of {longest_name}, or raise {longest_name}"),
-        check("between-chunk limit below the run deadline", not between or between < longest,
-              f"{between_name}={between:g}s, {longest_name}={longest:g}s" if between else f"{between_name}=0 (off)",
-              f"lower {between_name} below {longest_name} (a limit past the deadline never fires)"),
+        check(
+            "first-chunk limit and its retry fit the run deadline",
+            not first or 2 * first < longest,
+            f"{first_name}={first:g}s (twice: {2 * first:g}s), {longest_name}={longest:g}s" if first else f"{first_name}=0 (off)",
+            f"lower {first_name} below half of {longest_name}, or raise {longest_name}",
+        ),
+        check(
+            "between-chunk limit below the run deadline",
+            not between or between < longest,
+            f"{between_name}={between:g}s, {longest_name}={longest:g}s" if between else f"{between_name}=0 (off)",
+            f"lower {between_name} below {longest_name} (a limit past the deadline never fires)",
+        ),
         # A pause no longer than one heartbeat interval is one the heartbeats were built to carry: a limit
         # there cuts healthy pauses (and is most often a unit mistake).
-        check("between-chunk limit > heartbeat", not between or not heartbeat or between > heartbeat,
-              f"{between_name}={between:g}s, {heartbeat_name}={heartbeat:g}s" if between else f"{between_name}=0 (off)",
-              f"raise {between_name} above the heartbeat (default 60)"),
+        check(
+            "between-chunk limit > heartbeat",
+            not between or not heartbeat or between > heartbeat,
+            f"{between_name}={between:g}s, {heartbeat_name}={heartbeat:g}s" if between else f"{between_name}=0 (off)",
+            f"raise {between_name} above the heartbeat (default 60)",
+        ),
     ]
     client_timeout = getattr(settings, "upstream_timeout_seconds", None)  # the service's openai client read timeout
     if client_timeout is not None:
@@ -161,9 +174,14 @@ def stall_rules(settings: Budget) -> list[Finding]:
         limits = [(n, v) for n, v in ((first_name, first), (between_name, between)) if v]
         too_long = [f"{n}={v:g}s" for n, v in limits if v >= client_timeout]
         # The client's own read timeout would end the wait first: as an error mid-call, never retried.
-        findings.append(check("stall limits below the upstream client timeout", not too_long,
-                              f"{', '.join(f'{n}={v:g}s' for n, v in limits) or 'stall limits off'}, {client_name}={client_timeout:g}s",
-                              f"raise {client_name} above {', '.join(too_long)}, or lower those"))
+        findings.append(
+            check(
+                "stall limits below the upstream client timeout",
+                not too_long,
+                f"{', '.join(f'{n}={v:g}s' for n, v in limits) or 'stall limits off'}, {client_name}={client_timeout:g}s",
+                f"raise {client_name} above {', '.join(too_long)}, or lower those",
+            )
+        )
     return findings
 
 
@@ -172,24 +190,46 @@ def gunicorn_rules(conf: dict[str, Any], settings: Budget) -> list[Finding]:
     is_gevent = "gevent" in worker
     longest = settings.max_stream_seconds
     findings = [
-        check("gunicorn worker class", worker not in ("sync", "syncworker"), f"worker_class={conf['worker_class']}",
-              "use worker_class = 'gevent': the sync worker kills streams longer than `timeout`"),
-        check("no preload under gevent", not (is_gevent and conf["preload_app"]), f"preload_app={conf['preload_app']}",
-              "set preload_app = False, or call gevent.monkey.patch_all() on the first lines of the gunicorn config"),
-        check("graceful_timeout >= longest stream", conf["graceful_timeout"] >= longest,
-              f"graceful_timeout={conf['graceful_timeout']}s, {settings.setting_name('max_stream_seconds')}={longest:g}s",
-              f"raise graceful_timeout to at least {longest:g} (a deploy would cut longer streams)"),
-        check("keepalive > load balancer idle timeout", conf["keepalive"] > NGINX_DEFAULT_TIMEOUT,
-              f"keepalive={conf['keepalive']}s, common load balancer idle timeout {NGINX_DEFAULT_TIMEOUT:g}s",
-              "set keepalive above the idle timeout of the balancer in front (75 for the usual 60 s)"),
-        check("shutdown notice hook", not settings.shutdown_notice or callable(conf.get("post_worker_init")),
-              "post_worker_init " + ("present" if callable(conf.get("post_worker_init")) else "missing"),
-              "add a post_worker_init hook that calls uncut.shutdown.watch_gunicorn_worker(worker), as conf/gunicorn.conf.py does"),
+        check(
+            "gunicorn worker class",
+            worker not in ("sync", "syncworker"),
+            f"worker_class={conf['worker_class']}",
+            "use worker_class = 'gevent': the sync worker kills streams longer than `timeout`",
+        ),
+        check(
+            "no preload under gevent",
+            not (is_gevent and conf["preload_app"]),
+            f"preload_app={conf['preload_app']}",
+            "set preload_app = False, or call gevent.monkey.patch_all() on the first lines of the gunicorn config",
+        ),
+        check(
+            "graceful_timeout >= longest stream",
+            conf["graceful_timeout"] >= longest,
+            f"graceful_timeout={conf['graceful_timeout']}s, {settings.setting_name('max_stream_seconds')}={longest:g}s",
+            f"raise graceful_timeout to at least {longest:g} (a deploy would cut longer streams)",
+        ),
+        check(
+            "keepalive > load balancer idle timeout",
+            conf["keepalive"] > NGINX_DEFAULT_TIMEOUT,
+            f"keepalive={conf['keepalive']}s, common load balancer idle timeout {NGINX_DEFAULT_TIMEOUT:g}s",
+            "set keepalive above the idle timeout of the balancer in front (75 for the usual 60 s)",
+        ),
+        check(
+            "shutdown notice hook",
+            not settings.shutdown_notice or callable(conf.get("post_worker_init")),
+            "post_worker_init " + ("present" if callable(conf.get("post_worker_init")) else "missing"),
+            "add a post_worker_init hook that calls uncut.shutdown.watch_gunicorn_worker(worker), as conf/gunicorn.conf.py does",
+        ),
     ]
     if not is_gevent:
-        findings.append(check("worker timeout >= longest stream", conf["timeout"] >= longest,
-                              f"timeout={conf['timeout']}s with worker_class={conf['worker_class']}",
-                              f"raise timeout to at least {longest:g}, or use the gevent worker"))
+        findings.append(
+            check(
+                "worker timeout >= longest stream",
+                conf["timeout"] >= longest,
+                f"timeout={conf['timeout']}s with worker_class={conf['worker_class']}",
+                f"raise timeout to at least {longest:g}, or use the gevent worker",
+            )
+        )
     return findings
 
 
@@ -202,22 +242,36 @@ def nginx_rules(text: str, settings: Budget) -> list[Finding]:
     d = nginx_directives(text)
     heartbeat = settings.heartbeat_seconds
     findings = [
-        check("nginx proxy_buffering off", _nginx_value(d, "proxy_buffering") == "off",
-              f"proxy_buffering {_nginx_value(d, 'proxy_buffering') or 'on (default)'}",
-              "add `proxy_buffering off;` to the location: buffering holds tokens until the end"),
-        check("nginx proxy_http_version 1.1", _nginx_value(d, "proxy_http_version") == "1.1",
-              f"proxy_http_version {_nginx_value(d, 'proxy_http_version') or '1.0 (default before 1.29.7)'}",
-              "add `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`: over HTTP/1.0 a cut stream looks complete"),
-        check("nginx proxy_cache off", _nginx_value(d, "proxy_cache") in (None, "off"),
-              f"proxy_cache {_nginx_value(d, 'proxy_cache') or 'off (default)'}", "add `proxy_cache off;` to the stream location"),
+        check(
+            "nginx proxy_buffering off",
+            _nginx_value(d, "proxy_buffering") == "off",
+            f"proxy_buffering {_nginx_value(d, 'proxy_buffering') or 'on (default)'}",
+            "add `proxy_buffering off;` to the location: buffering holds tokens until the end",
+        ),
+        check(
+            "nginx proxy_http_version 1.1",
+            _nginx_value(d, "proxy_http_version") == "1.1",
+            f"proxy_http_version {_nginx_value(d, 'proxy_http_version') or '1.0 (default before 1.29.7)'}",
+            'add `proxy_http_version 1.1;` and `proxy_set_header Connection "";`: over HTTP/1.0 a cut stream looks complete',
+        ),
+        check(
+            "nginx proxy_cache off",
+            _nginx_value(d, "proxy_cache") in (None, "off"),
+            f"proxy_cache {_nginx_value(d, 'proxy_cache') or 'off (default)'}",
+            "add `proxy_cache off;` to the stream location",
+        ),
     ]
     for name in ("proxy_read_timeout", "proxy_send_timeout"):
         raw = _nginx_value(d, name)
         seconds = parse_duration(raw, "s") if raw else NGINX_DEFAULT_TIMEOUT
-        findings.append(check(f"nginx {name} > heartbeat", seconds > heartbeat > 0,
-                              f"{name} {seconds:g}s, heartbeat {heartbeat:g}s",
-                              f"set `{name}` well above the heartbeat (we ship 300s), or lower "
-                              f"{settings.setting_name('heartbeat_seconds')}"))
+        findings.append(
+            check(
+                f"nginx {name} > heartbeat",
+                seconds > heartbeat > 0,
+                f"{name} {seconds:g}s, heartbeat {heartbeat:g}s",
+                f"set `{name}` well above the heartbeat (we ship 300s), or lower {settings.setting_name('heartbeat_seconds')}",
+            )
+        )
     gzip_on = _nginx_value(d, "gzip") == "on"
     gzip_types = {t for args in d.get("gzip_types", []) for t in args}
     compressed = sorted(t for t in gzip_types if t in STREAM_TYPES or t == "*") if gzip_on else []

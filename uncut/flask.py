@@ -42,10 +42,28 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer
 
 __all__ = [
-    "CONFIG_PREFIX", "EXTENSION_KEY", "StreamArgs", "StreamNotFound", "StreamRefused", "Streaming", "agent_server_blueprint",
-    "answer_response", "cancel_stream", "current_streams", "openai_response", "refusal_response", "responses_response",
-    "resume_response", "resume_ui_message_response", "sse_response", "start_stream", "stream_status", "text_response",
-    "thread_response", "ui_message_response", "ui_thread_response",
+    "CONFIG_PREFIX",
+    "EXTENSION_KEY",
+    "StreamArgs",
+    "StreamNotFound",
+    "StreamRefused",
+    "Streaming",
+    "agent_server_blueprint",
+    "answer_response",
+    "cancel_stream",
+    "current_streams",
+    "openai_response",
+    "refusal_response",
+    "responses_response",
+    "resume_response",
+    "resume_ui_message_response",
+    "sse_response",
+    "start_stream",
+    "stream_status",
+    "text_response",
+    "thread_response",
+    "ui_message_response",
+    "ui_thread_response",
 ]
 
 EXTENSION_KEY = "uncut"
@@ -139,8 +157,9 @@ class Streaming:
             options = StreamOptions.from_mapping(self.options, app.config, prefix=CONFIG_PREFIX)
         except OptionError as exc:
             raise ValueError(f"app.config[{exc.name!r}]={exc.value!r}: {exc.rule}") from None
-        streams = Streams(options, callbacks=self.callbacks, metadata=self.metadata, store=self.store, leases=self.leases,
-                          on_summary=self.on_summary)
+        streams = Streams(
+            options, callbacks=self.callbacks, metadata=self.metadata, store=self.store, leases=self.leases, on_summary=self.on_summary
+        )
         app.extensions[EXTENSION_KEY] = _AppStreams(streams, self.owner, self.client, self.summary_fields)
 
 
@@ -186,7 +205,13 @@ def _run(runnable: Runnable[Any, Any], input: Any, surface: str, args: StreamArg
     """A run for this request; its owner and client are the call's, else the extension's."""
     state = _current()
     return state.streams.run(
-        runnable, input, surface=surface, environ=request.environ, summary_fields=state.summary_fields(), **_who(state, args), **extra,
+        runnable,
+        input,
+        surface=surface,
+        environ=request.environ,
+        summary_fields=state.summary_fields(),
+        **_who(state, args),
+        **extra,
     )
 
 
@@ -225,8 +250,16 @@ def thread_response(
     state = _current()
     try:
         relay = state.streams.run_thread(
-            graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=request.environ,
-            summary_fields=state.summary_fields(), lease_seconds=lease_seconds, **_who(state, args),
+            graph,
+            thread_id,
+            input=input,
+            resume=resume,
+            reject_pending=reject_pending,
+            surface="sse",
+            environ=request.environ,
+            summary_fields=state.summary_fields(),
+            lease_seconds=lease_seconds,
+            **_who(state, args),
         )
     except (ThreadError, StreamRefused) as refused:
         return refusal_response(refused)
@@ -303,7 +336,11 @@ def ui_message_response(runnable: Runnable[Any, Any], input: Any, *, chat_id: st
 
 
 def ui_thread_response(
-    graph: Runnable[Any, Any], chat: UIChatRequest, *, thread_id: str | None = None, lease_seconds: float = LEASE_TTL_SECONDS,
+    graph: Runnable[Any, Any],
+    chat: UIChatRequest,
+    *,
+    thread_id: str | None = None,
+    lease_seconds: float = LEASE_TTL_SECONDS,
     **args: Unpack[StreamArgs],
 ) -> Response:
     """An AI SDK chat kept on ``graph``'s thread: approvals asked and answered the SDK's way (uncut.ui_threads).
@@ -318,7 +355,12 @@ def ui_thread_response(
     state = _current()
     try:
         relay = state.streams.run_chat_thread(
-            graph, chat, thread_id=thread_id, environ=request.environ, summary_fields=state.summary_fields(), lease_seconds=lease_seconds,
+            graph,
+            chat,
+            thread_id=thread_id,
+            environ=request.environ,
+            summary_fields=state.summary_fields(),
+            lease_seconds=lease_seconds,
             **_who(state, args),
         )
     except (ThreadError, StreamRefused) as refused:
@@ -336,7 +378,10 @@ def resume_ui_message_response(chat_id: str, *, owner: str | None = None, client
     state = _current()
     try:
         relay = state.streams.follow_chat(
-            chat_id, environ=request.environ, summary_fields=state.summary_fields(), **_who(state, {"owner": owner, "client": client}),
+            chat_id,
+            environ=request.environ,
+            summary_fields=state.summary_fields(),
+            **_who(state, {"owner": owner, "client": client}),
         )
     except StreamRefused as refused:
         return refusal_response(refused, "ui")
@@ -373,12 +418,20 @@ def start_stream(runnable: Runnable[Any, Any], input: Any, **args: Unpack[Stream
     """
     state = _current()
     return state.streams.start(
-        runnable, input, environ=request.environ if has_request_context() else None, **_who(state, args),
+        runnable,
+        input,
+        environ=request.environ if has_request_context() else None,
+        **_who(state, args),
     )
 
 
 def resume_response(
-    stream_id: str, after: int = -1, *, heartbeat_events: bool = False, owner: str | None = None, client: str | None = None,
+    stream_id: str,
+    after: int = -1,
+    *,
+    heartbeat_events: bool = False,
+    owner: str | None = None,
+    client: str | None = None,
 ) -> Response:
     """SSE of every event after sequence number ``after``, then the live tail; starts no new run.
 
@@ -390,7 +443,11 @@ def resume_response(
     state = _current()
     try:
         relay = state.streams.follow(
-            stream_id, after, environ=request.environ, heartbeat_events=heartbeat_events, summary_fields=state.summary_fields(),
+            stream_id,
+            after,
+            environ=request.environ,
+            heartbeat_events=heartbeat_events,
+            summary_fields=state.summary_fields(),
             **_who(state, {"owner": owner, "client": client}),
         )
     except StreamRefused as refused:
@@ -445,16 +502,26 @@ def agent_server_blueprint(
     def agent_api(path: str) -> Response:
         state = _current()
         api = ApiRequest(
-            method=request.method, path="/" + path, query=request.args.to_dict(flat=False),
-            headers={k.lower(): v for k, v in request.headers.items()}, body=request.get_data(cache=False),
-            owner=(owner or state.owner)() or "public", environ=request.environ, client=state.client(),
+            method=request.method,
+            path="/" + path,
+            query=request.args.to_dict(flat=False),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=request.get_data(cache=False),
+            owner=(owner or state.owner)() or "public",
+            environ=request.environ,
+            client=state.client(),
         )
         reply = current().handle(api)
         if not reply.streaming:
-            return Response(reply.json_bytes(), status=reply.status, headers=reply.headers,
-                            content_type=None if reply.status == 204 else "application/json")
-        response = Response(reply.stream_body(stream_with_context), status=reply.status, headers=reply.headers,
-                            content_type=reply.content_type)
+            return Response(
+                reply.json_bytes(),
+                status=reply.status,
+                headers=reply.headers,
+                content_type=None if reply.status == 204 else "application/json",
+            )
+        response = Response(
+            reply.stream_body(stream_with_context), status=reply.status, headers=reply.headers, content_type=reply.content_type
+        )
         response.direct_passthrough = True  # the body is already bytes; StreamBody.close() still runs
         return response
 

@@ -63,7 +63,11 @@ class AdmissionGate:
     """
 
     def __init__(
-        self, app: WSGIApp, limiter: Callable[[], StreamLimiter], *, starts_run: Callable[[Mapping[str, Any]], bool],
+        self,
+        app: WSGIApp,
+        limiter: Callable[[], StreamLimiter],
+        *,
+        starts_run: Callable[[Mapping[str, Any]], bool],
         client: Callable[[Mapping[str, Any]], str | None] = lambda environ: environ.get("REMOTE_ADDR"),
         openai_shape: Callable[[Mapping[str, Any]], bool] = lambda environ: str(environ.get("PATH_INFO", "")).startswith("/v1/"),
         on_refusal: Callable[[Refusal, Mapping[str, Any]], None] | None = None,
@@ -93,11 +97,18 @@ class AdmissionGate:
             slot.give_back()  # unless the view started a run, which has it now
 
 
-def refusal_response(start_response: Callable[..., Any], refusal: Refusal, openai_shape: bool,
-                     extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+def refusal_response(
+    start_response: Callable[..., Any], refusal: Refusal, openai_shape: bool, extra: Iterable[tuple[str, str]] = ()
+) -> list[bytes]:
     """A refusal as a WSGI response: its JSON body, status and ``Retry-After`` headers."""
     body = refusal.body(openai_shape)
-    start_response(_STATUS[refusal.status], [
-        ("Content-Type", "application/json"), ("Content-Length", str(len(body))), *refusal.headers(), *extra,
-    ])
+    start_response(
+        _STATUS[refusal.status],
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            *refusal.headers(),
+            *extra,
+        ],
+    )
     return [body]

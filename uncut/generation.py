@@ -182,9 +182,14 @@ class Generation:
             self.config = with_handler(self.config, self._task_greenlets)
         self.stats = StreamStats()
         # A silent model ends the run with upstream_timeout, or is called again if nothing was sent (uncut.stall).
-        self._stall = StallWatch(stall, answered=lambda: self.stats.first_token_at is not None, name=log.stream_id,
-                                 on_stall=lambda body: self.cancel(body, outcome="upstream_error"),
-                                 can_retry=under_gevent() and not self.graph, graph=self.graph)
+        self._stall = StallWatch(
+            stall,
+            answered=lambda: self.stats.first_token_at is not None,
+            name=log.stream_id,
+            on_stall=lambda body: self.cancel(body, outcome="upstream_error"),
+            can_retry=under_gevent() and not self.graph,
+            graph=self.graph,
+        )
         if self.graph and stall.on:
             self.config = with_handler(self.config, self._stall.model_handler())
         self.outcome: str | None = None

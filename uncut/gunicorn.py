@@ -60,7 +60,9 @@ def ssl_imported_before_patching(ignore: tuple[str, ...] = ()) -> list[str]:
             continue
         for attr, value in list(getattr(module, "__dict__", {}).items()):
             if value is original or (
-                isinstance(value, type) and value is not original and original in value.__mro__
+                isinstance(value, type)
+                and value is not original
+                and original in value.__mro__
                 and not value.__module__.startswith("gevent")
             ):
                 found.append(f"{name}.{attr}")

@@ -37,7 +37,12 @@ def _data(payload: Any) -> bytes:
 
 
 def completion(
-    completion_id: str, model: str, created: int, text: str, finish_reason: str, usage: dict[str, Any] | None,
+    completion_id: str,
+    model: str,
+    created: int,
+    text: str,
+    finish_reason: str,
+    usage: dict[str, Any] | None,
     tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A whole ``chat.completion`` object; with tool calls, ``content`` is null unless the model also wrote text."""

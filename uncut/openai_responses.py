@@ -43,8 +43,10 @@ def responses_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     reasoning = int((usage.get("output_token_details") or {}).get("reasoning", 0))
     cached = int((usage.get("input_token_details") or {}).get("cache_read", 0))
     return {
-        "input_tokens": given, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-        "output_tokens": produced, "output_tokens_details": {"reasoning_tokens": reasoning},
+        "input_tokens": given,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "output_tokens": produced,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": int(usage.get("total_tokens", given + produced)),
     }
 
@@ -83,13 +85,33 @@ class ResponsesFormat:
         self._reasoning: _Item | None = None
         self._calls: dict[Any, _Item] = {}  # open function calls by our call id
         self._base: dict[str, Any] = {
-            "id": self.response_id, "object": "response", "created_at": created_at or int(time.time()),
-            "status": "in_progress", "background": False, "error": None, "incomplete_details": None,
-            "instructions": None, "max_output_tokens": None, "max_tool_calls": None, "model": "",
-            "output": [], "parallel_tool_calls": True, "previous_response_id": None,
-            "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": False,
-            "temperature": None, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
-            "top_p": None, "truncation": "disabled", "usage": None, "user": None, "metadata": {}, **echo,
+            "id": self.response_id,
+            "object": "response",
+            "created_at": created_at or int(time.time()),
+            "status": "in_progress",
+            "background": False,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": None,
+            "max_output_tokens": None,
+            "max_tool_calls": None,
+            "model": "",
+            "output": [],
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
+            "store": False,
+            "temperature": None,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": None,
+            "truncation": "disabled",
+            "usage": None,
+            "user": None,
+            "metadata": {},
+            **echo,
         }
         self.final: dict[str, Any] | None = None  # the Response once the stream has ended
         self.failure: dict[str, Any] | None = None  # our error body ({"type", "message", "retryable"}) if it failed

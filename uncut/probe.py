@@ -158,9 +158,22 @@ def probe(
             with client.stream(method, url, content=content, headers=request_headers) as response:
                 report.status = response.status_code
                 report.http_version = response.http_version
-                report.headers = {k: v for k, v in response.headers.items()
-                                  if k in ("content-type", "content-length", "content-encoding", "transfer-encoding",
-                                           "cache-control", "x-accel-buffering", "x-request-id", "connection", "server")}
+                report.headers = {
+                    k: v
+                    for k, v in response.headers.items()
+                    if k
+                    in (
+                        "content-type",
+                        "content-length",
+                        "content-encoding",
+                        "transfer-encoding",
+                        "cache-control",
+                        "x-accel-buffering",
+                        "x-request-id",
+                        "connection",
+                        "server",
+                    )
+                }
                 content_type = response.headers.get("content-type", "")
                 streaming = content_type.startswith(("text/event-stream", "text/plain"))
                 if streaming:

@@ -26,8 +26,9 @@ __all__ = ["RedisTarget", "STORE_RETRY_SECONDS", "masked", "parse_store_url"]
 SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 # How long a producer or a reader keeps retrying an unreachable Redis (and re-seeding it) before it gives up.
 STORE_RETRY_SECONDS = 10.0
-_CLUSTER = ("Redis Cluster is not supported (a stream's keys are written together by one script);"
-            " use one primary, with Sentinel for failover")
+_CLUSTER = (
+    "Redis Cluster is not supported (a stream's keys are written together by one script); use one primary, with Sentinel for failover"
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def parse_store_url(url: str) -> RedisTarget:
         raise ValueError(f"{shown}: must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
     if not value.startswith("redis+sentinel://"):
         return RedisTarget(value)
-    rest = value[len("redis+sentinel://"):]
+    rest = value[len("redis+sentinel://") :]
     netloc, _, path = rest.partition("/")
     username = password = None
     if "@" in netloc:
@@ -102,7 +103,8 @@ def connect(target: RedisTarget, **options: Any) -> "redis.Redis":
     # redis-py leaves Sentinel's __init__ and master_for unannotated; master_for returns a redis.Redis
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options, **options)  # type: ignore[no-untyped-call]
     primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        target.service, db=target.db, username=target.username, password=target.password)
+        target.service, db=target.db, username=target.username, password=target.password
+    )
     return primary
 
 
@@ -110,4 +112,3 @@ def refuse_cluster(client: "redis.Redis", url: str) -> None:
     """ValueError when the server runs in cluster mode (``cluster_enabled:1``): see the module's docstring."""
     if client.info("cluster").get("cluster_enabled") in (1, "1"):
         raise ValueError(f"{masked(url)} is a cluster-mode server: {_CLUSTER}")
-

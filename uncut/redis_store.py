@@ -196,8 +196,15 @@ class RedisStore:
     shared = True
 
     def __init__(
-        self, url: str, ttl_seconds: float = 300.0, running_ttl_seconds: float = 3600.0, max_events: int = 500_000,
-        max_bytes: int = 256 * 1_048_576, *, reseed: bool = True, retry_seconds: float = STORE_RETRY_SECONDS,
+        self,
+        url: str,
+        ttl_seconds: float = 300.0,
+        running_ttl_seconds: float = 3600.0,
+        max_events: int = 500_000,
+        max_bytes: int = 256 * 1_048_576,
+        *,
+        reseed: bool = True,
+        retry_seconds: float = STORE_RETRY_SECONDS,
         key_prefix: str = DEFAULT_KEY_PREFIX,
     ) -> None:
         try:
@@ -212,7 +219,10 @@ class RedisStore:
         self.reseed = reseed
         self.retry_seconds = retry_seconds if reseed else 0.0
         self.client = connect(
-            self.target, socket_timeout=_READ_SLICE_SECONDS + 4, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0),
+            self.target,
+            socket_timeout=_READ_SLICE_SECONDS + 4,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
         )
         self._append_script = self.client.register_script(_APPEND)

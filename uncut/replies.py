@@ -40,7 +40,12 @@ def whole_completion(relay: Relay, model: str) -> Whole:
     if not answer.completed:
         return _failed(answer.error_reply(openai_shape=True))
     body = completion(
-        f"chatcmpl-{relay.stream_id}", model, int(time.time()), answer.text, answer.finish_reason or "stop", answer.usage,
+        f"chatcmpl-{relay.stream_id}",
+        model,
+        int(time.time()),
+        answer.text,
+        answer.finish_reason or "stop",
+        answer.usage,
         answer.tool_calls(),
     )
     return Whole(200, body, {})

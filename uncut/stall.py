@@ -98,8 +98,16 @@ class StallWatch:
     graph, which spans its tools.
     """
 
-    def __init__(self, limits: StallLimits, *, answered: Callable[[], bool], on_stall: Callable[[dict[str, Any]], None],
-                 can_retry: bool, graph: bool = False, name: str = "") -> None:
+    def __init__(
+        self,
+        limits: StallLimits,
+        *,
+        answered: Callable[[], bool],
+        on_stall: Callable[[dict[str, Any]], None],
+        can_retry: bool,
+        graph: bool = False,
+        name: str = "",
+    ) -> None:
         self.limits = limits
         self.graph = graph
         self._answered = answered
@@ -145,8 +153,13 @@ class StallWatch:
                 except Stalled:  # thrown by _check: the old call has unwound (its HTTP response closed)
                     _close(inner)
                     self.retries += 1
-                    log.warning("stream %s: the model sent nothing for %gs; calling it again (retry %d of %d)",
-                                self.name, self.limits.first_chunk_seconds, self.retries, STALL_RETRIES)
+                    log.warning(
+                        "stream %s: the model sent nothing for %gs; calling it again (retry %d of %d)",
+                        self.name,
+                        self.limits.first_chunk_seconds,
+                        self.retries,
+                        STALL_RETRIES,
+                    )
                     inner = make()
                     continue
                 finally:

@@ -51,8 +51,13 @@ SURFACES = ("sse", "text", "openai", "ui", "responses", "answer", "agent")
 RESUMABLE = frozenset({"sse", "ui", "agent"})
 _EVENT_STREAM = "text/event-stream; charset=utf-8"
 CONTENT_TYPES = {
-    "sse": _EVENT_STREAM, "text": "text/plain; charset=utf-8", "openai": _EVENT_STREAM, "ui": _EVENT_STREAM, "responses": _EVENT_STREAM,
-    "answer": "application/json", "agent": _EVENT_STREAM,
+    "sse": _EVENT_STREAM,
+    "text": "text/plain; charset=utf-8",
+    "openai": _EVENT_STREAM,
+    "ui": _EVENT_STREAM,
+    "responses": _EVENT_STREAM,
+    "answer": "application/json",
+    "agent": _EVENT_STREAM,
 }
 # On every stream: no cache, no buffering by nginx; never a Content-Length, never compressed.
 HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
@@ -61,6 +66,7 @@ HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
 def headers_for(surface: str) -> list[tuple[str, str]]:
     """``HEADERS``, plus a protocol's own (the AI SDK's ``x-vercel-ai-ui-message-stream``)."""
     return [*HEADERS, *UI_HEADERS] if surface == "ui" else list(HEADERS)
+
 
 summary_log = logging.getLogger("uncut.stream")
 

@@ -30,8 +30,16 @@ from uncut.errors import Interrupted, InvalidResume, InvalidThread, NothingToRes
 from uncut.events import jsonable
 
 __all__ = [
-    "Interrupted", "InvalidResume", "InvalidThread", "NOTHING", "NothingToResume", "PendingInterrupt", "ThreadBusy",
-    "ThreadError", "pending_interrupts", "thread_config",
+    "Interrupted",
+    "InvalidResume",
+    "InvalidThread",
+    "NOTHING",
+    "NothingToResume",
+    "PendingInterrupt",
+    "ThreadBusy",
+    "ThreadError",
+    "pending_interrupts",
+    "thread_config",
 ]
 
 NOTHING: Any = object()  # "not given": a resume value may itself be None
@@ -220,7 +228,8 @@ def _open_calls(state: Any, reason: str) -> list[ToolMessage]:
     answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
     return [
         ToolMessage(content=reason, name=call["name"], tool_call_id=call["id"], status="error")
-        for call in (last_ai.tool_calls if last_ai is not None else []) if call.get("id") not in answered
+        for call in (last_ai.tool_calls if last_ai is not None else [])
+        if call.get("id") not in answered
     ]
 
 

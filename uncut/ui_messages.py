@@ -45,8 +45,12 @@ HEADERS = (("x-vercel-ai-ui-message-stream", "v1"),)
 
 # Our finish reasons (OpenAI's, LangChain's) in the AI SDK's vocabulary.
 _FINISH_REASONS = {
-    "stop": "stop", "length": "length", "max_tokens": "length", "tool_calls": "tool-calls",
-    "content_filter": "content-filter", "end_turn": "stop",
+    "stop": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool-calls",
+    "content_filter": "content-filter",
+    "end_turn": "stop",
 }
 
 RESTARTING = "The server is restarting; resume the stream to get the rest of the answer."
@@ -169,8 +173,13 @@ class UIMessageFormat:
         self._ended_calls.append((call_id, name, data.get("args")))
         if data.get("args") is None:
             error = f"Invalid tool input: {data.get('error') or 'the arguments are not valid'}"
-            failed = {"type": "tool-input-error", "toolCallId": call_id, "toolName": name, "input": data.get("args_text", ""),
-                      "errorText": error}
+            failed = {
+                "type": "tool-input-error",
+                "toolCallId": call_id,
+                "toolName": name,
+                "input": data.get("args_text", ""),
+                "errorText": error,
+            }
             return out + [failed]
         return out + [{"type": "tool-input-available", "toolCallId": call_id, "toolName": name, "input": data["args"]}]
 

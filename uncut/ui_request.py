@@ -154,8 +154,8 @@ class _TooMany(UncutError):
 
 def _too_many(max_messages: int) -> InvalidUIRequest:
     return InvalidUIRequest(
-        f"messages: the conversation is more than {max_messages} model messages "
-        "(each user message, assistant step and tool output is one)", "messages",
+        f"messages: the conversation is more than {max_messages} model messages (each user message, assistant step and tool output is one)",
+        "messages",
     )
 
 
@@ -238,7 +238,7 @@ def _assistant(parts: list[dict[str, Any]], where: str, max_chars: int, room: in
                 raise InvalidUIRequest(f"{at}.text must be a string", f"{at}.text")
             text.append(part["text"])
         elif kind.startswith("tool-") or kind == "dynamic-tool":
-            name = part.get("toolName") if kind == "dynamic-tool" else kind[len("tool-"):]
+            name = part.get("toolName") if kind == "dynamic-tool" else kind[len("tool-") :]
             call_id = part.get("toolCallId")
             if not isinstance(call_id, str) or not call_id or call_id in seen:
                 raise InvalidUIRequest(f"{at}.toolCallId must be a string, unique in its message", f"{at}.toolCallId")

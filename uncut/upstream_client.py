@@ -58,8 +58,7 @@ def build_http_client(*, max_connections: int, timeout: float, shards: int = 1) 
     # One connection per open stream: the SDK's default pool (1000 connections)
     # would make stream 1001 wait for a free one, silently.
     per_shard = max(1, -(-max_connections // shards))
-    limits = httpx2.Limits(max_connections=per_shard,
-                           max_keepalive_connections=min(per_shard, max(1, MAX_IDLE_CONNECTIONS // shards)))
+    limits = httpx2.Limits(max_connections=per_shard, max_keepalive_connections=min(per_shard, max(1, MAX_IDLE_CONNECTIONS // shards)))
     transport = httpx2.HTTPTransport(limits=limits)
     pool = getattr(transport, "_pool", None)
     if isinstance(pool, httpcore2.ConnectionPool) and hasattr(pool, "_network_backend"):
@@ -67,16 +66,19 @@ def build_http_client(*, max_connections: int, timeout: float, shards: int = 1) 
     return openai.DefaultHttpxClient(transport=transport, timeout=timeout)
 
 
-def sharded_clients(root_client: openai.OpenAI, *, max_connections: int, timeout: float,
-                    shards: int = POOL_SHARDS) -> list[openai.OpenAI]:
+def sharded_clients(root_client: openai.OpenAI, *, max_connections: int, timeout: float, shards: int = POOL_SHARDS) -> list[openai.OpenAI]:
     """``root_client`` (built on ``build_http_client(..., shards=shards)``) and copies of it on pools of their own.
 
     Together the pools hold at most ``max_connections``: the root's is one
     of the shards, so calls that go to it directly stay within the bound.
     """
-    return [root_client, *(root_client.with_options(
-        http_client=build_http_client(max_connections=max_connections, timeout=timeout, shards=shards))
-        for _ in range(shards - 1))]
+    return [
+        root_client,
+        *(
+            root_client.with_options(http_client=build_http_client(max_connections=max_connections, timeout=timeout, shards=shards))
+            for _ in range(shards - 1)
+        ),
+    ]
 
 
 class StreamingCompletions:
@@ -176,7 +178,13 @@ class QuickProbeStream(SyncStream):
 class QuickProbeBackend(SyncBackend):
     """httpcore's sync backend, handing out ``QuickProbeStream``s."""
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> Any:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> Any:
         stream = super().connect_tcp(host, port, timeout, local_address, socket_options)
         return QuickProbeStream(stream._sock) if type(stream) is SyncStream else stream

@@ -32,9 +32,25 @@ if TYPE_CHECKING:
     from uncut.agent_server import AgentServer, Reply
 
 __all__ = [
-    "StreamArgs", "StreamNotFound", "StreamRefused", "agent_server_app", "answer_response", "cancel_stream", "default_streams",
-    "openai_response", "refusal_response", "responses_response", "resume_response", "resume_ui_message_response", "sse_response",
-    "start_stream", "stream_status", "text_response", "thread_response", "ui_message_response", "ui_thread_response",
+    "StreamArgs",
+    "StreamNotFound",
+    "StreamRefused",
+    "agent_server_app",
+    "answer_response",
+    "cancel_stream",
+    "default_streams",
+    "openai_response",
+    "refusal_response",
+    "responses_response",
+    "resume_response",
+    "resume_ui_message_response",
+    "sse_response",
+    "start_stream",
+    "stream_status",
+    "text_response",
+    "thread_response",
+    "ui_message_response",
+    "ui_thread_response",
 ]
 
 StartResponse = Callable[..., Any]
@@ -88,14 +104,29 @@ def _body_of(start_response: StartResponse, surface: str, run: Callable[[], Rela
     return Streams.body(relay, surface, **body_args)
 
 
-def _run(environ: Mapping[str, Any], surface: str, runnable: Runnable[Any, Any], input: Any, streams: Streams | None, args: StreamArgs,
-         **extra: Any) -> Callable[[], Relay]:
+def _run(
+    environ: Mapping[str, Any],
+    surface: str,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    streams: Streams | None,
+    args: StreamArgs,
+    **extra: Any,
+) -> Callable[[], Relay]:
     hub = streams or default_streams()
     return lambda: hub.run(runnable, input, surface=surface, environ=environ, **_who(environ, args), **extra)
 
 
-def _stream(environ: Mapping[str, Any], start_response: StartResponse, surface: str, runnable: Runnable[Any, Any], input: Any,
-            streams: Streams | None, args: StreamArgs, **extra: Any) -> Iterable[bytes]:
+def _stream(
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    surface: str,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    streams: Streams | None,
+    args: StreamArgs,
+    **extra: Any,
+) -> Iterable[bytes]:
     return _body_of(start_response, surface, _run(environ, surface, runnable, input, streams, args, **extra))
 
 
@@ -113,8 +144,13 @@ def _gathered(start_response: StartResponse, surface: str, run: Callable[[], Rel
 
 
 def sse_response(
-    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
-    streams: Streams | None = None, **args: Unpack[StreamArgs],
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """Stream ``runnable.stream(input)`` as Server-Sent Events; returns the WSGI body.
 
@@ -139,43 +175,85 @@ def thread_response(
 ) -> Iterable[bytes]:
     """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
-    return _body_of(start_response, "sse", lambda: hub.run_thread(
-        graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, surface="sse", environ=environ,
-        lease_seconds=lease_seconds, **_who(environ, args),
-    ))
+    return _body_of(
+        start_response,
+        "sse",
+        lambda: hub.run_thread(
+            graph,
+            thread_id,
+            input=input,
+            resume=resume,
+            reject_pending=reject_pending,
+            surface="sse",
+            environ=environ,
+            lease_seconds=lease_seconds,
+            **_who(environ, args),
+        ),
+    )
 
 
 def ui_thread_response(
-    environ: Mapping[str, Any], start_response: StartResponse, graph: Runnable[Any, Any], chat: UIChatRequest, *,
-    thread_id: str | None = None, lease_seconds: float = LEASE_TTL_SECONDS, streams: Streams | None = None,
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    graph: Runnable[Any, Any],
+    chat: UIChatRequest,
+    *,
+    thread_id: str | None = None,
+    lease_seconds: float = LEASE_TTL_SECONDS,
+    streams: Streams | None = None,
     **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
-    return _body_of(start_response, "ui", lambda: hub.run_chat_thread(
-        graph, chat, thread_id=thread_id, environ=environ, lease_seconds=lease_seconds, **_who(environ, args),
-    ))
+    return _body_of(
+        start_response,
+        "ui",
+        lambda: hub.run_chat_thread(
+            graph,
+            chat,
+            thread_id=thread_id,
+            environ=environ,
+            lease_seconds=lease_seconds,
+            **_who(environ, args),
+        ),
+    )
 
 
 def text_response(
-    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
-    streams: Streams | None = None, **args: Unpack[StreamArgs],
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """Stream the text alone; a failure ends the transfer without its terminator (a visible cut)."""
     return _stream(environ, start_response, "text", runnable, input, streams, args)
 
 
 def ui_message_response(
-    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
-    chat_id: str | None = None, streams: Streams | None = None, **args: Unpack[StreamArgs],
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    chat_id: str | None = None,
+    streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """Stream as the Vercel AI SDK's UI message stream (``useChat``); with ``chat_id``, resumable by it."""
     return _stream(environ, start_response, "ui", runnable, input, streams, args, chat_id=chat_id)
 
 
 def resume_ui_message_response(
-    environ: Mapping[str, Any], start_response: StartResponse, chat_id: str, *, streams: Streams | None = None,
-    owner: str | None = None, client: str | None = None,
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    chat_id: str,
+    *,
+    streams: Streams | None = None,
+    owner: str | None = None,
+    client: str | None = None,
 ) -> Iterable[bytes]:
     """The chat's latest stream replayed and followed (the AI SDK's ``resume``), or 204 when there is none.
 
@@ -194,8 +272,16 @@ def resume_ui_message_response(
 
 
 def openai_response(
-    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *, model: str,
-    include_usage: bool = False, stream: bool = True, streams: Streams | None = None, **args: Unpack[StreamArgs],
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    model: str,
+    include_usage: bool = False,
+    stream: bool = True,
+    streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """OpenAI ``chat.completion.chunk`` frames ending in ``[DONE]``; with ``stream=False``, the whole ``chat.completion``."""
     run = _run(environ, "openai", runnable, input, streams, args)
@@ -205,8 +291,15 @@ def openai_response(
 
 
 def responses_response(
-    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *, echo: Mapping[str, Any],
-    stream: bool = True, streams: Streams | None = None, **args: Unpack[StreamArgs],
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    echo: Mapping[str, Any],
+    stream: bool = True,
+    streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """OpenAI's Responses API events; with ``stream=False``, the final Response object (``echo``: the fields it repeats)."""
     run = _run(environ, "responses", runnable, input, streams, args)
@@ -216,28 +309,49 @@ def responses_response(
 
 
 def answer_response(
-    environ: Mapping[str, Any], start_response: StartResponse, runnable: Runnable[Any, Any], input: Any, *,
-    streams: Streams | None = None, **args: Unpack[StreamArgs],
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
     """One whole answer as JSON, ``{"text", "finish_reason", "usage"}``; a failure is its error body and status."""
     return _gathered(start_response, "answer", _run(environ, "answer", runnable, input, streams, args), whole_answer)
 
 
 def start_stream(
-    environ: Mapping[str, Any], runnable: Runnable[Any, Any], input: Any, *, streams: Streams | None = None, **args: Unpack[StreamArgs],
+    environ: Mapping[str, Any],
+    runnable: Runnable[Any, Any],
+    input: Any,
+    *,
+    streams: Streams | None = None,
+    **args: Unpack[StreamArgs],
 ) -> str:
     """Start a run with no reader yet; readers attach with ``resume_response``. Returns its stream id; raises ``StreamRefused``."""
     return (streams or default_streams()).start(runnable, input, environ=environ, **_who(environ, args))
 
 
 def resume_response(
-    environ: Mapping[str, Any], start_response: StartResponse, stream_id: str, after: int = -1, *, heartbeat_events: bool = False,
-    streams: Streams | None = None, owner: str | None = None, client: str | None = None,
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    stream_id: str,
+    after: int = -1,
+    *,
+    heartbeat_events: bool = False,
+    streams: Streams | None = None,
+    owner: str | None = None,
+    client: str | None = None,
 ) -> Iterable[bytes]:
     """SSE of every event after ``after``, then the live tail; 204 when the client has it all. Raises ``StreamNotFound``."""
     try:
         relay = (streams or default_streams()).follow(
-            stream_id, after, environ=environ, heartbeat_events=heartbeat_events, **_who(environ, {"owner": owner, "client": client}),
+            stream_id,
+            after,
+            environ=environ,
+            heartbeat_events=heartbeat_events,
+            **_who(environ, {"owner": owner, "client": client}),
         )
     except StreamRefused as refused:
         return refusal_response(start_response, refused)
@@ -283,10 +397,14 @@ def agent_server_app(
         if prefix and path != prefix and not path.startswith(prefix + "/"):
             return _reply(start_response, Reply(404, {"detail": f"the Agent Server API is at {prefix}"}))
         api = ApiRequest(
-            method=environ.get("REQUEST_METHOD", "GET"), path=path[len(prefix):] or "/",
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path=path[len(prefix) :] or "/",
             query=parse_qs(_wsgi_text(environ.get("QUERY_STRING", "")), keep_blank_values=True),
-            headers=_headers(environ), body=_body(environ, MAX_BODY_BYTES + 1),  # one byte over the limit: the server answers 413
-            owner=(owner(environ) if owner is not None else None) or "public", environ=environ, client=environ.get("REMOTE_ADDR"),
+            headers=_headers(environ),
+            body=_body(environ, MAX_BODY_BYTES + 1),  # one byte over the limit: the server answers 413
+            owner=(owner(environ) if owner is not None else None) or "public",
+            environ=environ,
+            client=environ.get("REMOTE_ADDR"),
         )
         return _reply(start_response, current().handle(api))
 

@@ -58,7 +58,8 @@ def _check_worker(worker: str, settings: Settings) -> None:
         log.warning(
             "ssl was imported before gevent patched it; these hold the unpatched SSLContext and may block "
             "the worker or raise RecursionError: %s. Import nothing that uses ssl at the top of the gunicorn "
-            "config, or patch there first.", ", ".join(early[:10]),
+            "config, or patch there first.",
+            ", ".join(early[:10]),
         )
 
 
@@ -69,11 +70,13 @@ def build_store(settings: Settings) -> EventLogStore:
     from uncut.redis_store import RedisStore, masked
 
     store = RedisStore(
-        settings.stream_store, settings.stream_ttl_seconds,
+        settings.stream_store,
+        settings.stream_ttl_seconds,
         running_ttl_seconds=settings.max_stream_seconds + settings.stream_ttl_seconds,
         max_events=settings.memory_store_max_events,
         max_bytes=settings.memory_store_max_bytes,
-        reseed=settings.stream_store_reseed, retry_seconds=settings.stream_store_retry_seconds,
+        reseed=settings.stream_store_reseed,
+        retry_seconds=settings.stream_store_retry_seconds,
         key_prefix="webapp:",  # the keys this service always wrote (the library's default is "uncut:"): an upgrade keeps them
     )
     try:
@@ -88,12 +91,14 @@ def build_thread_store(settings: Settings) -> ThreadStore:
     from uncut.redis_config import masked
 
     try:
-        return open_thread_store(settings.thread_store, settings.thread_ttl_seconds, settings.max_threads_per_key,
-                                 settings.thread_store_pool_size)
+        return open_thread_store(
+            settings.thread_store, settings.thread_ttl_seconds, settings.max_threads_per_key, settings.thread_store_pool_size
+        )
     except Exception as exc:  # noqa: BLE001 - sqlite3, psycopg and pool errors alike: a clear message, at start-up
         log.error("thread store unavailable: WEBAPP_THREAD_STORE=%s: %s: %s", masked(settings.thread_store), type(exc).__name__, exc)
-        raise ApiError(503, "thread_store_unavailable", "The thread store does not answer; try again later.",
-                       {"Retry-After": "5"}) from None
+        raise ApiError(
+            503, "thread_store_unavailable", "The thread store does not answer; try again later.", {"Retry-After": "5"}
+        ) from None
 
 
 def create_app(
@@ -119,8 +124,9 @@ def create_app(
     from webapp.agent import build_agent, build_thread_agent  # langchain's create_agent: the service needs it, the library does not
 
     agent = build_agent(model, settings.agent_slow_tool_seconds)
-    threads = Threads(lambda: build_thread_store(settings),
-                      lambda checkpointer: build_thread_agent(model, settings.agent_slow_tool_seconds, checkpointer))
+    threads = Threads(
+        lambda: build_thread_store(settings), lambda checkpointer: build_thread_agent(model, settings.agent_slow_tool_seconds, checkpointer)
+    )
     app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, agent=agent, worker=worker, threads=threads)
     prometheus.install(prefix="webapp")  # the service's metric names, webapp_streams_started and so on
     Streaming(

@@ -20,10 +20,18 @@ from webapp.auth import ApiKeys
 from webapp.identity import gate_identity
 
 # POST to any of these starts a run; so does a GET of GET_STARTS that resumes nothing.
-RUN_PATHS = frozenset({
-    "/api/chat", "/api/chat/stream", "/api/chat/events", "/api/agent/events", "/api/ui/chat", "/api/streams",
-    "/v1/chat/completions", "/v1/responses",
-})
+RUN_PATHS = frozenset(
+    {
+        "/api/chat",
+        "/api/chat/stream",
+        "/api/chat/events",
+        "/api/agent/events",
+        "/api/ui/chat",
+        "/api/streams",
+        "/v1/chat/completions",
+        "/v1/responses",
+    }
+)
 GET_STARTS = ("/api/chat/events", "/api/diagnostics/stream")  # EventSource can only GET
 
 

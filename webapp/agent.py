@@ -26,17 +26,22 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = (
-    "You are a helpful assistant with tools. Use a tool when it can answer better than you can, "
-    "then answer briefly from what it returned."
+    "You are a helpful assistant with tools. Use a tool when it can answer better than you can, then answer briefly from what it returned."
 )
 MAX_SLOW_SECONDS = 30.0
 MAX_EXPRESSION_CHARS = 200
 
 _ARITHMETIC = re.compile(r"[\d.\s()+\-*/%]+")
 _OPERATORS: dict[type, Callable[..., Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-    ast.USub: operator.neg, ast.UAdd: operator.pos,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
 }
 
 
@@ -115,6 +120,7 @@ def _tool_errors(fn: Callable[..., str]) -> Callable[..., str]:
     ``upstream_error``, retryable); the docs promise (docs/agents.md) a ``tool_result``
     with ``status: "error"`` and a run that goes on.
     """
+
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> str:
         try:
@@ -131,9 +137,7 @@ def _tool_errors(fn: Callable[..., str]) -> Callable[..., str]:
 def demo_tools(slow_seconds: float) -> list[BaseTool]:
     """The agent's tools; a bad argument or a failure is an error result the model sees, never a failed stream."""
     functions: list[Callable[..., str]] = [get_current_time, calculate, _slow_lookup(slow_seconds)]
-    return [
-        StructuredTool.from_function(_tool_errors(fn), handle_tool_error=True, handle_validation_error=True) for fn in functions
-    ]
+    return [StructuredTool.from_function(_tool_errors(fn), handle_tool_error=True, handle_validation_error=True) for fn in functions]
 
 
 def build_agent(model: BaseChatModel, slow_seconds: float) -> Runnable[Any, Any]:
@@ -158,8 +162,9 @@ def build_thread_agent(model: BaseChatModel, slow_seconds: float, checkpointer: 
     """The demo agent on threads: the same tools and ``send_email``, which stops for approval (HumanInTheLoopMiddleware)."""
     from langchain.agents.middleware import HumanInTheLoopMiddleware
 
-    tools = [*demo_tools(slow_seconds), StructuredTool.from_function(_tool_errors(send_email), handle_tool_error=True,
-                                                                     handle_validation_error=True)]
+    tools = [
+        *demo_tools(slow_seconds),
+        StructuredTool.from_function(_tool_errors(send_email), handle_tool_error=True, handle_validation_error=True),
+    ]
     approval = HumanInTheLoopMiddleware(interrupt_on={"send_email": {"allowed_decisions": ["approve", "edit", "reject"]}})
-    return create_agent(model, tools, system_prompt=SYSTEM_PROMPT, name="demo_agent", middleware=[approval],
-                        checkpointer=checkpointer)
+    return create_agent(model, tools, system_prompt=SYSTEM_PROMPT, name="demo_agent", middleware=[approval], checkpointer=checkpointer)

@@ -69,7 +69,11 @@ def require_api_keys(app: Flask, keys: ApiKeys) -> None:
         if key_id is not None:
             g.api_key_id = key_id
             return None
-        return error_response(401, "unauthorized", "Send a valid API key as Authorization: Bearer <key> (or x-api-key: <key>).",
-                              {"WWW-Authenticate": 'Bearer realm="webapp"'})
+        return error_response(
+            401,
+            "unauthorized",
+            "Send a valid API key as Authorization: Bearer <key> (or x-api-key: <key>).",
+            {"WWW-Authenticate": 'Bearer realm="webapp"'},
+        )
 
     app.before_request(check)

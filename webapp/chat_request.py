@@ -56,7 +56,7 @@ def parse_chat_body(body: Any, limits: ChatLimits) -> list[tuple[str, str]]:
             raise InvalidChatRequest(f"{where} must be an object with role and content")
         role = item.get("role")
         if role not in ROLES:
-            raise InvalidChatRequest(f'{where}.role must be one of {", ".join(ROLES)}')
+            raise InvalidChatRequest(f"{where}.role must be one of {', '.join(ROLES)}")
         pairs.append((role, message_content(item.get("content"), f"{where}.content", limits)))
     if pairs[-1][0] != "user":
         raise InvalidChatRequest('the last of "messages" must have role "user"')

@@ -59,8 +59,13 @@ def _bounded(schema: Any) -> None:
 # Without ``$schema``, a schema any of these drafts accepts is accepted: clients still send draft-7 forms
 # (tuple ``items``, boolean ``exclusiveMinimum`` from draft 4) that providers take. The first is the one whose
 # error is reported.
-_DRAFTS = (validators.Draft202012Validator, validators.Draft201909Validator, validators.Draft7Validator,
-           validators.Draft6Validator, validators.Draft4Validator)
+_DRAFTS = (
+    validators.Draft202012Validator,
+    validators.Draft201909Validator,
+    validators.Draft7Validator,
+    validators.Draft6Validator,
+    validators.Draft4Validator,
+)
 
 
 def _first_error(validator: Any, schema: Any) -> Any:

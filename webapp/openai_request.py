@@ -25,8 +25,14 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_MODEL_CHARS = 256
 
 __all__ = [
-    "CompletionRequest", "InvalidCompletionRequest", "MAX_MODEL_CHARS", "convert_messages", "model_param", "parse_completion_request",
-    "sampling_params", "whole_param",
+    "CompletionRequest",
+    "InvalidCompletionRequest",
+    "MAX_MODEL_CHARS",
+    "convert_messages",
+    "model_param",
+    "parse_completion_request",
+    "sampling_params",
+    "whole_param",
 ]
 
 
@@ -85,7 +91,7 @@ def _content(value: Any, where: str, limits: ChatLimits, *, may_be_empty: bool =
         parts = []
         for index, part in enumerate(value):
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise InvalidCompletionRequest(f"{where}[{index}] must be a text part {{\"type\": \"text\", \"text\": ...}}", where)
+                raise InvalidCompletionRequest(f'{where}[{index}] must be a text part {{"type": "text", "text": ...}}', where)
             parts.append(part["text"])
         value = "".join(parts)
     if not isinstance(value, str):
@@ -139,9 +145,7 @@ def parse_completion_request(body: Any, limits: ChatLimits, max_tokens: int) -> 
     stop = _stop(body.get("stop"))
     if stop:
         params["stop"] = stop
-    return CompletionRequest(
-        model, converted, stream, bool(options.get("include_usage")), params, tools, tool_choice, parallel
-    )
+    return CompletionRequest(model, converted, stream, bool(options.get("include_usage")), params, tools, tool_choice, parallel)
 
 
 def convert_messages(messages: list[Any], limits: ChatLimits) -> list[BaseMessage]:

@@ -34,12 +34,17 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         timeout=settings.upstream_timeout_seconds,
         max_retries=settings.upstream_max_retries,
         stream_usage=True,
-        http_client=build_http_client(max_connections=settings.upstream_max_connections,
-                                      timeout=settings.upstream_timeout_seconds, shards=POOL_SHARDS),
+        http_client=build_http_client(
+            max_connections=settings.upstream_max_connections, timeout=settings.upstream_timeout_seconds, shards=POOL_SHARDS
+        ),
     )
     if model.root_client is not None:
-        clients = sharded_clients(model.root_client, max_connections=settings.upstream_max_connections,
-                                  timeout=settings.upstream_timeout_seconds, shards=POOL_SHARDS)
+        clients = sharded_clients(
+            model.root_client,
+            max_connections=settings.upstream_max_connections,
+            timeout=settings.upstream_timeout_seconds,
+            shards=POOL_SHARDS,
+        )
         model.client = StreamingCompletions([c.chat.completions for c in clients], raw_chunks=settings.upstream_raw_chunks)
     return model
 
@@ -60,8 +65,13 @@ def warm_up(model: BaseChatModel) -> None:
         from openai._models import construct_type
         from openai.types.chat import ChatCompletionChunk
 
-        sample = {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm",
-                  "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": None}]}
+        sample = {
+            "id": "warm",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "warm",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": None}],
+        }
         construct_type(type_=ChatCompletionChunk, value=sample)
         # platform.platform() runs `uname -p` in a subprocess on first use: once here,
         # not once per concurrent first request (28% of a cold burst in bench/).

@@ -27,10 +27,25 @@ from webapp.chat_request import ChatLimits
 from webapp.openai_request import convert_messages, model_param, sampling_params, whole_param
 from webapp.openai_tools import InvalidCompletionRequest, parse_tool_choice, parse_tools
 
-ACCEPTED = frozenset({
-    "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens", "temperature",
-    "top_p", "stream", "metadata", "user", "reasoning", "text", "store",
-})
+ACCEPTED = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "stream",
+        "metadata",
+        "user",
+        "reasoning",
+        "text",
+        "store",
+    }
+)
 MAX_METADATA_KEYS = 16
 MAX_REASONING_CHARS = 32  # reasoning.effort and .summary are echoed: "low", "detailed"...
 _CHAT_MESSAGE = re.compile(r"messages\[(\d+)\](?:\.tool_calls\[(\d+)\]\.(?:function\.)?(\w+))?")

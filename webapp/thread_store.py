@@ -83,13 +83,15 @@ class SqlLeases:
         cursor = self._run(
             "INSERT INTO uncut_leases (lease_key, token, expires_at) VALUES (?, ?, ?) ON CONFLICT (lease_key) DO UPDATE"
             " SET token = excluded.token, expires_at = excluded.expires_at WHERE uncut_leases.expires_at <= ?",
-            (key, token, now + ttl, now))
+            (key, token, now + ttl, now),
+        )
         return cursor.rowcount == 1
 
     def renew(self, key: str, token: str, ttl: float) -> bool:
         now = self._clock()
-        cursor = self._run("UPDATE uncut_leases SET expires_at = ? WHERE lease_key = ? AND token = ? AND expires_at > ?",
-                           (now + ttl, key, token, now))
+        cursor = self._run(
+            "UPDATE uncut_leases SET expires_at = ? WHERE lease_key = ? AND token = ? AND expires_at > ?", (now + ttl, key, token, now)
+        )
         return cursor.rowcount == 1
 
     def give_back(self, key: str, token: str) -> None:
@@ -97,16 +99,24 @@ class SqlLeases:
 
     def holder(self, key: str) -> str | None:
         with self._connection() as db:
-            row = db.execute("SELECT token FROM uncut_leases WHERE lease_key = ? AND expires_at > ?".replace("?", self._p),
-                             (key, self._clock())).fetchone()
+            row = db.execute(
+                "SELECT token FROM uncut_leases WHERE lease_key = ? AND expires_at > ?".replace("?", self._p), (key, self._clock())
+            ).fetchone()
         return None if row is None else row[0]
 
 
 class ThreadIndex:
     """Who owns which thread, and when it was last used; SQL shared by SQLite (``?``) and PostgreSQL (``%s``)."""
 
-    def __init__(self, connection: Callable[[], Any], placeholder: str, ttl_seconds: float, max_per_owner: int,
-                 forget: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        connection: Callable[[], Any],
+        placeholder: str,
+        ttl_seconds: float,
+        max_per_owner: int,
+        forget: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._connection = connection  # a context manager giving a connection that commits on exit
         self._p = placeholder
         self.ttl_seconds = ttl_seconds
@@ -128,14 +138,23 @@ class ThreadIndex:
         self.sweep()
         now = self._clock()
         with self._connection() as db:
-            (count,) = db.execute(self._sql("SELECT COUNT(*) FROM uncut_threads WHERE owner = ? AND used_at > ?"),
-                                  (owner, now - self.ttl_seconds)).fetchone()
+            (count,) = db.execute(
+                self._sql("SELECT COUNT(*) FROM uncut_threads WHERE owner = ? AND used_at > ?"), (owner, now - self.ttl_seconds)
+            ).fetchone()
             if self.max_per_owner and count >= self.max_per_owner:
-                raise ApiError(429, "too_many_threads",
-                               f"This key keeps {count} threads, the most allowed (WEBAPP_MAX_THREADS_PER_KEY): delete one first.")
+                raise ApiError(
+                    429,
+                    "too_many_threads",
+                    f"This key keeps {count} threads, the most allowed (WEBAPP_MAX_THREADS_PER_KEY): delete one first.",
+                )
             thread_id = thread_id or new_thread_id()
-            db.execute(self._sql("INSERT INTO uncut_threads (thread_id, owner, created_at, used_at) VALUES (?, ?, ?, ?)"
-                                 " ON CONFLICT (thread_id) DO NOTHING"), (thread_id, owner, now, now))
+            db.execute(
+                self._sql(
+                    "INSERT INTO uncut_threads (thread_id, owner, created_at, used_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (thread_id) DO NOTHING"
+                ),
+                (thread_id, owner, now, now),
+            )
         return thread_id
 
     def claim(self, owner: str, thread_id: str) -> None:
@@ -176,8 +195,9 @@ class ThreadIndex:
     def sweep(self, limit: int = SWEEP_BATCH) -> int:
         """Delete up to ``limit`` expired threads; returns how many."""
         with self._connection() as db:
-            rows = db.execute(self._sql("SELECT thread_id FROM uncut_threads WHERE used_at <= ? LIMIT ?"),
-                              (self._clock() - self.ttl_seconds, limit)).fetchall()
+            rows = db.execute(
+                self._sql("SELECT thread_id FROM uncut_threads WHERE used_at <= ? LIMIT ?"), (self._clock() - self.ttl_seconds, limit)
+            ).fetchall()
         for (thread_id,) in rows:
             self.delete(thread_id)
         return len(rows)
@@ -186,7 +206,7 @@ class ThreadIndex:
 def open_thread_store(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) -> ThreadStore:
     """The store ``url`` names (``sqlite:///path`` or ``postgresql://...``), its tables created."""
     if url.startswith("sqlite:///"):
-        return _sqlite(url[len("sqlite:///"):] or DEFAULT_SQLITE_PATH, ttl_seconds, max_per_owner)
+        return _sqlite(url[len("sqlite:///") :] or DEFAULT_SQLITE_PATH, ttl_seconds, max_per_owner)
     if url.startswith(("postgresql://", "postgres://")):
         return _postgres(url, ttl_seconds, max_per_owner, pool_size)
     raise ValueError("must be sqlite:///<path> or postgresql://...")
@@ -219,8 +239,14 @@ def _postgres(url: str, ttl_seconds: float, max_per_owner: int, pool_size: int) 
     from psycopg_pool import ConnectionPool
 
     # PostgresSaver wants autocommit and dict rows; prepare_threshold=0 keeps it working behind pgbouncer.
-    pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10,
-                          kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+    pool = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=pool_size,
+        open=True,
+        timeout=10,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )
     saver = PostgresSaver(pool)  # type: ignore[arg-type]
     saver.setup()
     plain = ConnectionPool(url, min_size=1, max_size=max(1, pool_size // 4), open=True, timeout=10, kwargs={"autocommit": True})

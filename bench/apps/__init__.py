@@ -30,9 +30,13 @@ def service_chat_model() -> BaseChatModel:
     from webapp.config import load_settings
     from webapp.providers import build_chat_model
 
-    environ = {"WEBAPP_PROVIDER": "openai", "WEBAPP_MODEL": os.environ.get("BENCH_MODEL", "bench-model"),
-               "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "bench-key"),
-               "OPENAI_BASE_URL": os.environ["OPENAI_BASE_URL"], "WEBAPP_UPSTREAM_MAX_RETRIES": "0",
-               "WEBAPP_UPSTREAM_TIMEOUT_SECONDS": "600",
-               "WEBAPP_UPSTREAM_RAW_CHUNKS": os.environ.get("WEBAPP_UPSTREAM_RAW_CHUNKS", "")}
+    environ = {
+        "WEBAPP_PROVIDER": "openai",
+        "WEBAPP_MODEL": os.environ.get("BENCH_MODEL", "bench-model"),
+        "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "bench-key"),
+        "OPENAI_BASE_URL": os.environ["OPENAI_BASE_URL"],
+        "WEBAPP_UPSTREAM_MAX_RETRIES": "0",
+        "WEBAPP_UPSTREAM_TIMEOUT_SECONDS": "600",
+        "WEBAPP_UPSTREAM_RAW_CHUNKS": os.environ.get("WEBAPP_UPSTREAM_RAW_CHUNKS", ""),
+    }
     return build_chat_model(load_settings(environ))

@@ -42,8 +42,10 @@ PROMPT = "What is the weather in Paris?"
 INPUT = {"messages": [{"role": "user", "content": PROMPT}]}
 # 32 words, under the 200 characters the script quotes: the scripted model answers
 # 'The get_weather tool returned "<this>". That is what the tools found; ...' = 50 words.
-WEATHER = ("Sunny and mild in the city today, with a light breeze from the west, clear skies until the evening, "
-           "and a chance of rain after midnight, so take a coat along tonight")
+WEATHER = (
+    "Sunny and mild in the city today, with a light breeze from the west, clear skies until the evening, "
+    "and a chance of rain after midnight, so take a coat along tonight"
+)
 
 
 def get_weather(city: str) -> str:
@@ -74,14 +76,17 @@ class BenchScriptedModel(ScriptedChatModel):
         results = _tool_results(messages)
         script: list[tuple[float, ChatGenerationChunk]] = []
         if tools and not results and kwargs.get("tool_choice") != "none":
-            calls = plan_tool_calls(_last_user_text(messages), tools, kwargs.get("tool_choice"), kwargs.get("parallel_tool_calls"),
-                                    salt=len(messages))
+            calls = plan_tool_calls(
+                _last_user_text(messages), tools, kwargs.get("tool_choice"), kwargs.get("parallel_tool_calls"), salt=len(messages)
+            )
             for index, call in enumerate(calls):
                 fragment = {"index": index, "id": call.id, "name": call.name, "args": "", "type": "tool_call_chunk"}
                 header = ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[fragment]))
                 script.append((self.ttft if index == 0 else 0.0, header))
-            pieces = [[call.arguments[i:i + ARGUMENT_FRAGMENT_CHARS] for i in range(0, len(call.arguments), ARGUMENT_FRAGMENT_CHARS)]
-                      for call in calls]
+            pieces = [
+                [call.arguments[i : i + ARGUMENT_FRAGMENT_CHARS] for i in range(0, len(call.arguments), ARGUMENT_FRAGMENT_CHARS)]
+                for call in calls
+            ]
             for step in range(max(map(len, pieces), default=0)):
                 for index, call_pieces in enumerate(pieces):
                     if step < len(call_pieces):
@@ -95,15 +100,21 @@ class BenchScriptedModel(ScriptedChatModel):
         script.append((0.0 if tokens else self.ttft, self._last_chunk(messages, len(tokens), "stop")))
         return script
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
         for pause, chunk in self._script(messages, **kwargs):
             if pause:
                 time.sleep(pause)
             yield chunk
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         for pause, chunk in self._script(messages, **kwargs):
             if pause:
                 await asyncio.sleep(pause)

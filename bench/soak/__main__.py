@@ -34,8 +34,14 @@ from tests.support.servers import ROOT
 
 # What is done to the cluster, at what share of the soak (each moved by up to ±3 % by the seed).
 SCHEDULE: list[tuple[float, str]] = [
-    (0.12, "reload_nginx"), (0.25, "rolling_restart 0"), (0.38, "kill_a_worker 1"), (0.50, "stop_and_restart 1"),
-    (0.60, "restart_redis"), (0.70, "failover_redis"), (0.80, "rolling_restart 1"), (0.90, "kill_a_worker 0"),
+    (0.12, "reload_nginx"),
+    (0.25, "rolling_restart 0"),
+    (0.38, "kill_a_worker 1"),
+    (0.50, "stop_and_restart 1"),
+    (0.60, "restart_redis"),
+    (0.70, "failover_redis"),
+    (0.80, "rolling_restart 1"),
+    (0.90, "kill_a_worker 0"),
 ]
 FINISH_SECONDS = 90  # after the soak, how long clients may take to finish the streams they are in
 
@@ -113,9 +119,18 @@ def main(argv: list[str] | None = None) -> int:
         verdict = check(histories, list(upstream.requests), settings.grace_seconds)
     line = summary(verdict, cluster.faults, args.seed, args.clients, args.seconds)
     print(line)
-    (args.out / f"soak-{args.seed}.json").write_text(json.dumps(
-        {"summary": line, "ok": verdict.ok, "faults": cluster.faults, "errors": dict(verdict.errors),
-         "upstream_faults": dict(verdict.upstream_faults)}, indent=2))
+    (args.out / f"soak-{args.seed}.json").write_text(
+        json.dumps(
+            {
+                "summary": line,
+                "ok": verdict.ok,
+                "faults": cluster.faults,
+                "errors": dict(verdict.errors),
+                "upstream_faults": dict(verdict.upstream_faults),
+            },
+            indent=2,
+        )
+    )
     failures = args.out / f"soak-{args.seed}-failures.jsonl"
     write_failures(verdict, failures)
     # Explicit errors are not failures, but each is an answer a client did not get: kept for reading.

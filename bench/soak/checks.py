@@ -66,8 +66,12 @@ class Verdict:
 
 def _as_json(history: History) -> dict[str, Any]:
     return {
-        "tag": history.tag, "expected": history.expected, "terminal": history.terminal, "left_at": history.left_at,
-        "gave_up": history.gave_up, "orphaned": history.orphaned,
+        "tag": history.tag,
+        "expected": history.expected,
+        "terminal": history.terminal,
+        "left_at": history.left_at,
+        "gave_up": history.gave_up,
+        "orphaned": history.orphaned,
         "connections": [{"method": c.method, "status": c.status, "ended": c.ended, "events": c.events} for c in history.connections],
     }
 
@@ -144,15 +148,21 @@ def _check_upstream(verdict: Verdict, history: History, requests: list[UpstreamR
     failed = len(requests) - len(generations)  # the first try and up to MAX_RETRIES retries may fail; then it gives up
     if len(generations) > 1 or (ended and len(generations) != 1) or failed > MAX_RETRIES + 1 or (failed > MAX_RETRIES and generations):
         verdict.extra_generations += 1
-        verdict.fail("the upstream was asked for this run more than once (beyond retries)", history,
-                     requests=[(r.fault, r.started) for r in requests])
+        verdict.fail(
+            "the upstream was asked for this run more than once (beyond retries)",
+            history,
+            requests=[(r.fault, r.started) for r in requests],
+        )
     if history.left_at is not None:
         for request in generations:
             stopped = request.client_closed_at or request.finished_at
             if stopped is None or stopped - history.left_at > grace + STOP_MARGIN_SECONDS:
                 verdict.not_stopped += 1
-                verdict.fail("the run went on after its client left for good", history,
-                             stopped_after=None if stopped is None else round(stopped - history.left_at, 2))
+                verdict.fail(
+                    "the run went on after its client left for good",
+                    history,
+                    stopped_after=None if stopped is None else round(stopped - history.left_at, 2),
+                )
 
 
 def check(histories: list[History], requests: list[UpstreamRequest], grace: float) -> Verdict:

@@ -78,8 +78,7 @@ class Behaviour:
 class Client:
     """One simulated user of an EventSource-style front end."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, number: int, rng: random.Random,
-                 cut_rate: float, leave_rate: float) -> None:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, number: int, rng: random.Random, cut_rate: float, leave_rate: float) -> None:
         self.http = http
         self.base_url = base_url
         self.number = number

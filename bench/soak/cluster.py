@@ -39,12 +39,22 @@ class Settings:
 
     def env(self, upstream: OpenAIUpstream, redis_url: str) -> dict[str, str]:
         return {
-            "WEBAPP_PROVIDER": "openai", "OPENAI_API_KEY": "soak-key-not-secret", "OPENAI_BASE_URL": upstream.base_url,
-            "WEBAPP_MODEL": "soak-model", "WEBAPP_UPSTREAM_MAX_RETRIES": "2", "WEBAPP_STREAM_STORE": redis_url,
-            "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_RETRY_MS": "300", "WEBAPP_ON_DISCONNECT": "continue",
-            "WEBAPP_RESUME_GRACE_SECONDS": str(self.grace_seconds), "WEBAPP_MAX_STREAM_SECONDS": "120",
-            "WEBAPP_CLIENT_ADDRESS_HEADER": "X-Forwarded-For", "WEBAPP_LOG_LEVEL": "WARNING",
-            "GUNICORN_WORKERS": "2", "GUNICORN_GRACEFUL_TIMEOUT": str(self.graceful_timeout), "GUNICORN_ACCESSLOG": "",
+            "WEBAPP_PROVIDER": "openai",
+            "OPENAI_API_KEY": "soak-key-not-secret",
+            "OPENAI_BASE_URL": upstream.base_url,
+            "WEBAPP_MODEL": "soak-model",
+            "WEBAPP_UPSTREAM_MAX_RETRIES": "2",
+            "WEBAPP_STREAM_STORE": redis_url,
+            "WEBAPP_HEARTBEAT_SECONDS": "1",
+            "WEBAPP_RETRY_MS": "300",
+            "WEBAPP_ON_DISCONNECT": "continue",
+            "WEBAPP_RESUME_GRACE_SECONDS": str(self.grace_seconds),
+            "WEBAPP_MAX_STREAM_SECONDS": "120",
+            "WEBAPP_CLIENT_ADDRESS_HEADER": "X-Forwarded-For",
+            "WEBAPP_LOG_LEVEL": "WARNING",
+            "GUNICORN_WORKERS": "2",
+            "GUNICORN_GRACEFUL_TIMEOUT": str(self.graceful_timeout),
+            "GUNICORN_ACCESSLOG": "",
         }
 
 

@@ -53,8 +53,9 @@ class DeployClient(Client):
         await self.stream(f"d{round_number}c{self.number}", TOKENS, INTERVAL_MS, Behaviour(cuts, None))
 
 
-def dropping_planner(faults: UpstreamFaults, rng: random.Random, share: float,
-                     dropped: set[str]) -> Callable[[dict[str, Any], int], Script]:
+def dropping_planner(
+    faults: UpstreamFaults, rng: random.Random, share: float, dropped: set[str]
+) -> Callable[[dict[str, Any], int], Script]:
     """The upstream's answers, with one token left out of ``share`` of them (the negative control), named in ``dropped``."""
     lock = threading.Lock()
 
@@ -66,7 +67,7 @@ def dropping_planner(faults: UpstreamFaults, rng: random.Random, share: float,
                 return script
             dropped.add(tag)
             gone = rng.randrange(1, len(script.texts) - 1)
-        texts = script.texts[:gone] + script.texts[gone + 1:]
+        texts = script.texts[:gone] + script.texts[gone + 1 :]
         return Script(tokens=len(texts), texts=texts, interval=script.interval)
 
     return plan
@@ -141,26 +142,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--drop-token", type=float, nargs="?", const=0.25, default=0.0,
-                        help="share of answers the upstream leaves one token out of (the negative control)")
+    parser.add_argument(
+        "--drop-token",
+        type=float,
+        nargs="?",
+        const=0.25,
+        default=0.0,
+        help="share of answers the upstream leaves one token out of (the negative control)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak-results")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    outcome = run(args.out / f"deploy-{args.seed}-logs", clients=args.clients, rounds=args.rounds, seed=args.seed,
-                  drop_token=args.drop_token)
+    outcome = run(
+        args.out / f"deploy-{args.seed}-logs", clients=args.clients, rounds=args.rounds, seed=args.seed, drop_token=args.drop_token
+    )
     verdict, faults, histories = outcome.verdict, outcome.faults, outcome.histories
-    line = (f"deploy chaos seed={args.seed} clients={args.clients} rounds={args.rounds}: answers {verdict.streams}, "
-            f"completed {verdict.completed}, cuts {verdict.cuts}, resumes {verdict.resumes}; lost {verdict.lost}, "
-            f"duplicated {verdict.duplicated}, content mismatched {verdict.mismatched}, silent cuts {verdict.silent}; "
-            f"lost to infrastructure {sum(verdict.infrastructure.values())}; tokens left out on purpose {len(outcome.dropped)}; "
-            f"explicit errors: "
-            + (", ".join(f"{k} {v}" for k, v in sorted(verdict.errors.items())) or "none"))
+    line = (
+        f"deploy chaos seed={args.seed} clients={args.clients} rounds={args.rounds}: answers {verdict.streams}, "
+        f"completed {verdict.completed}, cuts {verdict.cuts}, resumes {verdict.resumes}; lost {verdict.lost}, "
+        f"duplicated {verdict.duplicated}, content mismatched {verdict.mismatched}, silent cuts {verdict.silent}; "
+        f"lost to infrastructure {sum(verdict.infrastructure.values())}; tokens left out on purpose {len(outcome.dropped)}; "
+        f"explicit errors: " + (", ".join(f"{k} {v}" for k, v in sorted(verdict.errors.items())) or "none")
+    )
     print(line)
-    (args.out / f"deploy-{args.seed}.json").write_text(json.dumps(
-        {"summary": line, "ok": verdict.ok, "mismatched": verdict.mismatched, "lost": verdict.lost, "faults": faults,
-         "errors": dict(verdict.errors), "infrastructure": dict(verdict.infrastructure), "failures": verdict.failures[:20],
-         "not_completed": [_as_json(h) for h in histories if h.terminal is None or h.terminal[0] != "end"][:20]},
-        indent=2, default=str))
+    (args.out / f"deploy-{args.seed}.json").write_text(
+        json.dumps(
+            {
+                "summary": line,
+                "ok": verdict.ok,
+                "mismatched": verdict.mismatched,
+                "lost": verdict.lost,
+                "faults": faults,
+                "errors": dict(verdict.errors),
+                "infrastructure": dict(verdict.infrastructure),
+                "failures": verdict.failures[:20],
+                "not_completed": [_as_json(h) for h in histories if h.terminal is None or h.terminal[0] != "end"][:20],
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return 0 if verdict.ok else 1
 
 

@@ -46,8 +46,10 @@ def _shown(value: Any) -> str:
 def table() -> str:
     """The Markdown table: one row per setting, in the order of ``SETTINGS``."""
     settings, dataclass = _settings()
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                for f in dataclasses.fields(dataclass)}
+    defaults = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        for f in dataclasses.fields(dataclass)
+    }
     rows = ["| variable | default | what it does |", "|---|---|---|"]
     for name, setting in settings.items():
         doc = " ".join(setting.doc.split())
@@ -77,8 +79,11 @@ def differences(markdown: str) -> list[str]:
         page = committed(markdown)
     except ValueError:
         return [f"the page has no generated settings table (the markers {BEGIN!r} ... {END!r})"]
-    return list(difflib.unified_diff(page.splitlines(), block().splitlines(), "docs/configuration.md", "webapp/config.py SETTINGS",
-                                     lineterm="", n=0))
+    return list(
+        difflib.unified_diff(
+            page.splitlines(), block().splitlines(), "docs/configuration.md", "webapp/config.py SETTINGS", lineterm="", n=0
+        )
+    )
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -88,8 +93,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         if diff:
             from mkdocs.exceptions import PluginError
 
-            raise PluginError("docs/configuration.md disagrees with webapp/config.py SETTINGS; "
-                              "run `python docs/hooks/settings_table.py --write`:\n" + "\n".join(diff))
+            raise PluginError(
+                "docs/configuration.md disagrees with webapp/config.py SETTINGS; "
+                "run `python docs/hooks/settings_table.py --write`:\n" + "\n".join(diff)
+            )
     return markdown
 
 

@@ -1,7 +1,7 @@
 """A minimal Django project with one streaming view, and GZipMiddleware on as most projects have it.
 
-    DJANGO_SETTINGS_MODULE=examples.django_app.settings gunicorn -c conf/gunicorn.conf.py examples.django_app.wsgi:application
-    curl -N localhost:8000/stream -H 'Content-Type: application/json' -d '{"message": "hi"}'
+DJANGO_SETTINGS_MODULE=examples.django_app.settings gunicorn -c conf/gunicorn.conf.py examples.django_app.wsgi:application
+curl -N localhost:8000/stream -H 'Content-Type: application/json' -d '{"message": "hi"}'
 """
 
 from __future__ import annotations

@@ -23,8 +23,16 @@ def locked() -> FlaskClient:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {"Authorization": f"Basic {KEY}"},
-     {"Authorization": "Bearer wrong-key-0000000000"}, {"Authorization": f"Bearer {KEY}x"}, {"Authorization": f"bearer{KEY}"}],
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Basic {KEY}"},
+        {"Authorization": "Bearer wrong-key-0000000000"},
+        {"Authorization": f"Bearer {KEY}x"},
+        {"Authorization": f"bearer{KEY}"},
+    ],
     ids=["none", "empty", "no-key", "blank-key", "basic", "wrong", "longer", "no-space"],
 )
 def test_requests_without_a_valid_key_get_401(locked: FlaskClient, headers: dict[str, str]) -> None:
@@ -50,11 +58,14 @@ def test_keys_come_from_a_file_too(tmp_path: Path) -> None:
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
 
 
-@pytest.mark.parametrize(("config", "says"), [
-    ({"WEBAPP_API_KEYS": "short"}, "at least 16"),
-    ({"WEBAPP_API_KEYS": " , "}, "no keys"),
-    ({"WEBAPP_API_KEYS_FILE": "/nonexistent/keys"}, "cannot read"),
-])
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({"WEBAPP_API_KEYS": "short"}, "at least 16"),
+        ({"WEBAPP_API_KEYS": " , "}, "no keys"),
+        ({"WEBAPP_API_KEYS_FILE": "/nonexistent/keys"}, "cannot read"),
+    ],
+)
 def test_bad_key_settings_stop_start_up(config: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         create_app({**FAST_SCRIPTED, **config}, environ={})
@@ -70,14 +81,25 @@ def test_keys_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.mark.parametrize("gate", ["true", "false"])
 def test_with_no_line_streams_beyond_the_limit_get_an_immediate_503(gate: str) -> None:
-    app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_SCRIPTED_INTERVAL_MS": "50",
-                      "WEBAPP_ADMISSION_START_BUDGET_MS": "0", "WEBAPP_ADMISSION_GATE": gate}, environ={})
+    app = create_app(
+        {
+            **FAST_SCRIPTED,
+            "WEBAPP_MAX_CONCURRENT_STREAMS": "1",
+            "WEBAPP_SCRIPTED_INTERVAL_MS": "50",
+            "WEBAPP_ADMISSION_START_BUDGET_MS": "0",
+            "WEBAPP_ADMISSION_GATE": gate,
+        },
+        environ={},
+    )
     client = app.test_client()
     first = client.post("/api/chat/events", json={"message": "one"}, buffered=False)
     next(iter(first.response))  # the first stream is open
-    for path, body in (("/api/chat/events", {"message": "two"}), ("/api/chat/stream", {"message": "two"}),
-                       ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}),
-                       ("/api/chat", {"message": "not a stream: a run all the same"})):
+    for path, body in (
+        ("/api/chat/events", {"message": "two"}),
+        ("/api/chat/stream", {"message": "two"}),
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}),
+        ("/api/chat", {"message": "not a stream: a run all the same"}),
+    ):
         busy = client.post(path, json=body)
         assert busy.status_code == 503 and busy.json["error"]["type"] == "overloaded"
         assert busy.headers["Retry-After"] == "3"
@@ -102,8 +124,16 @@ def test_a_response_never_iterated_frees_its_runs_slot() -> None:
 
 def test_a_dropped_client_keeps_its_runs_slot_through_the_grace_but_not_under_cancel() -> None:
     for policy, expected in (("continue", 503), ("cancel", 200)):
-        app = create_app({**FAST_SCRIPTED, "WEBAPP_MAX_CONCURRENT_STREAMS": "1", "WEBAPP_ON_DISCONNECT": policy, **NO_LINE,
-                          "WEBAPP_SCRIPTED_INTERVAL_MS": "200"}, environ={})
+        app = create_app(
+            {
+                **FAST_SCRIPTED,
+                "WEBAPP_MAX_CONCURRENT_STREAMS": "1",
+                "WEBAPP_ON_DISCONNECT": policy,
+                **NO_LINE,
+                "WEBAPP_SCRIPTED_INTERVAL_MS": "200",
+            },
+            environ={},
+        )
         client = app.test_client()
         first = client.post("/api/chat/events", json={"message": "x"}, buffered=False)
         next(first.response)  # the first bytes arrived; then the client leaves

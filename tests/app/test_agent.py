@@ -56,10 +56,25 @@ def test_a_slow_tool_and_a_failing_tool(client: FlaskClient) -> None:
 
 
 def test_a_bare_model_asking_for_tools_ends_with_its_calls(client: FlaskClient) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-    response = client.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "weather in Paris"}],
-                                                          "tools": tools, "stream": True, "stream_options": {"include_usage": True}})
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ]
+    response = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "m",
+            "messages": [{"role": "user", "content": "weather in Paris"}],
+            "tools": tools,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
     chunks = [json.loads(f[6:]) for f in response.get_data(as_text=True).split("\n\n") if f.startswith("data: {")]
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     first = deltas[1]["tool_calls"][0]

@@ -75,7 +75,7 @@ def test_joining_with_last_event_id_sends_exactly_the_rest(client: FlaskClient) 
     run_id = found[0][1]["run_id"]
     for cut in (0, 3, len(found) - 2):
         rest = sse(client.get(f"/langgraph/threads/{thread}/runs/{run_id}/stream", headers={"Last-Event-ID": found[cut][2]}))
-        assert rest == found[cut + 1:]
+        assert rest == found[cut + 1 :]
     whole = client.get(f"/langgraph/threads/{thread}/runs/{run_id}/stream")
     assert sse(whole) == found  # no Last-Event-ID: the whole run again, from its log
     done = client.get(f"/langgraph/threads/{thread}/runs/{run_id}/stream", headers={"Last-Event-ID": found[-1][2]})
@@ -127,8 +127,13 @@ def test_state_update_history_and_a_run_from_an_earlier_checkpoint(client: Flask
     early = next(s for s in reversed(history) if len(s["values"].get("messages", [])) == 2)  # after the first answer
     at = client.get(f"/langgraph/threads/{thread}/state/{early['checkpoint']['checkpoint_id']}").json
     assert at["values"] == early["values"]
-    forked = stream(client, thread, input={"messages": [{"role": "user", "content": "instead"}]},
-                    checkpoint_id=early["checkpoint"]["checkpoint_id"], stream_mode="values")
+    forked = stream(
+        client,
+        thread,
+        input={"messages": [{"role": "user", "content": "instead"}]},
+        checkpoint_id=early["checkpoint"]["checkpoint_id"],
+        stream_mode="values",
+    )
     humans = [m["content"] for m in forked[-2][1]["messages"] if m["type"] == "human"]
     assert humans == ["hello there", "instead"]
     updated = client.post(f"/langgraph/threads/{thread}/state", json={"values": {"messages": [{"role": "user", "content": "noted"}]}})
@@ -235,8 +240,14 @@ def test_malformed_requests_and_unserved_routes_are_clear(client: FlaskClient) -
     bad_input = client.post(f"/langgraph/threads/{thread}/runs/wait", json={"assistant_id": "agent", "input": {"messages": 5}})
     assert bad_input.status_code == 422 and "not a message" in bad_input.json["detail"]
     assert client.post("/langgraph/threads/prune", json={}).status_code == 404  # an unserved route, not a thread called prune
-    for method, path in (("POST", "/assistants"), ("PUT", "/store/items"), ("POST", "/runs/crons"), ("POST", f"/threads/{thread}/copy"),
-                         ("GET", f"/threads/{thread}/stream"), ("POST", "/runs/batch")):
+    for method, path in (
+        ("POST", "/assistants"),
+        ("PUT", "/store/items"),
+        ("POST", "/runs/crons"),
+        ("POST", f"/threads/{thread}/copy"),
+        ("GET", f"/threads/{thread}/stream"),
+        ("POST", "/runs/batch"),
+    ):
         response = client.open("/langgraph" + path, method=method, json={})
         assert response.status_code in (404, 405) and response.json["detail"], (method, path, response.status_code)
     assert client.delete("/langgraph/info").status_code == 405

@@ -54,8 +54,13 @@ NO_SUCH = "00000000-0000-4000-8000-000000000000"
 
 # -- deviations ----------------------------------------------------------------------------------
 
-STATE_ROUTES = ("GET /threads/{thread_id}/state", "GET /threads/{thread_id}/state/{checkpoint_id}",
-                "POST /threads/{thread_id}/state/checkpoint", "GET /threads/{thread_id}/history", "POST /threads/{thread_id}/history")
+STATE_ROUTES = (
+    "GET /threads/{thread_id}/state",
+    "GET /threads/{thread_id}/state/{checkpoint_id}",
+    "POST /threads/{thread_id}/state/checkpoint",
+    "GET /threads/{thread_id}/history",
+    "POST /threads/{thread_id}/history",
+)
 THREAD_ROUTES = ("POST /threads", "GET /threads/{thread_id}", "PATCH /threads/{thread_id}", "POST /threads/search")
 
 
@@ -69,8 +74,12 @@ class NullField:
 
     def excuses(self, route: str, error: Any) -> bool:
         """Whether ``error`` (a jsonschema ValidationError on ``route``'s body) is this deviation."""
-        return route in self.routes and error.validator == "type" and error.instance is None and any(
-            re.fullmatch(re.escape(at).replace(r"\[\*\]", r"\[\d+\]"), error.json_path) for at in self.at)
+        return (
+            route in self.routes
+            and error.validator == "type"
+            and error.instance is None
+            and any(re.fullmatch(re.escape(at).replace(r"\[\*\]", r"\[\d+\]"), error.json_path) for at in self.at)
+        )
 
 
 @dataclass(frozen=True)

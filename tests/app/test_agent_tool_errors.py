@@ -32,11 +32,14 @@ def run(client: FlaskClient, message: str) -> list[ServerSentEvent]:
     return [e for e in parse_stream([response.data]) if isinstance(e, ServerSentEvent)]
 
 
-@pytest.mark.parametrize("expression, why", [
-    ("((-1)**0.5)//1", "not a real number"),
-    ("999999.0**64", "too large"),
-    (BIG_PRODUCT, "digits"),
-])
+@pytest.mark.parametrize(
+    "expression, why",
+    [
+        ("((-1)**0.5)//1", "not a real number"),
+        ("999999.0**64", "too large"),
+        (BIG_PRODUCT, "digits"),
+    ],
+)
 def test_a_failing_calculation_is_an_error_result_and_the_run_goes_on(client: FlaskClient, expression: str, why: str) -> None:
     received = run(client, f"calculate {expression}")
     (result,) = [e.json() for e in received if e.event == "tool_result"]
@@ -48,6 +51,7 @@ def test_a_failing_calculation_is_an_error_result_and_the_run_goes_on(client: Fl
 
 def test_any_exception_of_a_demo_tool_becomes_an_error_result(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not only the calculator: whatever a tool raises is reported to the model, never a failed run."""
+
     def broken(*args: Any) -> Any:
         raise KeyError("something internal")
 

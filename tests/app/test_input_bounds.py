@@ -23,8 +23,9 @@ PADDED = b" " * 65_536 + b'{"message": "the tail"}'
 
 
 def post_chunked(client: FlaskClient, body: bytes) -> tuple[int, bytes]:
-    response = client.post("/api/chat/events", input_stream=io.BytesIO(body),
-                           headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"})
+    response = client.post(
+        "/api/chat/events", input_stream=io.BytesIO(body), headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+    )
     return response.status_code, response.data
 
 

@@ -49,7 +49,8 @@ def test_another_keys_stream_is_the_same_404_as_an_unknown_one(two_keys: FlaskCl
     ]:
         response = two_keys.open(path, method=method, headers={**B, **headers})
         assert response.status_code == 404 and response.json["error"] == {
-            **unknown.json["error"], "message": unknown.json["error"]["message"].replace("s_0000000000000000", stream_id)
+            **unknown.json["error"],
+            "message": unknown.json["error"]["message"].replace("s_0000000000000000", stream_id),
         }, (method, path)
     # The control: the key that started it can do all of it.
     assert two_keys.get(f"/api/streams/{stream_id}", headers=A).json["status"] in ("running", "completed")

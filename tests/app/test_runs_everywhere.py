@@ -172,8 +172,7 @@ def close_all(*responses: TestResponse) -> None:
 def readers(app: Flask, key: str, event_id: str, count: int) -> list[TestResponse]:
     """``count`` resume readers on one stream, left open."""
     return [
-        app.test_client().get("/api/chat/events", headers={**auth(key), "Last-Event-ID": event_id}, buffered=False)
-        for _ in range(count)
+        app.test_client().get("/api/chat/events", headers={**auth(key), "Last-Event-ID": event_id}, buffered=False) for _ in range(count)
     ]
 
 

@@ -110,8 +110,12 @@ def test_only_resumable_streams_are_kept_in_the_store() -> None:
     client = app_client()
     store = client.application.extensions["uncut"].streams.store
     assert client.post("/api/chat/stream", json={"message": "hello"}).status_code == 200
-    assert client.post("/v1/chat/completions", json={"model": "m", "stream": True,
-                                                     "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+    assert (
+        client.post(
+            "/v1/chat/completions", json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        ).status_code
+        == 200
+    )
     assert len(store._logs) == 0  # text and /v1 never show their id: nothing to resume, nothing kept
     sse = events(client.post("/api/chat/events", json={"message": "hello"}).data)
     assert list(store._logs) == [sse[0].json()["stream_id"]]

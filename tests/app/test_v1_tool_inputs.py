@@ -16,8 +16,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+}
 USER = {"role": "user", "content": "what is the weather in Paris?"}
 
 
@@ -74,8 +76,11 @@ def test_responses_text_format_of_the_wrong_type(client: FlaskClient, text_forma
 
 def called(arguments: str, role_content: str = "sunny") -> list[dict[str, Any]]:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
-    return [USER, {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_1", "content": role_content}]
+    return [
+        USER,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": role_content},
+    ]
 
 
 ARGS = "messages[1].tool_calls[0].function.arguments"
@@ -134,11 +139,16 @@ def test_a_tool_schema_with_wrong_typed_keywords_is_a_400(client: FlaskClient, s
 def test_well_formed_schemas_still_reach_the_model(client: FlaskClient) -> None:
     """Negative control: boolean subschemas, tuple items, $defs and refs are JSON Schema, and the scripted model takes them."""
     schema = {
-        "type": "object", "$defs": {"unit": {"enum": ["c", "f"]}},
-        "properties": {"city": True, "unit": {"$ref": "#/$defs/unit"},
-                       "pair": {"type": "array", "items": [{"type": "number"}], "minItems": 1},
-                       "n": {"type": ["integer", "null"], "minimum": 0, "exclusiveMaximum": 10}},
-        "required": ["city", "pair", "n"], "additionalProperties": False,
+        "type": "object",
+        "$defs": {"unit": {"enum": ["c", "f"]}},
+        "properties": {
+            "city": True,
+            "unit": {"$ref": "#/$defs/unit"},
+            "pair": {"type": "array", "items": [{"type": "number"}], "minItems": 1},
+            "n": {"type": ["integer", "null"], "minimum": 0, "exclusiveMaximum": 10},
+        },
+        "required": ["city", "pair", "n"],
+        "additionalProperties": False,
     }
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": schema}}
     response = chat(client, tools=[tool])
@@ -150,12 +160,15 @@ def test_well_formed_schemas_still_reach_the_model(client: FlaskClient) -> None:
 # -- 10. arguments are checked like the body ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("arguments, why", [
-    ('{"city": "\\ud800"}', "surrogate"),
-    ('{"city": "\\udc00x"}', "surrogate"),
-    ('{"n": NaN}', "NaN"),
-    ('{"n": -Infinity}', "Infinity"),
-])
+@pytest.mark.parametrize(
+    "arguments, why",
+    [
+        ('{"city": "\\ud800"}', "surrogate"),
+        ('{"city": "\\udc00x"}', "surrogate"),
+        ('{"n": NaN}', "NaN"),
+        ('{"n": -Infinity}', "Infinity"),
+    ],
+)
 def test_arguments_with_lone_surrogates_or_nan_are_refused(client: FlaskClient, arguments: str, why: str) -> None:
     error = assert_openai_400(chat(client, tools=[WEATHER], messages=called(arguments)), ARGS)
     assert why in error["message"]

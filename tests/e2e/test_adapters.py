@@ -31,8 +31,9 @@ GZIP = {"Accept-Encoding": "gzip, deflate"}
 
 
 @pytest.fixture(scope="module", params=list(APPS))
-def served(request: pytest.FixtureRequest, upstream_server: OpenAIUpstream, artifacts: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proxy]]:
+def served(
+    request: pytest.FixtureRequest, upstream_server: OpenAIUpstream, artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Proxy]]:
     app, extra = APPS[request.param]
     env = {**openai_env(upstream_server), "EXAMPLE_MODEL": "upstream-model", "EXAMPLE_HEARTBEAT_SECONDS": "1", **extra}
     require_binary("nginx", "nginx")  # before the app starts: a skip then leaves nothing running

@@ -32,10 +32,33 @@ BURST = 1000
 def load(server: GunicornServer, tmp_path: Path, *args: str) -> dict[str, Any]:
     out = tmp_path / f"load-{server.port}.json"
     process = subprocess.run(
-        [sys.executable, "-m", "bench.load", "--url", server.url, "--path", "/api/chat/events", "--mode", "sse",
-         "--tokens", str(TOKENS), "--interval", str(INTERVAL), "--stream-timeout", "90", "--max-retries", "2",
-         "--keep-records", "--out", str(out), *args],
-        cwd=ROOT, env=clean_environ(), capture_output=True, timeout=400,
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--url",
+            server.url,
+            "--path",
+            "/api/chat/events",
+            "--mode",
+            "sse",
+            "--tokens",
+            str(TOKENS),
+            "--interval",
+            str(INTERVAL),
+            "--stream-timeout",
+            "90",
+            "--max-retries",
+            "2",
+            "--keep-records",
+            "--out",
+            str(out),
+            *args,
+        ],
+        cwd=ROOT,
+        env=clean_environ(),
+        capture_output=True,
+        timeout=400,
     )
     assert process.returncode == 0, process.stderr.decode(errors="replace")[-2000:]
     return json.loads(out.read_text())
@@ -46,7 +69,9 @@ def first_refusals(result: dict[str, Any]) -> list[float]:
 
 
 def test_a_burst_is_answered_whole_and_retry_after_names_spread_out_turns(
-    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path  # noqa: F811
+    servers: Callable[..., GunicornServer],  # noqa: F811 - the fixture imported above
+    bench_upstream: str,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     lined = load(servers(bench_upstream, "line"), tmp_path, "--burst", "--concurrency", str(BURST))
     summary = lined["open_loop"]
@@ -65,7 +90,10 @@ def test_a_burst_is_answered_whole_and_retry_after_names_spread_out_turns(
 
 
 def test_under_twice_capacity_everyone_is_answered_and_admitted_streams_start_within_their_budget(
-    servers: Callable[..., GunicornServer], bench_upstream: str, tmp_path: Path, capacity: float  # noqa: F811
+    servers: Callable[..., GunicornServer],  # noqa: F811 - the fixture imported above
+    bench_upstream: str,  # noqa: F811
+    tmp_path: Path,
+    capacity: float,  # noqa: F811
 ) -> None:
     poisson = ("--rate", f"{OVERLOAD * capacity:.1f}", "--duration", "8")  # twice the capacity measured here
     lined = load(servers(bench_upstream, "line"), tmp_path, *poisson)["open_loop"]

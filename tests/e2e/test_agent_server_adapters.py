@@ -176,8 +176,10 @@ def test_wait_keeps_the_thread_and_its_history(served: Served, client: Client) -
 def test_a_client_that_leaves_with_on_disconnect_cancel_stops_the_run(served: Served, client: Client) -> None:
     sdk = client.sdk
     thread_id = sdk.threads.create()["thread_id"]
-    parts = read(sdk.runs.stream(thread_id, "agent", input=user("I will leave early"), stream_mode=["messages-tuple"],
-                                 on_disconnect="cancel"), stop_after_tokens=3)
+    parts = read(
+        sdk.runs.stream(thread_id, "agent", input=user("I will leave early"), stream_mode=["messages-tuple"], on_disconnect="cancel"),
+        stop_after_tokens=3,
+    )
     left_at = time.monotonic()
     assert parts[0].event == "metadata" and parts[-1].event == "messages"
     run_id = parts[0].data["run_id"]

@@ -39,8 +39,15 @@ APPROVE = {"decisions": [{"type": "approve"}]}
 FAST = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5", "GUNICORN_WORKERS": "1"}
 SLOW = {**FAST, "WEBAPP_SCRIPTED_INTERVAL_MS": "250"}
 PINNED = {"@langchain/langgraph-sdk": "1.15.0", "@langchain/core": "1.4.0", "react": "19.3.1", "react-dom": "19.3.1", "esbuild": "0.28.2"}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 NO_RUN_LOCATION_APP = "tests.support.no_run_location_wsgi:app"
 
 
@@ -105,7 +112,11 @@ def served(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def run_client(server: GunicornServer, timeout: float = 40.0) -> tuple[int, list[dict[str, Any]]]:
     node = require_langgraph_js()
     process = subprocess.run(
-        [node, str(JS / "langgraph_client.mjs"), api(server)], cwd=JS, capture_output=True, text=True, timeout=timeout,
+        [node, str(JS / "langgraph_client.mjs"), api(server)],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "TIMEOUT_MS": str(int(timeout * 1000) - 3000)},
     )
     lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
@@ -169,6 +180,7 @@ def test_the_js_client_streams_pauses_for_approval_resumes_once_and_joins(served
     assert joined[0]["event"] == "metadata" and joined[0]["data"]["run_id"] == background["run_id"]
     assert ai_text(joined) == text(answers[-1]) and answers[-1] is not answers[0]
     after = int(next(line for line in lines if line.get("phase") == "rejoin_after")["data"])
+
     def seen(parts: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
         return [(p["id"], p["event"], p["data"]) for p in parts]
 
@@ -208,8 +220,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaticSite]:
     node = require_langgraph_js()
     out = tmp_path_factory.mktemp("use-stream-page")
-    built = subprocess.run([node, str(JS / "bundle.mjs"), str(JS / "use_stream_app.jsx"), str(out)], cwd=JS,
-                           capture_output=True, text=True, timeout=60)
+    built = subprocess.run(
+        [node, str(JS / "bundle.mjs"), str(JS / "use_stream_app.jsx"), str(out)], cwd=JS, capture_output=True, text=True, timeout=60
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     static = StaticSite(out).start()
     try:
@@ -263,7 +276,9 @@ def ask(page: Any, prompt: str) -> str:
 def wait_idle_with(page: Any, answer: str, timeout: float) -> None:
     page.wait_for_function(
         "want => document.querySelector('#status').dataset.loading === 'false' && document.querySelector('#answer').textContent === want",
-        arg=answer, timeout=timeout * 1000)
+        arg=answer,
+        timeout=timeout * 1000,
+    )
 
 
 def renders(page: Any) -> list[str]:
@@ -275,7 +290,10 @@ def stored_run(page: Any, thread_id: str) -> str | None:
 
 
 def test_use_stream_renders_tokens_the_interrupt_and_resumes_after_approval(
-    page: Any, site: StaticSite, slow: GunicornServer, artifacts: Path,
+    page: Any,
+    site: StaticSite,
+    slow: GunicornServer,
+    artifacts: Path,
 ) -> None:
     before = emails_sent(slow)
     open_page(page, site, slow)
@@ -297,7 +315,8 @@ def test_use_stream_renders_tokens_the_interrupt_and_resumes_after_approval(
     shown = renders(page)
     assert shown[-1] == answer and all(answer.startswith(s) for s in shown) and len(shown) >= 5, shown  # token by token
     assert page.eval_on_selector_all("#messages .message", "els => els.map(e => [e.dataset.type, e.dataset.id])") == [
-        [m["type"], m["id"]] for m in messages]
+        [m["type"], m["id"]] for m in messages
+    ]
     assert emails_sent(slow) == before + 1
     assert [m["content"] for m in messages if m["type"] == "tool"] == ["queued"]
 
@@ -317,7 +336,10 @@ def reload_mid_answer(page: Any, site: StaticSite, server: GunicornServer) -> tu
 
 
 def test_a_reload_mid_answer_rejoins_the_run_and_shows_it_whole(
-    page: Any, site: StaticSite, slow: GunicornServer, artifacts: Path,
+    page: Any,
+    site: StaticSite,
+    slow: GunicornServer,
+    artifacts: Path,
 ) -> None:
     thread_id, stored, before = reload_mid_answer(page, site, slow)
     runs = wait_for_runs_to_end(slow, thread_id)
@@ -331,13 +353,18 @@ def test_a_reload_mid_answer_rejoins_the_run_and_shows_it_whole(
     assert len(after) >= 3, after  # the rejoined stream rendered as it came, not read whole from the state
     assert page.get_attribute("#status", "data-thread") == thread_id
     assert page.eval_on_selector_all("#messages .message", "els => els.map(e => [e.dataset.type, e.dataset.id])") == [
-        [m["type"], m["id"]] for m in messages]
+        [m["type"], m["id"]] for m in messages
+    ]
     assert stored_run(page, thread_id) is None  # the joined run ended: useStream forgot it
     assert f"/langgraph/threads/{thread_id}/runs/{runs[0]['run_id']}/stream" in slow.log()  # it rejoined the run's stream
 
 
 def test_negative_control_without_content_location_a_reload_loses_the_answer(
-    page: Any, site: StaticSite, gunicorn: Callable[..., GunicornServer], tmp_path: Path, artifacts: Path,
+    page: Any,
+    site: StaticSite,
+    gunicorn: Callable[..., GunicornServer],
+    tmp_path: Path,
+    artifacts: Path,
 ) -> None:
     server = gunicorn(env=browser_env(site, tmp_path / "threads.db"), app=NO_RUN_LOCATION_APP, name="no-run-location")
     thread_id, stored, before = reload_mid_answer(page, site, server)

@@ -35,8 +35,13 @@ AUTH = {"API_KEY": KEY}
 def service(upstream_server: OpenAIUpstream, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     require_js_clients()
     store = tmp_path_factory.mktemp("threads") / "threads.db"  # ?agent=1 chats are threads: none outlives the run
-    env = openai_env(upstream_server, WEBAPP_API_KEYS=KEY, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_AGENT_SLOW_TOOL_SECONDS="0",
-                     WEBAPP_THREAD_STORE=f"sqlite:///{store}")
+    env = openai_env(
+        upstream_server,
+        WEBAPP_API_KEYS=KEY,
+        WEBAPP_HEARTBEAT_SECONDS="1",
+        WEBAPP_AGENT_SLOW_TOOL_SECONDS="0",
+        WEBAPP_THREAD_STORE=f"sqlite:///{store}",
+    )
     server = GunicornServer(artifacts, env=env, name="ai-sdk")
     yield server.start()
     server.stop()

@@ -27,7 +27,10 @@ def test_smoke_run_reports_the_service_with_every_token_and_no_error(tmp_path: P
     out = tmp_path / "bench-out"
     completed = run_bounded(
         [sys.executable, "-m", "bench", "--smoke", "--out-dir", str(out)],
-        cwd=ROOT, env=clean_environ(), text=True, timeout=75,
+        cwd=ROOT,
+        env=clean_environ(),
+        text=True,
+        timeout=75,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
 
@@ -47,9 +50,26 @@ def test_smoke_run_reports_the_service_with_every_token_and_no_error(tmp_path: P
 def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
     """`bench.micro` runs the real Generation and Relay under gevent; only the report's shape is asserted."""
     relay = run_bounded(
-        [sys.executable, "-m", "bench.micro", "relay", "--concurrency", "5", "--streams", "2", "--tokens", "5",
-         "--interval", "0.001", "--rounds", "1"],
-        cwd=ROOT, env=clean_environ(), text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "bench.micro",
+            "relay",
+            "--concurrency",
+            "5",
+            "--streams",
+            "2",
+            "--tokens",
+            "5",
+            "--interval",
+            "0.001",
+            "--rounds",
+            "1",
+        ],
+        cwd=ROOT,
+        env=clean_environ(),
+        text=True,
+        timeout=60,
     )
     assert relay.returncode == 0, relay.stderr[-4000:]
     report = json.loads(relay.stdout)
@@ -60,7 +80,10 @@ def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
 
     greenlet = run_bounded(
         [sys.executable, "-m", "bench.micro", "greenlet", "--greenlets", "200"],
-        cwd=ROOT, env=clean_environ(), text=True, timeout=60,
+        cwd=ROOT,
+        env=clean_environ(),
+        text=True,
+        timeout=60,
     )
     assert greenlet.returncode == 0, greenlet.stderr[-4000:]
     assert set(json.loads(greenlet.stdout)["kb_per_greenlet"]) == {"depth 0", "depth 5", "depth 15"}

@@ -21,14 +21,26 @@ from uncut.scripted import script_tokens
 pytestmark = pytest.mark.e2e
 
 PROMPT = "Why do LLM streams get cut off behind proxies?"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
 def app(artifacts: Path) -> Iterator[GunicornServer]:
-    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_INTERVAL_MS": "100", "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_RETRY_MS": "500",
-           "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "2.5"}
+    env = {
+        "WEBAPP_PROVIDER": "scripted",
+        "WEBAPP_SCRIPTED_INTERVAL_MS": "100",
+        "WEBAPP_HEARTBEAT_SECONDS": "1",
+        "WEBAPP_RETRY_MS": "500",
+        "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "2.5",
+    }
     server = GunicornServer(artifacts, env=env, name="browser")
     yield server.start()
     server.stop()
@@ -122,8 +134,12 @@ KEY = "browser-key-0123456789abcdef"
 @pytest.fixture(scope="module")
 def keyed_app(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     store = tmp_path_factory.mktemp("browser-keys-threads") / "threads.db"
-    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_INTERVAL_MS": "20", "WEBAPP_API_KEYS": KEY,
-           "WEBAPP_THREAD_STORE": f"sqlite:///{store}"}
+    env = {
+        "WEBAPP_PROVIDER": "scripted",
+        "WEBAPP_SCRIPTED_INTERVAL_MS": "20",
+        "WEBAPP_API_KEYS": KEY,
+        "WEBAPP_THREAD_STORE": f"sqlite:///{store}",
+    }
     server = GunicornServer(artifacts, env=env, name="browser-keys")
     yield server.start()
     server.stop()
@@ -149,8 +165,10 @@ class _EvilSite:
         import http.server
         import threading
 
-        page = (f'<img src="{target}/api/diagnostics/stream?tokens=3">'
-                f'<script>fetch("{target}/api/chat/events", {{method: "POST", mode: "no-cors", body: "{{}}"}}).catch(() => {{}})</script>')
+        page = (
+            f'<img src="{target}/api/diagnostics/stream?tokens=3">'
+            f'<script>fetch("{target}/api/chat/events", {{method: "POST", mode: "no-cors", body: "{{}}"}}).catch(() => {{}})</script>'
+        )
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -203,8 +221,12 @@ CARD = ".approval-card"
 @pytest.fixture(scope="module")
 def thread_app(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     store = tmp_path_factory.mktemp("browser-threads") / "threads.db"  # nothing written in the checkout
-    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "10",
-           "WEBAPP_THREAD_STORE": f"sqlite:///{store}"}
+    env = {
+        "WEBAPP_PROVIDER": "scripted",
+        "WEBAPP_SCRIPTED_TTFT_MS": "0",
+        "WEBAPP_SCRIPTED_INTERVAL_MS": "10",
+        "WEBAPP_THREAD_STORE": f"sqlite:///{store}",
+    }
     server = GunicornServer(artifacts, env=env, name="browser-threads")
     yield server.start()
     server.stop()

@@ -61,9 +61,7 @@ def test_sigterm_mid_stream_lets_the_stream_finish(behind_nginx: Callable[..., t
     assert "Handling signal: term" in app.log()
 
 
-def test_sighup_rolling_restart_lets_the_stream_finish_and_keeps_serving(
-    behind_nginx: Callable[..., tuple[GunicornServer, Proxy]]
-) -> None:
+def test_sighup_rolling_restart_lets_the_stream_finish_and_keeps_serving(behind_nginx: Callable[..., tuple[GunicornServer, Proxy]]) -> None:
     app, proxy = behind_nginx()
     record = stream_with_signal(proxy, app, signal.SIGHUP, "tokens=8&interval_ms=400")
     assert record.kinds == ["start"] + ["token"] * 8 + ["end"]
@@ -73,7 +71,7 @@ def test_sighup_rolling_restart_lets_the_stream_finish_and_keeps_serving(
 
 
 def test_a_stream_too_long_for_graceful_timeout_ends_with_server_shutdown(
-    behind_nginx: Callable[..., tuple[GunicornServer, Proxy]]
+    behind_nginx: Callable[..., tuple[GunicornServer, Proxy]],
 ) -> None:
     app, proxy = behind_nginx(args=["--graceful-timeout", "4"])
     signalled = time.monotonic()
@@ -81,7 +79,9 @@ def test_a_stream_too_long_for_graceful_timeout_ends_with_server_shutdown(
     error = record.terminal
     assert error is not None and error.event == "error", record.kinds
     assert error.json()["error"] == {
-        "type": "server_shutdown", "message": "The server is restarting; retry to continue.", "retryable": True
+        "type": "server_shutdown",
+        "message": "The server is restarting; retry to continue.",
+        "retryable": True,
     }
     assert record.transport_error is None, "the stream ends cleanly, with its error event"
     assert "end" not in record.kinds and 2 <= record.kinds.count("token") < 40
@@ -90,7 +90,7 @@ def test_a_stream_too_long_for_graceful_timeout_ends_with_server_shutdown(
 
 
 def test_negative_control_without_the_notice_the_worker_cuts_the_stream_silently(
-    behind_nginx: Callable[..., tuple[GunicornServer, Proxy]]
+    behind_nginx: Callable[..., tuple[GunicornServer, Proxy]],
 ) -> None:
     app, proxy = behind_nginx(env={"WEBAPP_SHUTDOWN_NOTICE": "false"}, args=["--graceful-timeout", "4"])
     record = stream_with_signal(proxy, app, signal.SIGTERM, "tokens=40&interval_ms=300")
@@ -101,7 +101,7 @@ def test_negative_control_without_the_notice_the_worker_cuts_the_stream_silently
 
 
 def test_max_stream_seconds_ends_an_over_long_stream_with_an_explicit_error(
-    behind_nginx: Callable[..., tuple[GunicornServer, Proxy]]
+    behind_nginx: Callable[..., tuple[GunicornServer, Proxy]],
 ) -> None:
     app, proxy = behind_nginx(env={"WEBAPP_MAX_STREAM_SECONDS": "2"})
     record = read_stream("GET", f"{proxy.url}/api/diagnostics/stream?tokens=100&interval_ms=100")

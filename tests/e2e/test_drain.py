@@ -50,13 +50,22 @@ def follow(url: str, first: StreamRecord, tries: int = 10) -> list[StreamRecord]
 
 @pytest.mark.parametrize("hold", ["true", "false"], ids=["held", "negative-control-no-hold"])
 def test_a_draining_worker_keeps_producing_for_readers_that_moved_elsewhere(
-    hold: str, gunicorn: Callable[..., GunicornServer], tmp_path: Path, redis_server: RedisServer,
-    upstream_server: OpenAIUpstream, upstream: OpenAIUpstream,
+    hold: str,
+    gunicorn: Callable[..., GunicornServer],
+    tmp_path: Path,
+    redis_server: RedisServer,
+    upstream_server: OpenAIUpstream,
+    upstream: OpenAIUpstream,
 ) -> None:
     require_binary("nginx", "nginx")  # before the servers start
     upstream.script = Script(tokens=40, interval=0.1)  # 4 s of answer
-    env = openai_env(upstream_server, WEBAPP_STREAM_STORE=redis_server.url, WEBAPP_HEARTBEAT_SECONDS="1",
-                     WEBAPP_ON_DISCONNECT="continue", GUNICORN_HOLD_FOR_RUNS=hold)
+    env = openai_env(
+        upstream_server,
+        WEBAPP_STREAM_STORE=redis_server.url,
+        WEBAPP_HEARTBEAT_SECONDS="1",
+        WEBAPP_ON_DISCONNECT="continue",
+        GUNICORN_HOLD_FOR_RUNS=hold,
+    )
     # keep-alive 1 s: an idle connection (nginx keeps one) would otherwise hold a draining worker for 75 s by
     # itself, and hide whether the worker waits for its runs.
     draining = gunicorn(env=env, args=["--graceful-timeout", "20", "--keep-alive", "1"])
@@ -64,8 +73,9 @@ def test_a_draining_worker_keeps_producing_for_readers_that_moved_elsewhere(
     variant = Variant(add_after={"keepalive 32;": nginx_server(other.port)}, remove=["worker_processes auto;"])
     proxy = Nginx(tmp_path, draining.port, variant).start()
     try:
-        first = read_stream("POST", draining.url + "/api/chat/events", json={"message": "x"},
-                            stop_when=lambda r: r.kinds.count("token") >= 5)
+        first = read_stream(
+            "POST", draining.url + "/api/chat/events", json={"message": "x"}, stop_when=lambda r: r.kinds.count("token") >= 5
+        )
         draining.signal(signal.SIGTERM)  # its relays move readers at once; its run goes on
         parts = follow(proxy.url, first)
     finally:
@@ -81,11 +91,19 @@ def test_a_draining_worker_keeps_producing_for_readers_that_moved_elsewhere(
 
 
 def test_a_reader_elsewhere_learns_at_once_that_a_killed_worker_will_never_finish(
-    gunicorn: Callable[..., GunicornServer], redis_server: RedisServer, upstream_server: OpenAIUpstream, upstream: OpenAIUpstream,
+    gunicorn: Callable[..., GunicornServer],
+    redis_server: RedisServer,
+    upstream_server: OpenAIUpstream,
+    upstream: OpenAIUpstream,
 ) -> None:
     upstream.script = Script(tokens=300, interval=0.1)  # 30 s of answer
-    env = openai_env(upstream_server, WEBAPP_STREAM_STORE=redis_server.url, WEBAPP_HEARTBEAT_SECONDS="1",
-                     WEBAPP_ON_DISCONNECT="continue", WEBAPP_RESUME_GRACE_SECONDS="60")
+    env = openai_env(
+        upstream_server,
+        WEBAPP_STREAM_STORE=redis_server.url,
+        WEBAPP_HEARTBEAT_SECONDS="1",
+        WEBAPP_ON_DISCONNECT="continue",
+        WEBAPP_RESUME_GRACE_SECONDS="60",
+    )
     producer, other = gunicorn(env=env), gunicorn(env=env)
     first = read_stream("POST", producer.url + "/api/chat/events", json={"message": "x"}, stop_when=lambda r: r.kinds.count("token") >= 3)
     assert producer.process is not None
@@ -96,5 +114,8 @@ def test_a_reader_elsewhere_learns_at_once_that_a_killed_worker_will_never_finis
     noticed_after = time.monotonic() - killed_at
     print(f"a reader on the other instance got producer_lost {noticed_after:.1f}s after the kill")
     assert resumed.terminal is not None and resumed.terminal.json()["error"] == {
-        "type": "producer_lost", "message": "The server producing this stream stopped; retry to start again.", "retryable": True}
+        "type": "producer_lost",
+        "message": "The server producing this stream stopped; retry to start again.",
+        "retryable": True,
+    }
     assert noticed_after < 10

@@ -69,11 +69,18 @@ def stream_id_of(record: StreamRecord) -> str:
 def test_two_keys_on_two_instances_sharing_redis_cannot_see_each_others_streams(
     servers: Callable[..., GunicornServer], redis_server: RedisServer
 ) -> None:
-    env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_API_KEYS": f"{KEY_A},{KEY_B}", "WEBAPP_STREAM_STORE": redis_server.url,
-           "WEBAPP_SCRIPTED_INTERVAL_MS": "50", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_RESUME_GRACE_SECONDS": "10"}
+    env = {
+        "WEBAPP_PROVIDER": "scripted",
+        "WEBAPP_API_KEYS": f"{KEY_A},{KEY_B}",
+        "WEBAPP_STREAM_STORE": redis_server.url,
+        "WEBAPP_SCRIPTED_INTERVAL_MS": "50",
+        "WEBAPP_SCRIPTED_TTFT_MS": "0",
+        "WEBAPP_RESUME_GRACE_SECONDS": "10",
+    }
     one, two = servers(env, name="one"), servers(env, name="two")
-    first = read_stream("POST", one.url + "/api/chat/events", json={"message": "my secret plan"}, headers=A,
-                        stop_when=lambda r: r.kinds.count("token") >= 3)
+    first = read_stream(
+        "POST", one.url + "/api/chat/events", json={"message": "my secret plan"}, headers=A, stop_when=lambda r: r.kinds.count("token") >= 3
+    )
     stream_id = stream_id_of(first)
     last = [e.id for _, e in first.events if e.id][-1]
     for server in (one, two):  # the producing instance and the other one, which reads Redis
@@ -103,8 +110,9 @@ def test_clients_that_open_and_drop_cannot_start_more_runs_than_the_limit(
     servers: Callable[..., GunicornServer], upstream_server: OpenAIUpstream, upstream: OpenAIUpstream
 ) -> None:
     upstream.script = Script(tokens=100, interval=0.1)  # 10 s of answer: every run outlives the test's requests
-    server = servers(openai_env(upstream_server, WEBAPP_MAX_CONCURRENT_STREAMS="3", WEBAPP_ON_DISCONNECT="continue",
-                                WEBAPP_RESUME_GRACE_SECONDS="10"))
+    server = servers(
+        openai_env(upstream_server, WEBAPP_MAX_CONCURRENT_STREAMS="3", WEBAPP_ON_DISCONNECT="continue", WEBAPP_RESUME_GRACE_SECONDS="10")
+    )
     statuses = [open_and_drop(server.url) for _ in range(20)]
     posted = [httpx.post(server.url + "/api/streams", json={"message": "x"}).status_code for _ in range(5)]
     assert statuses.count(200) == 3 and statuses.count(503) == 17, statuses
@@ -120,16 +128,23 @@ def test_reconnecting_cannot_carry_a_run_past_its_deadline(
     servers: Callable[..., GunicornServer], upstream_server: OpenAIUpstream, upstream: OpenAIUpstream
 ) -> None:
     upstream.script = Script(tokens=200, interval=0.05)  # 10 s of answer, 1 s allowed
-    server = servers(openai_env(upstream_server, WEBAPP_MAX_STREAM_SECONDS="1", WEBAPP_ON_DISCONNECT="continue",
-                                WEBAPP_HEARTBEAT_SECONDS="1"))
+    server = servers(
+        openai_env(upstream_server, WEBAPP_MAX_STREAM_SECONDS="1", WEBAPP_ON_DISCONNECT="continue", WEBAPP_HEARTBEAT_SECONDS="1")
+    )
     started = time.monotonic()
-    part = read_stream("POST", server.url + "/api/chat/events", json={"message": "x"}, timeout=10,
-                       stop_when=lambda r: time.monotonic() - started > 0.4)
+    part = read_stream(
+        "POST", server.url + "/api/chat/events", json={"message": "x"}, timeout=10, stop_when=lambda r: time.monotonic() - started > 0.4
+    )
     while part.terminal is None and time.monotonic() - started < 8:
         last = [e.id for _, e in part.events if e.id][-1]
         cut_at = time.monotonic() + 0.4  # reconnect every 0.4 s, as a flaky network would
-        part = read_stream("GET", server.url + "/api/chat/events", headers={"Last-Event-ID": last}, timeout=10,
-                           stop_when=lambda r: time.monotonic() > cut_at)
+        part = read_stream(
+            "GET",
+            server.url + "/api/chat/events",
+            headers={"Last-Event-ID": last},
+            timeout=10,
+            stop_when=lambda r: time.monotonic() > cut_at,
+        )
     ended = time.monotonic() - started
     assert part.terminal is not None and part.terminal.json()["error"]["type"] == "timeout"
     assert ended < 2.5, f"the run went on for {ended:.1f}s with a 1 s limit"

@@ -40,7 +40,10 @@ def bench_upstream() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.upstream", "--port", str(port), "--tokens", str(TOKENS), "--interval", str(INTERVAL)],
-        cwd=ROOT, env=clean_environ(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=clean_environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 20
@@ -56,17 +59,48 @@ def bench_upstream() -> Iterator[str]:
 
 
 def worker_env(upstream: str, **settings: str) -> dict[str, str]:
-    return {"WEBAPP_PROVIDER": "openai", "OPENAI_API_KEY": "not-secret", "OPENAI_BASE_URL": upstream, "WEBAPP_MODEL": "bench-model",
-            "WEBAPP_UPSTREAM_MAX_RETRIES": "0", "WEBAPP_MAX_STREAMS_PER_KEY": "0", "WEBAPP_LOG_LEVEL": "WARNING",
-            "GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "5000", **settings}
+    return {
+        "WEBAPP_PROVIDER": "openai",
+        "OPENAI_API_KEY": "not-secret",
+        "OPENAI_BASE_URL": upstream,
+        "WEBAPP_MODEL": "bench-model",
+        "WEBAPP_UPSTREAM_MAX_RETRIES": "0",
+        "WEBAPP_MAX_STREAMS_PER_KEY": "0",
+        "WEBAPP_LOG_LEVEL": "WARNING",
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_WORKER_CONNECTIONS": "5000",
+        **settings,
+    }
 
 
 def closed_loop(url: str, concurrency: int, seconds: float) -> dict:
     """``bench.load``'s closed loop against ``url``: its JSON summary."""
     process = subprocess.run(
-        [sys.executable, "-m", "bench.load", "--url", url, "--path", "/api/chat/events", "--mode", "sse", "--tokens", str(TOKENS),
-         "--interval", str(INTERVAL), "--concurrency", str(concurrency), "--duration", str(seconds), "--stream-timeout", "60"],
-        cwd=ROOT, env=clean_environ(), capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--url",
+            url,
+            "--path",
+            "/api/chat/events",
+            "--mode",
+            "sse",
+            "--tokens",
+            str(TOKENS),
+            "--interval",
+            str(INTERVAL),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(seconds),
+            "--stream-timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=clean_environ(),
+        capture_output=True,
+        timeout=120,
     )
     assert process.returncode == 0, process.stderr.decode(errors="replace")[-2000:]
     return json.loads(process.stdout)
@@ -120,10 +154,33 @@ def overload(server: GunicornServer, tmp_path: Path, rate: float) -> tuple[dict,
     fresh: dict[str, float | int] = {}
     probe = threading.Thread(target=first_byte_of_a_fresh_request, args=(server.url, SECONDS * 2 / 3, fresh))
     load = subprocess.Popen(
-        [sys.executable, "-m", "bench.load", "--url", server.url, "--path", "/api/chat/events", "--mode", "sse",
-         "--tokens", str(TOKENS), "--interval", str(INTERVAL), "--rate", f"{rate:.1f}", "--duration", str(SECONDS),
-         "--stream-timeout", "90", "--out", str(out)],
-        cwd=ROOT, env=clean_environ(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--url",
+            server.url,
+            "--path",
+            "/api/chat/events",
+            "--mode",
+            "sse",
+            "--tokens",
+            str(TOKENS),
+            "--interval",
+            str(INTERVAL),
+            "--rate",
+            f"{rate:.1f}",
+            "--duration",
+            str(SECONDS),
+            "--stream-timeout",
+            "90",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=clean_environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     probe.start()
     try:

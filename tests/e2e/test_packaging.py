@@ -21,16 +21,40 @@ from tests.support.servers import ROOT
 pytestmark = pytest.mark.e2e
 
 FORBIDDEN = ("flask", "werkzeug", "django", "gevent", "greenlet", "gunicorn", "redis", "prometheus_client", "langgraph", "openai")
-CORE = ("uncut", "uncut.options", "uncut.streams", "uncut.relay", "uncut.generation", "uncut.eventlog", "uncut.events",
-        "uncut.graphs", "uncut.sse", "uncut.callbacks", "uncut.concurrency", "uncut.shutdown", "uncut.admission",
-        "uncut.openai_chunks", "uncut.telemetry", "uncut.scripted", "uncut.wsgi", "uncut.gunicorn", "uncut.doctor", "uncut.probe")
+CORE = (
+    "uncut",
+    "uncut.options",
+    "uncut.streams",
+    "uncut.relay",
+    "uncut.generation",
+    "uncut.eventlog",
+    "uncut.events",
+    "uncut.graphs",
+    "uncut.sse",
+    "uncut.callbacks",
+    "uncut.concurrency",
+    "uncut.shutdown",
+    "uncut.admission",
+    "uncut.openai_chunks",
+    "uncut.telemetry",
+    "uncut.scripted",
+    "uncut.wsgi",
+    "uncut.gunicorn",
+    "uncut.doctor",
+    "uncut.probe",
+)
 
 
 def venv(where: Path, requirement: str) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, timeout=120)
     python = where / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", requirement],
-                          cwd=where, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", requirement],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return python
 
@@ -47,7 +71,9 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_bare_install_imports_no_framework_and_still_streams(bare: Path, tmp_path: Path) -> None:
-    out = run(bare, f"""
+    out = run(
+        bare,
+        f"""
         import importlib, json, sys
         for name in {CORE!r}:
             importlib.import_module(name)
@@ -62,7 +88,9 @@ def test_the_bare_install_imports_no_framework_and_still_streams(bare: Path, tmp
         body.close()
         print(json.dumps({{"loaded": loaded, "version": __version__, "status": statuses[0][0],
                           "type": statuses[0][1]["Content-Type"], "frames": frames.decode()}}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     result = json.loads(out.strip().splitlines()[-1])
     assert result["loaded"] == [], f"the core pulled in {result['loaded']}"
     assert result["status"] == "200 OK" and result["type"].startswith("text/event-stream")
@@ -84,16 +112,20 @@ def test_the_console_scripts_work_after_install(bare: Path, tmp_path: Path) -> N
 
 def test_the_readme_flask_snippet_runs_with_the_flask_extra(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Flask\n"):]
+    section = readme[readme.index("### Flask\n") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
     install = re.search(r'pip install "(uncut\[[^\]]+\])"', section).group(1)  # type: ignore[union-attr]
     assert install == "uncut[flask]"
     python = venv(tmp_path_factory.mktemp("flask"), f"{ROOT}[flask]")
     (tmp_path / "app.py").write_text(code)
-    out = run(python, """
+    out = run(
+        python,
+        """
         from app import app
         response = app.test_client().post("/summarize", json={"doc": "A long report about streaming."})
         print(response.status_code, response.mimetype)
         print(response.get_data(as_text=True))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert out.startswith("200 text/event-stream") and "event: end" in out and "event: token" in out

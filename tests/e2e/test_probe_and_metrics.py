@@ -21,8 +21,9 @@ pytestmark = pytest.mark.e2e
 
 
 def run_probe(*args: str) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "uncut.probe", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=clean_environ(), timeout=90)
+    done = subprocess.run(
+        [sys.executable, "-m", "uncut.probe", *args], cwd=ROOT, capture_output=True, text=True, env=clean_environ(), timeout=90
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -72,8 +73,10 @@ def test_probe_says_error_for_an_explicit_error_event(app_with_heartbeats: Gunic
 
 
 def test_probe_says_buffered_through_a_buffering_nginx(app_with_heartbeats: GunicornServer, proxies: list[Proxy], tmp_path: Path) -> None:
-    variant = Variant(remove=["proxy_buffering off;", "proxy_http_version 1.1;"],
-                      add_after={"proxy_cache off;": "proxy_ignore_headers X-Accel-Buffering;"})
+    variant = Variant(
+        remove=["proxy_buffering off;", "proxy_http_version 1.1;"],
+        add_after={"proxy_cache off;": "proxy_ignore_headers X-Accel-Buffering;"},
+    )
     proxy = Nginx(tmp_path, app_with_heartbeats.port, variant).start()
     proxies.append(proxy)
     code, out = run_probe(proxy.url + "/api/diagnostics/stream?tokens=10&interval_ms=200")
@@ -91,8 +94,9 @@ def test_probe_says_cut_off_at_the_proxy_idle_timeout(app_without_heartbeats: Gu
 
 
 def test_probe_says_idle_risk_for_a_long_silence(app_without_heartbeats: GunicornServer) -> None:
-    code, out = run_probe(app_without_heartbeats.url + "/api/diagnostics/stream?tokens=4&interval_ms=10&pause_s=2&pause_at=2",
-                          "--idle-threshold", "1.5")
+    code, out = run_probe(
+        app_without_heartbeats.url + "/api/diagnostics/stream?tokens=4&interval_ms=10&pause_s=2&pause_at=2", "--idle-threshold", "1.5"
+    )
     assert code == 5 and out.strip().splitlines()[-1].startswith("IDLE-RISK:"), out
 
 
@@ -120,8 +124,9 @@ def finished(samples: dict[str, float], outcome: str) -> float:
 
 
 def test_metrics_count_each_outcome_exactly_across_two_workers(gunicorn: Callable[..., GunicornServer]) -> None:
-    server = gunicorn(env={"WEBAPP_PROVIDER": "scripted", "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_ON_DISCONNECT": "cancel"},
-                      args=["--workers", "2"])
+    server = gunicorn(
+        env={"WEBAPP_PROVIDER": "scripted", "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_ON_DISCONNECT": "cancel"}, args=["--workers", "2"]
+    )
     base = server.url + "/api/diagnostics/stream"
     for _ in range(4):
         assert read_stream("GET", base + "?tokens=2&interval_ms=0").kinds[-1] == "end"
@@ -142,14 +147,18 @@ def test_metrics_count_each_outcome_exactly_across_two_workers(gunicorn: Callabl
         assert seen['webapp_streams_active{surface="sse"}'] == 0
         assert seen["webapp_tokens_total"] >= 4 * 2 + 3 * 1 + 2
         assert seen["webapp_time_to_first_token_seconds_count"] == 9  # every stream produced a first token
-    pids = {json.loads(line)["pid"] for line in server.log().splitlines()
-            if line.startswith("{") and json.loads(line).get("message") == "stream_summary"}
+    pids = {
+        json.loads(line)["pid"]
+        for line in server.log().splitlines()
+        if line.startswith("{") and json.loads(line).get("message") == "stream_summary"
+    }
     print(f"summaries came from worker pids {sorted(pids)}")
 
 
 def test_request_ids_are_echoed_and_stamped_on_the_summary_line(app_with_heartbeats: GunicornServer) -> None:
-    record = read_stream("GET", app_with_heartbeats.url + "/api/diagnostics/stream?tokens=2&interval_ms=0",
-                         headers={"X-Request-ID": "trace-abc.123"})
+    record = read_stream(
+        "GET", app_with_heartbeats.url + "/api/diagnostics/stream?tokens=2&interval_ms=0", headers={"X-Request-ID": "trace-abc.123"}
+    )
     assert record.headers["x-request-id"] == "trace-abc.123"
     generated = httpx.get(app_with_heartbeats.url + "/healthz").headers["x-request-id"]
     assert len(generated) == 32
@@ -158,8 +167,7 @@ def test_request_ids_are_echoed_and_stamped_on_the_summary_line(app_with_heartbe
     deadline = time.monotonic() + 5
     lines: list[dict[str, Any]] = []
     while not lines and time.monotonic() < deadline:
-        lines = [json.loads(line) for line in app_with_heartbeats.log().splitlines()
-                 if line.startswith("{") and '"trace-abc.123"' in line]
+        lines = [json.loads(line) for line in app_with_heartbeats.log().splitlines() if line.startswith("{") and '"trace-abc.123"' in line]
         time.sleep(0.1)
     (summary,) = [line for line in lines if line["message"] == "stream_summary"]
     assert summary["request_id"] == "trace-abc.123" and summary["outcome"] == "completed" and summary["tokens"] == 2

@@ -102,7 +102,7 @@ def test_negative_control_without_heartbeats_the_idle_timeout_cuts_the_stream(
 
 # -- nginx: what its defaults do ---------------------------------------------------------
 
-IGNORE_ACCEL = 'proxy_ignore_headers X-Accel-Buffering;'
+IGNORE_ACCEL = "proxy_ignore_headers X-Accel-Buffering;"
 
 
 NGINX_DEFAULTS = ["proxy_buffering off;", "proxy_http_version 1.1;"]  # without them: buffering on, HTTP/1.0
@@ -161,9 +161,7 @@ def test_negative_control_nginx_over_http_1_0_makes_the_cut_look_complete(
 # -- Apache: no-gzip on stream paths ------------------------------------------------------
 
 
-def test_apache_does_not_compress_the_text_stream(
-    tmp_path: Path, proxies: list[Proxy], app_with_heartbeats: GunicornServer
-) -> None:
+def test_apache_does_not_compress_the_text_stream(tmp_path: Path, proxies: list[Proxy], app_with_heartbeats: GunicornServer) -> None:
     proxy = start_proxy(proxies, Apache, tmp_path, app_with_heartbeats)
     record = read_stream("POST", proxy.url + "/api/chat/stream", json={"message": "x"}, headers={"Accept-Encoding": "gzip"})
     assert record.status == 200 and "content-encoding" not in record.headers

@@ -30,7 +30,10 @@ pytestmark = pytest.mark.e2e
 
 KEY = "responses-key-0123456789"
 WEATHER = {
-    "type": "function", "name": "get_weather", "description": "The weather in a city.", "strict": True,
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "strict": True,
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
 }
 

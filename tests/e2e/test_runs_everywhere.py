@@ -44,7 +44,10 @@ def leave_after(server: GunicornServer, path: str, body: dict[str, object], seco
 
 @pytest.mark.parametrize(("path", "body"), [COMPLETION, ANSWER], ids=["chat.completions", "api.chat"])
 def test_a_client_that_leaves_a_non_streaming_answer_closes_the_upstream_call(
-    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream, path: str, body: dict[str, object],
+    gunicorn: Callable[..., GunicornServer],
+    upstream: OpenAIUpstream,
+    path: str,
+    body: dict[str, object],
 ) -> None:
     server = gunicorn(env=openai_env(upstream))
     upstream.script = SLOW
@@ -57,7 +60,8 @@ def test_a_client_that_leaves_a_non_streaming_answer_closes_the_upstream_call(
 
 
 def test_negative_control_without_the_watch_the_upstream_answers_for_nobody(
-    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream,
+    gunicorn: Callable[..., GunicornServer],
+    upstream: OpenAIUpstream,
 ) -> None:
     server = gunicorn(env=openai_env(upstream, WEBAPP_WATCH_DISCONNECT="false"))
     upstream.script = SLOW
@@ -77,7 +81,8 @@ def twenty_at_once(server: GunicornServer) -> list[int]:
 
 
 def test_twenty_non_streaming_answers_of_one_key_take_its_share_of_one(
-    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream,
+    gunicorn: Callable[..., GunicornServer],
+    upstream: OpenAIUpstream,
 ) -> None:
     server = gunicorn(env=openai_env(upstream, WEBAPP_API_KEYS=KEYS, WEBAPP_MAX_STREAMS_PER_KEY="1"))
     upstream.script = Script(tokens=10, interval=0.3)  # about 3 s: the twenty overlap
@@ -87,7 +92,8 @@ def test_twenty_non_streaming_answers_of_one_key_take_its_share_of_one(
 
 
 def test_negative_control_without_a_share_the_twenty_all_reach_the_upstream(
-    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream,
+    gunicorn: Callable[..., GunicornServer],
+    upstream: OpenAIUpstream,
 ) -> None:
     server = gunicorn(env=openai_env(upstream, WEBAPP_API_KEYS=KEYS, WEBAPP_MAX_STREAMS_PER_KEY="0"))
     upstream.script = Script(tokens=10, interval=0.1)
@@ -97,7 +103,10 @@ def test_negative_control_without_a_share_the_twenty_all_reach_the_upstream(
 
 @pytest.mark.parametrize(("path", "body"), [COMPLETION, ANSWER], ids=["chat.completions", "api.chat"])
 def test_a_non_streaming_answer_ends_at_the_deadline(
-    gunicorn: Callable[..., GunicornServer], upstream: OpenAIUpstream, path: str, body: dict[str, object],
+    gunicorn: Callable[..., GunicornServer],
+    upstream: OpenAIUpstream,
+    path: str,
+    body: dict[str, object],
 ) -> None:
     server = gunicorn(env=openai_env(upstream, WEBAPP_MAX_STREAM_SECONDS="1"))
     upstream.script = SLOW
@@ -116,9 +125,7 @@ def test_a_non_streaming_answer_ends_at_the_deadline(
 def open_reader(server: GunicornServer, key: str, event_id: str) -> tuple[int, socket.socket]:
     """A resume reader on a raw socket: its status, and the socket (left open while the status is 200)."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    sock.sendall(
-        f"GET /api/chat/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nLast-Event-ID: {event_id}\r\n\r\n".encode()
-    )
+    sock.sendall(f"GET /api/chat/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nLast-Event-ID: {event_id}\r\n\r\n".encode())
     head = b""
     while b"\r\n" not in head:
         chunk = sock.recv(4096)

@@ -30,10 +30,17 @@ STILL_OPEN_AFTER = 3.5 * LIMIT
 
 
 def _server(upstream: OpenAIUpstream, artifacts: Path, name: str, limit: float) -> GunicornServer:
-    return GunicornServer(artifacts, name=name, env=openai_env(
-        upstream, WEBAPP_HEARTBEAT_SECONDS="1", WEBAPP_ON_DISCONNECT="cancel",
-        WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS=f"{limit:g}", WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS=f"{limit:g}",
-    ))
+    return GunicornServer(
+        artifacts,
+        name=name,
+        env=openai_env(
+            upstream,
+            WEBAPP_HEARTBEAT_SECONDS="1",
+            WEBAPP_ON_DISCONNECT="cancel",
+            WEBAPP_FIRST_CHUNK_TIMEOUT_SECONDS=f"{limit:g}",
+            WEBAPP_BETWEEN_CHUNKS_TIMEOUT_SECONDS=f"{limit:g}",
+        ),
+    )
 
 
 @pytest.fixture(scope="module")

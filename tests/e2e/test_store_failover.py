@@ -22,8 +22,13 @@ from uncut.scripted import script_tokens
 pytestmark = pytest.mark.e2e
 
 STREAMS = 20
-SCRIPTED = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "100",
-            "WEBAPP_HEARTBEAT_SECONDS": "1", "WEBAPP_MAX_STREAMS_PER_CLIENT": "100"}
+SCRIPTED = {
+    "WEBAPP_PROVIDER": "scripted",
+    "WEBAPP_SCRIPTED_TTFT_MS": "0",
+    "WEBAPP_SCRIPTED_INTERVAL_MS": "100",
+    "WEBAPP_HEARTBEAT_SECONDS": "1",
+    "WEBAPP_MAX_STREAMS_PER_CLIENT": "100",
+}
 
 
 def prompt(i: int) -> str:
@@ -38,8 +43,15 @@ def one_client(i: int, producer: GunicornServer, reader: GunicornServer) -> list
     """Odd clients read 3 tokens, cut, and resume on the other instance (a reader tailing Redis)."""
     if i % 2 == 0:
         return [read_stream("POST", producer.url + "/api/chat/events", json={"message": prompt(i)}, timeout=40)]
-    parts = [read_stream("POST", producer.url + "/api/chat/events", json={"message": prompt(i)}, timeout=40,
-                         stop_when=lambda r: r.kinds.count("token") >= 3)]
+    parts = [
+        read_stream(
+            "POST",
+            producer.url + "/api/chat/events",
+            json={"message": prompt(i)},
+            timeout=40,
+            stop_when=lambda r: r.kinds.count("token") >= 3,
+        )
+    ]
     while parts[-1].terminal is None and parts[-1].status == 200 and len(parts) < 6:  # resume as EventSource would
         parts.append(read_stream("GET", reader.url + "/api/chat/events", headers={"Last-Event-ID": last_id(parts)}, timeout=40))
     return parts
@@ -105,7 +117,10 @@ def redis_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[b
     ids=["data-kept", "data-lost", "negative-control-reseed-off"],
 )
 def test_every_stream_completes_through_a_redis_restart(
-    appendonly: bool, reseed: bool, gunicorn: Callable[..., GunicornServer], redis_factory: Callable[[bool], RedisServer],
+    appendonly: bool,
+    reseed: bool,
+    gunicorn: Callable[..., GunicornServer],
+    redis_factory: Callable[[bool], RedisServer],
 ) -> None:
     redis_server = redis_factory(appendonly)
     producer, reader = instances(gunicorn, redis_server.url, reseed)
@@ -132,7 +147,9 @@ def sentinel(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sentine
 
 @pytest.mark.parametrize("reseed", [True, False], ids=["reseeded", "negative-control-reseed-off"])
 def test_every_stream_completes_through_a_sentinel_failover(
-    reseed: bool, gunicorn: Callable[..., GunicornServer], sentinel: SentinelSetup,
+    reseed: bool,
+    gunicorn: Callable[..., GunicornServer],
+    sentinel: SentinelSetup,
 ) -> None:
     producer, reader = instances(gunicorn, sentinel.url, reseed)
     took: list[float] = []
@@ -154,7 +171,8 @@ def test_every_stream_completes_through_a_sentinel_failover(
 
 
 def test_a_killed_producer_ends_its_own_streams_with_producer_lost_and_touches_nothing_else(
-    gunicorn: Callable[..., GunicornServer], redis_factory: Callable[[bool], RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    redis_factory: Callable[[bool], RedisServer],
 ) -> None:
     """Re-seeding is on: a lease that runs out with Redis healthy still means the producer is gone."""
     import psutil
@@ -167,8 +185,10 @@ def test_a_killed_producer_ends_its_own_streams_with_producer_lost_and_touches_n
     killed: list[float] = []
     with ThreadPoolExecutor(STREAMS) as pool:
         # Odd clients: produced by the doomed instance, resumed on the survivor. Even: produced and read on the survivor.
-        clients = [pool.submit(one_client, i, doomed, survivor) if i % 2 else pool.submit(one_client, i, survivor, survivor)
-                   for i in range(STREAMS)]
+        clients = [
+            pool.submit(one_client, i, doomed, survivor) if i % 2 else pool.submit(one_client, i, survivor, survivor)
+            for i in range(STREAMS)
+        ]
         time.sleep(2.0)
         killed.append(time.monotonic())
         worker.kill()  # SIGKILL: no drain, no terminal event
@@ -183,6 +203,8 @@ def test_a_killed_producer_ends_its_own_streams_with_producer_lost_and_touches_n
             assert terminal is not None and terminal.event == "end", (i, terminal and terminal.data)
             assert "".join(p.text for p in parts) == "".join(script_tokens(prompt(i), None))
             assert (parts[-1].ended or 0) > killed[0] + 3, "it was still running while the lost streams were ended"
-    print(f"producer_lost reached the readers {min(lost_after):.1f}-{max(lost_after):.1f}s after kill -9; "
-          f"the survivor's {STREAMS // 2} streams all ended whole")
+    print(
+        f"producer_lost reached the readers {min(lost_after):.1f}-{max(lost_after):.1f}s after kill -9; "
+        f"the survivor's {STREAMS // 2} streams all ended whole"
+    )
     assert max(lost_after) < 11

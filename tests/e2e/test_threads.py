@@ -112,7 +112,8 @@ def test_negative_control_a_store_per_worker_loses_the_thread_on_the_other_worke
 
 
 def test_a_paused_thread_survives_a_restart_of_everything_and_resumes_once_on_the_other_instance(
-    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    databases: tuple[PostgresServer, RedisServer],
 ) -> None:
     postgres, redis = databases
     env = shared_env(postgres, redis)
@@ -143,8 +144,9 @@ def two_runs_at_once(first: GunicornServer, second: GunicornServer, thread_id: s
     results: dict[str, tuple[int, Any]] = {}
 
     def slow() -> None:
-        results["slow"] = turn(first, thread_id, {"message": "slowly look up cats"},
-                               on_event=lambda e: started.set() if e == "tool_call_end" else None)
+        results["slow"] = turn(
+            first, thread_id, {"message": "slowly look up cats"}, on_event=lambda e: started.set() if e == "tool_call_end" else None
+        )
 
     runner = threading.Thread(target=slow)
     runner.start()
@@ -155,7 +157,8 @@ def two_runs_at_once(first: GunicornServer, second: GunicornServer, thread_id: s
 
 
 def test_two_runs_on_one_thread_from_two_instances_the_second_gets_409(
-    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    databases: tuple[PostgresServer, RedisServer],
 ) -> None:
     postgres, redis = databases
     env = shared_env(postgres, redis, WEBAPP_AGENT_SLOW_TOOL_SECONDS="2")
@@ -169,7 +172,8 @@ def test_two_runs_on_one_thread_from_two_instances_the_second_gets_409(
 
 
 def test_negative_control_with_the_lease_off_two_runs_on_one_thread_lose_a_turn(
-    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    databases: tuple[PostgresServer, RedisServer],
 ) -> None:
     postgres, redis = databases
     env = shared_env(postgres, redis, WEBAPP_AGENT_SLOW_TOOL_SECONDS="2")
@@ -185,7 +189,8 @@ def test_negative_control_with_the_lease_off_two_runs_on_one_thread_lose_a_turn(
 
 
 def test_a_worker_killed_mid_run_frees_its_thread_within_the_lease(
-    gunicorn: Callable[..., GunicornServer], databases: tuple[PostgresServer, RedisServer],
+    gunicorn: Callable[..., GunicornServer],
+    databases: tuple[PostgresServer, RedisServer],
 ) -> None:
     postgres, redis = databases
     env = shared_env(postgres, redis, WEBAPP_AGENT_SLOW_TOOL_SECONDS="20", WEBAPP_THREAD_LEASE_SECONDS="3")
@@ -230,21 +235,30 @@ def test_a_worker_killed_mid_run_frees_its_thread_within_the_lease(
 
 @pytest.mark.parametrize("graceful", ["30", "1"], ids=["held", "cut"])
 def test_a_deploy_mid_run_holds_or_ends_the_run_and_the_thread_stays_consistent(
-    gunicorn: Callable[..., GunicornServer], tmp_path: Path, graceful: str,
+    gunicorn: Callable[..., GunicornServer],
+    tmp_path: Path,
+    graceful: str,
 ) -> None:
     # SIGHUP mid-tool: the old worker drains. With a graceful timeout past the tool, the run is held and
     # finishes; with 1 s it is cut. Either way the thread then takes the next message, with every tool
     # call answered (its result, or the "did not finish" error) in order.
-    env = {**SCRIPTED, "GUNICORN_WORKERS": "1", "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db",
-           "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "4", "GUNICORN_GRACEFUL_TIMEOUT": graceful, "WEBAPP_THREAD_LEASE_SECONDS": "3"}
+    env = {
+        **SCRIPTED,
+        "GUNICORN_WORKERS": "1",
+        "WEBAPP_THREAD_STORE": f"sqlite:///{tmp_path}/threads.db",
+        "WEBAPP_AGENT_SLOW_TOOL_SECONDS": "4",
+        "GUNICORN_GRACEFUL_TIMEOUT": graceful,
+        "WEBAPP_THREAD_LEASE_SECONDS": "3",
+    }
     server = gunicorn(env=env, name=f"deploy-{graceful}")
     thread_id = new_thread(server)
     started, outcome = threading.Event(), {}
 
     def slow() -> None:
         try:
-            outcome["turn"] = turn(server, thread_id, {"message": "slowly look up cats"},
-                                   on_event=lambda e: started.set() if e == "tool_call_end" else None)
+            outcome["turn"] = turn(
+                server, thread_id, {"message": "slowly look up cats"}, on_event=lambda e: started.set() if e == "tool_call_end" else None
+            )
         except httpx.HTTPError as exc:
             outcome["cut"] = repr(exc)
 

@@ -37,8 +37,14 @@ HIGH, LOW = "\ud83d", "\ude00"
 PREFIX = '{"city": "Paris '
 ARGUMENTS = PREFIX + HIGH + LOW + '"}'  # the upstream's JSON escapes each half on its own: \ud83d, then \ude00
 WHOLE = {"city": "Paris \U0001f600"}
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +65,17 @@ def split_pair(upstream: OpenAIUpstream) -> OpenAIUpstream:
 
 def test_the_upstream_really_splits_the_pair(service: GunicornServer, split_pair: OpenAIUpstream) -> None:
     """The scenario holds: the provider's own bytes carry the halves in two fragments."""
-    with httpx.stream("POST", split_pair.base_url + "/chat/completions", json={
-        "model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}], "tools": [WEATHER],
-    }, timeout=10) as response:
+    with httpx.stream(
+        "POST",
+        split_pair.base_url + "/chat/completions",
+        json={
+            "model": "m",
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [WEATHER],
+        },
+        timeout=10,
+    ) as response:
         body = response.read().decode()
     deltas = [json.loads(line[6:])["choices"] for line in body.splitlines() if line.startswith("data: {")]
     fragments = [c[0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in deltas if c and "tool_calls" in c[0]["delta"]]
@@ -74,8 +88,10 @@ def test_v1_chat_completions_through_the_openai_sdk(service: GunicornServer, spl
     stream = sdk.chat.completions.create(model="m", messages=messages, tools=[WEATHER], stream=True)  # type: ignore[arg-type, list-item]
     arguments = "".join(
         call.function.arguments or ""
-        for chunk in stream if chunk.choices
-        for call in (chunk.choices[0].delta.tool_calls or []) if call.function is not None
+        for chunk in stream
+        if chunk.choices
+        for call in (chunk.choices[0].delta.tool_calls or [])
+        if call.function is not None
     )
     assert "\ufffd" not in arguments and json.loads(arguments) == WHOLE
 
@@ -109,8 +125,12 @@ def scripted(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Callab
     started: list[GunicornServer] = []
 
     def start(app: str) -> GunicornServer:
-        env = {"WEBAPP_PROVIDER": "scripted", "WEBAPP_SCRIPTED_TTFT_MS": "0", "WEBAPP_SCRIPTED_INTERVAL_MS": "5",
-               "WEBAPP_HEARTBEAT_SECONDS": "1"}
+        env = {
+            "WEBAPP_PROVIDER": "scripted",
+            "WEBAPP_SCRIPTED_TTFT_MS": "0",
+            "WEBAPP_SCRIPTED_INTERVAL_MS": "5",
+            "WEBAPP_HEARTBEAT_SECONDS": "1",
+        }
         server = GunicornServer(artifacts, env=env, app=app, name=f"planner-{request.node.name[:40]}")
         started.append(server)
         return server.start()

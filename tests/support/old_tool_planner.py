@@ -20,8 +20,9 @@ class TooManyComparisons(Exception):
     pass
 
 
-def reference_plan(prompt: str, tools: list[dict[str, Any]], tool_choice: Any, parallel: bool | None, salt: int,
-                   budget: int | None = None) -> list[PlannedCall]:
+def reference_plan(
+    prompt: str, tools: list[dict[str, Any]], tool_choice: Any, parallel: bool | None, salt: int, budget: int | None = None
+) -> list[PlannedCall]:
     """The planner as it was before issue 22: every name part against every prompt word, counted."""
     compared = 0
 
@@ -47,7 +48,8 @@ def reference_plan(prompt: str, tools: list[dict[str, Any]], tool_choice: Any, p
             picked = [max(picked, key=lambda i: scores[i])]
     name_words = set().union(*(_name_parts(names[i]) for i in picked))
     rest = " ".join(
-        w for w in prompt.split()
+        w
+        for w in prompt.split()
         if w.lower().strip("?.!,") not in _ASKING and not any(matches(part, w.lower().strip("?.!,")) for part in name_words)
     )
     calls = []
@@ -64,8 +66,12 @@ def worst_case(prompt_chars: int = 32_000) -> tuple[str, list[dict[str, Any]]]:
     tools = []
     for t in range(128):
         name = f"t{t:03d}" + "".join(f"_{chr(97 + p)}{chr(97 + (t + p) % 25)}" for p in range(20))
-        tools.append({"type": "function", "function": {"name": name, "parameters": {
-            "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}})
+        tools.append(
+            {
+                "type": "function",
+                "function": {"name": name, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}},
+            }
+        )
     prompt = ("zz " * (prompt_chars // 3 + 1))[:prompt_chars]
     assert {len(tool_name(t)) for t in tools} == {64} and len({tool_name(t) for t in tools}) == 128
     return prompt, tools

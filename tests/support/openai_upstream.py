@@ -184,6 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream_calls(self, base: dict[str, Any], script: Script, record: UpstreamRequest, number: int) -> None:
         """Each call's first fragment (index, id, name), then the arguments, calls interleaved by index."""
+
         def delta(call: dict[str, Any]) -> None:
             self._event({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
 

@@ -56,10 +56,29 @@ class PostgresServer:
         if self.as_root:
             shutil.chown(self.workdir, "postgres")
         if not self.data.exists():
-            subprocess.run(self._as_owner([self.initdb, "-D", str(self.data), "-A", "trust", "-U", self.user, "--no-sync"]),
-                           check=True, capture_output=True, timeout=120)
-        command = self._as_owner([self.postgres, "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-                                  "-k", str(self.workdir), "-c", "fsync=off", "-c", "max_connections=200"])
+            subprocess.run(
+                self._as_owner([self.initdb, "-D", str(self.data), "-A", "trust", "-U", self.user, "--no-sync"]),
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        command = self._as_owner(
+            [
+                self.postgres,
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.workdir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ]
+        )
         with open(self.workdir / "postgres.log", "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

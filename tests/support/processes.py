@@ -49,8 +49,13 @@ def stop_process(process: subprocess.Popen[Any] | None, signum: int = signal.SIG
 def run_bounded(command: Sequence[str], timeout: float, grace: float = 10.0, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """``subprocess.run`` for a harness that starts servers of its own: on a timeout or an interrupt, the harness
     gets SIGINT (its ``finally`` stops its servers), then its group and everything it forked get SIGKILL."""
-    process = subprocess.Popen(command, start_new_session=True, stdout=kwargs.pop("stdout", subprocess.PIPE),
-                               stderr=kwargs.pop("stderr", subprocess.PIPE), **kwargs)
+    process = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=kwargs.pop("stdout", subprocess.PIPE),
+        stderr=kwargs.pop("stderr", subprocess.PIPE),
+        **kwargs,
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except BaseException:

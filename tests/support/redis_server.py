@@ -32,7 +32,13 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 class RedisServer:
     def __init__(
-        self, workdir: Path, *, appendonly: bool = False, replica_of: int | None = None, name: str = "", config: Path | None = None,
+        self,
+        workdir: Path,
+        *,
+        appendonly: bool = False,
+        replica_of: int | None = None,
+        name: str = "",
+        config: Path | None = None,
     ) -> None:
         """``config``: a redis.conf (conf/redis.conf) whose settings hold, but for the port, address and directory."""
         self.executable = require_binary("redis-server", "redis-server")
@@ -50,12 +56,36 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         if self.config is not None:
-            command = [self.executable, str(self.config), "--port", str(self.port), "--bind", "127.0.0.1",
-                       "--dir", str(self.workdir), "--daemonize", "no"]
+            command = [
+                self.executable,
+                str(self.config),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+            ]
         else:
-            command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                       "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-                       "--dir", str(self.workdir), "--daemonize", "no"]
+            command = [
+                self.executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "everysec",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+            ]
         if self.replica_of is not None:
             command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         with open(self.workdir / "redis.log", "ab") as log:
@@ -126,8 +156,10 @@ class SentinelSetup:
 
             def knows_the_replica() -> bool:
                 replicas = sentinel.sentinel_slaves(SERVICE)
-                return any(int(r["port"]) == self.replica.port and "s_down" not in r["flags"] and "disconnected" not in r["flags"]
-                           for r in replicas)
+                return any(
+                    int(r["port"]) == self.replica.port and "s_down" not in r["flags"] and "disconnected" not in r["flags"]
+                    for r in replicas
+                )
 
             _wait(knows_the_replica, timeout, "the Sentinel did not find the replica")
             return self
@@ -142,8 +174,11 @@ class SentinelSetup:
         """Seconds until the Sentinel names the replica as primary and the replica says it is one."""
         started = time.monotonic()
         replica = self.replica.client()
-        _wait(lambda: self.master_port() == self.replica.port and replica.info("replication").get("role") == "master",
-              timeout, "the Sentinel did not promote the replica")
+        _wait(
+            lambda: self.master_port() == self.replica.port and replica.info("replication").get("role") == "master",
+            timeout,
+            "the Sentinel did not promote the replica",
+        )
         return time.monotonic() - started
 
     def stop(self) -> None:

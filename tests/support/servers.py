@@ -142,8 +142,15 @@ class GunicornServer(ServerProcess):
     ) -> None:
         port = port or free_port()
         command = [
-            sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
-            "--bind", f"127.0.0.1:{port}", *args, app,
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(GUNICORN_CONF),
+            "--bind",
+            f"127.0.0.1:{port}",
+            *args,
+            app,
         ]
         super().__init__(log_dir, command, port, env, name, ready_path)
 

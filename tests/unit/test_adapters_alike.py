@@ -63,8 +63,9 @@ def test_a_whole_answer_is_the_same_json_in_flask_and_wsgi() -> None:
 def test_a_whole_completion_and_response_in_wsgi() -> None:
     status, _, body = wsgi_call(uncut.wsgi.openai_response, model(), [HumanMessage("hi")], model="m", stream=False, streams=Streams())
     assert status == "200 OK" and json.loads(body)["object"] == "chat.completion"
-    status, _, body = wsgi_call(uncut.wsgi.responses_response, model(), [HumanMessage("hi")], echo={"model": "m"}, stream=False,
-                                streams=Streams())
+    status, _, body = wsgi_call(
+        uncut.wsgi.responses_response, model(), [HumanMessage("hi")], echo={"model": "m"}, stream=False, streams=Streams()
+    )
     assert status == "200 OK" and json.loads(body)["status"] == "completed"
     status, headers, body = wsgi_call(uncut.wsgi.openai_response, model(), [HumanMessage("hi")], model="m", streams=Streams())
     assert status == "200 OK" and body.rstrip().endswith(b"data: [DONE]")

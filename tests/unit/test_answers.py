@@ -19,18 +19,26 @@ def fed(*events: tuple[str, dict[str, Any]]) -> Answer:
 
 
 def test_text_finish_reason_and_usage() -> None:
-    answer = fed(("start", {}), ("token", {"text": "Hel"}), ("token", {"text": "lo"}),
-                 ("end", {"finish_reason": "length", "usage": {"output_tokens": 2}}))
+    answer = fed(
+        ("start", {}),
+        ("token", {"text": "Hel"}),
+        ("token", {"text": "lo"}),
+        ("end", {"finish_reason": "length", "usage": {"output_tokens": 2}}),
+    )
     assert answer.completed and answer.text == "Hello" and answer.finish_reason == "length"
     assert answer.usage == {"output_tokens": 2} and answer.tool_calls() == []
 
 
 def test_interleaved_parallel_calls_keep_their_fragments_as_sent() -> None:
     answer = fed(
-        ("tool_call", {"id": "a", "name": "f", "index": 0}), ("tool_call", {"id": "b", "name": "g", "index": 1}),
-        ("tool_call_delta", {"id": "a", "index": 0, "args": '{"x":'}), ("tool_call_delta", {"id": "b", "index": 1, "args": '{"y":'}),
-        ("tool_call_delta", {"id": "a", "index": 0, "args": " 1}"}), ("tool_call_delta", {"id": "b", "index": 1, "args": " 2}"}),
-        ("tool_call_end", {"id": "a", "name": "f", "args": {"x": 1}}), ("tool_call_end", {"id": "b", "name": "g", "args": {"y": 2}}),
+        ("tool_call", {"id": "a", "name": "f", "index": 0}),
+        ("tool_call", {"id": "b", "name": "g", "index": 1}),
+        ("tool_call_delta", {"id": "a", "index": 0, "args": '{"x":'}),
+        ("tool_call_delta", {"id": "b", "index": 1, "args": '{"y":'}),
+        ("tool_call_delta", {"id": "a", "index": 0, "args": " 1}"}),
+        ("tool_call_delta", {"id": "b", "index": 1, "args": " 2}"}),
+        ("tool_call_end", {"id": "a", "name": "f", "args": {"x": 1}}),
+        ("tool_call_end", {"id": "b", "name": "g", "args": {"y": 2}}),
         ("end", {"finish_reason": "tool_calls"}),
     )
     assert answer.tool_calls() == [
@@ -41,7 +49,8 @@ def test_interleaved_parallel_calls_keep_their_fragments_as_sent() -> None:
 
 def test_calls_without_ids_and_calls_that_arrived_whole() -> None:
     answer = fed(
-        ("tool_call", {"id": None, "name": "f", "index": 0}), ("tool_call_delta", {"id": None, "index": 0, "args": "{}"}),
+        ("tool_call", {"id": None, "name": "f", "index": 0}),
+        ("tool_call_delta", {"id": None, "index": 0, "args": "{}"}),
         ("tool_call_end", {"id": None, "name": "f", "args": {}}),
         ("tool_call_end", {"id": "w", "name": "whole", "args": None, "args_text": "{bad", "error": "not JSON"}),
         ("end", {}),

@@ -21,8 +21,13 @@ def test_openai_is_the_default_provider_when_a_key_is_set() -> None:
 
 def test_values_are_parsed_and_typed() -> None:
     settings = load_settings(
-        {"WEBAPP_HEARTBEAT_SECONDS": "0.5", "WEBAPP_WATCH_DISCONNECT": "off", "WEBAPP_MAX_BODY_BYTES": "2048",
-         "WEBAPP_LOG_LEVEL": "debug", "WEBAPP_MODEL": " my-model "}
+        {
+            "WEBAPP_HEARTBEAT_SECONDS": "0.5",
+            "WEBAPP_WATCH_DISCONNECT": "off",
+            "WEBAPP_MAX_BODY_BYTES": "2048",
+            "WEBAPP_LOG_LEVEL": "debug",
+            "WEBAPP_MODEL": " my-model ",
+        }
     )
     assert settings.heartbeat_seconds == 0.5 and settings.watch_disconnect is False
     assert settings.max_body_bytes == 2048 and settings.log_level == "DEBUG" and settings.model == "my-model"

@@ -35,7 +35,7 @@ def settings_table() -> ModuleType:
 
 
 def test_every_option_is_in_the_options_table() -> None:
-    table = LIBRARY[LIBRARY.index("## Options (`uncut.StreamOptions`"):]
+    table = LIBRARY[LIBRARY.index("## Options (`uncut.StreamOptions`") :]
     table = table[: table.index("\n\n- ")]
     documented = set(re.findall(r"`([a-z_]+)`", table))
     assert set(StreamOptions.names()) <= documented, set(StreamOptions.names()) - documented
@@ -44,12 +44,13 @@ def test_every_option_is_in_the_options_table() -> None:
 def test_every_outcome_is_listed_and_known_to_the_metrics() -> None:
     relay_outcomes = {"completed", "client_disconnected", "slow_client", "upstream_error", *_OUTCOME_BY_ERROR.values()}
     assert relay_outcomes | {"rejected"} == set(OUTCOMES)
-    listed = LIBRARY[LIBRARY.index("**Summaries, outcomes and metrics.**"):]
+    listed = LIBRARY[LIBRARY.index("**Summaries, outcomes and metrics.**") :]
     listed = listed[: listed.index("\n- **")]
     assert all(f"`{outcome}`" in listed for outcome in OUTCOMES), [o for o in OUTCOMES if f"`{o}`" not in listed]
 
 
 # The configuration table: generated from webapp/config.py SETTINGS, Setting.doc its only wording.
+
 
 def test_the_configuration_page_is_the_settings_table() -> None:
     page = (DOCS / "configuration.md").read_text()
@@ -77,6 +78,7 @@ def test_code_that_disagrees_with_the_page_fails(monkeypatch: pytest.MonkeyPatch
 
 
 # docs/ARCHITECTURE.md names only what exists.
+
 
 def architecture_paths(text: str) -> set[str]:
     """Repository paths (``uncut/relay.py``, ``webapp/api/``, ``conf/README.md``) and bare module names (``relay.py``)."""
@@ -140,8 +142,14 @@ def test_the_readme_snippets_stream(tmp_path: Path) -> None:
     for name, start, end in zip(("flask_app", "views", "wsgi_app"), README_SNIPPETS, README_SNIPPETS[1:]):
         section = readme[readme.index(start) : readme.index(end)]
         (tmp_path / f"{name}.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
-    done = subprocess.run([sys.executable, "-c", EXERCISE], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
+    done = subprocess.run(
+        [sys.executable, "-c", EXERCISE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])},
+    )
     assert done.returncode == 0, done.stderr
     for framework, output in zip(("Flask", "WSGI", "Django"), json.loads(done.stdout.strip().splitlines()[-1])):
         events = re.findall(r"event: (\w+)", output)
@@ -151,6 +159,7 @@ def test_the_readme_snippets_stream(tmp_path: Path) -> None:
 
 # The site builds, strictly: a broken link, anchor, include or API reference fails it.
 
+
 def test_the_docs_build_in_strict_mode(tmp_path: Path) -> None:
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings_handlers") is None:
         message = "mkdocs and mkdocstrings[python] are not installed (pip install -r requirements-dev.txt)"
@@ -158,14 +167,35 @@ def test_the_docs_build_in_strict_mode(tmp_path: Path) -> None:
             pytest.fail(message + " (CI must install them: see .ci/run)")
         pytest.skip(message)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=110, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     print(f"mkdocs build --strict: {time.monotonic() - started:.1f} s")
     built = tmp_path / "site"
-    for page in ("library", "service", "configuration", "protocols", "agents", "deploying", "conf", "benchmarks", "testing",
-                 "bench/RESULTS", "reference/uncut", "reference/flask", "reference/django", "reference/wsgi",
-                 "reference/agent_server", "reference/stores"):
+    for page in (
+        "library",
+        "service",
+        "configuration",
+        "protocols",
+        "agents",
+        "deploying",
+        "conf",
+        "benchmarks",
+        "testing",
+        "bench/RESULTS",
+        "reference/uncut",
+        "reference/flask",
+        "reference/django",
+        "reference/wsgi",
+        "reference/agent_server",
+        "reference/stores",
+    ):
         assert (built / page / "index.html").exists(), page
     assert "sse_response" in (built / "reference/flask/index.html").read_text()
     assert "proxy_buffering off" in (built / "conf/index.html").read_text()

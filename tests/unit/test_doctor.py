@@ -18,8 +18,9 @@ SHIPPED = ["--nginx", str(CONF / "nginx.conf"), "--haproxy", str(CONF / "haproxy
 
 
 def doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webapp.doctor", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=clean_environ(env), timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "webapp.doctor", *args], cwd=ROOT, capture_output=True, text=True, env=clean_environ(env), timeout=60
+    )
 
 
 def test_the_shipped_files_pass() -> None:

@@ -104,8 +104,11 @@ def test_the_old_bases_and_the_old_homes_still_hold() -> None:
 
 def test_the_docstring_draws_every_exception() -> None:
     doc = errors.__doc__ or ""
-    drawn = {name.rsplit(".", 1)[1] for name, cls in exception_classes().items()
-             if name not in SIGNALS and not name.rsplit(".", 1)[1].startswith("_")}
+    drawn = {
+        name.rsplit(".", 1)[1]
+        for name, cls in exception_classes().items()
+        if name not in SIGNALS and not name.rsplit(".", 1)[1].startswith("_")
+    }
     assert [name for name in sorted(drawn) if name not in doc] == []
 
 
@@ -146,7 +149,7 @@ def produced_outcomes(files: dict[str, str]) -> set[str]:
                     found |= _strings(comparator)
             elif isinstance(node, ast.arguments):  # def cancel(..., outcome: str = "cancelled")
                 positional = node.posonlyargs + node.args
-                for arg, default in zip(positional[len(positional) - len(node.defaults):], node.defaults):
+                for arg, default in zip(positional[len(positional) - len(node.defaults) :], node.defaults):
                     if arg.arg == "outcome":
                         found |= _strings(default)
                 for arg, default in zip(node.kwonlyargs, node.kw_defaults):
@@ -161,8 +164,19 @@ def produced_outcomes(files: dict[str, str]) -> set[str]:
 def test_the_scan_finds_the_outcomes_it_should() -> None:
     found = produced_outcomes(sources())
     # A floor: the scan must see the relay's, the generation's and the metrics' outcomes, or it proves nothing.
-    assert {"completed", "client_disconnected", "slow_client", "server_shutdown", "timeout", "abandoned", "rejected",
-            "upstream_error", "store_unavailable", "too_large", "server_error"} <= found
+    assert {
+        "completed",
+        "client_disconnected",
+        "slow_client",
+        "server_shutdown",
+        "timeout",
+        "abandoned",
+        "rejected",
+        "upstream_error",
+        "store_unavailable",
+        "too_large",
+        "server_error",
+    } <= found
 
 
 def test_every_outcome_is_listed_and_documented() -> None:
@@ -206,8 +220,21 @@ def produced_error_types(files: dict[str, str]) -> set[str]:
 
 def test_the_scan_finds_the_error_types_it_should() -> None:
     found = produced_error_types(sources())
-    assert {"cancelled", "timeout", "too_large", "server_shutdown", "store_unavailable", "producer_lost", "server_error",
-            "thread_lease_lost", "upstream_timeout", "rate_limited", "client_disconnected", "thread_busy", "overloaded"} <= found
+    assert {
+        "cancelled",
+        "timeout",
+        "too_large",
+        "server_shutdown",
+        "store_unavailable",
+        "producer_lost",
+        "server_error",
+        "thread_lease_lost",
+        "upstream_timeout",
+        "rate_limited",
+        "client_disconnected",
+        "thread_busy",
+        "overloaded",
+    } <= found
 
 
 def test_every_error_type_is_listed_and_documented() -> None:
@@ -218,11 +245,14 @@ def test_every_error_type_is_listed_and_documented() -> None:
 
 
 def test_a_new_error_type_is_found() -> None:
-    planted = {**sources(), "uncut/planted.py": (
-        'GONE = {"error": {"type": "gone_fishing", "message": "out", "retryable": False}}\n'
-        'LATE = error("too_late", "late", True)\n'
-        'BARE = {"type": "bare_failure", "message": "m", "retryable": True}\n'
-    )}
+    planted = {
+        **sources(),
+        "uncut/planted.py": (
+            'GONE = {"error": {"type": "gone_fishing", "message": "out", "retryable": False}}\n'
+            'LATE = error("too_late", "late", True)\n'
+            'BARE = {"type": "bare_failure", "message": "m", "retryable": True}\n'
+        ),
+    }
     assert sorted(produced_error_types(planted) - set(ERROR_TYPES)) == ["bare_failure", "gone_fishing", "too_late"]
 
 

@@ -55,7 +55,7 @@ def test_wake_returns_an_empty_list_to_waiting_readers() -> None:
     assert time.monotonic() - started < 4
 
 
-GEVENT_READERS = r'''
+GEVENT_READERS = r"""
 from gevent import monkey
 monkey.patch_all()
 import gevent
@@ -86,7 +86,7 @@ gevent.joinall([gevent.spawn(produce, log, 30) for log in logs], timeout=30, rai
 results = [r.get(timeout=30) for r in readers]
 assert all(seen == [str(i) for i in range(30)] for seen in results)
 print("ok", len(results))
-'''
+"""
 
 
 def test_under_gevent_many_readers_see_every_event_in_order() -> None:

@@ -58,12 +58,14 @@ def test_reasoning_in_each_providers_shape_comes_before_the_text(content: Any, k
 
 
 def test_a_streamed_tool_call_begins_sends_fragments_and_ends_parsed() -> None:
-    emitted, events = run([
-        chunk(calls=[{"index": 0, "id": "call_1", "name": "get_weather", "args": ""}]),
-        chunk(calls=[{"index": 0, "args": '{"city": '}]),
-        chunk(calls=[{"index": 0, "args": '"Paris"}'}]),
-        chunk(finish="tool_calls"),
-    ])
+    emitted, events = run(
+        [
+            chunk(calls=[{"index": 0, "id": "call_1", "name": "get_weather", "args": ""}]),
+            chunk(calls=[{"index": 0, "args": '{"city": '}]),
+            chunk(calls=[{"index": 0, "args": '"Paris"}'}]),
+            chunk(finish="tool_calls"),
+        ]
+    )
     assert emitted == [
         ("tool_call", {"id": "call_1", "name": "get_weather", "index": 0}),
         ("tool_call_delta", {"id": "call_1", "index": 0, "args": '{"city": '}),
@@ -75,13 +77,15 @@ def test_a_streamed_tool_call_begins_sends_fragments_and_ends_parsed() -> None:
 
 
 def test_parallel_calls_interleaved_by_index_keep_their_own_ids() -> None:
-    emitted, events = run([
-        chunk(calls=[{"index": 0, "id": "call_a", "name": "add", "args": '{"x": 1'}]),
-        chunk(calls=[{"index": 1, "id": "call_b", "name": "mul", "args": '{"x": 2'}]),
-        chunk(calls=[{"index": 0, "args": ', "y": 3}'}]),
-        chunk(calls=[{"index": 1, "args": ', "y": 4}'}]),
-        chunk("", chunk_position="last"),
-    ])
+    emitted, events = run(
+        [
+            chunk(calls=[{"index": 0, "id": "call_a", "name": "add", "args": '{"x": 1'}]),
+            chunk(calls=[{"index": 1, "id": "call_b", "name": "mul", "args": '{"x": 2'}]),
+            chunk(calls=[{"index": 0, "args": ', "y": 3}'}]),
+            chunk(calls=[{"index": 1, "args": ', "y": 4}'}]),
+            chunk("", chunk_position="last"),
+        ]
+    )
     deltas = [(data["id"], data["args"]) for kind, data in emitted if kind == "tool_call_delta"]
     assert deltas == [("call_a", '{"x": 1'), ("call_b", '{"x": 2'), ("call_a", ', "y": 3}'), ("call_b", ', "y": 4}')]
     assert events.tool_calls == [
@@ -111,12 +115,14 @@ def test_a_whole_message_from_a_model_that_did_not_stream() -> None:
 
 
 def test_tool_results_are_events_and_input_messages_are_never_echoed() -> None:
-    emitted, _ = run([
-        HumanMessage("what is the weather?"),
-        SystemMessage("be brief"),
-        ToolMessage("sunny", tool_call_id="call_1", name="get_weather"),
-        ToolMessage("no such city", tool_call_id="call_2", name="get_weather", status="error"),
-    ])
+    emitted, _ = run(
+        [
+            HumanMessage("what is the weather?"),
+            SystemMessage("be brief"),
+            ToolMessage("sunny", tool_call_id="call_1", name="get_weather"),
+            ToolMessage("no such city", tool_call_id="call_2", name="get_weather", status="error"),
+        ]
+    )
     assert emitted == [
         ("tool_result", {"tool_call_id": "call_1", "name": "get_weather", "content": "sunny", "status": "success"}),
         ("tool_result", {"tool_call_id": "call_2", "name": "get_weather", "content": "no such city", "status": "error"}),
@@ -151,10 +157,21 @@ def test_a_graphs_items_become_messages_steps_and_custom_events() -> None:
         GraphEvents,
     )
     assert [kind for kind, _ in emitted] == [
-        "tool_call", "tool_call_delta", "tool_call_end", "step", "custom", "custom", "tool_result", "step", "token", "step",
+        "tool_call",
+        "tool_call_delta",
+        "tool_call_end",
+        "step",
+        "custom",
+        "custom",
+        "tool_result",
+        "step",
+        "token",
+        "step",
     ]
     assert [data for kind, data in emitted if kind == "step"] == [
-        {"node": "model", "step": 1}, {"node": "tools", "step": 2}, {"node": "model", "step": 3}
+        {"node": "model", "step": 1},
+        {"node": "tools", "step": 2},
+        {"node": "model", "step": 3},
     ]
     assert [data for kind, data in emitted if kind == "custom"] == [{"progress": 0.5}, {"data": "plain value"}]
     assert isinstance(events, GraphEvents) and not events.interrupted

@@ -24,7 +24,7 @@ import pytest
 from tests.support.processes import kill_all, run_bounded
 from tests.support.servers import ROOT
 
-FIXTURES = '''
+FIXTURES = """
 import os, subprocess, sys, time
 from pathlib import Path
 
@@ -61,9 +61,11 @@ def stopped_on_every_path(request):  # the fix: the stop registered before anyth
     note("stopped", process.pid)
     request.addfinalizer(lambda: (process.kill(), process.wait()))
     pytest.skip("nginx is not installed")
-'''
+"""
 
-LEAKY = FIXTURES + '''
+LEAKY = (
+    FIXTURES
+    + """
 
 def test_uses_a_server(never_stopped):
     assert never_stopped.poll() is None
@@ -84,19 +86,26 @@ def test_starts_a_daemon():
             break
         time.sleep(0.05)
     assert (PIDS / "daemon").exists()
-'''
+"""
+)
 
 # Under xdist (--dist loadfile) each file goes to its own worker: one leaks, one is clean.
-XDIST_LEAKY = FIXTURES + '''
+XDIST_LEAKY = (
+    FIXTURES
+    + """
 
 def test_uses_a_server(never_stopped):
     assert never_stopped.poll() is None
-'''
-XDIST_CLEAN = FIXTURES + '''
+"""
+)
+XDIST_CLEAN = (
+    FIXTURES
+    + """
 
 def test_skips_cleanly(stopped_on_every_path):
     pass
-'''
+"""
+)
 
 
 @dataclass
@@ -126,8 +135,21 @@ def start_run(directory: Path, files: dict[str, str], *args: str, guard: bool = 
         (directory / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CI"))}  # not the outer run's xdist worker
     env["LEAK_PIDS"] = str(directory / "pids")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(directory), "--timeout", "60",
-               *(["-p", "tests.conftest"] if guard else []), *args, str(directory)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(directory),
+        "--timeout",
+        "60",
+        *(["-p", "tests.conftest"] if guard else []),
+        *args,
+        str(directory),
+    ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return Run(directory, process)
 
@@ -143,8 +165,9 @@ def running(pid: int) -> bool:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     started = {
         "plain": start_run(tmp_path_factory.mktemp("plain"), {"test_leaky.py": LEAKY}),
-        "xdist": start_run(tmp_path_factory.mktemp("xdist"), {"test_leaky.py": XDIST_LEAKY, "test_clean.py": XDIST_CLEAN},
-                           "-n", "2", "--dist", "loadfile"),
+        "xdist": start_run(
+            tmp_path_factory.mktemp("xdist"), {"test_leaky.py": XDIST_LEAKY, "test_clean.py": XDIST_CLEAN}, "-n", "2", "--dist", "loadfile"
+        ),
         "unguarded": start_run(tmp_path_factory.mktemp("unguarded"), {"test_leaky.py": LEAKY}, guard=False),
     }
     try:

@@ -24,8 +24,10 @@ def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Red
 
 
 def remote(store: RedisStore, stream_id: str) -> list[tuple[int, str, dict]]:
-    return [(int(entry_id.split(b"-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]))
-            for entry_id, fields in store.client.xrange(store.keys(stream_id)[0])]
+    return [
+        (int(entry_id.split(b"-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]))
+        for entry_id, fields in store.client.xrange(store.keys(stream_id)[0])
+    ]
 
 
 def local(log: MemoryEventLog) -> list[tuple[int, str, dict]]:
@@ -204,8 +206,21 @@ def test_a_cluster_mode_server_is_refused_with_a_clear_message(tmp_path: Path, r
 
     server = RedisServer(tmp_path, name="cluster")
     request.addfinalizer(server.stop)
-    command = [server.executable, "--port", str(server.port), "--bind", "127.0.0.1", "--save", "", "--cluster-enabled", "yes",
-               "--cluster-config-file", str(server.workdir / "nodes.conf"), "--dir", str(server.workdir)]
+    command = [
+        server.executable,
+        "--port",
+        str(server.port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        str(server.workdir / "nodes.conf"),
+        "--dir",
+        str(server.workdir),
+    ]
     server.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -145,6 +145,7 @@ def test_closing_the_consumer_closes_the_model_stream() -> None:
 
 def test_a_write_of_the_last_batch_that_never_returns_is_not_completed() -> None:
     """The server closes the response while writing the batch with ``end`` in it: the client never got the end."""
+
     def two_words(_: Iterator[Any]) -> Iterator[str]:
         yield from ["a ", "b"]
 
@@ -242,9 +243,14 @@ def test_chunk_text(chunk: Any, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "status", "kind", "retryable"),
-    [("RateLimitError", 429, "rate_limited", True), ("APIConnectionError", None, "upstream_unavailable", True),
-     ("APITimeoutError", None, "upstream_timeout", True), ("BadRequestError", 400, "upstream_rejected", False),
-     ("InternalServerError", 500, "upstream_error", True), ("KeyError", None, "upstream_error", True)],
+    [
+        ("RateLimitError", 429, "rate_limited", True),
+        ("APIConnectionError", None, "upstream_unavailable", True),
+        ("APITimeoutError", None, "upstream_timeout", True),
+        ("BadRequestError", 400, "upstream_rejected", False),
+        ("InternalServerError", 500, "upstream_error", True),
+        ("KeyError", None, "upstream_error", True),
+    ],
 )
 def test_error_body_classifies_without_internals(name: str, status: int | None, kind: str, retryable: bool) -> None:
     exc = type(name, (Exception,), {"status_code": status})("secret internal detail")
@@ -313,7 +319,9 @@ def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error(monkeypatch
     events = [i for i in parse(rest) if isinstance(i, sse.ServerSentEvent)]
     assert events[-1].event == "error"
     assert json.loads(events[-1].data)["error"] == {
-        "type": "server_shutdown", "message": "The server is restarting; retry to continue.", "retryable": True
+        "type": "server_shutdown",
+        "message": "The server is restarting; retry to continue.",
+        "retryable": True,
     }
     assert time.monotonic() - started < 1.5, "the error must leave before the worker's deadline"
     assert summaries[0]["outcome"] == "server_shutdown"

@@ -12,8 +12,13 @@ from webapp.openai_tools import InvalidCompletionRequest
 from webapp.responses_request import parse_responses_request
 
 LIMITS = ChatLimits(max_messages=10, max_message_chars=500)
-TOOL = {"type": "function", "name": "get_weather", "description": None,
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": True}
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": None,
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": True,
+}
 
 
 def parse(**body: Any):

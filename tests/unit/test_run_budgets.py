@@ -40,8 +40,13 @@ def sse_events(relay: Relay) -> list[sse.ServerSentEvent]:
     return [e for e in sse.parse_stream(relay.sse_frames()) if isinstance(e, sse.ServerSentEvent)]
 
 
-def run(texts: list[str], budget: RunBudget = RunBudget(), interval: float = 0.0, options: StreamOptions | None = None,
-        summaries: list[dict[str, Any]] | None = None) -> list[sse.ServerSentEvent]:
+def run(
+    texts: list[str],
+    budget: RunBudget = RunBudget(),
+    interval: float = 0.0,
+    options: StreamOptions | None = None,
+    summaries: list[dict[str, Any]] | None = None,
+) -> list[sse.ServerSentEvent]:
     generation = Generation(chunks_of(texts, interval), None, MemoryEventLog("s"), budget=budget)
     on_finish = summaries.append if summaries is not None else None
     return sse_events(Relay(generation.log, options or StreamOptions(heartbeat_seconds=0), generation=generation, on_finish=on_finish))

@@ -71,10 +71,13 @@ def test_a_changed_token_is_a_content_mismatch() -> None:
 
 
 def test_errors_from_the_service_own_parts_count_as_lost_to_infrastructure() -> None:
-    store = history(START + tokens(0) + [(2, "error", {"error": {"type": "store_unavailable"}})],
-                    ("error", {"error": {"type": "store_unavailable"}}))
-    upstream_fault = history(START + tokens(0) + [(2, "error", {"error": {"type": "upstream_unavailable"}})],
-                             ("error", {"error": {"type": "upstream_unavailable"}}))
+    store = history(
+        START + tokens(0) + [(2, "error", {"error": {"type": "store_unavailable"}})], ("error", {"error": {"type": "store_unavailable"}})
+    )
+    upstream_fault = history(
+        START + tokens(0) + [(2, "error", {"error": {"type": "upstream_unavailable"}})],
+        ("error", {"error": {"type": "upstream_unavailable"}}),
+    )
     gone = history(START + tokens(0), ("http", {"status": 404, "body": '{"error": {"type": "stream_not_found"}}'}))
     verdict = check([store, upstream_fault, gone], [], grace=5)
     assert verdict.infrastructure == {"store_unavailable": 1, "stream_not_found": 1}

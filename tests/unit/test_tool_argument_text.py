@@ -36,8 +36,13 @@ def deltas(emitted: list[tuple[str, dict[str, Any]]], index: int) -> str:
 
 
 def test_a_pair_split_across_fragments_of_one_call_is_joined_even_between_another_calls_fragments() -> None:
-    emitted = fed([fragment(0, "", "f"), fragment(1, "", "g")], [fragment(0, '{"a": "\ud83d')], [fragment(1, '{"b": "\ud83d')],
-                  [fragment(1, '\ude01"}')], [fragment(0, '\ude00"}')])
+    emitted = fed(
+        [fragment(0, "", "f"), fragment(1, "", "g")],
+        [fragment(0, '{"a": "\ud83d')],
+        [fragment(1, '{"b": "\ud83d')],
+        [fragment(1, '\ude01"}')],
+        [fragment(0, '\ude00"}')],
+    )
     assert deltas(emitted, 0) == '{"a": "\U0001f600"}' and deltas(emitted, 1) == '{"b": "\U0001f601"}'
     ends = [d for k, d in emitted if k == "tool_call_end"]
     assert [e["args"] for e in ends] == [{"a": "\U0001f600"}, {"b": "\U0001f601"}]
@@ -46,7 +51,7 @@ def test_a_pair_split_across_fragments_of_one_call_is_joined_even_between_anothe
 
 
 def test_half_a_pair_left_at_the_end_is_a_replacement_character() -> None:
-    emitted = fed([fragment(0, '{"a": "x', "f")], [fragment(0, '\ud83d')])
+    emitted = fed([fragment(0, '{"a": "x', "f")], [fragment(0, "\ud83d")])
     assert deltas(emitted, 0) == '{"a": "x\ufffd'
     (end,) = [d for k, d in emitted if k == "tool_call_end"]
     assert end["args"] is None and end["args_text"] == '{"a": "x\ufffd'
@@ -62,20 +67,23 @@ def test_model_arguments_nested_past_the_recursion_limit_are_an_error_not_a_cras
     assert args is None and error == "the arguments are nested too deeply"
 
 
-@pytest.mark.parametrize("schema, where", [
-    ({"required": 5}, "required"),
-    ({"required": ["a", "a"]}, "required"),
-    ({"properties": {"a": {"enum": 5}}}, "properties.a.enum"),
-    ({"properties": {"a": {"minimum": "x"}}}, "properties.a.minimum"),
-    ({"properties": {"a": {"maxLength": -1}}}, "properties.a.maxLength"),
-    ({"properties": {"a": {"anyOf": [5]}}}, "properties.a.anyOf[0]"),
-    ({"properties": {"a": {"anyOf": []}}}, "properties.a.anyOf"),
-    ({"$schema": "https://json-schema.org/draft/2020-12/schema", "items": [{"type": "string"}]}, "items"),  # its draft's rule
-    ({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "x"}]}, "items[0].type"),
-    ({"definitions": {"d": {"multipleOf": 0}}}, "definitions.d.multipleOf"),
-    ({"dependencies": {"a": [1]}}, "dependencies.a[0]"),
-    ({"not": "x"}, "not"),
-])
+@pytest.mark.parametrize(
+    "schema, where",
+    [
+        ({"required": 5}, "required"),
+        ({"required": ["a", "a"]}, "required"),
+        ({"properties": {"a": {"enum": 5}}}, "properties.a.enum"),
+        ({"properties": {"a": {"minimum": "x"}}}, "properties.a.minimum"),
+        ({"properties": {"a": {"maxLength": -1}}}, "properties.a.maxLength"),
+        ({"properties": {"a": {"anyOf": [5]}}}, "properties.a.anyOf[0]"),
+        ({"properties": {"a": {"anyOf": []}}}, "properties.a.anyOf"),
+        ({"$schema": "https://json-schema.org/draft/2020-12/schema", "items": [{"type": "string"}]}, "items"),  # its draft's rule
+        ({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "x"}]}, "items[0].type"),
+        ({"definitions": {"d": {"multipleOf": 0}}}, "definitions.d.multipleOf"),
+        ({"dependencies": {"a": [1]}}, "dependencies.a[0]"),
+        ({"not": "x"}, "not"),
+    ],
+)
 def test_keywords_of_the_wrong_type_are_found_where_they_are(schema: dict[str, Any], where: str) -> None:
     with pytest.raises(SchemaError) as raised:
         check_schema(schema)
@@ -83,8 +91,15 @@ def test_keywords_of_the_wrong_type_are_found_where_they_are(schema: dict[str, A
 
 
 def test_json_schemas_pass_and_the_walk_is_bounded() -> None:
-    check_schema({"type": "object", "properties": {"a": True, "b": False, "c": {"type": ["string", "null"], "x-custom": 5}},
-                  "required": [], "exclusiveMinimum": 0, "dependencies": {"a": ["b"], "c": {"required": ["a"]}}})
+    check_schema(
+        {
+            "type": "object",
+            "properties": {"a": True, "b": False, "c": {"type": ["string", "null"], "x-custom": 5}},
+            "required": [],
+            "exclusiveMinimum": 0,
+            "dependencies": {"a": ["b"], "c": {"required": ["a"]}},
+        }
+    )
     check_schema({"$schema": "http://json-schema.org/draft-04/schema#", "minimum": 0, "exclusiveMinimum": True})  # its own draft
     wide = {"properties": {f"p{i}": {} for i in range(MAX_SCHEMA_NODES)}}
     with pytest.raises(SchemaError, match="subschemas"):

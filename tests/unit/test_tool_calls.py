@@ -81,16 +81,28 @@ def test_arguments_fit_each_schema_type() -> None:
         "type": "object",
         "required": ["text", "count", "ratio", "flag", "choice", "tags", "nested", "either"],
         "properties": {
-            "text": {"type": "string"}, "count": {"type": "integer"}, "ratio": {"type": "number"},
-            "flag": {"type": "boolean"}, "choice": {"enum": ["a", "b"]}, "tags": {"type": "array", "items": {"type": "string"}},
+            "text": {"type": "string"},
+            "count": {"type": "integer"},
+            "ratio": {"type": "number"},
+            "flag": {"type": "boolean"},
+            "choice": {"enum": ["a", "b"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
             "nested": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
             "either": {"anyOf": [{"type": "null"}, {"type": "string"}]},
             "optional": {"type": "string"},
         },
     }
     args = fit_arguments(schema, "make 3 of them")
-    assert args == {"text": "make 3 of them", "count": 3, "ratio": 3.0, "flag": True, "choice": "a", "tags": [],
-                    "nested": {"n": 3}, "either": None}
+    assert args == {
+        "text": "make 3 of them",
+        "count": 3,
+        "ratio": 3.0,
+        "flag": True,
+        "choice": "a",
+        "tags": [],
+        "nested": {"n": 3},
+        "either": None,
+    }
 
 
 def test_plans_are_deterministic() -> None:

@@ -32,8 +32,16 @@ ORDINARY = [
 
 @pytest.mark.parametrize("prompt, names, choice, parallel", ORDINARY)
 def test_the_linear_planner_plans_what_the_old_one_did(prompt: str, names: list[str], choice: Any, parallel: Any) -> None:
-    tools = [{"type": "function", "function": {"name": n, "parameters": {
-        "type": "object", "properties": {"x": {"type": "string"}, "n": {"type": "number"}}, "required": ["x", "n"]}}} for n in names]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": n,
+                "parameters": {"type": "object", "properties": {"x": {"type": "string"}, "n": {"type": "number"}}, "required": ["x", "n"]},
+            },
+        }
+        for n in names
+    ]
     assert plan_tool_calls(prompt, tools, choice, parallel, salt=3) == reference_plan(prompt, tools, choice, parallel, salt=3)
 
 

@@ -16,7 +16,7 @@ def frames(*events: tuple[str, dict[str, Any]]) -> list[dict[str, Any] | str]:
     out: list[dict[str, Any] | str] = []
     for block in raw.decode().split("\n\n")[:-1]:
         assert block.startswith("data: ") and "\n" not in block
-        payload = block[len("data: "):]
+        payload = block[len("data: ") :]
         out.append(payload if payload == "[DONE]" else json.loads(payload))
     return out
 

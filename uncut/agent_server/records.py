@@ -98,14 +98,17 @@ class SqlRecords:
     def add(self, kind: str, key: str, owner: str, thread_id: str | None, doc: dict[str, Any]) -> bool:
         count, _ = self._run(
             "INSERT INTO uncut_agent_records (kind, record_key, owner, thread_id, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (kind, record_key) DO NOTHING", (kind, key, owner, thread_id, time.time(), json.dumps(doc)))
+            " ON CONFLICT (kind, record_key) DO NOTHING",
+            (kind, key, owner, thread_id, time.time(), json.dumps(doc)),
+        )
         return count == 1
 
     def put(self, kind: str, key: str, owner: str, thread_id: str | None, doc: dict[str, Any]) -> None:
         self._run(
             "INSERT INTO uncut_agent_records (kind, record_key, owner, thread_id, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (kind, record_key) DO UPDATE SET owner = excluded.owner, thread_id = excluded.thread_id, doc = excluded.doc",
-            (kind, key, owner, thread_id, time.time(), json.dumps(doc)))
+            (kind, key, owner, thread_id, time.time(), json.dumps(doc)),
+        )
 
     def get(self, kind: str, key: str) -> tuple[str, dict[str, Any]] | None:
         _, rows = self._run("SELECT owner, doc FROM uncut_agent_records WHERE kind = ? AND record_key = ?", (kind, key))
@@ -118,8 +121,10 @@ class SqlRecords:
         if thread_id is None:
             _, rows = self._run("SELECT doc FROM uncut_agent_records WHERE kind = ? AND owner = ? ORDER BY created_at DESC", (kind, owner))
         else:
-            _, rows = self._run("SELECT doc FROM uncut_agent_records WHERE kind = ? AND owner = ? AND thread_id = ?"
-                                " ORDER BY created_at DESC", (kind, owner, thread_id))
+            _, rows = self._run(
+                "SELECT doc FROM uncut_agent_records WHERE kind = ? AND owner = ? AND thread_id = ? ORDER BY created_at DESC",
+                (kind, owner, thread_id),
+            )
         return [json.loads(row[0]) for row in rows]
 
     def count(self, kind: str, owner: str) -> int:

@@ -40,11 +40,30 @@ LEASE_POLL_SECONDS = 0.1
 RESERVED_CONFIGURABLE = ("thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map", "run_id", "assistant_id", "graph_id", "user_id")
 # Sent by the SDKs; accepted and without effect here (nothing to send feedback or traces to).
 IGNORED_FIELDS = ("feedback_keys", "langsmith_tracer", "strict_resume", "checkpoint_during", "stream_resumable")
-RUN_FIELDS = frozenset({
-    "assistant_id", "input", "command", "config", "context", "metadata", "stream_mode", "stream_subgraphs", "on_disconnect",
-    "multitask_strategy", "interrupt_before", "interrupt_after", "checkpoint", "checkpoint_id", "if_not_exists", "durability",
-    "on_completion", "webhook", "after_seconds", *IGNORED_FIELDS,
-})
+RUN_FIELDS = frozenset(
+    {
+        "assistant_id",
+        "input",
+        "command",
+        "config",
+        "context",
+        "metadata",
+        "stream_mode",
+        "stream_subgraphs",
+        "on_disconnect",
+        "multitask_strategy",
+        "interrupt_before",
+        "interrupt_after",
+        "checkpoint",
+        "checkpoint_id",
+        "if_not_exists",
+        "durability",
+        "on_completion",
+        "webhook",
+        "after_seconds",
+        *IGNORED_FIELDS,
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -154,8 +154,17 @@ def _public(doc: dict[str, Any]) -> dict[str, Any]:
 class AgentServer:
     """The routes, and what threads and runs are; see the module's docstring."""
 
-    def __init__(self, graphs: Mapping[str, Any], streams: Streams, *, records: Records | None = None, checkpointer: Any = None,
-                 lease_seconds: float = LEASE_TTL_SECONDS, max_threads_per_owner: int = 10_000, runs_kept_per_thread: int = 100) -> None:
+    def __init__(
+        self,
+        graphs: Mapping[str, Any],
+        streams: Streams,
+        *,
+        records: Records | None = None,
+        checkpointer: Any = None,
+        lease_seconds: float = LEASE_TTL_SECONDS,
+        max_threads_per_owner: int = 10_000,
+        runs_kept_per_thread: int = 100,
+    ) -> None:
         if not graphs:
             raise ValueError("an Agent Server needs at least one graph")
         self.graphs = {name: self._with_checkpointer(name, graph, checkpointer) for name, graph in graphs.items()}
@@ -169,8 +178,9 @@ class AgentServer:
         # POST), and measured (bench/AGENT_SERVER.md), the lag-following line refused or delayed runs that, all
         # admitted, shared the CPU with a shorter tail.
         options = streams.options
-        self.limiter = StreamLimiter(options.max_concurrent_streams, options.max_streams_per_client, start_budget=0,
-                                     retry_after=fixed_retry_after(options))
+        self.limiter = StreamLimiter(
+            options.max_concurrent_streams, options.max_streams_per_client, start_budget=0, retry_after=fixed_retry_after(options)
+        )
         self.assistants = {self.assistant_id(name): name for name in self.graphs}
         self._created = now_iso()
         self._routes = self._route_table()
@@ -263,8 +273,7 @@ class AgentServer:
         if allowed:
             raise MethodNotAllowed(method, sorted(set(allowed)))
         for route_method, pattern, _ in self._routes:  # a thread or run id that is not one: 422, as LangGraph's server says
-            if route_method == method and len(pattern) == len(parts) and all(
-                    want in ("*", "#", got) for want, got in zip(pattern, parts)):
+            if route_method == method and len(pattern) == len(parts) and all(want in ("*", "#", got) for want, got in zip(pattern, parts)):
                 bad = next(i for i, (want, got) in enumerate(zip(pattern, parts)) if want == "#" and not _looks_like_uuid(got))
                 raise ProtocolError(422, f"{parts[bad - 1][:-1]}_id must be a UUID")
         raise ProtocolError(404, f"{path[:200]} is {NOT_SERVED}")
@@ -274,9 +283,15 @@ class AgentServer:
     def info(self, request: ApiRequest) -> Reply:
         from uncut import __version__
 
-        return Reply(body={"version": __version__, "langgraph_py_version": _langgraph_version(),
-                           "flags": {"assistants": True, "crons": False, "langsmith": False, "langsmith_tracing_replicas": False},
-                           "host": {"kind": "uncut", "project_id": None, "revision_id": None, "tenant_id": None}, "metadata": {}})
+        return Reply(
+            body={
+                "version": __version__,
+                "langgraph_py_version": _langgraph_version(),
+                "flags": {"assistants": True, "crons": False, "langsmith": False, "langsmith_tracing_replicas": False},
+                "host": {"kind": "uncut", "project_id": None, "revision_id": None, "tenant_id": None},
+                "metadata": {},
+            }
+        )
 
     def _graph_of(self, assistant_id: Any) -> tuple[str, str, Any]:
         """``(assistant_id, graph_id, graph)`` for an assistant id or a graph id (the SDKs accept both)."""
@@ -291,9 +306,18 @@ class AgentServer:
         raise not_found(f"assistant {str(assistant_id)[:64]!r}")
 
     def _assistant(self, graph_id: str) -> dict[str, Any]:
-        return {"assistant_id": self.assistant_id(graph_id), "graph_id": graph_id, "name": graph_id, "description": None,
-                "config": {}, "context": {}, "metadata": {"created_by": "system"}, "version": 1,
-                "created_at": self._created, "updated_at": self._created}
+        return {
+            "assistant_id": self.assistant_id(graph_id),
+            "graph_id": graph_id,
+            "name": graph_id,
+            "description": None,
+            "config": {},
+            "context": {},
+            "metadata": {"created_by": "system"},
+            "version": 1,
+            "created_at": self._created,
+            "updated_at": self._created,
+        }
 
     def search_assistants(self, request: ApiRequest) -> Reply:
         body = request.json()
@@ -301,9 +325,13 @@ class AgentServer:
             raise ProtocolError(422, "the body must be a JSON object")
         limit, offset = _int(body.get("limit"), "limit", 10), _int(body.get("offset"), "offset", 0, high=10**9)
         metadata = parse_metadata(body.get("metadata"))
-        found = [self._assistant(name) for name in self.graphs
-                 if body.get("graph_id") in (None, name) and body.get("name") in (None, name)
-                 and _matches(self._assistant(name)["metadata"], metadata)]
+        found = [
+            self._assistant(name)
+            for name in self.graphs
+            if body.get("graph_id") in (None, name)
+            and body.get("name") in (None, name)
+            and _matches(self._assistant(name)["metadata"], metadata)
+        ]
         return Reply(body=found[offset : offset + limit])
 
     def count_assistants(self, request: ApiRequest) -> Reply:

@@ -19,6 +19,7 @@ from webapp.errors import ApiError
 
 bp = Blueprint("chat", __name__, url_prefix="/api/chat")
 
+
 def _request_messages() -> list[BaseMessage]:
     if request.method == "GET":
         if "message" not in request.args:

@@ -24,6 +24,7 @@ from webapp.responses_request import parse_responses_request
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
+
 def _invalid(exc: InvalidCompletionRequest) -> Response:
     response = jsonify({"error": {"message": str(exc), "type": "invalid_request_error", "param": exc.param, "code": exc.code}})
     response.status_code = 400

@@ -65,8 +65,7 @@ def show_thread(thread_id: str) -> ResponseReturnValue:
     busy = current_streams().leases.holder(thread_id) is not None
     status = "busy" if busy else "interrupted" if pending else "idle"
     messages = (state.values or {}).get("messages") or []
-    return {"thread_id": thread_id, "status": status, "messages": [_shown(m) for m in messages],
-            "interrupts": [p.shown() for p in pending]}
+    return {"thread_id": thread_id, "status": status, "messages": [_shown(m) for m in messages], "interrupts": [p.shown() for p in pending]}
 
 
 @bp.delete("/<thread_id>")
@@ -90,10 +89,14 @@ def thread_events(thread_id: str) -> ResponseReturnValue:
     settings = service().settings
     service().threads.index.touch(thread_id)
     return thread_response(
-        service().threads.agent, thread_id,
+        service().threads.agent,
+        thread_id,
         input={"messages": [HumanMessage(content=message)]} if message is not None else NOTHING,
-        resume=resume_value, reject_pending=reject_pending, lease_seconds=settings.thread_lease_seconds,
-        heartbeat_events=heartbeat_events(), metadata={"agent": "demo", "thread_id": thread_id},
+        resume=resume_value,
+        reject_pending=reject_pending,
+        lease_seconds=settings.thread_lease_seconds,
+        heartbeat_events=heartbeat_events(),
+        metadata={"agent": "demo", "thread_id": thread_id},
     )
 
 

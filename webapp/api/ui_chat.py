@@ -60,7 +60,11 @@ def _agent_turn(req: UIChatRequest, owner: str | None) -> Response:
     thread_id = chat_thread_id(owner, req.chat_id)
     threads.index.claim(current_key_id() or KEYS_OFF_OWNER, thread_id)
     return ui_thread_response(
-        threads.agent, req, thread_id=thread_id, owner=owner, lease_seconds=settings.thread_lease_seconds,
+        threads.agent,
+        req,
+        thread_id=thread_id,
+        owner=owner,
+        lease_seconds=settings.thread_lease_seconds,
         metadata={"agent": "demo"},
     )
 
