@@ -1,7 +1,7 @@
 """The bare in-process ceiling: ``llm.stream()`` consumed in a loop, C at a time, with no HTTP server.
 
 With ``--through relay`` the same streams go through the service's
-producer, event log and SSE framing (``Generation`` and ``Relay``), still
+producer, event log and SSE framing (``Producer`` and ``Relay``), still
 without HTTP: the relay's own cost, apart from serving HTTP.
 
 ``python -m bench.ceiling --concurrency C --duration D`` prints one JSON
@@ -31,8 +31,8 @@ from langchain_core.messages import HumanMessage  # noqa: E402
 
 from bench.load import emit_result, percentile  # noqa: E402
 from uncut.eventlog import MemoryEventLog  # noqa: E402
-from uncut.generation import Generation  # noqa: E402
 from uncut.options import StreamOptions  # noqa: E402
+from uncut.producer import Producer  # noqa: E402
 from uncut.relay import Relay  # noqa: E402
 
 now = time.perf_counter
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         "--through",
         choices=("model", "relay"),
         default="model",
-        help="consume llm.stream() itself, or through the service's Generation and Relay (SSE frames)",
+        help="consume llm.stream() itself, or through the service's Producer and Relay (SSE frames)",
     )
     parser.add_argument("--out")
     args = parser.parse_args(argv)
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> None:
                 if chunk.content:
                     yield 1
             return
-        generation = Generation(llm, messages, MemoryEventLog(stream_id), start_data={"model": "bench-model"})
+        producer = Producer(llm, messages, MemoryEventLog(stream_id), start_data={"model": "bench-model"})
         frame = b""
-        for frame in Relay(generation.log, StreamOptions(), generation=generation).sse_frames():
+        for frame in Relay(producer.log, StreamOptions(), producer=producer).sse_frames():
             tokens = frame.count(b"event: token\n")
             if tokens:
                 yield tokens

@@ -3,7 +3,7 @@
 ``python -m bench.micro relay``: CPU per token of the relay alone. A model
 that costs nothing (tokens from generators nested like ChatOpenAI's, one
 every ``--interval`` seconds) is consumed C at a time, bare and through the
-service's ``Generation`` and ``Relay``; the difference is what the relay
+service's ``Producer`` and ``Relay``; the difference is what the relay
 costs per token. CPU time per token is much steadier on this machine than
 tokens/s between processes, so relay changes are judged here first.
 
@@ -36,10 +36,10 @@ from langchain_core.messages import AIMessageChunk  # noqa: E402
 
 from bench.report import median_of  # noqa: E402
 from uncut.eventlog import MemoryEventLog  # noqa: E402
-from uncut.generation import Generation  # noqa: E402
 from uncut.gunicorn import tune_gc  # noqa: E402
 from uncut.openai_responses import ResponsesFormat  # noqa: E402
 from uncut.options import StreamOptions  # noqa: E402
+from uncut.producer import Producer  # noqa: E402
 from uncut.relay import Relay  # noqa: E402
 from uncut.ui_messages import UIMessageFormat  # noqa: E402
 
@@ -101,8 +101,8 @@ def relay_cost(mode: str, concurrency: int, streams: int, tokens: int, interval:
                 for _ in model.stream(None):
                     pass
                 continue
-            generation = Generation(model, None, MemoryEventLog(f"s{index}-{n}"))
-            relay = Relay(generation.log, options, generation=generation)
+            producer = Producer(model, None, MemoryEventLog(f"s{index}-{n}"))
+            relay = Relay(producer.log, options, producer=producer)
             for _ in _frames(relay, mode):
                 pass
 

@@ -91,9 +91,9 @@ PHASES = (
         "producer: request set-up (ChatOpenAI builds and sends the call)",
         ("BaseChatOpenAI._stream", "_get_request_payload", "SyncAPIClient.", "Completions.create"),
     ),
-    ("producer: rest of Generation._produce (event log, stats)", ("Generation._produce",)),
+    ("producer: rest of Producer._produce (event log, stats)", ("Producer._produce",)),
     ("consumer: relay reads the event log and writes the response", ("Relay.", "write", "sendall")),
-    ("request: Flask dispatch, JSON, view, Generation/Relay set-up", ("Flask.full_dispatch_request", "Flask.wsgi_app")),
+    ("request: Flask dispatch, JSON, view, Producer/Relay set-up", ("Flask.full_dispatch_request", "Flask.wsgi_app")),
     ("gunicorn: parse request, start/finish response", ("AsyncWorker.handle", "GeventWorker.handle")),
     ("gevent hub, timers and I/O waits", ("Hub.", "gevent/", "_handle_and_close_when_done")),
 )

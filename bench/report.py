@@ -195,7 +195,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rr = ratio(relay_tok, ceil_tok)
         out.append(
             {
-                "target": "(breakdown) the relay alone, without HTTP: through Generation + Relay / ceiling",
+                "target": "(breakdown) the relay alone, without HTTP: through Producer + Relay / ceiling",
                 "where": where,
                 "measured": f"{times(rr)} ({fmt(relay_tok)} vs {fmt(ceil_tok)}); HTTP serving: "
                 f"{times(ratio(svc_tok, relay_tok))} of the relay's rate",
@@ -599,7 +599,7 @@ NOTES = [
     "client changes) `.stream()`ed in one gevent-patched process with the service worker's resolver and garbage "
     "collector settings, C greenlets in the same closed loop, no HTTP server; pinned to the same CPU as the apps. "
     "So service / ceiling is what the relay and HTTP serving cost, whatever the client layer does.",
-    "- **llm.stream() through the relay**: the same loop, each stream read through the service's `Generation` and "
+    "- **llm.stream() through the relay**: the same loop, each stream read through the service's `Producer` and "
     "`Relay` as SSE frames, still without HTTP: the relay's share of that cost. **stock ChatOpenAI**: the bare loop "
     "on a ChatOpenAI built like the reference apps' (what the client changes are worth).",
     "- The FastAPI reference runs on uvicorn with uvloop and httptools (what `uvicorn[standard]` installs), "

@@ -46,7 +46,7 @@ TARGETS: dict[str, Target] = {
 }
 CEILING = "ceiling"
 CEILING_LABEL = "bare llm.stream() ceiling (gevent, no HTTP)"
-CEILING_RELAY = "ceiling-relay"  # the same, through the service's Generation + Relay: the relay's cost without HTTP
+CEILING_RELAY = "ceiling-relay"  # the same, through the service's Producer + Relay: the relay's cost without HTTP
 CEILING_RELAY_LABEL = "llm.stream() through the relay (gevent, no HTTP)"
 CEILING_STOCK = "ceiling-stock"  # the bare loop on a stock ChatOpenAI, as the reference apps build it
 CEILING_STOCK_LABEL = "bare llm.stream() on a stock ChatOpenAI (gevent, no HTTP)"

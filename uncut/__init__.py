@@ -25,7 +25,7 @@ tests/unit/test_public_api.py); import from them only:
   (admission before the framework, the worker, the openai client);
 - ``uncut.doctor``, ``uncut.probe``: the command-line checks.
 
-Every other module (``uncut.streams``, ``uncut.relay``, ``uncut.generation``,
+Every other module (``uncut.streams``, ``uncut.relay``, ``uncut.producer``,
 ``uncut.admission``, ``uncut.sse``, ``uncut.ui_threads``,
 ``uncut.agent_server.server``...) is internal: its docstring starts with
 "Internal:", and it may change in any release.

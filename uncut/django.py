@@ -108,7 +108,7 @@ def _started(
 ) -> Relay | HttpResponse:
     """A run for this request, or the response that refuses it."""
     try:
-        return streams().run(runnable, input, surface=surface, environ=request.META, **_who(request, args), **extra)
+        return streams().stream(runnable, input, surface=surface, environ=request.META, **_who(request, args), **extra)
     except StreamRefused as refused:
         return refusal_response(refused, surface)
 
@@ -173,9 +173,9 @@ def thread_response(
     lease_seconds: float = LEASE_TTL_SECONDS,
     **args: Unpack[StreamArgs],
 ) -> HttpResponse:
-    """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
+    """Run ``graph`` on its thread as Server-Sent Events (``Streams.stream_thread``); a refused turn is a JSON 4xx."""
     try:
-        relay = streams().run_thread(
+        relay = streams().stream_thread(
             graph,
             thread_id,
             input=input,
@@ -220,9 +220,9 @@ def ui_thread_response(
     lease_seconds: float = LEASE_TTL_SECONDS,
     **args: Unpack[StreamArgs],
 ) -> HttpResponse:
-    """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
+    """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.stream_chat_thread``); a refused turn is a JSON 4xx."""
     try:
-        relay = streams().run_chat_thread(
+        relay = streams().stream_chat_thread(
             graph, chat, thread_id=thread_id, environ=request.META, lease_seconds=lease_seconds, **_who(request, args)
         )
     except (ThreadError, StreamRefused) as refused:

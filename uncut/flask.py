@@ -204,7 +204,7 @@ def _who(state: _AppStreams, args: StreamArgs) -> dict[str, Any]:
 def _run(runnable: Runnable[Any, Any], input: Any, surface: str, args: StreamArgs, **extra: Any) -> Relay:
     """A run for this request; its owner and client are the call's, else the extension's."""
     state = _current()
-    return state.streams.run(
+    return state.streams.stream(
         runnable,
         input,
         surface=surface,
@@ -242,14 +242,14 @@ def thread_response(
 ) -> Response:
     """Run ``graph`` on its thread as Server-Sent Events: a new ``input``, or the ``resume`` answer to its interrupt.
 
-    Checked before the first byte (``Streams.run_thread``): a busy thread,
+    Checked before the first byte (``Streams.stream_thread``): a busy thread,
     a resume with nothing pending, a new input while an approval waits, or
     an answer that does not fit get a JSON 4xx (``{"error": {"type", ...}}``);
     a full worker gets its 503/429. The graph needs a checkpointer.
     """
     state = _current()
     try:
-        relay = state.streams.run_thread(
+        relay = state.streams.stream_thread(
             graph,
             thread_id,
             input=input,
@@ -354,7 +354,7 @@ def ui_thread_response(
     """
     state = _current()
     try:
-        relay = state.streams.run_chat_thread(
+        relay = state.streams.stream_chat_thread(
             graph,
             chat,
             thread_id=thread_id,

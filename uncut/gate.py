@@ -11,7 +11,7 @@ refuses it with its ``Retry-After``. A request waiting its turn waits here,
 before its body is read.
 
 An admitted request carries its slot in ``environ[ADMITTED_KEY]``; the run
-the view starts claims it (``Streams.run``), and from then on the slot is
+the view starts claims it (``Streams.stream``), and from then on the slot is
 the run's, given back when the run ends. A view that starts no run after all
 (a ``400``, a ``401``) leaves it unclaimed, and it is given back as soon as
 the view returns: a view decides before it streams, so a run it starts is

@@ -33,10 +33,10 @@ class PrometheusMetrics:
         self.finished = Counter(f"{prefix}_streams_finished", "Streams ended, by outcome.", ["surface", "outcome"])
         self.active = Gauge(f"{prefix}_streams_active", "Streams open now.", ["surface"], multiprocess_mode="livesum")
         self.ttft = Histogram(
-            f"{prefix}_time_to_first_token_seconds", "From the start of a generation to its first token.", buckets=_TTFT_BUCKETS
+            f"{prefix}_time_to_first_token_seconds", "From the start of a stream to its first token.", buckets=_TTFT_BUCKETS
         )
         self.max_gap = Histogram(
-            f"{prefix}_max_token_gap_seconds", "The longest silence between two tokens, per generation.", buckets=_GAP_BUCKETS
+            f"{prefix}_max_token_gap_seconds", "The longest silence between two tokens, per producer.", buckets=_GAP_BUCKETS
         )
         self.tokens = Counter(f"{prefix}_tokens", "Tokens generated.")
         self.heartbeats = Counter(f"{prefix}_heartbeats", "Heartbeats sent.")
@@ -64,12 +64,12 @@ class PrometheusMetrics:
     def first_token(self, ttft: float) -> None:
         self.ttft.observe(ttft)
 
-    def generation_tokens(self, count: int) -> None:
+    def tokens_streamed(self, count: int) -> None:
         """Tokens counted in batches: a multiprocess sample costs a locked file write, too dear per token."""
         if count:
             self.tokens.inc(count)
 
-    def generation_finished(self, max_gap: float | None) -> None:
+    def producer_finished(self, max_gap: float | None) -> None:
         if max_gap is not None:
             self.max_gap.observe(max_gap)
 

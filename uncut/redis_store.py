@@ -228,7 +228,7 @@ class RedisStore:
         self._append_script = self.client.register_script(_APPEND)
         self._reseed_script = self.client.register_script(_RESEED)
         self._forget_script = self.client.register_script(_FORGET)
-        # One run per thread, for every worker on this Redis (Streams.run_thread).
+        # One run per thread, for every worker on this Redis (Streams.stream_thread).
         self.leases = RedisLeases(self.client, prefix=f"{key_prefix}lease:")
         self._closed = threading.Event()
         self._keeper_started = False
@@ -261,7 +261,7 @@ class RedisStore:
         return f"{self.key_prefix}stream:{stream_id}:reader"
 
     def name_key(self, name: str) -> str:
-        """A chat name (``Streams.run(name=...)``) pointing at its latest stream."""
+        """A chat name (``Streams.stream(name=...)``) pointing at its latest stream."""
         return f"{self.key_prefix}name:{name}"
 
     def ping(self) -> None:

@@ -25,9 +25,9 @@ from uncut import sse
 from uncut.concurrency import SocketWatch
 from uncut.errors import OUTCOME_OF_ERROR, SERVER_ERROR, TOO_LARGE, StreamAborted
 from uncut.eventlog import Event, EventLog
-from uncut.generation import TIMEOUT_BODY, Generation
 from uncut.options import StreamOptions
-from uncut.shutdown import SHUTDOWN
+from uncut.producer import TIMEOUT_BODY, Producer
+from uncut.shutdown import SHUTDOWN, ShutdownNotice
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,14 @@ def _nothing() -> None:
 
 
 class Relay:
-    """Couples one event log (and, when this process runs it, its Generation) to one response."""
+    """Couples one event log (and, when this process runs it, its Producer) to one response."""
 
     def __init__(
         self,
         log: EventLog,
         options: StreamOptions,
         *,
-        generation: Generation | None = None,
+        producer: Producer | None = None,
         after: int = -1,
         resumable: bool = False,
         move_on_shutdown: bool = False,
@@ -56,7 +56,7 @@ class Relay:
         release: Callable[[], None] | None = None,
     ) -> None:
         self.log = log
-        self.generation = generation
+        self.producer = producer
         self.options = options
         self.after = after
         self.resumable = resumable  # the client can reconnect to this stream (SSE with ids)
@@ -74,6 +74,7 @@ class Relay:
         self._events_sent = 0
         self.bytes_sent = 0  # of frames (not heartbeats), counted against max_stream_bytes
         self._writing_since: float | None = None
+        self._watch: SocketWatch | None = None
         self._id_prefix = f"{log.stream_id}:"  # an SSE id is "<stream id>:<seq>"
 
     @property
@@ -144,8 +145,8 @@ class Relay:
         """
         log.warning("stream %s: %d bytes sent, over max_stream_bytes; ending the stream", self.stream_id, self.bytes_sent)
         self.log.finish("error", TOO_LARGE)
-        if self.generation is not None:
-            self.generation.cancel(TOO_LARGE, outcome="too_large")
+        if self.producer is not None:
+            self.producer.cancel(TOO_LARGE, outcome="too_large")
 
     def _frame_each(self, events: list[Event], frame: Callable[[Event], bytes]) -> bytes:
         """Frame what can be framed; an event that cannot be ends the run with ``server_error``.
@@ -161,8 +162,8 @@ class Relay:
             except Exception:  # noqa: BLE001
                 log.exception("stream %s: event %s (%s) could not be framed; ending the stream", self.stream_id, event.seq, event.kind)
                 self.log.finish("error", SERVER_ERROR)
-                if self.generation is not None:
-                    self.generation.cancel(SERVER_ERROR, outcome="server_error")
+                if self.producer is not None:
+                    self.producer.cancel(SERVER_ERROR, outcome="server_error")
         return b"".join(out)
 
     def sse_frames(self) -> Iterator[bytes]:
@@ -190,35 +191,18 @@ class Relay:
 
     def _batches(self, heartbeat: float | None) -> Generator[list[Event], None, None]:
         """Lists of ready events; an empty list when a heartbeat is due. Ends after the terminal event."""
-        watch = None
         log = self.log
         shutdown = SHUTDOWN if self.options.shutdown_notice else None
         restore_timeout = self._tune_socket()
         try:
-            if self.generation is not None:
-                self.generation.attach()
-            if self._socket is not None and self.options.watch_disconnect:
-                watch = SocketWatch(self._socket, self._client_left)
-            if shutdown is not None:
-                shutdown.register(log)
-            # The run's own deadline, the same for every reader and reconnect; a log without a run
-            # behind it here (another worker's, read through the store) may carry it too.
-            log_deadline: float | None = getattr(log, "deadline", None)
-            deadline = log_deadline if log_deadline is not None else math.inf
-            if deadline == math.inf and self.options.max_stream_seconds:
-                deadline = time.monotonic() + self.options.max_stream_seconds
+            self._begin_reading(shutdown)
+            deadline = self._deadline()
             heartbeat_every = heartbeat or math.inf
             seq = self.after
             last_sent = time.monotonic()
             while self.outcome is None:
                 if shutdown is not None and shutdown.deadline is not None and self.move_on_shutdown and seq >= 0:
-                    # The client resumes elsewhere; the run goes on. Not before it holds an event id, though:
-                    # a stream that starts on a draining worker first sends its start event (the soak found
-                    # new streams moved with no id, which nobody could resume).
-                    self.outcome = "server_shutdown"
-                    expect_reader = getattr(log, "expect_reader", None)  # a shared store's log: keep the run waiting for it
-                    if expect_reader is not None:
-                        expect_reader(self.options.resume_grace_seconds)
+                    self._move_elsewhere()
                     return
                 wake_at = min(deadline, last_sent + heartbeat_every)
                 timeout = None if wake_at == math.inf else max(0.0, wake_at - time.monotonic())
@@ -227,17 +211,10 @@ class Relay:
                     return  # the finally below records the disconnect
                 now = time.monotonic()
                 if events:
-                    last = events[-1]
-                    if last.seq is not None:
-                        seq = last.seq
-                    if last.terminal:
-                        self.outcome = self._outcome_of(last)
-                    self._events_sent += len(events)
+                    seq = self._took(events, seq)
                 if self.outcome is None and now >= deadline:
                     # Checked on every pass, not only when idle: a reader always behind must stop too.
-                    log.finish("error", TIMEOUT_BODY)
-                    if self.generation is not None:
-                        self.generation.cancel(TIMEOUT_BODY, outcome="timeout")
+                    self._end_at_deadline()
                     if not events:
                         continue  # the terminal event comes with the next read
                 elif not events and now - last_sent < heartbeat_every:
@@ -254,21 +231,73 @@ class Relay:
             raise
         finally:
             # Closed early by the server (the client went away) or left by the watch.
-            if watch is not None:
-                watch.stop()
-            if shutdown is not None:
-                shutdown.unregister(log)
-            restore_timeout()
-            self.release()
-            if self.outcome is None or self._writing_since is not None:
-                # No end reached, or closed mid-write: even a batch holding the terminal event never
-                # reached this client, so the run did not complete for it.
-                self.outcome = "slow_client" if self._write_stalled() else "client_disconnected"
-            if self.generation is not None:
-                if self.outcome == "server_error":
-                    self.generation.cancel()
-                self.generation.detach(resumable=self.resumable and self.outcome != "server_error")
-            self._report()
+            self._end_reading(shutdown, restore_timeout)
+
+    def _begin_reading(self, shutdown: ShutdownNotice | None) -> None:
+        """Count this reader on the producer, watch the client's socket, hear a drain."""
+        if self.producer is not None:
+            self.producer.attach()
+        if self._socket is not None and self.options.watch_disconnect:
+            self._watch = SocketWatch(self._socket, self._client_left)
+        if shutdown is not None:
+            shutdown.register(self.log)
+
+    def _deadline(self) -> float:
+        """The stream's own deadline, the same for every reader and reconnect (monotonic; inf: none).
+
+        A log with no producer behind it here (another worker's, read
+        through the store) may carry it too.
+        """
+        log_deadline: float | None = getattr(self.log, "deadline", None)
+        if log_deadline is not None:
+            return log_deadline
+        if self.options.max_stream_seconds:
+            return time.monotonic() + self.options.max_stream_seconds
+        return math.inf
+
+    def _move_elsewhere(self) -> None:
+        """The worker drains: the client resumes elsewhere and the stream goes on.
+
+        Not before the client holds an event id, though (the caller checks):
+        a stream that starts on a draining worker first sends its start
+        event (the soak found new streams moved with no id, which nobody
+        could resume).
+        """
+        self.outcome = "server_shutdown"
+        expect_reader = getattr(self.log, "expect_reader", None)  # a shared store's log: keep the stream waiting for it
+        if expect_reader is not None:
+            expect_reader(self.options.resume_grace_seconds)
+
+    def _took(self, events: list[Event], seq: int) -> int:
+        """Note a batch read from the log; returns the last seq read."""
+        last = events[-1]
+        if last.terminal:
+            self.outcome = self._outcome_of(last)
+        self._events_sent += len(events)
+        return last.seq if last.seq is not None else seq
+
+    def _end_at_deadline(self) -> None:
+        self.log.finish("error", TIMEOUT_BODY)
+        if self.producer is not None:
+            self.producer.cancel(TIMEOUT_BODY, outcome="timeout")
+
+    def _end_reading(self, shutdown: ShutdownNotice | None, restore_timeout: Callable[[], None]) -> None:
+        """Undo ``_begin_reading``, settle this reader's outcome, tell the producer and the summary."""
+        if self._watch is not None:
+            self._watch.stop()
+        if shutdown is not None:
+            shutdown.unregister(self.log)
+        restore_timeout()
+        self.release()
+        if self.outcome is None or self._writing_since is not None:
+            # No end reached, or closed mid-write: even a batch holding the terminal event never
+            # reached this client, so the stream did not complete for it.
+            self.outcome = "slow_client" if self._write_stalled() else "client_disconnected"
+        if self.producer is not None:
+            if self.outcome == "server_error":
+                self.producer.cancel()
+            self.producer.detach(resumable=self.resumable and self.outcome != "server_error")
+        self._report()
 
     def _write_stalled(self) -> bool:
         timeout = self.options.send_timeout_seconds
@@ -313,7 +342,7 @@ class Relay:
         if self._on_finish is None:
             return
         summary: dict[str, Any] = {"stream_id": self.stream_id, "outcome": self.outcome}
-        if self.generation is not None:
-            summary.update(self.generation.stats.summary())
+        if self.producer is not None:
+            summary.update(self.producer.stats.summary())
         summary.update(heartbeats=self._heartbeats, events_sent=self._events_sent, resumed_after=self.after if self.after >= 0 else None)
         self._on_finish(summary)

@@ -42,7 +42,7 @@ _SENTENCES = (
     "When the model is silent, the server sends a heartbeat comment instead.",
     "Heartbeats keep proxies and load balancers from closing an idle stream.",
     "Every stream ends with an explicit end or error event, never with silence.",
-    "A client that leaves early stops the generation, so no tokens are wasted.",
+    "A client that leaves early stops the producer, so no tokens are wasted.",
     "Behind nginx, buffering must be off or the whole answer arrives at once.",
     "gunicorn's gevent worker holds thousands of these streams in one process.",
 )

@@ -48,7 +48,7 @@ class ShutdownNotice:
         self.margin = 0.0
         self._lock = threading.Lock()
         self._waiters: "weakref.WeakSet[Any]" = weakref.WeakSet()
-        self._generations: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._producers: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
     def begin(self, graceful_seconds: float) -> None:
         """The worker stopped accepting; it will cut streams ``graceful_seconds`` from now."""
@@ -71,14 +71,14 @@ class ShutdownNotice:
             return
         time.sleep(max(0.0, cutoff - time.monotonic()))
         with self._lock:
-            running = list(self._generations)
-        for generation in running:
-            generation.cancel(SHUTDOWN_BODY, outcome="server_shutdown")
+            running = list(self._producers)
+        for producer in running:
+            producer.cancel(SHUTDOWN_BODY, outcome="server_shutdown")
 
     def running(self) -> int:
         """Runs still going in this process."""
         with self._lock:
-            return len(self._generations)
+            return len(self._producers)
 
     def wait_for_runs(self, graceful_seconds: float, keep_alive: Any = None) -> None:
         """Block until every run has ended or the drain deadline has passed (the cutoff ends runs before it)."""
@@ -89,13 +89,13 @@ class ShutdownNotice:
                 keep_alive()
             time.sleep(_POLL_SECONDS)
 
-    def register_generation(self, generation: Any) -> None:
+    def register_producer(self, producer: Any) -> None:
         with self._lock:
-            self._generations.add(generation)
+            self._producers.add(producer)
 
-    def unregister_generation(self, generation: Any) -> None:
+    def unregister_producer(self, producer: Any) -> None:
         with self._lock:
-            self._generations.discard(generation)
+            self._producers.discard(producer)
 
     @property
     def cutoff(self) -> float | None:

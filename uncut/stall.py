@@ -89,7 +89,7 @@ def verdict(*, answered: bool, retries: int, can_retry: bool) -> str:
 
 
 class StallWatch:
-    """Watches one run's model for silence; ``on_stall(body)`` ends the run (``Generation.cancel``).
+    """Watches one run's model for silence; ``on_stall(body)`` ends the run (``Producer.cancel``).
 
     ``answered()`` says whether the run has appended output (anything past
     ``start``); ``can_retry`` whether a silent call may be made again (a

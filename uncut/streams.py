@@ -1,12 +1,12 @@
-"""Internal: the part every adapter shares: runs, their admission, and the bodies that stream them.
+"""Internal: the part every adapter shares: streams, their admission, and the response bodies that carry them.
 
 ``Streams`` holds what is app-wide (the options, callbacks, the event-log
-store, admission, the runs this process produces) and turns a request
-into a response body without any web framework: a view calls ``run`` (a
-new run), ``follow`` (a resume), ``status``, ``cancel`` or ``start``, then
+store, admission, the streams this process produces) and turns a request
+into a response body without any web framework: a view calls ``stream`` (a
+new stream), ``follow`` (a resume), ``status``, ``cancel`` or ``start``, then
 wraps ``body(...)`` in its framework's streaming response with
 ``HEADERS`` and ``CONTENT_TYPES[surface]``; a non-streaming request
-``collect``s its run instead (``collect_answer``, ``collect_response``),
+``collect``s its stream instead (``collect_answer``, ``collect_response``),
 with the same slot, share, deadline, caps and disconnect watch. The
 adapters (``uncut.flask``, ``uncut.django``, ``uncut.wsgi``) are that
 wrapping and little else.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import warnings
 import weakref
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -31,11 +32,11 @@ from uncut.concurrency import client_socket
 from uncut.errors import CANCELLED, READER_LIMIT, THREAD_LEASE_LOST, StreamNotFound, StreamRefused
 from uncut.eventlog import Event, EventLog, MemoryEventLog, MemoryStore
 from uncut.gate import ADMITTED_KEY
-from uncut.generation import Generation, RunBudget, StreamPlan
 from uncut.leases import LEASE_TTL_SECONDS, LeaseStore, MemoryLeases, take_lease
 from uncut.openai_chunks import ChunkFormat
 from uncut.openai_responses import ResponsesFormat
 from uncut.options import StreamOptions
+from uncut.producer import Producer, StreamBudget, StreamPlan
 from uncut.relay import Relay
 from uncut.stall import StallLimits
 from uncut.telemetry import metrics
@@ -101,6 +102,10 @@ def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[],
     return call
 
 
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated since uncut 0.3 and goes in 0.4: use {new}", DeprecationWarning, stacklevel=3)
+
+
 def new_stream_id() -> str:
     return "s_" + secrets.token_hex(8)
 
@@ -120,11 +125,11 @@ class StreamBody:
     holding its slot. This ``close()`` always runs.
     """
 
-    __slots__ = ("_frames", "_generation", "_release")
+    __slots__ = ("_frames", "_producer", "_release")
 
-    def __init__(self, frames: Iterator[bytes], generation: Generation | None, release: Callable[[], None] | None = None) -> None:
+    def __init__(self, frames: Iterator[bytes], producer: Producer | None, release: Callable[[], None] | None = None) -> None:
         self._frames = frames
-        self._generation = generation
+        self._producer = producer
         self._release = release
 
     def __iter__(self) -> Iterator[bytes]:
@@ -138,13 +143,13 @@ class StreamBody:
         finally:
             if self._release is not None:
                 self._release()  # a reader's slot, also when its body never started
-            generation = self._generation
-            if generation is not None and not generation.started:
-                generation.cancel()
+            producer = self._producer
+            if producer is not None and not producer.started:
+                producer.cancel()
 
 
 class Streams:
-    """App-wide streaming state, and every way a request starts, follows, inspects or stops a run."""
+    """App-wide streaming state, and every way a request starts, follows, inspects or stops a stream."""
 
     def __init__(
         self,
@@ -174,20 +179,20 @@ class Streams:
         # Resume readers hold connections, not runs: a share of their own, so one client cannot hold them all.
         self.readers = StreamLimiter(*options.reader_limits(), client_reason=READER_LIMIT, retry_after=fixed_retry_after(options))
         self.on_summary = on_summary
-        # The runs this process is producing, by stream id (gone once nobody holds them).
-        self.generations: "weakref.WeakValueDictionary[str, Generation]" = weakref.WeakValueDictionary()
-        generations = self.generations
+        # The streams this process is producing, by stream id (gone once nobody holds them).
+        self.producers: "weakref.WeakValueDictionary[str, Producer]" = weakref.WeakValueDictionary()
+        producers = self.producers
 
         def cancelled_elsewhere(stream_id: str) -> None:  # a cancel in another worker (shared store)
-            generation = generations.get(stream_id)
-            if generation is not None:
-                generation.cancel()
+            producer = producers.get(stream_id)
+            if producer is not None:
+                producer.cancel()
 
         self.store.watch_cancels(cancelled_elsewhere)
 
-    # -- new runs -----------------------------------------------------------------------
+    # -- new streams -----------------------------------------------------------------------
 
-    def _new_generation(
+    def _new_producer(
         self,
         options: StreamOptions,
         runnable: Runnable[Any, Any],
@@ -205,7 +210,7 @@ class Streams:
         plan: StreamPlan | None = None,
         detached: bool = False,
         limiter: StreamLimiter | None = None,
-    ) -> Generation:
+    ) -> Producer:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
         The run holds an admission slot until it ends; raises
@@ -217,7 +222,7 @@ class Streams:
         try:
             stream_id = stream_id or new_stream_id()
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
-            generation = Generation(
+            producer = Producer(
                 runnable,
                 input,
                 log,
@@ -227,7 +232,7 @@ class Streams:
                 grace_seconds=options.resume_grace_seconds,
                 remote_reader=self.store.remote_reader if self.store.shared and kept else None,
                 shutdown_notice=options.shutdown_notice,
-                budget=RunBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
+                budget=StreamBudget(options.max_stream_seconds, options.max_stream_events, options.max_stream_bytes),
                 on_end=admitted if on_end is None else _both(admitted, on_end),
                 stall=StallLimits(options.first_chunk_timeout_seconds, options.between_chunks_timeout_seconds),
                 plan=plan,
@@ -236,8 +241,8 @@ class Streams:
         except BaseException:
             admitted()
             raise
-        self.generations[generation.stream_id] = generation
-        return generation
+        self.producers[producer.stream_id] = producer
+        return producer
 
     def _slot(self, client: str | None, environ: Mapping[str, Any]) -> Callable[[], None]:
         """The run's admission slot: the one the gate took for this request (uncut.gate), else one taken now."""
@@ -286,7 +291,7 @@ class Streams:
             return self.options
         return StreamOptions(**{**{name: getattr(self.options, name) for name in StreamOptions.names()}, **chosen})
 
-    def run(
+    def stream(
         self,
         runnable: Runnable[Any, Any],
         input: Any,
@@ -308,16 +313,16 @@ class Streams:
         limiter: StreamLimiter | None = None,
         **overrides: Any,
     ) -> Relay:
-        """A new, admitted run and the relay for this response; raises ``StreamRefused``.
+        """A new, admitted stream and the relay for this response; raises ``StreamRefused``.
 
         ``owner`` is who may later follow or cancel it; ``client`` whose
         share of admission it takes; ``environ`` gives the client's socket
-        (watched for a disconnect); ``chat_id`` makes the run that chat's
+        (watched for a disconnect); ``chat_id`` makes it that chat's
         active stream (``follow_chat``); ``on_end`` is called once when the
-        run is over; ``start_data`` goes in the run's ``start`` event (and
+        stream is over; ``start_data`` goes in its ``start`` event (and
         so to every reader's formatter, replays included) but not in its
-        logs; ``stream_id`` names the run (the Agent Server's run id), ``plan``
-        streams it its own way (uncut.generation.StreamPlan), ``detached``
+        logs; ``stream_id`` names it (the Agent Server's run id), ``plan``
+        streams it its own way (uncut.producer.StreamPlan), ``detached``
         keeps it running with no reader, ``limiter`` admits it instead of
         the app's (a surface's own share); ``overrides`` are option names.
         """
@@ -327,7 +332,7 @@ class Streams:
         run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])  # refuses async handlers before a slot is taken
         labels = {**self.metadata, **(metadata or {})}
         resumable = surface in RESUMABLE
-        generation = self._new_generation(
+        producer = self._new_producer(
             options,
             runnable,
             input,
@@ -345,13 +350,13 @@ class Streams:
             limiter=limiter,
         )
         relay = self._relay(
-            generation.log,
+            producer.log,
             options,
             surface,
             environ or {},
             labels,
             summary_fields,
-            generation=generation,
+            producer=producer,
             resumable=resumable,
             move_on_shutdown=resumable and self.store.shared,
         )
@@ -372,7 +377,7 @@ class Streams:
         environ: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> str:
-        """Start a run with no reader yet (readers come with ``follow``); returns its stream id.
+        """Start a stream with no reader yet (readers come with ``follow``); returns its stream id.
 
         It holds an admission slot like any run (raises ``StreamRefused``)
         and waits ``resume_grace_seconds`` for its first reader, then stops;
@@ -380,7 +385,7 @@ class Streams:
         """
         labels = {**self.metadata, **(metadata or {})}
         run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])
-        generation = self._new_generation(
+        producer = self._new_producer(
             self.options_with(overrides),
             runnable,
             input,
@@ -391,11 +396,11 @@ class Streams:
             kept=True,
             environ=environ,
         )
-        generation.start()
-        generation.await_reader()
-        return generation.stream_id
+        producer.start()
+        producer.await_reader()
+        return producer.stream_id
 
-    def run_thread(
+    def stream_thread(
         self,
         graph: Runnable[Any, Any],
         thread_id: str,
@@ -408,30 +413,30 @@ class Streams:
         lease_seconds: float = LEASE_TTL_SECONDS,
         **run_args: Any,
     ) -> Relay:
-        """A run on the graph's thread: a new ``input``, or the ``resume`` answer to its pending interrupt.
+        """A stream on the graph's thread: a new ``input``, or the ``resume`` answer to its pending interrupt.
 
         Before any byte: the thread's lease (``ThreadBusy`` while another run
         holds it, on any worker sharing the store), then the thread's state
         (uncut.threads: ``Interrupted``, ``NothingToResume``,
         ``InvalidResume``), then admission (``StreamRefused``). The lease is
         given back when the run ends; a worker that dies holds it at most
-        ``lease_seconds``. ``run_args`` are ``run``'s.
+        ``lease_seconds``. ``run_args`` are ``stream``'s.
         """
         lease = take_lease(self.leases, thread_id, lease_seconds)
         if lease is None:
             raise ThreadBusy(f"thread {thread_id} has a run in progress; try again when it ends")
         try:
             turn = plan_turn(graph, thread_id, input=input, resume=resume, reject_pending=reject_pending, config=config, validate=validate)
-            relay = self.run(graph, turn.input, config=turn.config, on_end=lease.release, **run_args)
+            relay = self.stream(graph, turn.input, config=turn.config, on_end=lease.release, **run_args)
         except BaseException:
             lease.release()
             raise
-        generation = relay.generation
-        if generation is not None:  # someone else holds the thread now (this worker stalled past the lease): stop
-            lease.on_lost = lambda: generation.cancel(THREAD_LEASE_LOST, outcome="upstream_error")
+        producer = relay.producer
+        if producer is not None:  # someone else holds the thread now (this worker stalled past the lease): stop
+            lease.on_lost = lambda: producer.cancel(THREAD_LEASE_LOST, outcome="upstream_error")
         return relay
 
-    def run_chat_thread(
+    def stream_chat_thread(
         self,
         graph: Runnable[Any, Any],
         chat: UIChatRequest,
@@ -443,12 +448,12 @@ class Streams:
         """An AI SDK chat kept on ``graph``'s thread (uncut.ui_threads), streamed as UI messages; resumable by its chat id.
 
         The request's approval answers resume the thread, or its new user
-        message is added; refusals are ``run_thread``'s. ``thread_id``
+        message is added; refusals are ``stream_thread``'s. ``thread_id``
         defaults to one derived from ``owner`` and the chat id, so one
         owner's chat id never names another's thread.
         """
         turn = plan_chat_turn(chat)
-        return self.run_thread(
+        return self.stream_thread(
             graph,
             thread_id or chat_thread_id(owner, chat.chat_id),
             input=turn.input,
@@ -461,7 +466,7 @@ class Streams:
             **run_args,
         )
 
-    # -- existing runs ------------------------------------------------------------------
+    # -- existing streams ------------------------------------------------------------------
 
     def _open(self, stream_id: str, owner: str | None) -> EventLog:
         """The stream's log, if it exists and belongs to whoever asks; anything else is the same StreamNotFound."""
@@ -515,7 +520,7 @@ class Streams:
                 environ or {},
                 dict(self.metadata),
                 summary_fields,
-                generation=self.generations.get(stream_id),
+                producer=self.producers.get(stream_id),
                 after=after,
                 resumable=True,
                 move_on_shutdown=self.store.shared,
@@ -596,11 +601,11 @@ class Streams:
         return {"stream_id": stream_id, "status": status, "events": log.count(), "last_event_id": last_id}
 
     def cancel(self, stream_id: str, *, owner: str | None = None) -> dict[str, Any]:
-        """Stop a run, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
+        """Stop a stream, here or (shared store) in whichever worker runs it. Raises ``StreamNotFound``."""
         log = self._open(stream_id, owner)
-        generation = self.generations.get(stream_id)
-        if generation is not None:
-            generation.cancel()
+        producer = self.producers.get(stream_id)
+        if producer is not None:
+            producer.cancel()
         elif log.finish("error", CANCELLED):
             self.store.announce_cancel(stream_id)  # the worker producing it stops at once, even mid-pause
         return self.status(stream_id, owner=owner)
@@ -663,4 +668,21 @@ class Streams:
             frames = relay.frames(ResponsesFormat(relay.stream_id, dict(echo or {})).frame)
         else:
             frames = relay.sse_frames()
-        return StreamBody(wrap(frames) if wrap is not None else frames, relay.generation, relay.release)
+        return StreamBody(wrap(frames) if wrap is not None else frames, relay.producer, relay.release)
+
+    # -- the names before 0.3 (one word for a stream: docs/ARCHITECTURE.md, "Glossary") -------
+
+    def run(self, *args: Any, **kwargs: Any) -> Relay:
+        """Deprecated since 0.3, removed in 0.4: ``stream``."""
+        _renamed("Streams.run", "Streams.stream")
+        return self.stream(*args, **kwargs)
+
+    def run_thread(self, *args: Any, **kwargs: Any) -> Relay:
+        """Deprecated since 0.3, removed in 0.4: ``stream_thread``."""
+        _renamed("Streams.run_thread", "Streams.stream_thread")
+        return self.stream_thread(*args, **kwargs)
+
+    def run_chat_thread(self, *args: Any, **kwargs: Any) -> Relay:
+        """Deprecated since 0.3, removed in 0.4: ``stream_chat_thread``."""
+        _renamed("Streams.run_chat_thread", "Streams.stream_chat_thread")
+        return self.stream_chat_thread(*args, **kwargs)

@@ -13,7 +13,7 @@ What a request may do depends on its state, read with ``graph.get_state``:
 
 Each refusal is a ``ThreadError`` with the HTTP status and error type the
 adapters send as JSON. The one-run-per-thread lease (uncut.leases) is taken
-by ``Streams.run_thread`` before this check, so the state cannot change
+by ``Streams.stream_thread`` before this check, so the state cannot change
 between the check and the run. Imports no web framework.
 """
 

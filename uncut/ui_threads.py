@@ -37,7 +37,7 @@ DENIED = "The user denied this tool call."
 
 @dataclass(frozen=True)
 class ChatTurn:
-    """What a chat request asks of its thread: ``Streams.run_thread``'s arguments, and the run's ``start`` data."""
+    """What a chat request asks of its thread: ``Streams.stream_thread``'s arguments, and the run's ``start`` data."""
 
     input: Any = NOTHING
     resume: Any = NOTHING

@@ -114,7 +114,7 @@ def _run(
     **extra: Any,
 ) -> Callable[[], Relay]:
     hub = streams or default_streams()
-    return lambda: hub.run(runnable, input, surface=surface, environ=environ, **_who(environ, args), **extra)
+    return lambda: hub.stream(runnable, input, surface=surface, environ=environ, **_who(environ, args), **extra)
 
 
 def _stream(
@@ -173,12 +173,12 @@ def thread_response(
     streams: Streams | None = None,
     **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
-    """Run ``graph`` on its thread as Server-Sent Events (``Streams.run_thread``); a refused turn is a JSON 4xx."""
+    """Run ``graph`` on its thread as Server-Sent Events (``Streams.stream_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
     return _body_of(
         start_response,
         "sse",
-        lambda: hub.run_thread(
+        lambda: hub.stream_thread(
             graph,
             thread_id,
             input=input,
@@ -203,12 +203,12 @@ def ui_thread_response(
     streams: Streams | None = None,
     **args: Unpack[StreamArgs],
 ) -> Iterable[bytes]:
-    """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.run_chat_thread``); a refused turn is a JSON 4xx."""
+    """An AI SDK chat kept on ``graph``'s thread, approvals and all (``Streams.stream_chat_thread``); a refused turn is a JSON 4xx."""
     hub = streams or default_streams()
     return _body_of(
         start_response,
         "ui",
-        lambda: hub.run_chat_thread(
+        lambda: hub.stream_chat_thread(
             graph,
             chat,
             thread_id=thread_id,

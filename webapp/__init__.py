@@ -121,6 +121,19 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    _install_streaming(app, settings, model, worker, callbacks)
+    _install_guards(app, settings)
+    _register_routes(app, settings)
+
+    log.info("provider=%s model=%s worker=%s", settings.provider, settings.model, worker)
+    log.debug("settings %s", describe(settings))
+    if not settings.heartbeats_enabled:
+        log.warning("UNSAFE: heartbeats are off (WEBAPP_HEARTBEAT_SECONDS=0); idle proxies will cut paused streams.")
+    return app
+
+
+def _install_streaming(app: Flask, settings: Settings, model: BaseChatModel, worker: str, callbacks: Sequence[BaseCallbackHandler]) -> None:
+    """The service's state (model, agents, threads) and the library's Streaming extension over it."""
     from webapp.agent import build_agent, build_thread_agent  # langchain's create_agent: the service needs it, the library does not
 
     agent = build_agent(model, settings.agent_slow_tool_seconds)
@@ -141,6 +154,10 @@ def create_app(
         on_summary=log_stream_summary,
         **settings.stream_options(),
     )
+
+
+def _install_guards(app: Flask, settings: Settings) -> None:
+    """What every request passes first, outermost first: admission, the body's deadline, ids, CORS, keys."""
     app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_timeout_seconds, settings.max_body_bytes)  # type: ignore[method-assign]
     keys = ApiKeys(settings.api_keys)
     if settings.admission_gate:  # outermost: a refusal is decided before the body is read or Flask builds anything
@@ -150,6 +167,8 @@ def create_app(
     browser.install(app, settings.cors_origins)  # before the key check: a CORS preflight carries no key
     require_api_keys(app, keys)
 
+
+def _register_routes(app: Flask, settings: Settings) -> None:
     from webapp.api import agent as agent_api
     from webapp.api import agent_server as agent_server_api
     from webapp.api import chat, diagnostics, health, openai_compat, playground, streams, ui_chat
@@ -166,9 +185,3 @@ def create_app(
     app.register_blueprint(threads_api.bp)
     app.register_blueprint(agent_server_api.bp)
     app.register_blueprint(playground.bp)
-
-    log.info("provider=%s model=%s worker=%s", settings.provider, settings.model, worker)
-    log.debug("settings %s", describe(settings))
-    if not settings.heartbeats_enabled:
-        log.warning("UNSAFE: heartbeats are off (WEBAPP_HEARTBEAT_SECONDS=0); idle proxies will cut paused streams.")
-    return app

@@ -1,7 +1,7 @@
 """What browsers need from this API: security headers, no cross-site requests unless allowed, CORS.
 
 Without API keys, any web page could otherwise make its visitors' browsers
-start generations here (a cross-site ``GET /api/chat/events?message=...``
+start streams here (a cross-site ``GET /api/chat/events?message=...``
 needs no permission from us). A browser says where a request comes from
 (``Sec-Fetch-Site``, ``Origin``); a request from another site is refused
 with ``403`` unless its origin is listed in ``WEBAPP_CORS_ORIGINS``, and

@@ -355,7 +355,7 @@ SETTINGS: dict[str, Setting] = {
     "send_timeout_seconds": Setting(
         "WEBAPP_SEND_TIMEOUT_SECONDS",
         _option("send_timeout_seconds"),
-        "A client that accepts no bytes for this long is dropped and its generation cancelled (`0`: off).",
+        "A client that accepts no bytes for this long is dropped and its stream cancelled (`0`: off).",
     ),
     "send_buffer_bytes": Setting(
         "WEBAPP_SEND_BUFFER_BYTES",

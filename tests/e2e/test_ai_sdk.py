@@ -90,7 +90,7 @@ def test_stop_then_resume_gets_the_whole_answer_from_one_generation(service: Gun
     assert code == 0, out
     assert out["partial"] and len(out["partial"]) < len(answer_text(30))  # it really was cut
     assert out["text"] == answer_text(30) and out["messageCount"] == 2  # resumed whole, swapped in place
-    assert len(upstream.requests) == 1  # one generation, nothing re-run
+    assert len(upstream.requests) == 1  # one producer, nothing re-run
     code, again = run_ui_chat("resume", service.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "cut-resume"})
     assert code == 0 and again == {"resumed": False}  # 204 once the client has it all
 
@@ -121,7 +121,7 @@ def test_negative_control_with_cancel_on_disconnect_the_resumed_answer_is_cut(
     code, out = run_ui_chat("cut", app.url + "/api/ui/chat", env={**AUTH, "CHAT_ID": "cut-cancel"})
     assert code == 0, out
     assert out["text"] != answer_text(30) and len(out["text"]) < len(answer_text(30))
-    assert upstream.wait_for_requests(1)[0].client_closed_at is not None  # the stop cancelled the generation
+    assert upstream.wait_for_requests(1)[0].client_closed_at is not None  # the stop cancelled the producer
 
 
 def test_resume_on_another_instance_sharing_redis(

@@ -48,7 +48,7 @@ def test_smoke_run_reports_the_service_with_every_token_and_no_error(tmp_path: P
 
 @pytest.mark.timeout(90)
 def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
-    """`bench.micro` runs the real Generation and Relay under gevent; only the report's shape is asserted."""
+    """`bench.micro` runs the real Producer and Relay under gevent; only the report's shape is asserted."""
     relay = run_bounded(
         [
             sys.executable,

@@ -159,7 +159,7 @@ def test_the_playground_works_with_api_keys(page: object, keyed_app: GunicornSer
 
 
 class _EvilSite:
-    """A page on another site that asks the visitor's browser to start generations here."""
+    """A page on another site that asks the visitor's browser to start producers here."""
 
     def __init__(self, target: str) -> None:
         import http.server
@@ -209,7 +209,7 @@ def test_another_site_cannot_make_the_browser_start_a_generation(cors: str, page
         assert '" 200 ' in image[0] and summaries, "with every origin allowed, another site's page starts runs"
     else:
         assert '" 403 ' in image[0]
-        assert summaries == [], "no generation may start for another site's page"
+        assert summaries == [], "no stream may start for another site's page"
 
 
 # -- "Agent with approvals (thread)": approval cards for HumanInTheLoopMiddleware's interrupts ----------

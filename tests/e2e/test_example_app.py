@@ -67,4 +67,4 @@ def test_a_client_that_leaves_stops_the_upstream_call(example: ServerProcess, up
     closed_at = call.client_closed_at or call.finished_at or float("inf")
     print(f"upstream saw the close {closed_at - left_at:.2f}s after the client left; tokens sent: {call.tokens_sent}")
     assert closed_at - left_at < 3.0
-    assert call.tokens_sent < 60, "the generation was not cancelled"
+    assert call.tokens_sent < 60, "the producer was not cancelled"

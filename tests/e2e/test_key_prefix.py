@@ -41,7 +41,7 @@ def test_two_prefixes_on_one_redis_never_meet_and_one_prefix_always_does(redis_s
     try:
         # A chat answer that pauses mid-way: the chat's name points at a running stream meanwhile.
         model = ScriptedChatModel(tokens=4, ttft=0, interval=0, pause=4.0, pause_at=2)
-        relay = first.run(model, "hello", surface="ui", owner=OWNER, chat_id="c1")
+        relay = first.stream(model, "hello", surface="ui", owner=OWNER, chat_id="c1")
         body: list[bytes] = []
         reader = threading.Thread(target=lambda: body.extend(Streams.body(relay, "ui")))
         reader.start()

@@ -74,7 +74,7 @@ def test_five_cuts_lose_nothing_and_start_no_new_generation(resumable: GunicornS
     text, seqs = follow_with_cuts(resumable.url, first, cuts=5, per_part=4)
     assert text == answer_text(40), "the concatenated parts are the uninterrupted answer"
     assert seqs == list(range(len(seqs))), "no duplicate and no gap"
-    assert len(upstream.wait_for_requests(1)) == 1 and len(upstream.requests) == 1, "the generation ran once"
+    assert len(upstream.wait_for_requests(1)) == 1 and len(upstream.requests) == 1, "the producer ran once"
 
 
 def test_a_stream_left_alone_keeps_generating_for_the_grace_period_then_stops(

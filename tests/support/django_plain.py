@@ -17,7 +17,7 @@ ROOT_URLCONF = "tests.support.django_plain"
 
 
 def plain(request: HttpRequest) -> HttpResponse:
-    relay = streams().run(model, [HumanMessage("plain")], environ=request.META)
+    relay = streams().stream(model, [HumanMessage("plain")], environ=request.META)
     return StreamingHttpResponse(Streams.body(relay), content_type=CONTENT_TYPES["sse"])
 
 

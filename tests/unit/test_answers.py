@@ -8,7 +8,7 @@ import pytest
 
 from uncut.answers import Answer, failure_status
 from uncut.eventlog import Event
-from uncut.generation import TOO_LARGE
+from uncut.producer import TOO_LARGE
 
 
 def fed(*events: tuple[str, dict[str, Any]]) -> Answer:

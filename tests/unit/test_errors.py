@@ -163,7 +163,7 @@ def produced_outcomes(files: dict[str, str]) -> set[str]:
 
 def test_the_scan_finds_the_outcomes_it_should() -> None:
     found = produced_outcomes(sources())
-    # A floor: the scan must see the relay's, the generation's and the metrics' outcomes, or it proves nothing.
+    # A floor: the scan must see the relay's, the producer's and the metrics' outcomes, or it proves nothing.
     assert {
         "completed",
         "client_disconnected",

@@ -22,7 +22,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from tests.support.servers import ROOT
 from uncut.eventlog import MemoryEventLog
-from uncut.generation import Generation
+from uncut.producer import Producer
 from uncut.scripted import ScriptedChatModel
 from webapp.agent import build_agent
 
@@ -32,7 +32,7 @@ CHILD = textwrap.dedent("""
     from langchain_core.messages import HumanMessage
     import webapp.agent, uncut.graphs
     from uncut.eventlog import MemoryEventLog
-    from uncut.generation import Generation
+    from uncut.producer import Producer
     from uncut.scripted import ScriptedChatModel
 
     if sys.argv[1] == "off":  # the negative control: only the producer is killed
@@ -49,14 +49,14 @@ CHILD = textwrap.dedent("""
     webapp.agent.time = type("T", (), {"sleep": staticmethod(slow)})
     agent = webapp.agent.build_agent(ScriptedChatModel(ttft=0, interval=0), slow_seconds=3)
     log = MemoryEventLog("s")
-    generation = Generation(agent, {"messages": [HumanMessage("look it up slowly")]}, log).start()
+    producer = Producer(agent, {"messages": [HumanMessage("look it up slowly")]}, log).start()
     deadline = time.monotonic() + 20
     while not any(e.kind == "tool_call_end" for e in log.read_after(-1, 0)) and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.3)  # the tool is sleeping
     cancelled = time.monotonic()
-    generation.cancel()
-    generation.join(10)
+    producer.cancel()
+    producer.join(10)
     print(json.dumps({"run_ended_after": time.monotonic() - cancelled, "tool": tool["outcome"]}))
 """)
 
@@ -89,12 +89,12 @@ class CountingModel(ScriptedChatModel):
 def test_under_threads_a_cancelled_agent_stops_at_its_next_step() -> None:
     model = CountingModel(ttft=0, interval=0, calls=[])
     log = MemoryEventLog("s")
-    generation = Generation(build_agent(model, slow_seconds=1.0), {"messages": [HumanMessage("look it up slowly")]}, log).start()
+    producer = Producer(build_agent(model, slow_seconds=1.0), {"messages": [HumanMessage("look it up slowly")]}, log).start()
     deadline = time.monotonic() + 10
     while not any(e.kind == "tool_call_end" for e in log.read_after(-1, 0)) and time.monotonic() < deadline:
         time.sleep(0.01)
-    generation.cancel()
+    producer.cancel()
     assert log.last() is not None and log.last().data["error"]["type"] == "cancelled"  # type: ignore[union-attr]
-    generation.join(5)  # the tool cannot be interrupted in a thread; the next step does not start
+    producer.join(5)  # the tool cannot be interrupted in a thread; the next step does not start
     assert not any(t.name == "_produce" and t.is_alive() for t in threading.enumerate())
     assert len(model.calls) == 1

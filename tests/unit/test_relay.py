@@ -19,17 +19,17 @@ from uncut import sse
 from uncut.callbacks import AsyncCallbackError, SafeCallbackHandler, check_sync_handlers, safe_handlers
 from uncut.eventlog import MemoryEventLog
 from uncut.events import chunk_text
-from uncut.generation import Generation, StreamStats, error_body
 from uncut.options import StreamOptions
+from uncut.producer import Producer, StreamStats, error_body
 from uncut.relay import Relay, StreamAborted
 from uncut.scripted import ScriptedChatModel
 
 
 def relay_for(model: Any, *, options: StreamOptions | None = None, callbacks: list | None = None, summaries: list | None = None) -> Relay:
     config = {"callbacks": safe_handlers(callbacks or [])}
-    generation = Generation(model, "hello", MemoryEventLog("s_test"), config=config, start_data={"model": "m"})
+    producer = Producer(model, "hello", MemoryEventLog("s_test"), config=config, start_data={"model": "m"})
     on_finish = summaries.append if summaries is not None else None
-    return Relay(generation.log, options or StreamOptions(heartbeat_seconds=1), generation=generation, on_finish=on_finish)
+    return Relay(producer.log, options or StreamOptions(heartbeat_seconds=1), producer=producer, on_finish=on_finish)
 
 
 def parse(frames: list[bytes]) -> list[Any]:
@@ -199,8 +199,8 @@ def test_a_raising_callback_cannot_cut_the_stream(caplog: pytest.LogCaptureFixtu
 
 def test_negative_control_unwrapped_raising_callback_cuts_the_stream() -> None:
     model = ScriptedChatModel(tokens=6, ttft=0, interval=0)
-    generation = Generation(model, "hello", MemoryEventLog("s"), config={"callbacks": [RaisingHandler()]})
-    frames = list(Relay(generation.log, StreamOptions(heartbeat_seconds=1), generation=generation).sse_frames())
+    producer = Producer(model, "hello", MemoryEventLog("s"), config={"callbacks": [RaisingHandler()]})
+    frames = list(Relay(producer.log, StreamOptions(heartbeat_seconds=1), producer=producer).sse_frames())
     assert kinds(frames)[-1] == "error" and kinds(frames).count("token") == 0
 
 
@@ -281,11 +281,11 @@ def counting_chain(produced: list) -> Any:
 
 def test_cancelling_a_chain_stops_its_model_at_the_next_token_in_thread_mode() -> None:
     produced: list = []
-    generation = Generation(counting_chain(produced), {"doc": "d"}, MemoryEventLog("s")).start()
-    while len(generation.log.read_after(-1, 1)) < 4:
+    producer = Producer(counting_chain(produced), {"doc": "d"}, MemoryEventLog("s")).start()
+    while len(producer.log.read_after(-1, 1)) < 4:
         pass
-    generation.cancel()
-    generation.join(5)
+    producer.cancel()
+    producer.join(5)
     count = len(produced)
     time.sleep(0.2)
     assert 3 <= len(produced) == count < 10, f"the model produced {len(produced)} tokens, cancelled after 3"
@@ -302,7 +302,7 @@ def test_negative_control_closing_a_chain_stream_drains_its_model() -> None:
 
 
 def test_a_shutdown_notice_ends_a_long_stream_with_a_retryable_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uncut.generation as generation_module
+    import uncut.producer as generation_module
     import uncut.relay as relay_module
     from uncut.shutdown import ShutdownNotice
 
@@ -336,13 +336,13 @@ def test_a_stream_starting_on_a_draining_worker_gets_its_id_before_it_is_moved(m
     notice = ShutdownNotice()
     notice.begin(30.0)  # already draining
     monkeypatch.setattr(relay_module, "SHUTDOWN", notice)
-    generation = Generation(ScriptedChatModel(tokens=5, ttft=0.2, interval=0), "hi", MemoryEventLog("s_new"), on_disconnect="continue")
-    relay = Relay(generation.log, StreamOptions(heartbeat_seconds=1), generation=generation, resumable=True, move_on_shutdown=True)
+    producer = Producer(ScriptedChatModel(tokens=5, ttft=0.2, interval=0), "hi", MemoryEventLog("s_new"), on_disconnect="continue")
+    relay = Relay(producer.log, StreamOptions(heartbeat_seconds=1), producer=producer, resumable=True, move_on_shutdown=True)
     items = parse(list(relay.sse_frames()))
     events = [i for i in items if isinstance(i, sse.ServerSentEvent)]
     assert [e.event for e in events] == ["start"] and events[0].id == "s_new:0"  # the client can resume
     assert isinstance(items[-1], sse.Comment) and "reconnect with Last-Event-ID" in items[-1].text
-    generation.cancel()
+    producer.cancel()
 
 
 class _RecordedMetrics:
@@ -354,16 +354,16 @@ class _RecordedMetrics:
     def first_token(self, ttft: float) -> None:
         self.ttfts.append(ttft)
 
-    def generation_tokens(self, count: int) -> None:
+    def tokens_streamed(self, count: int) -> None:
         self.token_batches.append(count)
 
-    def generation_finished(self, max_gap: float | None) -> None:
+    def producer_finished(self, max_gap: float | None) -> None:
         self.max_gaps.append(max_gap)
 
 
 def test_metrics_count_every_token_in_batches_and_one_gap_per_generation(monkeypatch: pytest.MonkeyPatch) -> None:
     recorded = _RecordedMetrics()
-    monkeypatch.setattr("uncut.generation.metrics", lambda: recorded)
+    monkeypatch.setattr("uncut.producer.metrics", lambda: recorded)
     stats = StreamStats()
     for _ in range(150):
         stats.token()

@@ -21,8 +21,8 @@ from langchain_core.runnables import RunnableGenerator
 from uncut import sse
 from uncut.eventlog import Event, MemoryEventLog, MemoryStore
 from uncut.events import StreamEvents, clean_text
-from uncut.generation import Generation, RunBudget
 from uncut.options import StreamOptions
+from uncut.producer import Producer, StreamBudget
 from uncut.relay import Relay
 
 
@@ -42,14 +42,14 @@ def sse_events(relay: Relay) -> list[sse.ServerSentEvent]:
 
 def run(
     texts: list[str],
-    budget: RunBudget = RunBudget(),
+    budget: StreamBudget = StreamBudget(),
     interval: float = 0.0,
     options: StreamOptions | None = None,
     summaries: list[dict[str, Any]] | None = None,
 ) -> list[sse.ServerSentEvent]:
-    generation = Generation(chunks_of(texts, interval), None, MemoryEventLog("s"), budget=budget)
+    producer = Producer(chunks_of(texts, interval), None, MemoryEventLog("s"), budget=budget)
     on_finish = summaries.append if summaries is not None else None
-    return sse_events(Relay(generation.log, options or StreamOptions(heartbeat_seconds=0), generation=generation, on_finish=on_finish))
+    return sse_events(Relay(producer.log, options or StreamOptions(heartbeat_seconds=0), producer=producer, on_finish=on_finish))
 
 
 def text_of(events: list[sse.ServerSentEvent]) -> str:
@@ -78,8 +78,8 @@ def test_any_text_a_model_streams_is_framed_and_ends_cleanly(texts: list[str]) -
 
 def test_an_event_that_cannot_be_framed_ends_the_stream_with_server_error() -> None:
     summaries: list[dict[str, Any]] = []
-    generation = Generation(chunks_of(["a", "b", "c"], 0.05), None, MemoryEventLog("s"))
-    relay = Relay(generation.log, StreamOptions(heartbeat_seconds=0), generation=generation, on_finish=summaries.append)
+    producer = Producer(chunks_of(["a", "b", "c"], 0.05), None, MemoryEventLog("s"))
+    relay = Relay(producer.log, StreamOptions(heartbeat_seconds=0), producer=producer, on_finish=summaries.append)
 
     def frame(event: Event) -> bytes:
         if event.kind == "token" and event.data["text"] == "b":
@@ -94,19 +94,19 @@ def test_an_event_that_cannot_be_framed_ends_the_stream_with_server_error() -> N
 
 def test_a_run_past_its_deadline_ends_with_timeout_even_with_no_reader() -> None:
     log = MemoryEventLog("s")
-    generation = Generation(chunks_of(["x"] * 100, 0.02), None, log, budget=RunBudget(max_seconds=0.3)).start()
-    generation.join(5)
+    producer = Producer(chunks_of(["x"] * 100, 0.02), None, log, budget=StreamBudget(max_seconds=0.3)).start()
+    producer.join(5)
     assert log.finished and log.last().data["error"]["type"] == "timeout"  # type: ignore[union-attr]
-    assert generation.outcome == "timeout" and log.count() < 30
+    assert producer.outcome == "timeout" and log.count() < 30
 
 
 def test_a_reconnecting_reader_cannot_extend_the_runs_deadline() -> None:
     log = MemoryEventLog("s")
-    generation = Generation(chunks_of(["x"] * 100, 0.02), None, log, budget=RunBudget(max_seconds=0.5), on_disconnect="continue")
+    producer = Producer(chunks_of(["x"] * 100, 0.02), None, log, budget=StreamBudget(max_seconds=0.5), on_disconnect="continue")
     started = time.monotonic()
     after = -1
     for _ in range(20):  # a reader that reconnects every 0.2 s, as a fresh connection each time
-        relay = Relay(log, StreamOptions(heartbeat_seconds=0, max_stream_seconds=5), generation=generation, after=after, resumable=True)
+        relay = Relay(log, StreamOptions(heartbeat_seconds=0, max_stream_seconds=5), producer=producer, after=after, resumable=True)
         frames = relay.sse_frames()
         ended_at = time.monotonic() + 0.2
         for frame in frames:
@@ -136,9 +136,9 @@ def test_a_reader_that_is_always_behind_still_meets_the_deadline() -> None:
 
 
 def test_a_run_whose_log_grows_past_its_bounds_ends_too_large() -> None:
-    by_events = run(["x"] * 200, budget=RunBudget(max_events=50))
+    by_events = run(["x"] * 200, budget=StreamBudget(max_events=50))
     assert by_events[-1].json()["error"]["type"] == "too_large" and len(by_events) <= 51
-    by_bytes = run(["y" * 1000] * 200, budget=RunBudget(max_bytes=20_000))
+    by_bytes = run(["y" * 1000] * 200, budget=StreamBudget(max_bytes=20_000))
     assert by_bytes[-1].json()["error"]["type"] == "too_large" and len(text_of(by_bytes)) < 25_000
 
 

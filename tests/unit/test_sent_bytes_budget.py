@@ -19,9 +19,9 @@ import pytest
 from langchain_core.runnables import RunnableGenerator
 
 from uncut.eventlog import MemoryEventLog
-from uncut.generation import Generation, RunBudget
 from uncut.openai_chunks import ChunkFormat
 from uncut.options import StreamOptions
+from uncut.producer import Producer, StreamBudget
 from uncut.relay import Relay
 
 BUDGET = 16_384
@@ -36,14 +36,14 @@ def tokens(_: Iterator[Any]) -> Iterator[str]:
 
 def stream(options: StreamOptions, *, behind: bool = False) -> tuple[bytes, Relay]:
     """The run framed as /v1 chunks; ``behind``: the reader starts once the run has ended."""
-    generation = Generation(RunnableGenerator(tokens), "x", MemoryEventLog("s_bytes"), budget=RunBudget(max_bytes=BUDGET))
+    producer = Producer(RunnableGenerator(tokens), "x", MemoryEventLog("s_bytes"), budget=StreamBudget(max_bytes=BUDGET))
     if behind:
-        generation.start()
+        producer.start()
         deadline = time.monotonic() + 20
-        while not generation.log.finished and time.monotonic() < deadline:
+        while not producer.log.finished and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert generation.log.finished
-    relay = Relay(generation.log, options, generation=generation)
+        assert producer.log.finished
+    relay = Relay(producer.log, options, producer=producer)
     chunks = ChunkFormat("chatcmpl-s_bytes", MODEL, 0, include_usage=False)
     return b"".join(relay.frames(chunks.frame)), relay
 

@@ -22,8 +22,8 @@ from langchain_core.messages import HumanMessage
 
 from tests.support.servers import ROOT
 from uncut.eventlog import MemoryEventLog
-from uncut.generation import Generation
 from uncut.options import OptionError, StreamOptions
+from uncut.producer import Producer
 from uncut.scripted import ScriptedChatModel
 from uncut.stall import END, RETRY, STALL_RETRIES, StallLimits, verdict
 from webapp.agent import build_agent
@@ -84,9 +84,9 @@ def test_a_stall_is_retried_only_before_any_output(answered: bool, retries: int,
 # -- under threads ----------------------------------------------------------------------
 
 
-def start(runnable: Any, limits: StallLimits, input: Any = "hi") -> tuple[Generation, MemoryEventLog]:
+def start(runnable: Any, limits: StallLimits, input: Any = "hi") -> tuple[Producer, MemoryEventLog]:
     log = MemoryEventLog("s")
-    return Generation(runnable, input, log, stall=limits).start(), log
+    return Producer(runnable, input, log, stall=limits).start(), log
 
 
 def wait_finished(log: MemoryEventLog, timeout: float) -> float:
@@ -101,29 +101,29 @@ def kinds(log: MemoryEventLog) -> list[str]:
 
 
 def test_under_threads_a_silent_start_ends_on_time_and_the_late_answer_is_discarded() -> None:
-    generation, log = start(ScriptedChatModel(ttft=1.5, interval=0, tokens=3), StallLimits(LIMIT, LIMIT))
+    producer, log = start(ScriptedChatModel(ttft=1.5, interval=0, tokens=3), StallLimits(LIMIT, LIMIT))
     took = wait_finished(log, 5)
     assert kinds(log) == ["start", "error"] and LIMIT - 0.05 <= took < LIMIT + 0.6
     assert log.last().data["error"]["type"] == "upstream_timeout"  # type: ignore[union-attr]
-    generation.join(5)  # the thread could not be interrupted: it stopped at its first token
+    producer.join(5)  # the thread could not be interrupted: it stopped at its first token
     assert kinds(log) == ["start", "error"]
 
 
 def test_under_threads_a_silence_mid_answer_ends_on_time() -> None:
     model = ScriptedChatModel(ttft=0, interval=0.01, tokens=6, pause=1.5, pause_at=2)
-    generation, log = start(model, StallLimits(LIMIT, LIMIT))
+    producer, log = start(model, StallLimits(LIMIT, LIMIT))
     took = wait_finished(log, 5)
     assert kinds(log) == ["start", "token", "token", "error"] and took < LIMIT + 0.6
     assert "mid-answer" in log.last().data["error"]["message"]  # type: ignore[union-attr]
-    generation.join(5)
+    producer.join(5)
     assert kinds(log) == ["start", "token", "token", "error"]
 
 
 def test_negative_control_under_threads_without_limits_the_silence_is_waited_out() -> None:
     model = ScriptedChatModel(ttft=0, interval=0.01, tokens=6, pause=1.5, pause_at=2)
-    generation, log = start(model, StallLimits(0, 0))
+    producer, log = start(model, StallLimits(0, 0))
     assert wait_finished(log, 3 * LIMIT) >= 3 * LIMIT - 0.05 and not log.finished
-    generation.join(5)
+    producer.join(5)
     assert kinds(log) == ["start"] + ["token"] * 6 + ["end"]
 
 
@@ -132,18 +132,18 @@ AGENT_INPUT = {"messages": [HumanMessage("look it up slowly")]}
 
 def test_under_threads_a_graphs_tool_running_past_both_limits_is_not_a_stall() -> None:
     agent = build_agent(ScriptedChatModel(ttft=0, interval=0), slow_seconds=3 * LIMIT)
-    generation, log = start(agent, StallLimits(LIMIT, LIMIT), AGENT_INPUT)
+    producer, log = start(agent, StallLimits(LIMIT, LIMIT), AGENT_INPUT)
     wait_finished(log, 10)
     assert "tool_result" in kinds(log) and kinds(log)[-1] == "end", kinds(log)
 
 
 def test_under_threads_a_graphs_silent_model_is_a_stall() -> None:
     agent = build_agent(ScriptedChatModel(ttft=1.5, interval=0), slow_seconds=0)
-    generation, log = start(agent, StallLimits(LIMIT, LIMIT), AGENT_INPUT)
+    producer, log = start(agent, StallLimits(LIMIT, LIMIT), AGENT_INPUT)
     took = wait_finished(log, 5)
     assert kinds(log) == ["start", "error"] and took < LIMIT + 0.6
     assert log.last().data["error"]["type"] == "upstream_timeout"  # type: ignore[union-attr]
-    generation.join(5)
+    producer.join(5)
 
 
 # -- under gevent -----------------------------------------------------------------------
@@ -154,7 +154,7 @@ CHILD = textwrap.dedent("""
     from langchain_core.messages import HumanMessage
     from langchain_core.runnables import RunnableGenerator
     from uncut.eventlog import MemoryEventLog
-    from uncut.generation import Generation
+    from uncut.producer import Producer
     from uncut.scripted import ScriptedChatModel
     from uncut.stall import StallLimits
     from webapp.agent import build_agent
@@ -195,11 +195,11 @@ CHILD = textwrap.dedent("""
     }[variant]()
     log = MemoryEventLog("s")
     began = time.monotonic()
-    generation = Generation(runnable, input, log, stall=StallLimits(limit, limit)).start()
+    producer = Producer(runnable, input, log, stall=StallLimits(limit, limit)).start()
     while not log.finished and time.monotonic() - began < 10:
         time.sleep(0.01)
     took = time.monotonic() - began
-    generation.join(5)
+    producer.join(5)
     events = log.read_after(-1, 0)
     print(json.dumps({"kinds": [e.kind for e in events], "took": took, "calls": calls,
                       "text": "".join(e.data.get("text", "") for e in events if e.kind == "token"),

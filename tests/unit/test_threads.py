@@ -59,7 +59,7 @@ def streams() -> Streams:
 
 def paused(streams: Streams, thread: str = "t1", **agent_args: Any) -> tuple[Any, list[dict[str, str]], dict[str, Any]]:
     agent, outbox = agent_with(**agent_args)
-    first = events(streams.run_thread(agent, thread, input=ASK))
+    first = events(streams.stream_thread(agent, thread, input=ASK))
     (interrupt,) = of_kind(first, "interrupt")
     assert of_kind(first, "end")[0]["finish_reason"] == "interrupt"
     return agent, outbox, interrupt
@@ -71,12 +71,12 @@ def test_a_paused_thread_shows_its_interrupt_by_id_and_an_approval_runs_the_tool
     assert isinstance(pending["id"], str) and pending["id"]
     assert pending["value"]["action_requests"][0]["name"] == "send_email" and outbox == []
 
-    resumed = events(streams.run_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]}))
+    resumed = events(streams.stream_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]}))
     assert [r["name"] for r in of_kind(resumed, "tool_result")] == ["send_email"] and len(outbox) == 1
     assert of_kind(resumed, "end")[0]["finish_reason"] != "interrupt"
 
     with pytest.raises(NothingToResume) as again:  # the same answer twice: nothing is pending any more
-        streams.run_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]})
+        streams.stream_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]})
     assert again.value.status == 409 and len(outbox) == 1
 
 
@@ -84,7 +84,7 @@ def test_a_resume_by_interrupt_id_and_an_edit_that_fits_the_schema_run_the_edite
     agent, outbox, interrupt = paused(streams)
     interrupt_id = interrupt["interrupts"][0]["id"]
     edit = {"type": "edit", "edited_action": {"name": "send_email", "args": {"to": "alice", "subject": "s", "body": "b"}}}
-    events(streams.run_thread(agent, "t1", resume={interrupt_id: {"decisions": [edit]}}))
+    events(streams.stream_thread(agent, "t1", resume={interrupt_id: {"decisions": [edit]}}))
     assert outbox == [{"to": "alice", "subject": "s", "body": "b"}]
 
 
@@ -103,27 +103,27 @@ def test_a_bad_answer_is_refused_before_any_model_call_naming_what_is_wrong(stre
     agent, outbox, _ = paused(streams)
     calls = ModelCalls()
     with pytest.raises(InvalidResume) as refused:
-        streams.run_thread(agent, "t1", resume=answer, callbacks=[calls])
+        streams.stream_thread(agent, "t1", resume=answer, callbacks=[calls])
     assert refused.value.status == 400 and refused.value.body()["error"]["type"] == "invalid_resume"
     assert refused.value.body()["error"]["problems"], refused.value.body()
     assert calls.count == 0 and outbox == []
     # The thread is untouched: a good answer still goes through.
-    events(streams.run_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]}))
+    events(streams.stream_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]}))
     assert len(outbox) == 1
 
 
 def test_a_decision_the_tool_does_not_allow_is_refused(streams: Streams) -> None:
     agent, outbox, _ = paused(streams, allowed={"allowed_decisions": ["approve", "reject"]})
     with pytest.raises(InvalidResume, match="'edit' is not allowed for send_email"):
-        streams.run_thread(agent, "t1", resume={"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {}}}]})
+        streams.stream_thread(agent, "t1", resume={"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {}}}]})
 
 
 def test_negative_control_without_validation_a_bad_answer_fails_mid_stream_and_sticks_to_the_thread(streams: Streams) -> None:
     agent, outbox, _ = paused(streams)
-    failed = events(streams.run_thread(agent, "t1", resume={"decisions": []}, validate=False))
+    failed = events(streams.stream_thread(agent, "t1", resume={"decisions": []}, validate=False))
     assert of_kind(failed, "error"), [kind for kind, _ in failed]  # the graph's ValueError, after the stream began
     # LangGraph kept the bad answer as the interrupt's resume value: the right answer now fails the same way.
-    again = events(streams.run_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]}, validate=False))
+    again = events(streams.stream_thread(agent, "t1", resume={"decisions": [{"type": "approve"}]}, validate=False))
     assert of_kind(again, "error") and outbox == []
 
 
@@ -131,18 +131,18 @@ def test_per_call_mode_answers_are_checked_against_the_interrupts_own_schema(str
     agent, outbox, interrupt = paused(streams, mode="per_call", allowed={"allowed_decisions": ["approve", "reject"]})
     assert interrupt["interrupts"][0]["value"]["type"] == "tool_approval"
     with pytest.raises(InvalidResume, match="'respond' is not allowed"):
-        streams.run_thread(agent, "t1", resume={"type": "respond", "message": "done"})
-    events(streams.run_thread(agent, "t1", resume={"type": "reject", "message": "not today"}))
+        streams.stream_thread(agent, "t1", resume={"type": "respond", "message": "done"})
+    events(streams.stream_thread(agent, "t1", resume={"type": "reject", "message": "not today"}))
     assert outbox == []
 
 
 def test_a_new_message_on_a_paused_thread_is_refused_unless_the_pending_calls_are_rejected(streams: Streams) -> None:
     agent, outbox, _ = paused(streams)
     with pytest.raises(Interrupted) as refused:
-        streams.run_thread(agent, "t1", input={"messages": [{"role": "user", "content": "hello"}]})
+        streams.stream_thread(agent, "t1", input={"messages": [{"role": "user", "content": "hello"}]})
     assert refused.value.status == 409 and refused.value.body()["error"]["interrupts"][0]["id"]
 
-    events(streams.run_thread(agent, "t1", input={"messages": [{"role": "user", "content": "hello"}]}, reject_pending=True))
+    events(streams.stream_thread(agent, "t1", input={"messages": [{"role": "user", "content": "hello"}]}, reject_pending=True))
     messages = agent.get_state({"configurable": {"thread_id": "t1"}}).values["messages"]
     kinds = [type(m).__name__ for m in messages]
     assert kinds[:4] == ["HumanMessage", "AIMessage", "ToolMessage", "HumanMessage"], kinds  # every call answered, in order
@@ -152,7 +152,7 @@ def test_a_new_message_on_a_paused_thread_is_refused_unless_the_pending_calls_ar
 def test_with_nothing_pending_a_resume_is_refused_and_a_bare_answer_needs_one_pending(streams: Streams) -> None:
     agent, _ = agent_with()
     with pytest.raises(NothingToResume):
-        streams.run_thread(agent, "fresh", resume={"decisions": []})
+        streams.stream_thread(agent, "fresh", resume={"decisions": []})
 
 
 def test_a_second_run_on_a_busy_thread_is_refused_and_the_lease_is_given_back_at_the_end(streams: Streams) -> None:
@@ -160,10 +160,10 @@ def test_a_second_run_on_a_busy_thread_is_refused_and_the_lease_is_given_back_at
     held = take_lease(streams.leases, "t1")  # another worker's run, as far as this one can tell
     assert held is not None
     with pytest.raises(ThreadBusy) as busy:
-        streams.run_thread(agent, "t1", input=ASK)
+        streams.stream_thread(agent, "t1", input=ASK)
     assert busy.value.status == 409
     held.release()
-    events(streams.run_thread(agent, "t1", input=ASK))
+    events(streams.stream_thread(agent, "t1", input=ASK))
     assert streams.leases.holder("t1") is None  # the run ended: free again
 
 
@@ -198,7 +198,7 @@ def test_a_run_that_died_mid_tool_leaves_a_thread_that_takes_the_next_message(st
     next(steps)  # the model's step (its tool call) is checkpointed...
     steps.close()  # ...and the run stops there, as a killed worker's would
     assert agent.get_state(config).next  # unfinished
-    events(streams.run_thread(agent, "t1", input={"messages": [{"role": "user", "content": "hello"}]}))
+    events(streams.stream_thread(agent, "t1", input={"messages": [{"role": "user", "content": "hello"}]}))
     messages = agent.get_state(config).values["messages"]
     kinds = [type(m).__name__ for m in messages]
     assert kinds[:4] == ["HumanMessage", "AIMessage", "ToolMessage", "HumanMessage"], kinds
@@ -237,7 +237,7 @@ def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_still_answers_it
         for update in agent.stream({"messages": [{"role": "user", "content": "look up cats"}]}, config, stream_mode="updates"):
             saver.armed = saver.armed or lost_after in update
     saver.armed = False  # the next worker's checkpointer writes as usual
-    events(Streams().run_thread(agent, "t", input={"messages": [{"role": "user", "content": "hello"}]}))
+    events(Streams().stream_thread(agent, "t", input={"messages": [{"role": "user", "content": "hello"}]}))
     messages = agent.get_state(config).values["messages"]
     kinds = [type(m).__name__ for m in messages]
     assert kinds[:4] == ["HumanMessage", "AIMessage", "ToolMessage", "HumanMessage"], kinds

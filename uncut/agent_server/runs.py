@@ -5,7 +5,7 @@ SDKs send is typed and bounded, fields this server does not serve are
 refused with a 422 that says so, and the config cannot name another
 thread or checkpoint (``configurable`` keys that LangGraph reserves).
 
-``GraphRun`` is the ``StreamPlan`` (uncut.generation): inside the producer
+``GraphRun`` is the ``StreamPlan`` (uncut.producer): inside the producer
 it waits for the thread (``enqueue``, ``interrupt``, ``rollback``), rolls
 back what it replaces, streams ``graph.stream()`` with the client's modes,
 and, however it ends, records the run's status and the thread's, and gives
@@ -286,7 +286,7 @@ def lease_key(thread_id: str) -> str:
 
 
 class GraphRun:
-    """One run of a graph on a thread, as the producer streams it (uncut.generation.StreamPlan)."""
+    """One run of a graph on a thread, as the producer streams it (uncut.producer.StreamPlan)."""
 
     def __init__(
         self,
@@ -313,7 +313,7 @@ class GraphRun:
         self._streamed = False
 
     def ended(self) -> None:
-        """The run is over (``Streams.run``'s ``on_end``): if it never reached ``stream`` (cancelled before its
+        """The run is over (``Streams.stream``'s ``on_end``): if it never reached ``stream`` (cancelled before its
         first byte: a response closed unread), its lease and records are settled here instead."""
         if self._streamed:
             return
@@ -333,8 +333,8 @@ class GraphRun:
             lease = take_lease(leases, lease_key(self.thread_id), lease_seconds)
             if lease is not None:
                 return lease
-            generation = self.server.streams.generations.get(self.run_id)
-            if generation is not None and generation.cancelled:  # without gevent a cancel cannot kill this wait
+            producer = self.server.streams.producers.get(self.run_id)
+            if producer is not None and producer.cancelled:  # without gevent a cancel cannot kill this wait
                 raise GeneratorExit
             time.sleep(LEASE_POLL_SECONDS)  # under gevent a cancel kills us here
 

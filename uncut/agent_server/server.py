@@ -8,7 +8,7 @@ LangGraph's SDKs send it (``langgraph_sdk``, ``@langchain/langgraph-sdk``,
 the ``Reply`` into their framework's response. Threads and runs belong to the
 ``owner`` the adapter names (an API key); another owner's are 404.
 
-A run is a ``Streams.run`` like any other (the producer greenlet, the log,
+A run is a ``Streams.stream`` like any other (the producer greenlet, the log,
 heartbeats, disconnect, budgets), streamed by ``GraphRun`` and framed by
 ``AgentFormat``; its id is its stream id, so ``GET .../runs/{id}/stream``
 with ``Last-Event-ID`` rejoins it on any worker sharing the store.
@@ -89,7 +89,7 @@ class Reply:
     body: Any = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     frames: Iterator[bytes] | None = None
-    generation: Any = None
+    producer: Any = None
     release: Callable[[], None] | None = None
 
     @property
@@ -103,7 +103,7 @@ class Reply:
     def stream_body(self, wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> StreamBody:
         """The body the server iterates and closes (``wrap``: the framework's request context, e.g. ``stream_with_context``)."""
         assert self.frames is not None
-        return StreamBody(wrap(self.frames) if wrap is not None else self.frames, self.generation, self.release)
+        return StreamBody(wrap(self.frames) if wrap is not None else self.frames, self.producer, self.release)
 
     def json_bytes(self) -> bytes:
         return b"" if self.status == 204 else json.dumps(self.body, ensure_ascii=False).encode()
@@ -720,7 +720,7 @@ class AgentServer:
             # which goes on to carry the client's next request (keep-alive).
             environ = request.environ if mode != "background" else {k: v for k, v in request.environ.items() if k not in SOCKET_KEYS}
             try:
-                relay = self.streams.run(
+                relay = self.streams.stream(
                     graph,
                     None,
                     surface="agent",
@@ -804,7 +804,7 @@ class AgentServer:
             None,
             [*HEADERS, *headers],
             frames=relay.frames(AgentFormat(run_id).frame),
-            generation=relay.generation,
+            producer=relay.producer,
             release=relay.release,
         )
 

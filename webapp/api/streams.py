@@ -3,7 +3,7 @@
 ``Last-Event-ID`` (the header a browser's EventSource sends when it
 reconnects, or ``?last_event_id=`` where headers cannot be set) names the
 stream and the last event the client has: ``<stream_id>:<seq>``. The client
-gets every later event and then the live tail; no new generation starts.
+gets every later event and then the live tail; no new producer starts.
 """
 
 from __future__ import annotations

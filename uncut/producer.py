@@ -67,16 +67,16 @@ class StreamStats:
         return now
 
     def report_tokens(self) -> None:
-        metrics().generation_tokens(self.tokens - self.tokens_reported)
+        metrics().tokens_streamed(self.tokens - self.tokens_reported)
         self.tokens_reported = self.tokens
 
     def finished(self) -> None:
-        """Report what the batches have not yet, once, when the generation ends (before its end event)."""
+        """Report what the batches have not yet, once, when the producer ends (before its end event)."""
         if self.reported_finish:
             return
         self.reported_finish = True
         self.report_tokens()
-        metrics().generation_finished(self.max_gap if self.tokens > 1 else None)
+        metrics().producer_finished(self.max_gap if self.tokens > 1 else None)
 
     def summary(self) -> dict[str, Any]:
         ttft = None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000)
@@ -116,7 +116,7 @@ class StreamPlan(Protocol):
 
 
 @dataclass(frozen=True)
-class RunBudget:
+class StreamBudget:
     """What one run may use, whoever reads it and however often they reconnect: None is no bound."""
 
     max_seconds: float | None = None
@@ -124,7 +124,7 @@ class RunBudget:
     max_bytes: int | None = None
 
 
-class Generation:
+class Producer:
     """One run of a Runnable, feeding one event log, and what happens when its readers leave.
 
     Readers ``attach`` and ``detach``. When the last one leaves: with the
@@ -151,7 +151,7 @@ class Generation:
         grace_seconds: float = 15.0,
         remote_reader: Callable[[str], bool] | None = None,
         shutdown_notice: bool = True,
-        budget: RunBudget = RunBudget(),
+        budget: StreamBudget = StreamBudget(),
         on_end: Callable[[], None] | None = None,
         stall: StallLimits = StallLimits(),
         plan: StreamPlan | None = None,
@@ -209,14 +209,14 @@ class Generation:
     def stream_id(self) -> str:
         return self.log.stream_id
 
-    def start(self) -> "Generation":
+    def start(self) -> "Producer":
         with self._lock:
             if self._task is None:
                 self._task = spawn(self._produce)
                 if self._task.greenlet is not None:  # a greenlet killed before it ran never reaches its finally
                     self._task.greenlet.link(lambda _: self._run_over())
                 if self._shutdown_notice:
-                    SHUTDOWN.register_generation(self)
+                    SHUTDOWN.register_producer(self)
         return self
 
     @property
@@ -304,7 +304,7 @@ class Generation:
             self._task.kill()
             if self._task_greenlets is not None:
                 self._task_greenlets.kill(spare=self._task.greenlet)
-        SHUTDOWN.unregister_generation(self)
+        SHUTDOWN.unregister_producer(self)
         if self._task is None:
             self._run_over()  # it never started: nothing else will
 
@@ -391,5 +391,5 @@ class Generation:
                 pass
             self._stall.stop()
             self.stats.finished()
-            SHUTDOWN.unregister_generation(self)
+            SHUTDOWN.unregister_producer(self)
             self._run_over()
