@@ -8,7 +8,8 @@ The public API is what these modules list in ``__all__`` (pinned by
 tests/unit/test_public_api.py); import from them only:
 
 - ``uncut``: the core (``Streams``, ``StreamOptions``, ``StreamArgs``, the
-  in-memory store, the errors a caller catches);
+  in-memory store, the errors a caller catches, and their base
+  ``UncutError``: ``except uncut.UncutError`` catches every one);
 - ``uncut.flask``, ``uncut.django``, ``uncut.wsgi``: the adapters, one
   function per way of streaming, each taking ``**StreamArgs`` and each
   with a ``refusal_response``;
@@ -31,14 +32,14 @@ Every other module (``uncut.streams``, ``uncut.relay``, ``uncut.producer``,
 "Internal:", and it may change in any release.
 """
 
-from uncut.errors import StreamNotFound, StreamRefused
+from uncut.errors import StreamNotFound, StreamRefused, UncutError
 from uncut.eventlog import MemoryStore, StoreUnavailable
 from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.scripted import ScriptedChatModel
 from uncut.streams import CONTENT_TYPES, HEADERS, EventLogStore, StreamBody, Streams
 from uncut.threads import ThreadError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "CONTENT_TYPES",
@@ -55,5 +56,6 @@ __all__ = [
     "StreamRefused",
     "Streams",
     "ThreadError",
+    "UncutError",
     "__version__",
 ]

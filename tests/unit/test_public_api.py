@@ -37,6 +37,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "StreamRefused",
         "Streams",
         "ThreadError",
+        "UncutError",
         "__version__",
     ],
     "uncut.flask": [
