@@ -676,20 +676,8 @@ class AgentServer:
             elif run.multitask in ("interrupt", "rollback"):
                 replaces = self._active_runs(request.owner, thread_id)
             run_id = str(uuid.uuid4())
-            now = now_iso()
-            record = {
-                "run_id": run_id,
-                "thread_id": thread_id,
-                "assistant_id": run.assistant_id,
-                "created_at": now,
-                "updated_at": now,
-                "status": "pending",
-                "metadata": run.metadata,
-                "multitask_strategy": run.multitask,
-                "kwargs": {},
-            }
             self._prune_runs(request.owner, thread_id)
-            self.records.put("run", run_id, request.owner, thread_id, record)
+            self.records.put("run", run_id, request.owner, thread_id, new_run_record(run, run_id, thread_id))
             plan = GraphRun(
                 self,
                 run,
@@ -701,21 +689,7 @@ class AgentServer:
                 replaces=replaces,
                 temporary=temporary,
             )
-            # run.config holds only RunnableConfig's keys (runs._config admits no others)
-            config = cast(
-                RunnableConfig,
-                {
-                    **run.config,
-                    "metadata": {
-                        **(run.config.get("metadata") or {}),
-                        **run.metadata,
-                        "run_id": run_id,
-                        "thread_id": thread_id,
-                        "graph_id": run.graph_id,
-                        "assistant_id": run.assistant_id,
-                    },
-                },
-            )
+            config = run_config(run, run_id, thread_id)
             # A background run's relay is read here, by nobody: it must not watch the request's socket,
             # which goes on to carry the client's next request (keep-alive).
             environ = request.environ if mode != "background" else {k: v for k, v in request.environ.items() if k not in SOCKET_KEYS}
@@ -980,3 +954,32 @@ def _langgraph_version() -> str | None:
         return version("langgraph")
     except PackageNotFoundError:
         return None
+
+
+def new_run_record(run: RunRequest, run_id: str, thread_id: str) -> dict[str, Any]:
+    """A run as the API lists it, before it starts."""
+    now = now_iso()
+    return {
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "assistant_id": run.assistant_id,
+        "created_at": now,
+        "updated_at": now,
+        "status": "pending",
+        "metadata": run.metadata,
+        "multitask_strategy": run.multitask,
+        "kwargs": {},
+    }
+
+
+def run_config(run: RunRequest, run_id: str, thread_id: str) -> RunnableConfig:
+    """The run's own config, its metadata naming the run, thread, graph and assistant (as LangGraph's server does)."""
+    metadata = {
+        **(run.config.get("metadata") or {}),
+        **run.metadata,
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "graph_id": run.graph_id,
+        "assistant_id": run.assistant_id,
+    }
+    return cast(RunnableConfig, {**run.config, "metadata": metadata})  # run.config holds only RunnableConfig's keys (runs._config)
