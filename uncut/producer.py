@@ -26,7 +26,7 @@ from uncut.graphs import STREAM_MODES, GraphEvents, TaskGreenlets, is_graph
 from uncut.options import DISCONNECT_POLICIES
 from uncut.shutdown import SHUTDOWN
 from uncut.stall import StallLimits, StallWatch
-from uncut.telemetry import metrics
+from uncut.telemetry import NO_TRACE, StreamTrace, metrics
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ class Producer:
         stall: StallLimits = StallLimits(),
         plan: StreamPlan | None = None,
         detached: bool = False,
+        trace: StreamTrace = NO_TRACE,
     ) -> None:
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect={on_disconnect!r}: must be one of {', '.join(DISCONNECT_POLICIES)}")
@@ -165,6 +166,7 @@ class Producer:
         self.on_disconnect = on_disconnect
         self.plan = plan
         self.detached = detached  # runs to its end (or its budget) whether or not anyone reads it
+        self.trace = trace  # the span of the response that started it: current in the producer's greenlet
         self.grace_seconds = grace_seconds
         self._remote_reader = remote_reader or _nobody_elsewhere  # readers in other processes, through a shared store
         self._shutdown_notice = shutdown_notice  # end with server_shutdown before a draining worker's cutoff
@@ -353,6 +355,10 @@ class Producer:
         return end
 
     def _produce(self) -> None:
+        with self.trace.producing():  # a greenlet starts with no context of its own: give it the stream's span
+            self._produce_traced()
+
+    def _produce_traced(self) -> None:
         iterator: Iterator[Any] | None = None
         if self.plan is not None:
             events = self.plan.events(self._emit)

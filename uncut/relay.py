@@ -75,6 +75,7 @@ class Relay:
         self.bytes_sent = 0  # of frames (not heartbeats), counted against max_stream_bytes
         self._writing_since: float | None = None
         self._watch: SocketWatch | None = None
+        self._began = False  # _batches ran: its finally reports; else close_unread does
         self._id_prefix = f"{log.stream_id}:"  # an SSE id is "<stream id>:<seq>"
 
     @property
@@ -235,6 +236,7 @@ class Relay:
 
     def _begin_reading(self, shutdown: ShutdownNotice | None) -> None:
         """Count this reader on the producer, watch the client's socket, hear a drain."""
+        self._began = True
         if self.producer is not None:
             self.producer.attach()
         if self._socket is not None and self.options.watch_disconnect:
@@ -297,6 +299,13 @@ class Relay:
             if self.outcome == "server_error":
                 self.producer.cancel()
             self.producer.detach(resumable=self.resumable and self.outcome != "server_error")
+        self._report()
+
+    def close_unread(self) -> None:
+        """The server closed the body before its first byte: this reader's response ends here, and says so once."""
+        if self._began or self.outcome is not None:
+            return
+        self.outcome = "client_disconnected"
         self._report()
 
     def _write_stalled(self) -> bool:

@@ -39,7 +39,7 @@ from uncut.options import StreamOptions
 from uncut.producer import Producer, StreamBudget, StreamPlan
 from uncut.relay import Relay
 from uncut.stall import StallLimits
-from uncut.telemetry import metrics
+from uncut.telemetry import NO_TRACE, StreamTrace, metrics, tracer, tracing
 from uncut.threads import NOTHING, ThreadBusy, plan_turn
 from uncut.ui_messages import HEADERS as UI_HEADERS
 from uncut.ui_messages import UIMessageFormat
@@ -125,12 +125,19 @@ class StreamBody:
     holding its slot. This ``close()`` always runs.
     """
 
-    __slots__ = ("_frames", "_producer", "_release")
+    __slots__ = ("_frames", "_producer", "_release", "_unread")
 
-    def __init__(self, frames: Iterator[bytes], producer: Producer | None, release: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        frames: Iterator[bytes],
+        producer: Producer | None,
+        release: Callable[[], None] | None = None,
+        unread: Callable[[], None] | None = None,
+    ) -> None:
         self._frames = frames
         self._producer = producer
         self._release = release
+        self._unread = unread  # the relay's close_unread: a response closed before its first byte still ends
 
     def __iter__(self) -> Iterator[bytes]:
         return self._frames
@@ -143,6 +150,8 @@ class StreamBody:
         finally:
             if self._release is not None:
                 self._release()  # a reader's slot, also when its body never started
+            if self._unread is not None:
+                self._unread()
             producer = self._producer
             if producer is not None and not producer.started:
                 producer.cancel()
@@ -210,6 +219,7 @@ class Streams:
         plan: StreamPlan | None = None,
         detached: bool = False,
         limiter: StreamLimiter | None = None,
+        trace: StreamTrace = NO_TRACE,
     ) -> Producer:
         """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
 
@@ -237,6 +247,7 @@ class Streams:
                 stall=StallLimits(options.first_chunk_timeout_seconds, options.between_chunks_timeout_seconds),
                 plan=plan,
                 detached=detached,
+                trace=trace,
             )
         except BaseException:
             admitted()
@@ -271,6 +282,7 @@ class Streams:
         environ: Mapping[str, Any],
         labels: dict[str, Any],
         summary_fields: Mapping[str, Any] | None,
+        trace: StreamTrace = NO_TRACE,
         **relay_args: Any,
     ) -> Relay:
         metrics().stream_started(surface)
@@ -280,7 +292,9 @@ class Streams:
         def on_finish(summary: dict[str, Any]) -> None:
             metrics().stream_finished(surface, summary["outcome"])
             metrics().heartbeats_sent(summary.get("heartbeats", 0))
-            on_summary({**summary, **fields})
+            whole = {**summary, **fields}
+            trace.finished(whole)
+            on_summary(whole)
 
         return Relay(log, options, client_socket=client_socket(environ), on_finish=on_finish, **relay_args)
 
@@ -329,26 +343,34 @@ class Streams:
         if surface not in SURFACES:
             raise ValueError(f"surface={surface!r}: must be one of {', '.join(SURFACES)}")
         options = self.options_with(overrides)
-        run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])  # refuses async handlers before a slot is taken
         labels = {**self.metadata, **(metadata or {})}
         resumable = surface in RESUMABLE
-        producer = self._new_producer(
-            options,
-            runnable,
-            input,
-            owner=owner,
-            client=client,
-            run_config=run_config,
-            labels=labels,
-            kept=resumable,
-            environ=environ,
-            on_end=on_end,
-            start_data=start_data,
-            stream_id=stream_id,
-            plan=plan,
-            detached=detached,
-            limiter=limiter,
-        )
+        stream_id = stream_id or new_stream_id()
+        trace = tracer().response("stream", surface=surface, stream_id=stream_id, labels=labels, environ=environ or {})
+        try:
+            # refuses async handlers before a slot is taken
+            run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks, *trace.handlers()])
+            producer = self._new_producer(
+                options,
+                runnable,
+                input,
+                owner=owner,
+                client=client,
+                run_config=run_config,
+                labels=labels,
+                kept=resumable,
+                environ=environ,
+                on_end=on_end,
+                start_data=start_data if trace.traceparent is None else {**(start_data or {}), "traceparent": trace.traceparent},
+                stream_id=stream_id,
+                plan=plan,
+                detached=detached,
+                limiter=limiter,
+                trace=trace,
+            )
+        except BaseException as exc:
+            trace.finished({"stream_id": stream_id, "outcome": "rejected" if isinstance(exc, StreamRefused) else "server_error"})
+            raise
         relay = self._relay(
             producer.log,
             options,
@@ -356,6 +378,7 @@ class Streams:
             environ or {},
             labels,
             summary_fields,
+            trace=trace,
             producer=producer,
             resumable=resumable,
             move_on_shutdown=resumable and self.store.shared,
@@ -512,14 +535,20 @@ class Streams:
         admitted = self.readers.try_acquire(client)
         if isinstance(admitted, Refusal):
             raise StreamRefused(admitted)
+        labels = dict(self.metadata)
+        trace: StreamTrace = NO_TRACE
+        if tracing():
+            origin = self._traceparent_of(log)
+            trace = tracer().response("resume", surface=surface, stream_id=stream_id, labels=labels, environ=environ or {}, origin=origin)
         try:
             relay = self._relay(
                 log,
                 options,
                 surface,
                 environ or {},
-                dict(self.metadata),
+                labels,
                 summary_fields,
+                trace=trace,
                 producer=self.producers.get(stream_id),
                 after=after,
                 resumable=True,
@@ -528,9 +557,24 @@ class Streams:
             )
         except BaseException:
             admitted()
+            trace.finished({"stream_id": stream_id, "outcome": "server_error"})
             raise
         metrics().stream_resumed()
         return relay
+
+    def _traceparent_of(self, log: EventLog) -> str | None:
+        """The trace of the response that started the stream, from its start event (kept with the stream, on any worker)."""
+        producer = self.producers.get(log.stream_id)
+        if producer is not None:
+            return producer.trace.traceparent
+        try:
+            first = log.read_after(-1, 0.5)[:1]
+        except Exception:  # noqa: BLE001 - a trace link is worth no failed resume
+            return None
+        if first and first[0].kind == "start":
+            traceparent = first[0].data.get("traceparent")
+            return traceparent if isinstance(traceparent, str) else None
+        return None
 
     # -- chats (the AI SDK's resume) ----------------------------------------------------
 
@@ -668,7 +712,7 @@ class Streams:
             frames = relay.frames(ResponsesFormat(relay.stream_id, dict(echo or {})).frame)
         else:
             frames = relay.sse_frames()
-        return StreamBody(wrap(frames) if wrap is not None else frames, relay.producer, relay.release)
+        return StreamBody(wrap(frames) if wrap is not None else frames, relay.producer, relay.release, relay.close_unread)
 
     # -- the names before 0.3 (one word for a stream: docs/ARCHITECTURE.md, "Glossary") -------
 

@@ -15,7 +15,7 @@ from flask import Flask
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 
-from uncut import EventLogStore, prometheus
+from uncut import EventLogStore
 from uncut.callbacks import check_sync_handlers
 from uncut.eventlog import MemoryStore, StoreUnavailable
 from uncut.flask import Streaming
@@ -28,6 +28,7 @@ from webapp.config import ConfigError, Settings, describe, load_settings
 from webapp.errors import ApiError, register_error_handlers
 from webapp.identity import client_identity
 from webapp.logs import configure_logging, install_request_ids, log_stream_summary, summary_fields
+from webapp.observability import install_telemetry
 from webapp.providers import build_chat_model, warm_up
 from webapp.thread_store import ThreadLeases, Threads, ThreadStore, open_thread_store
 
@@ -141,7 +142,7 @@ def _install_streaming(app: Flask, settings: Settings, model: BaseChatModel, wor
         lambda: build_thread_store(settings), lambda checkpointer: build_thread_agent(model, settings.agent_slow_tool_seconds, checkpointer)
     )
     app.extensions[STATE_KEY] = ServiceState(settings=settings, chat_model=model, agent=agent, worker=worker, threads=threads)
-    prometheus.install(prefix="webapp")  # the service's metric names, webapp_streams_started and so on
+    install_telemetry(settings)  # Prometheus, OpenTelemetry or both (webapp/observability.py)
     Streaming(
         app,
         store=build_store(settings),

@@ -18,6 +18,7 @@ from uncut.redis_config import STORE_RETRY_SECONDS, masked, parse_store_url
 DEFAULTS = StreamOptions()  # the library's defaults: the service changes only what it says it changes
 
 PROVIDERS = ("scripted", "openai")
+METRICS_SINKS = ("prometheus", "otel", "both")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
@@ -196,6 +197,8 @@ class Settings:
     allow_sync_worker: bool = False
     log_format: str = "json"
     log_level: str = "INFO"
+    otel: bool = False
+    metrics: str = "prometheus"
 
     def setting_name(self, option: str) -> str:
         """The environment variable that sets ``option`` (the doctor's messages name it)."""
@@ -520,6 +523,19 @@ SETTINGS: dict[str, Setting] = {
         "WEBAPP_LOG_LEVEL",
         lambda n, r: _choice(n, r, LOG_LEVELS, upper=True),
         "Level of the `webapp` loggers (stderr, i.e. gunicorn's error log).",
+    ),
+    "otel": Setting(
+        "WEBAPP_OTEL",
+        _bool,
+        "OpenTelemetry traces: a span per stream, as long as the stream, with the model, tool and step calls under it "
+        "(needs `uncut[otel]`). The exporter is OTLP over HTTP, set by the standard `OTEL_*` variables "
+        "(`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`; `OTEL_TRACES_EXPORTER=none`: no exporter).",
+    ),
+    "metrics": Setting(
+        "WEBAPP_METRICS",
+        lambda n, r: _choice(n, r, METRICS_SINKS),
+        "Where stream metrics go: `prometheus` (`/metrics`), `otel` (the GenAI metrics over OTLP, by "
+        "`OTEL_METRICS_EXPORTER` and `OTEL_EXPORTER_OTLP_ENDPOINT`), or `both`.",
     ),
 }
 

@@ -47,6 +47,7 @@ RUN_END_WAIT_SECONDS = 5.0  # after a run's terminal event, how long its record 
 THREAD_STATUSES = ("idle", "busy", "interrupted", "error")
 RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
 SOCKET_KEYS = ("gunicorn.socket", "gunicorn.sock", "werkzeug.socket")
+UNREAD_KEYS = (*SOCKET_KEYS, "opentelemetry-flask.span_key", "opentelemetry-flask.activation_key")
 NOT_SERVED = (
     "not served here: this server serves the assistants (one per graph, read-only), threads, runs and stateless runs"
     " of the Agent Server API; not assistant writes, crons, the store, thread copy or thread streams"
@@ -91,6 +92,7 @@ class Reply:
     frames: Iterator[bytes] | None = None
     producer: Any = None
     release: Callable[[], None] | None = None
+    unread: Callable[[], None] | None = None
 
     @property
     def streaming(self) -> bool:
@@ -103,7 +105,7 @@ class Reply:
     def stream_body(self, wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> StreamBody:
         """The body the server iterates and closes (``wrap``: the framework's request context, e.g. ``stream_with_context``)."""
         assert self.frames is not None
-        return StreamBody(wrap(self.frames) if wrap is not None else self.frames, self.producer, self.release)
+        return StreamBody(wrap(self.frames) if wrap is not None else self.frames, self.producer, self.release, self.unread)
 
     def json_bytes(self) -> bytes:
         return b"" if self.status == 204 else json.dumps(self.body, ensure_ascii=False).encode()
@@ -692,7 +694,8 @@ class AgentServer:
             config = run_config(run, run_id, thread_id)
             # A background run's relay is read here, by nobody: it must not watch the request's socket,
             # which goes on to carry the client's next request (keep-alive).
-            environ = request.environ if mode != "background" else {k: v for k, v in request.environ.items() if k not in SOCKET_KEYS}
+            # Nor may it keep the request's trace span open (uncut.otel takes a framework's request span over).
+            environ = request.environ if mode != "background" else {k: v for k, v in request.environ.items() if k not in UNREAD_KEYS}
             try:
                 relay = self.streams.stream(
                     graph,
@@ -780,6 +783,7 @@ class AgentServer:
             frames=relay.frames(AgentFormat(run_id).frame),
             producer=relay.producer,
             release=relay.release,
+            unread=relay.close_unread,
         )
 
     def _final(self, owner: str, run_id: str, thread_id: str | None, last: Any, headers: list[tuple[str, str]]) -> Reply:
