@@ -21,7 +21,8 @@ tests/unit/test_public_api.py); import from them only:
 - ``uncut.threads``, ``uncut.ui_request``: LangGraph threads and the AI
   SDK's chat request, and their refusals;
 - ``uncut.scripted``: a chat model that needs no provider;
-- ``uncut.callbacks``, ``uncut.telemetry``, ``uncut.prometheus``: hooks;
+- ``uncut.callbacks``, ``uncut.telemetry``, ``uncut.prometheus``, ``uncut.otel``: hooks
+  (``uncut.otel`` needs ``uncut[otel]``);
 - ``uncut.gate``, ``uncut.gunicorn``, ``uncut.upstream_client``: serving
   (admission before the framework, the worker, the openai client);
 - ``uncut.doctor``, ``uncut.probe``: the command-line checks.

@@ -198,18 +198,18 @@ class OtelTrace:
         if self._ended:
             return
         self._ended = True
-        outcome = str(summary.get("outcome") or "unknown")
+        ended_as = str(summary["outcome"])
         duration = time.monotonic() - self.started
         span = self.span
         span.set_attributes(_summary_attributes(summary))
-        if outcome == "completed":
+        if ended_as == "completed":
             span.set_status(Status(StatusCode.OK))
         else:
-            span.set_attribute("error.type", outcome)
-            span.set_status(Status(StatusCode.ERROR, outcome))
+            span.set_attribute("error.type", ended_as)
+            span.set_status(Status(StatusCode.ERROR, ended_as))
         span.end()
         if self.instruments is not None:
-            self._record(summary, outcome, duration)
+            self._record(summary, ended_as, duration)
 
     def _record(self, summary: Mapping[str, Any], outcome: str, duration: float) -> None:
         instruments = self.instruments
@@ -439,7 +439,7 @@ def _model_attributes(labels: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _summary_attributes(summary: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"uncut.outcome": str(summary.get("outcome"))}
+    out: dict[str, Any] = {"uncut.outcome": str(summary["outcome"])}
     if summary.get("ttft_ms") is not None:
         out["gen_ai.response.time_to_first_chunk"] = summary["ttft_ms"] / 1000
     for key, name in (

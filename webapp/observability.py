@@ -30,10 +30,10 @@ def install_telemetry(settings: Settings) -> None:
         use_tracer(NoTracer())
         return
     try:
-        from uncut import otel
+        from uncut.otel import install as install_otel
     except ImportError as exc:
         raise ConfigError(f"WEBAPP_OTEL / WEBAPP_METRICS=otel need OpenTelemetry: pip install 'uncut[otel]' ({exc})") from exc
-    otel.install(_tracer_provider(settings.otel), _meter_provider() if otel_metrics else None, metrics=otel_metrics)
+    install_otel(_tracer_provider(settings.otel), _meter_provider() if otel_metrics else None, metrics=otel_metrics)
 
 
 def _resource() -> Any:

@@ -170,6 +170,7 @@ PUBLIC_API: dict[str, list[str]] = {
     "uncut.ui_request": ["Approval", "InvalidUIRequest", "UIChatRequest", "chat_thread_id", "parse_ui_chat", "valid_chat_id"],
     "uncut.scripted": ["ScriptedChatModel", "ScriptedModelError"],
     "uncut.callbacks": ["AsyncCallbackError", "check_sync_handlers"],
+    "uncut.otel": ["OtelTracer", "install", "uninstall"],
     "uncut.telemetry": [
         "NoMetrics",
         "NoTracer",
