@@ -31,7 +31,19 @@ from tests.support.servers import ROOT, clean_environ, free_port
 
 pytestmark = pytest.mark.e2e
 
-FORBIDDEN = ("flask", "werkzeug", "django", "gevent", "greenlet", "gunicorn", "redis", "prometheus_client", "langgraph", "openai", "opentelemetry")
+FORBIDDEN = (
+    "flask",
+    "werkzeug",
+    "django",
+    "gevent",
+    "greenlet",
+    "gunicorn",
+    "redis",
+    "prometheus_client",
+    "langgraph",
+    "openai",
+    "opentelemetry",
+)
 CORE = (
     "uncut",
     "uncut.options",
