@@ -31,7 +31,7 @@ from uncut.options import StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
 from uncut.streams import CONTENT_TYPES, Streams, headers_for
-from uncut.telemetry import metrics
+from uncut.telemetry import metrics, otel_switch
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
 
@@ -62,7 +62,7 @@ __all__ = [
     "ui_thread_response",
 ]
 
-OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA")  # settings.UNCUT keys that are objects, not options
+OBJECTS = ("STORE", "LEASES", "CALLBACKS", "METADATA", "OTEL")  # settings.UNCUT keys that are not StreamOptions
 _GZIP = re.compile(r"\s*(x-)?gzip\s*(;[^,]*)?,?", re.IGNORECASE)
 
 
@@ -71,6 +71,7 @@ def streams() -> Streams:
     """The project's streaming state, built from ``settings.UNCUT`` on first use."""
     configured: Mapping[str, Any] = getattr(settings, "UNCUT", {}) or {}
     options = StreamOptions.from_mapping(StreamOptions(), {k: v for k, v in configured.items() if k not in OBJECTS})
+    otel_switch(configured.get("OTEL"), "settings.UNCUT['OTEL']")
     return Streams(
         options,
         store=configured.get("STORE"),

@@ -32,7 +32,7 @@ from uncut.options import OptionError, StreamArgs, StreamOptions
 from uncut.relay import Relay
 from uncut.replies import Whole, whole_answer, whole_completion, whole_response
 from uncut.streams import CONTENT_TYPES, EventLogStore, Streams, headers_for, log_summary
-from uncut.telemetry import metrics
+from uncut.telemetry import metrics, otel_switch
 from uncut.threads import NOTHING, ThreadError
 from uncut.ui_request import UIChatRequest
 
@@ -68,6 +68,7 @@ __all__ = [
 
 EXTENSION_KEY = "uncut"
 CONFIG_PREFIX = "UNCUT_"
+OTEL_KEY = "UNCUT_OTEL"  # true: OpenTelemetry traces and GenAI metrics (uncut.otel, uncut[otel])
 
 
 def _no_owner() -> str | None:
@@ -118,7 +119,8 @@ class Streaming:
     ``Streaming(app, heartbeat_seconds=10)`` or ``streaming.init_app(app)``
     in a factory. Keyword arguments are ``StreamOptions`` fields; the
     ``app.config`` keys ``UNCUT_<FIELD>`` (``UNCUT_HEARTBEAT_SECONDS``...)
-    override them, and a bad value stops ``init_app`` naming the key.
+    override them, and a bad value stops ``init_app`` naming the key;
+    ``UNCUT_OTEL = True`` switches OpenTelemetry on (``uncut.otel``).
     Callbacks run on every stream, wrapped so they cannot cut it; async
     handlers are refused here, at start-up. ``owner`` (who starts a run:
     only they may follow or cancel it), ``client`` (whose share of
@@ -153,14 +155,16 @@ class Streaming:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
+        settings = {key: value for key, value in app.config.items() if key != OTEL_KEY}
         try:
-            options = StreamOptions.from_mapping(self.options, app.config, prefix=CONFIG_PREFIX)
+            options = StreamOptions.from_mapping(self.options, settings, prefix=CONFIG_PREFIX)
         except OptionError as exc:
             raise ValueError(f"app.config[{exc.name!r}]={exc.value!r}: {exc.rule}") from None
         streams = Streams(
             options, callbacks=self.callbacks, metadata=self.metadata, store=self.store, leases=self.leases, on_summary=self.on_summary
         )
         app.extensions[EXTENSION_KEY] = _AppStreams(streams, self.owner, self.client, self.summary_fields)
+        otel_switch(app.config.get(OTEL_KEY), f"app.config[{OTEL_KEY!r}]")
 
 
 def refusal_response(refused: StreamRefused | ThreadError, surface: str = "sse") -> Response:

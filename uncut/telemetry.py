@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Mapping, Protocol, Sequence
 
 from uncut.errors import OUTCOMES as _OUTCOMES
+from uncut.options import parse_bool
 
 __all__ = [
     "NoMetrics",
@@ -26,6 +27,7 @@ __all__ = [
     "StreamTracer",
     "add_metrics",
     "metrics",
+    "otel_switch",
     "tracer",
     "tracing",
     "use_metrics",
@@ -215,6 +217,28 @@ def tracer() -> StreamTracer:
 def tracing() -> bool:
     """Whether a tracer is installed (a resume then looks up its stream's trace)."""
     return not isinstance(_tracer, NoTracer)
+
+
+def otel_switch(value: Any, where: str) -> None:
+    """``UNCUT_OTEL`` (Flask's app.config) / ``settings.UNCUT["OTEL"]`` (Django): true installs ``uncut.otel``.
+
+    It uses OpenTelemetry's global providers (set them up, or run under
+    ``opentelemetry-instrument``); OpenTelemetry is imported only here, and
+    only when switched on.
+    """
+    if value is None:
+        return
+    try:
+        wanted = parse_bool(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}={value!r}: {exc}") from None
+    if not wanted:
+        return
+    try:
+        from uncut.otel import install
+    except ImportError as exc:
+        raise ValueError(f"{where}: OpenTelemetry is not installed: pip install 'uncut[otel]' ({exc})") from None
+    install()
 
 
 def use_tracer(new: StreamTracer) -> None:

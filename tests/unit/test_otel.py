@@ -133,3 +133,24 @@ def test_off_is_nothing() -> None:
     assert isinstance(tracer(), NoTracer)
     events, _ = read_all(Streams().stream(ScriptedChatModel(tokens=2, ttft=0, interval=0), "hi"))
     assert "traceparent" not in events[0].data
+
+
+def test_flask_config_switches_it_on_and_a_bad_value_names_the_key() -> None:
+    from flask import Flask
+
+    from uncut.flask import Streaming
+    from uncut.otel import OtelTracer
+
+    app = Flask(__name__)
+    app.config["UNCUT_OTEL"] = "maybe"
+    with pytest.raises(ValueError, match=r"app.config\['UNCUT_OTEL'\]='maybe'"):
+        Streaming(app)
+    app.config["UNCUT_OTEL"] = "true"
+    try:
+        Streaming(app)
+        assert isinstance(tracer(), OtelTracer)
+    finally:
+        otel.uninstall()
+    app.config["UNCUT_OTEL"] = False
+    Streaming(app)
+    assert isinstance(tracer(), NoTracer)

@@ -180,6 +180,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "StreamTracer",
         "add_metrics",
         "metrics",
+        "otel_switch",
         "tracer",
         "tracing",
         "use_metrics",
