@@ -213,23 +213,7 @@ def _echoed(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> ResponsesRequest:
-    if not isinstance(body, dict):
-        raise _fail("the body must be a JSON object", None)
-    for name in body:
-        if name not in ACCEPTED and name != "previous_response_id":
-            raise InvalidCompletionRequest(f"Unsupported parameter: {name!r}.", name, code="unsupported_parameter")
-    if body.get("previous_response_id") is not None:
-        raise InvalidCompletionRequest(
-            "previous_response_id is not supported: this server keeps no responses. Send the whole conversation in input.",
-            "previous_response_id",
-            code="unsupported_parameter",
-        )
-    if body.get("store") not in (None, False):
-        raise InvalidCompletionRequest(
-            "store must be false: this server keeps no responses.",
-            "store",
-            code="unsupported_parameter",
-        )
+    _check_parameters(body)
     model = model_param(body)
     instructions = body.get("instructions")
     if instructions is not None and (not isinstance(instructions, str) or len(instructions) > limits.max_message_chars):
@@ -243,20 +227,7 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
     tools = _flat_tools(body.get("tools"))
     tool_choice = _tool_choice(body.get("tool_choice"), tools)
 
-    chat, origin, call_items = _items_as_chat(body.get("input"))
-    if len(chat) > limits.max_messages:
-        raise _fail(f"input has more than {limits.max_messages} messages", "input")
-    try:
-        messages = convert_messages(chat, limits)
-    except InvalidCompletionRequest as exc:  # the checks name chat messages; the client sent input items
-
-        def item(match: re.Match[str]) -> str:
-            message, call, field = match.group(1), match.group(2), match.group(3)
-            if call is not None and (int(message), int(call)) in call_items:  # a function_call item's own field
-                return f"input[{call_items[(int(message), int(call))]}].{_CALL_FIELDS.get(field, field)}"
-            return f"input[{origin[int(message)]}]"
-
-        raise _fail(_CHAT_MESSAGE.sub(item, str(exc)), _CHAT_MESSAGE.sub(item, exc.param or "input")) from None
+    messages = _input_messages(body.get("input"), limits)
     if instructions:
         messages = [SystemMessage(instructions), *messages]
 
@@ -276,6 +247,45 @@ def parse_responses_request(body: Any, limits: ChatLimits, max_tokens: int) -> R
         **_echoed(body),
     }
     return ResponsesRequest(model, messages, stream, params, tools, tool_choice, parallel, echo)
+
+
+def _check_parameters(body: Any) -> None:
+    """A JSON object of parameters this server serves: none it would ignore, none that need a stored response."""
+    if not isinstance(body, dict):
+        raise _fail("the body must be a JSON object", None)
+    for name in body:
+        if name not in ACCEPTED and name != "previous_response_id":
+            raise InvalidCompletionRequest(f"Unsupported parameter: {name!r}.", name, code="unsupported_parameter")
+    if body.get("previous_response_id") is not None:
+        raise InvalidCompletionRequest(
+            "previous_response_id is not supported: this server keeps no responses. Send the whole conversation in input.",
+            "previous_response_id",
+            code="unsupported_parameter",
+        )
+    if body.get("store") not in (None, False):
+        raise InvalidCompletionRequest(
+            "store must be false: this server keeps no responses.",
+            "store",
+            code="unsupported_parameter",
+        )
+
+
+def _input_messages(items: Any, limits: ChatLimits) -> list[Any]:
+    """``input`` as checked chat messages; an error names the client's input item, not the chat message made of it."""
+    chat, origin, call_items = _items_as_chat(items)
+    if len(chat) > limits.max_messages:
+        raise _fail(f"input has more than {limits.max_messages} messages", "input")
+    try:
+        return convert_messages(chat, limits)
+    except InvalidCompletionRequest as exc:
+
+        def item(match: re.Match[str]) -> str:
+            message, call, field = match.group(1), match.group(2), match.group(3)
+            if call is not None and (int(message), int(call)) in call_items:  # a function_call item's own field
+                return f"input[{call_items[(int(message), int(call))]}].{_CALL_FIELDS.get(field, field)}"
+            return f"input[{origin[int(message)]}]"
+
+        raise _fail(_CHAT_MESSAGE.sub(item, str(exc)), _CHAT_MESSAGE.sub(item, exc.param or "input")) from None
 
 
 def _echo_choice(choice: str | dict[str, Any] | None) -> Any:
