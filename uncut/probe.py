@@ -127,6 +127,34 @@ class _Reader:
         report.arrivals.append(Arrival(at, kind, f"{event.id or ''} {event.data[:40]}".strip()))
 
 
+_REPORTED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "cache-control",
+        "x-accel-buffering",
+        "x-request-id",
+        "connection",
+        "server",
+    }
+)
+
+
+def _request(headers: Sequence[str], data: str | None, json_body: str | None) -> tuple[dict[str, str], bytes | None]:
+    """The request's headers (``Name: value`` strings over the defaults) and body; a bad ``--json`` raises here."""
+    request_headers = {"Accept": "text/event-stream, text/plain;q=0.9, */*;q=0.5", "Accept-Encoding": "gzip"}
+    for header in headers:
+        name, _, value = header.partition(":")
+        request_headers[name.strip()] = value.strip()
+    if json_body is not None:
+        json.loads(json_body)  # a usage error
+        request_headers.setdefault("Content-Type", "application/json")
+        return request_headers, json_body.encode()
+    return request_headers, None if data is None else data.encode()
+
+
 def probe(
     url: str,
     *,
@@ -138,17 +166,7 @@ def probe(
 ) -> Report:
     """Send the request, read the stream to its end (or the timeout), and record everything."""
     report = Report(url=url)
-    request_headers = {"Accept": "text/event-stream, text/plain;q=0.9, */*;q=0.5", "Accept-Encoding": "gzip"}
-    for header in headers:
-        name, _, value = header.partition(":")
-        request_headers[name.strip()] = value.strip()
-    content = None
-    if json_body is not None:
-        json.loads(json_body)  # a bad --json is a usage error, raised here
-        content = json_body.encode()
-        request_headers.setdefault("Content-Type", "application/json")
-    elif data is not None:
-        content = data.encode()
+    request_headers, content = _request(headers, data, json_body)
     method = method or ("POST" if content is not None else "GET")
 
     started = time.monotonic()
@@ -158,22 +176,7 @@ def probe(
             with client.stream(method, url, content=content, headers=request_headers) as response:
                 report.status = response.status_code
                 report.http_version = response.http_version
-                report.headers = {
-                    k: v
-                    for k, v in response.headers.items()
-                    if k
-                    in (
-                        "content-type",
-                        "content-length",
-                        "content-encoding",
-                        "transfer-encoding",
-                        "cache-control",
-                        "x-accel-buffering",
-                        "x-request-id",
-                        "connection",
-                        "server",
-                    )
-                }
+                report.headers = {k: v for k, v in response.headers.items() if k in _REPORTED_HEADERS}
                 content_type = response.headers.get("content-type", "")
                 streaming = content_type.startswith(("text/event-stream", "text/plain"))
                 if streaming:
