@@ -171,17 +171,7 @@ class Producer:
         self._remote_reader = remote_reader or _nobody_elsewhere  # readers in other processes, through a shared store
         self._shutdown_notice = shutdown_notice  # end with server_shutdown before a draining worker's cutoff
         self._cancel = threading.Event()
-        # Under gevent a cancel kills the producer where it blocks (GreenletExit unwinds every layer);
-        # a thread cannot be interrupted, so it checks a flag at each token through this callback,
-        # which costs a LangChain callback dispatch per token.
-        self.config = config or {}
         self.graph = is_graph(runnable)
-        self._task_greenlets: TaskGreenlets | None = None
-        if not under_gevent():
-            self.config = with_handler(self.config, CancelOnNextEvent(self._cancel))
-        elif self.graph:  # a graph runs its nodes and tools in greenlets of their own: remember them to kill them
-            self._task_greenlets = TaskGreenlets()
-            self.config = with_handler(self.config, self._task_greenlets)
         self.stats = StreamStats()
         # A silent model ends the run with upstream_timeout, or is called again if nothing was sent (uncut.stall).
         self._stall = StallWatch(
@@ -192,8 +182,8 @@ class Producer:
             can_retry=under_gevent() and not self.graph,
             graph=self.graph,
         )
-        if self.graph and stall.on:
-            self.config = with_handler(self.config, self._stall.model_handler())
+        self._task_greenlets: TaskGreenlets | None = None
+        self.config = self._with_own_handlers(config or {}, stall)
         self.outcome: str | None = None
         self._task: Task | None = None
         self._lock = threading.Lock()
@@ -206,6 +196,24 @@ class Producer:
         self._on_end = on_end
         self._ended = False
         log.append("start", {"stream_id": log.stream_id, **(start_data or {})})
+
+    def _with_own_handlers(self, config: RunnableConfig, stall: StallLimits) -> RunnableConfig:
+        """The run's config with the handlers that let it be stopped and watched.
+
+        Under gevent a cancel kills the producer where it blocks (GreenletExit
+        unwinds every layer); a thread cannot be interrupted, so it checks a
+        flag at each token through a callback, which costs a LangChain
+        callback dispatch per token. A graph runs its nodes and tools in
+        greenlets of their own: they are remembered, to kill them too.
+        """
+        if not under_gevent():
+            config = with_handler(config, CancelOnNextEvent(self._cancel))
+        elif self.graph:
+            self._task_greenlets = TaskGreenlets()
+            config = with_handler(config, self._task_greenlets)
+        if self.graph and stall.on:
+            config = with_handler(config, self._stall.model_handler())
+        return config
 
     @property
     def stream_id(self) -> str:
