@@ -209,7 +209,8 @@ class Streams:
         *,
         owner: str | None,
         client: str | None,
-        run_config: RunnableConfig,
+        config: RunnableConfig | None,
+        callbacks: Sequence[BaseCallbackHandler],
         labels: dict[str, Any],
         kept: bool,
         environ: Mapping[str, Any] | None,
@@ -221,16 +222,25 @@ class Streams:
         limiter: StreamLimiter | None = None,
         trace: StreamTrace = NO_TRACE,
     ) -> Producer:
-        """An admitted run and its log: in the store when a client can come back for it (``kept``), else private.
+        """An admitted stream and its log: in the store when a client can come back for it (``kept``), else private.
 
-        The run holds an admission slot until it ends; raises
-        ``StreamRefused`` when the process or the client has none left.
-        Plain-text and /v1 responses never show their stream id, so their
-        events are not kept (no TTL retention, no store write per token).
+        The stream holds an admission slot until it ends; raises
+        ``StreamRefused`` when the process or the client has none left (and
+        ends ``trace`` so). Plain-text and /v1 responses never show their
+        stream id, so their events are not kept (no TTL retention, no store
+        write per token).
         """
-        admitted = self._slot(client, environ or {}) if limiter is None else self._own_slot(limiter, client)
+        stream_id = stream_id or new_stream_id()
         try:
-            stream_id = stream_id or new_stream_id()
+            # async handlers are refused here, before a slot is taken
+            run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks, *trace.handlers()])
+            admitted = self._slot(client, environ or {}) if limiter is None else self._own_slot(limiter, client)
+        except BaseException as exc:
+            trace.finished({"stream_id": stream_id, "outcome": "rejected" if isinstance(exc, StreamRefused) else "server_error"})
+            raise
+        if trace.traceparent is not None:
+            start_data = {**(start_data or {}), "traceparent": trace.traceparent}
+        try:
             log = self.store.create(stream_id, owner) if kept else MemoryEventLog(stream_id, owner)
             producer = Producer(
                 runnable,
@@ -251,6 +261,7 @@ class Streams:
             )
         except BaseException:
             admitted()
+            trace.finished({"stream_id": stream_id, "outcome": "server_error"})
             raise
         self.producers[producer.stream_id] = producer
         return producer
@@ -347,30 +358,25 @@ class Streams:
         resumable = surface in RESUMABLE
         stream_id = stream_id or new_stream_id()
         trace = tracer().response("stream", surface=surface, stream_id=stream_id, labels=labels, environ=environ or {})
-        try:
-            # refuses async handlers before a slot is taken
-            run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks, *trace.handlers()])
-            producer = self._new_producer(
-                options,
-                runnable,
-                input,
-                owner=owner,
-                client=client,
-                run_config=run_config,
-                labels=labels,
-                kept=resumable,
-                environ=environ,
-                on_end=on_end,
-                start_data=start_data if trace.traceparent is None else {**(start_data or {}), "traceparent": trace.traceparent},
-                stream_id=stream_id,
-                plan=plan,
-                detached=detached,
-                limiter=limiter,
-                trace=trace,
-            )
-        except BaseException as exc:
-            trace.finished({"stream_id": stream_id, "outcome": "rejected" if isinstance(exc, StreamRefused) else "server_error"})
-            raise
+        producer = self._new_producer(
+            options,
+            runnable,
+            input,
+            owner=owner,
+            client=client,
+            config=config,
+            callbacks=callbacks,
+            labels=labels,
+            kept=resumable,
+            environ=environ,
+            on_end=on_end,
+            start_data=start_data,
+            stream_id=stream_id,
+            plan=plan,
+            detached=detached,
+            limiter=limiter,
+            trace=trace,
+        )
         relay = self._relay(
             producer.log,
             options,
@@ -406,16 +412,15 @@ class Streams:
         and waits ``resume_grace_seconds`` for its first reader, then stops;
         ``overrides`` are option names.
         """
-        labels = {**self.metadata, **(metadata or {})}
-        run_config = with_safe_callbacks(config, [*self.callbacks, *callbacks])
         producer = self._new_producer(
             self.options_with(overrides),
             runnable,
             input,
             owner=owner,
             client=client,
-            run_config=run_config,
-            labels=labels,
+            config=config,
+            callbacks=callbacks,
+            labels={**self.metadata, **(metadata or {})},
             kept=True,
             environ=environ,
         )
