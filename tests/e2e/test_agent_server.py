@@ -23,7 +23,7 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from tests.support.postgres_server import PostgresServer
+from tests.support.postgres_server import PostgresServer, postgres_and_redis
 from tests.support.proxies import Nginx, require_binary
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
@@ -288,15 +288,8 @@ STORY = {"messages": [{"role": "user", "content": "tell me a long story about th
 
 @pytest.fixture(scope="module")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, RedisServer]]:
-    workdir = tmp_path_factory.mktemp("agent-server-dbs")
-    postgres, redis = PostgresServer(workdir), RedisServer(workdir, appendonly=True)
-    try:
-        postgres.start()
-        redis.start()
-        yield postgres, redis
-    finally:
-        redis.stop()
-        postgres.remove()
+    with postgres_and_redis(tmp_path_factory.mktemp("agent-server-dbs")) as databases:
+        yield databases
 
 
 def read_some(url: str, path: str, body: dict[str, Any], count: int) -> tuple[list[tuple[str, Any]], str, dict[str, str]]:

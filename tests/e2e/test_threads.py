@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.postgres_server import PostgresServer
+from tests.support.postgres_server import PostgresServer, postgres_and_redis
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GunicornServer
 
@@ -73,16 +73,8 @@ def log_lines(server: GunicornServer, message: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, RedisServer]]:
-    workdir = tmp_path_factory.mktemp("thread-dbs")
-    postgres = PostgresServer(workdir)
-    redis = RedisServer(workdir, appendonly=True)
-    try:
-        postgres.start()
-        redis.start()
-        yield postgres, redis
-    finally:
-        redis.stop()
-        postgres.remove()
+    with postgres_and_redis(tmp_path_factory.mktemp("thread-dbs")) as databases:
+        yield databases
 
 
 def shared_env(postgres: PostgresServer, redis: RedisServer, **extra: str) -> dict[str, str]:

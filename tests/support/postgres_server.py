@@ -15,12 +15,17 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from tests.support.processes import stop_process
 from tests.support.servers import free_port
+
+if TYPE_CHECKING:
+    from tests.support.redis_server import RedisServer
 
 INSTALL = "apt-get install -y postgresql"
 
@@ -110,3 +115,18 @@ class PostgresServer:
         """Stop, and delete the cluster."""
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def postgres_and_redis(workdir: Path) -> Iterator[tuple[PostgresServer, "RedisServer"]]:
+    """A PostgreSQL (threads) and an append-only Redis (streams) that outlive a restart of the app, for one module."""
+    from tests.support.redis_server import RedisServer
+
+    postgres, redis = PostgresServer(workdir), RedisServer(workdir, appendonly=True)
+    try:
+        postgres.start()
+        redis.start()
+        yield postgres, redis
+    finally:
+        redis.stop()
+        postgres.remove()
