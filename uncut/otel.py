@@ -385,12 +385,35 @@ ENVIRON_GETTER = _EnvironGetter()
 class _KeptOpen:
     """Stands in for the Flask instrumentation's activation: its teardown exits this, which ends nothing.
 
-    That teardown then detaches the request's context token, which also
-    undoes the activation's own attach (a reset to before the request).
+    That teardown then detaches the request's context token (a reset to before the request).
     """
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+def _exit_without_ending(activation: Any, span: Span) -> bool:
+    """Exit the instrumentation's ``use_span(span, end_on_exit=True)`` now, but for its ``span.end()``.
+
+    Merely dropping the activation would not do: its generator is closed when
+    the last reference goes, and its ``finally`` ends the span right then, in the
+    view. Exited here instead, in the request's context where it was entered, its
+    detach is in order; the span's ``end`` is shadowed for that one exit. False
+    (nothing done) for a span whose ``end`` cannot be shadowed.
+    """
+    try:
+        setattr(span, "end", _no_end)  # an instance attribute, for this exit only
+    except AttributeError:
+        return False
+    try:
+        activation.__exit__(None, None, None)
+    finally:
+        delattr(span, "end")
+    return True
+
+
+def _no_end(end_time: int | None = None) -> None:
+    return None
 
 
 def _adopt_flask_span(environ: Mapping[str, Any]) -> Span | None:
@@ -403,6 +426,8 @@ def _adopt_flask_span(environ: Mapping[str, Any]) -> Span | None:
         or environ.get(_FLASK_TOKEN) is None  # without its token, its teardown could not undo the attach
         or not span.is_recording()
     ):
+        return None
+    if not _exit_without_ending(environ[_FLASK_ACTIVATION], span):
         return None
     environ[_FLASK_ACTIVATION] = _KeptOpen()
     return span  # type: ignore[no-any-return]
