@@ -34,6 +34,7 @@ import httpcore2
 import httpx2
 import openai
 from httpcore2._backends.sync import SyncBackend, SyncStream
+from openai._legacy_response import LegacyAPIResponse
 from openai._streaming import ServerSentEvent
 
 from uncut.concurrency import under_gevent
@@ -103,7 +104,13 @@ class StreamingCompletions:
         completions = self._next()
         if not params.get("stream"):
             return completions.create(**params)
-        return completions.with_raw_response.create(**params).parse(to=self._stream_type)
+        raw = completions.with_raw_response.create(**params)
+        if not isinstance(raw, LegacyAPIResponse):
+            # An instrumentation wrapped ``create`` and parsed the stream itself (opentelemetry-instrumentation-openai-v2
+            # returns its wrapper of the SDK's own stream, whose ``parse`` takes no ``to``): that stream of chunk models
+            # is read as it is, without fixes 1 and 2.
+            return raw
+        return raw.parse(to=self._stream_type)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._completions, name)

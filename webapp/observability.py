@@ -5,10 +5,17 @@ is OTLP over HTTP, configured by the standard ``OTEL_*`` variables, which
 the SDK's exporters and readers read themselves; ``OTEL_TRACES_EXPORTER`` /
 ``OTEL_METRICS_EXPORTER`` ``none`` keep the spans and metrics in the
 process (the cost of tracing, without its export).
+
+With tracing on, the official OpenAI instrumentation
+(``opentelemetry-instrumentation-openai-v2``) is switched on too when it is
+installed, so each request to the provider is a client span under the
+stream's span, beside uncut's own ``chat`` span (``_instrument_openai``).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from typing import Any
 
@@ -26,6 +33,7 @@ def install_telemetry(settings: Settings) -> None:
     else:
         use_metrics(NoMetrics())
     otel_metrics = settings.metrics in ("otel", "both")
+    _uninstrument_openai()
     if not settings.otel and not otel_metrics:
         use_tracer(NoTracer())
         return
@@ -33,7 +41,59 @@ def install_telemetry(settings: Settings) -> None:
         from uncut.otel import install as install_otel
     except ImportError as exc:
         raise ConfigError(f"WEBAPP_OTEL / WEBAPP_METRICS=otel need OpenTelemetry: pip install 'uncut[otel]' ({exc})") from exc
-    install_otel(_tracer_provider(settings.otel), _meter_provider() if otel_metrics else None, metrics=otel_metrics)
+    tracer_provider = _tracer_provider(settings.otel)
+    install_otel(tracer_provider, _meter_provider() if otel_metrics else None, metrics=otel_metrics)
+    if settings.otel:
+        _instrument_openai(tracer_provider)
+
+
+# Whether _instrument_openai switched the OpenAI instrumentation on (and so may switch it off).
+_openai_instrumented_here = False
+
+
+def _instrument_openai(tracer_provider: Any) -> None:
+    """The official OpenAI instrumentation, if installed and not on already, reporting to the service's tracer provider.
+
+    The design: installed means wanted, as under ``opentelemetry-instrument``, and the standard
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=openai`` turns it off. uncut's own spans stay on: the
+    instrumentation's ``chat {model}`` span (the HTTP call, as the openai client sees it) is a child
+    of the stream's span, beside uncut's ``chat {model}`` (the model call, as LangChain sees it).
+    Only its spans: its metrics would count again the ``gen_ai.client.*`` ones uncut records.
+    An instrumentation someone else switched on (``opentelemetry-instrument``) is left as it is.
+    """
+    global _openai_instrumented_here
+    disabled = {name.strip() for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    if "openai" in disabled or not _installed("opentelemetry.instrumentation.openai_v2"):
+        return
+    try:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        from opentelemetry.metrics import NoOpMeterProvider
+    except ImportError as exc:  # installed, but not with versions that go together
+        logging.getLogger(__name__).warning("opentelemetry-instrumentation-openai-v2 does not import, so it is off: %s", exc)
+        return
+    instrumentor = OpenAIInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider())
+    _openai_instrumented_here = instrumentor.is_instrumented_by_opentelemetry
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # not even its parent package
+        return False
+
+
+def _uninstrument_openai() -> None:
+    """Undo this module's _instrument_openai (a later create_app sets it again, with its own provider)."""
+    global _openai_instrumented_here
+    if not _openai_instrumented_here:
+        return
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    OpenAIInstrumentor().uninstrument()
+    _openai_instrumented_here = False
 
 
 def _resource() -> Any:
@@ -84,8 +144,6 @@ def _meter_provider() -> Any:
 
 def _make_global(setter: Any, provider: Any) -> None:
     """The first provider a process makes is the global one (OpenTelemetry allows one; a second create_app keeps it)."""
-    import logging
-
     logger = logging.getLogger("opentelemetry")
     level = logger.level
     logger.setLevel(logging.ERROR)  # "Overriding of current TracerProvider is not allowed" on a second app
