@@ -9,6 +9,7 @@ targets live in bench/RESULTS.md, not in tests.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.support.servers import ROOT, clean_environ
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 SMOKE_TOKENS = 5  # what `python -m bench --smoke` asks the upstream for
+PRE_OTEL = "eb8a0e1^"  # the commit before the OpenTelemetry hook (issue 27)
 
 
 @pytest.mark.timeout(90)
@@ -87,3 +89,25 @@ def test_the_micro_benchmarks_report_every_mode_and_depth() -> None:
     )
     assert greenlet.returncode == 0, greenlet.stderr[-4000:]
     assert set(json.loads(greenlet.stdout)["kb_per_greenlet"]) == {"depth 0", "depth 5", "depth 15"}
+
+
+@pytest.mark.timeout(120)
+def test_the_otel_cost_benchmark_runs_every_mode_and_the_receiver_gets_every_span() -> None:
+    """`bench.otel_cost`: OTel off, before OTel (the commit before its hook, when this checkout has it), on without an exporter
+    and on with OTLP to a real receiver; the script fails unless every stream completed and every span arrived, so only the
+    report's shape is asserted here."""
+    has_baseline = (
+        subprocess.run(["git", "cat-file", "-e", f"{PRE_OTEL}^{{commit}}"], cwd=ROOT, capture_output=True, timeout=30).returncode == 0
+    )
+    tiny = "--tokens 5,10 --concurrency 3 --block-tokens 60 --rounds 1".split()
+    baseline = ["--baseline", PRE_OTEL] if has_baseline else []
+    run = run_bounded([sys.executable, "-m", "bench.otel_cost", *baseline, *tiny], cwd=ROOT, env=clean_environ(), text=True, timeout=100)
+    assert run.returncode == 0, run.stderr[-4000:]
+    report = json.loads(run.stdout)
+    modes = ["off", *(["pre-otel"] if has_baseline else []), "handler-only", "sdk", "otlp", "otlp-no-lc", "otlp-span-only"]
+    assert list(report["table"]) == modes
+    assert all(report["table"][mode][length]["us_per_token"]["median"] > 0 for mode in modes for length in ("5", "10"))
+    assert report["workers"]["off"]["has_tracer_hook"] is True
+    if has_baseline:
+        assert report["workers"]["pre-otel"]["has_tracer_hook"] is False  # uncut as it was, not this checkout's
+    assert report["received"]["spans"]["stream sse"] > 0 and not report["received"]["errors"]
