@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 def test_a_short_soak_loses_duplicates_and_silently_cuts_nothing(tmp_path: Path) -> None:
     require_binary("nginx", "nginx")
     require_binary("redis-server", "redis-server")
-    command = [sys.executable, "-m", "bench.soak", "--clients", "40", "--seconds", "120", "--seed", "1", "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "bench.soak", "--clients", "40", "--seconds", "90", "--seed", "1", "--out", str(tmp_path)]
     done = run_bounded(command, cwd=ROOT, text=True, timeout=400)  # on a timeout, the soak's servers are stopped too
     print(done.stdout)
     result = json.loads((tmp_path / "soak-1.json").read_text())
