@@ -44,7 +44,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
-from uncut.telemetry import StreamTrace, use_tracer
+from uncut.telemetry import NoTracer, StreamTrace, use_tracer
 
 __all__ = ["OtelTracer", "install", "uninstall"]
 
@@ -75,8 +75,6 @@ def install(
 
 
 def uninstall() -> None:
-    from uncut.telemetry import NoTracer
-
     use_tracer(NoTracer())
 
 
@@ -167,12 +165,10 @@ class OtelTrace:
     """One response's span, ended once by ``finished``; the producer runs inside it."""
 
     def __init__(self, owner: OtelTracer, span: Span, kind: str, started: float) -> None:
+        self.owner = owner
         self.span = span
         self.kind = kind
         self.started = started
-        self.instruments = owner.instruments
-        self.langchain_spans = owner.langchain_spans
-        self.tracer = owner.tracer
         self._handler: SpanHandler | None = None
         self._ended = False
         context = span.get_span_context()
@@ -189,9 +185,10 @@ class OtelTrace:
             otel_context.detach(token)
 
     def handlers(self) -> list[Any]:
-        if not self.langchain_spans and self.instruments is None:
+        owner = self.owner
+        if not owner.langchain_spans and owner.instruments is None:
             return []
-        self._handler = SpanHandler(self.tracer, self.span, self.instruments, spans=self.langchain_spans)
+        self._handler = SpanHandler(owner.tracer, self.span, owner.instruments, spans=owner.langchain_spans)
         return [self._handler]
 
     def finished(self, summary: Mapping[str, Any]) -> None:
@@ -208,20 +205,18 @@ class OtelTrace:
             span.set_attribute("error.type", ended_as)
             span.set_status(Status(StatusCode.ERROR, ended_as))
         span.end()
-        if self.instruments is not None:
-            self._record(summary, ended_as, duration)
+        if self.owner.instruments is not None:
+            self._record(self.owner.instruments, summary, ended_as, duration)
 
-    def _record(self, summary: Mapping[str, Any], outcome: str, duration: float) -> None:
-        instruments = self.instruments
-        assert instruments is not None
-        attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "uncut.outcome": outcome, **_model_attributes(summary)}
+    def _record(self, instruments: GenAIInstruments, summary: Mapping[str, Any], outcome: str, duration: float) -> None:
+        model = _model_attributes(summary)
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "uncut.outcome": outcome, **model}
         if outcome != "completed":
             attributes["error.type"] = outcome
         instruments.request_duration.record(duration, attributes)
         ttft_ms, tokens, total_ms = summary.get("ttft_ms"), summary.get("tokens") or 0, summary.get("duration_ms")
         if self.kind != "stream" or ttft_ms is None:
             return  # a resume's reader did not wait for the first token
-        model = _model_attributes(summary)
         instruments.time_to_first_token.record(ttft_ms / 1000, model)
         if tokens > 1 and total_ms is not None and total_ms > ttft_ms:
             instruments.time_per_output_token.record((total_ms - ttft_ms) / 1000 / (tokens - 1), model)
@@ -259,24 +254,26 @@ class SpanHandler(BaseCallbackHandler):
         span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
         self._open[run_id] = (span, time.monotonic(), attributes)
 
-    def _end(self, run_id: UUID, error: BaseException | None = None) -> tuple[Span, float, dict[str, Any]] | None:
+    def _end(self, run_id: UUID, error_type: str | None = None, message: str = "") -> tuple[float, dict[str, Any]] | None:
+        """End a call's span; its duration and its attributes (with ``error.type`` when it failed), for its metric."""
         found = self._open.pop(run_id, None)
         if found is None:
             return None
-        span = found[0]
-        if error is not None:
-            span.set_attribute("error.type", type(error).__name__)
-            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+        span, started, attributes = found
+        if error_type is not None:
+            attributes = {**attributes, "error.type": error_type}
+            span.set_attribute("error.type", error_type)
+            span.set_status(Status(StatusCode.ERROR, message[:200]))
         span.end()
-        return span, time.monotonic() - found[1], found[2]
+        return time.monotonic() - started, attributes
+
+    def _failed(self, run_id: UUID, error: BaseException) -> tuple[float, dict[str, Any]] | None:
+        return self._end(run_id, type(error).__name__, str(error))
 
     def end_open_spans(self) -> None:
         """The producer ended: whatever never reported its end (a cancel, a kill) ends now, as cancelled."""
         for run_id in list(self._open):
-            span = self._open[run_id][0]
-            span.set_attribute("error.type", "cancelled")
-            span.set_status(Status(StatusCode.ERROR, "cancelled"))
-            self._end(run_id)
+            self._end(run_id, "cancelled", "cancelled")
         self._via.clear()
 
     # -- models -----------------------------------------------------------------------------------
@@ -312,14 +309,14 @@ class SpanHandler(BaseCallbackHandler):
             span.set_attributes({f"gen_ai.usage.{kind}_tokens": count for kind, count in usage.items()})
         ended = self._end(run_id)
         if self.instruments is not None and ended is not None:
-            self.instruments.operation_duration.record(ended[1], attributes)
+            self.instruments.operation_duration.record(*ended)
             for kind, count in usage.items():
                 self.instruments.token_usage.record(count, {**attributes, "gen_ai.token.type": kind})
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        ended = self._end(run_id, error)
+        ended = self._failed(run_id, error)
         if self.instruments is not None and ended is not None:
-            self.instruments.operation_duration.record(ended[1], {**ended[2], "error.type": type(error).__name__})
+            self.instruments.operation_duration.record(*ended)
 
     # -- tools ------------------------------------------------------------------------------------
 
@@ -331,25 +328,24 @@ class SpanHandler(BaseCallbackHandler):
         self._begin(run_id, parent_run_id, f"execute_tool {name}", SpanKind.INTERNAL, attributes)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._tool_ended(run_id, None)
+        self._tool_ended(self._end(run_id))
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._tool_ended(run_id, error)
+        self._tool_ended(self._failed(run_id, error))
 
-    def _tool_ended(self, run_id: UUID, error: BaseException | None) -> None:
-        ended = self._end(run_id, error)
+    def _tool_ended(self, ended: tuple[float, dict[str, Any]] | None) -> None:
         if self.instruments is not None and ended is not None:
-            attributes = ended[2] if error is None else {**ended[2], "error.type": type(error).__name__}
-            self.instruments.tool_duration.record(ended[1], attributes)
+            self.instruments.tool_duration.record(*ended)
 
     # -- graph steps ------------------------------------------------------------------------------
 
     def on_chain_start(
         self, serialized: dict[str, Any], inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        node = (kwargs.get("metadata") or {}).get("langgraph_node")
+        metadata = kwargs.get("metadata") or {}
+        node = metadata.get("langgraph_node")
         if node is not None and kwargs.get("name") == node and self.spans:  # the node's own run, not one inside it
-            step = (kwargs.get("metadata") or {}).get("langgraph_step")
+            step = metadata.get("langgraph_step")
             attributes = {"langgraph.node": str(node), **({"langgraph.step": int(step)} if isinstance(step, int) else {})}
             self._begin(run_id, parent_run_id, f"step {node}", SpanKind.INTERNAL, attributes)
         else:
@@ -362,7 +358,10 @@ class SpanHandler(BaseCallbackHandler):
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._via.pop(run_id, None)
         # A graph's interrupt (a pause for approval) ends its step by raising; it is no error.
-        self._end(run_id, None if type(error).__name__ == "GraphInterrupt" else error)
+        if type(error).__name__ == "GraphInterrupt":
+            self._end(run_id)
+        else:
+            self._failed(run_id, error)
 
 
 # -- helpers --------------------------------------------------------------------------------------
