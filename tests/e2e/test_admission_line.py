@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from tests.e2e.test_overload import INTERVAL, OVERLOAD, TOKENS, bench_upstream, capacity, servers  # noqa: F401 - fixtures
+from tests.e2e.test_overload import OVERLOAD, bench_upstream, capacity, load_command, servers  # noqa: F401 - fixtures
 from tests.support.servers import ROOT, GunicornServer, clean_environ
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
@@ -32,29 +31,7 @@ BURST = 1000
 def load(server: GunicornServer, tmp_path: Path, *args: str) -> dict[str, Any]:
     out = tmp_path / f"load-{server.port}.json"
     process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.load",
-            "--url",
-            server.url,
-            "--path",
-            "/api/chat/events",
-            "--mode",
-            "sse",
-            "--tokens",
-            str(TOKENS),
-            "--interval",
-            str(INTERVAL),
-            "--stream-timeout",
-            "90",
-            "--max-retries",
-            "2",
-            "--keep-records",
-            "--out",
-            str(out),
-            *args,
-        ],
+        load_command(server, out, "--max-retries", "2", "--keep-records", *args),
         cwd=ROOT,
         env=clean_environ(),
         capture_output=True,

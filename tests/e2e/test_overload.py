@@ -148,35 +148,37 @@ def first_byte_of_a_fresh_request(url: str, after: float, result: dict[str, floa
             break
 
 
+def load_command(server: GunicornServer, out: Path, *extra: str) -> list[str]:
+    """``bench.load`` against the service's SSE chat: TOKENS tokens INTERVAL apart, 90 s a stream, the report to ``out``."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--url",
+        server.url,
+        "--path",
+        "/api/chat/events",
+        "--mode",
+        "sse",
+        "--tokens",
+        str(TOKENS),
+        "--interval",
+        str(INTERVAL),
+        "--stream-timeout",
+        "90",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def overload(server: GunicornServer, tmp_path: Path, rate: float) -> tuple[dict, dict[str, float | int]]:
     """An open loop at ``rate`` for SECONDS with a fresh request timed two thirds in; (the load's summary, the fresh request)."""
     out = tmp_path / f"load-{server.port}.json"
     fresh: dict[str, float | int] = {}
     probe = threading.Thread(target=first_byte_of_a_fresh_request, args=(server.url, SECONDS * 2 / 3, fresh))
     load = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.load",
-            "--url",
-            server.url,
-            "--path",
-            "/api/chat/events",
-            "--mode",
-            "sse",
-            "--tokens",
-            str(TOKENS),
-            "--interval",
-            str(INTERVAL),
-            "--rate",
-            f"{rate:.1f}",
-            "--duration",
-            str(SECONDS),
-            "--stream-timeout",
-            "90",
-            "--out",
-            str(out),
-        ],
+        load_command(server, out, "--rate", f"{rate:.1f}", "--duration", str(SECONDS)),
         cwd=ROOT,
         env=clean_environ(),
         stdout=subprocess.DEVNULL,
